@@ -1,0 +1,36 @@
+# Two entry points: `make demo` (set up + small pipeline run + report) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# CPU build of torch that lies on this machine's disk; pyproject keeps the range open for GPU users.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: demo test test-slow bench lint clean venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_PIN)"
+	$(PY) -m pip install -q -e ".[dev,rl]"
+	touch $@
+
+demo: venv
+	$(PY) -m mmrep.demo --out outputs/demo
+
+test: venv
+	$(PY) -m pytest -q
+
+test-slow: venv
+	$(PY) -m pytest -q -m slow
+
+bench: venv
+	$(PY) benchmarks/env_step.py --out outputs/bench/env_step.json
+	$(PY) benchmarks/expert_success.py --out outputs/bench/expert_success.json
+
+lint: venv
+	$(VENV)/bin/ruff check sim mmrep tests benchmarks
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,212 @@
+"""KUKA iiwa with a wrist F/T joint and a peg, driven by a Cartesian impedance controller.
+
+The controller runs in torque mode at the physics rate:
+``tau = J^T [Kp (x_d - x) - Kd v; Ko e_R - Do w] + bias(q, qd) + N^T M_diag (Kn (q_0 - q) - Dn qd)``
+with ``bias`` the gravity + Coriolis torques and ``N`` the dynamically consistent nullspace projector.
+The model terms (Jacobian, mass matrix, bias) are refreshed at ``model_update_hz``; between refreshes
+the tip pose is propagated with the Jacobian (``x ~ x0 + Jv (q - q0)``), which keeps the Python per
+substep to one state query, a few small matrix products and one torque command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pybullet as p
+
+from sim.assets import HULL_MARGIN, PEG_MASS
+from sim.config import ControllerConfig
+
+ARM_JOINTS = tuple(range(7))
+FT_JOINT = 7  # fixed joint between link 7 and the peg, with a force/torque sensor
+PEG_LINK = 7
+REST_POSE = np.array([0.0, 0.45, 0.0, -1.75, 0.0, 0.95, 0.0])  # rad, elbow up, flange down
+GRAVITY = 9.81
+
+
+def tool_down_quat(yaw: float = 0.0) -> np.ndarray:
+    """(x, y, z, w) orientation of the peg pointing straight down, turned by ``yaw`` (rad) about world z.
+
+    ``yaw = 0`` matches a hole whose box has yaw 0 (every peg cross-section is symmetric under x -> -x,
+    and the base turn of pi is the iiwa's natural flange-down pose).
+    """
+    return np.asarray(p.getQuaternionFromEuler([np.pi, 0.0, np.pi + yaw]))
+
+
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation matrix of an (x, y, z, w) quaternion."""
+    x, y, z, w = q
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def orientation_error(q_desired: np.ndarray, q_current: np.ndarray) -> np.ndarray:
+    """(3,) rotation vector (rad, world frame) taking ``q_current`` to ``q_desired`` (small-angle form)."""
+    x1, y1, z1, w1 = q_desired
+    x2, y2, z2, w2 = -q_current[0], -q_current[1], -q_current[2], q_current[3]  # conjugate
+    w = w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2
+    v = np.array([
+        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+    ])
+    return 2.0 * v if w >= 0 else -2.0 * v
+
+
+@dataclass
+class TipState:
+    """Peg-tip state, world frame: position (m), orientation (x, y, z, w), linear (m/s) and angular
+    (rad/s) velocity."""
+
+    pos: np.ndarray
+    quat: np.ndarray
+    lin_vel: np.ndarray
+    ang_vel: np.ndarray
+
+
+class Robot:
+    """The arm, its peg and its controller, in one PyBullet client.
+
+    Args:
+        client: PyBullet physics client id.
+        urdf: generated robot URDF (``sim.assets.robot_urdf``).
+        peg_length: m, distance from flange to peg tip.
+        controller: gains and limits.
+        physics_dt: s, physics time step.
+    """
+
+    def __init__(self, client: int, urdf: Path, peg_length: float, controller: ControllerConfig,
+                 physics_dt: float) -> None:
+        self.client = client
+        self.cfg = controller
+        self.peg_length = peg_length
+        self.uid = p.loadURDF(str(urdf), basePosition=[0, 0, 0], useFixedBase=True,
+                              flags=p.URDF_USE_INERTIA_FROM_FILE, physicsClientId=client)
+        p.enableJointForceTorqueSensor(self.uid, FT_JOINT, True, physicsClientId=client)
+        for link in range(-1, PEG_LINK + 1):
+            p.changeDynamics(self.uid, link, linearDamping=0.0, angularDamping=0.0,
+                             jointDamping=0.0, physicsClientId=client)
+        p.changeDynamics(self.uid, PEG_LINK, collisionMargin=HULL_MARGIN, physicsClientId=client)
+        # Tip in the peg link's centre-of-mass frame (calculateJacobian wants COM-relative positions).
+        self._tip_in_com = np.array([0.0, 0.0, peg_length / 2])
+        self._query_joints = list(ARM_JOINTS) + [FT_JOINT]
+        self._zeros7 = [0.0] * 7
+        self.update_every = max(1, int(round(1.0 / (controller.model_update_hz * physics_dt))))
+        self.target_pos = np.zeros(3)
+        self.target_quat = np.array([1.0, 0.0, 0.0, 0.0])
+        self.posture = REST_POSE.copy()
+        self._substep = 0
+
+    # ----------------------------------------------------------------------------------------- state
+    def joint_states(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Joint positions (7,) rad, velocities (7,) rad/s, and the raw F/T joint reaction (6,)."""
+        states = p.getJointStates(self.uid, self._query_joints, physicsClientId=self.client)
+        q = np.array([s[0] for s in states[:7]])
+        qd = np.array([s[1] for s in states[:7]])
+        return q, qd, np.asarray(states[7][2])
+
+    def tip_state(self) -> TipState:
+        """Exact peg-tip pose and velocity from forward kinematics."""
+        ls = p.getLinkState(self.uid, PEG_LINK, computeLinkVelocity=1, computeForwardKinematics=1,
+                            physicsClientId=self.client)
+        com, quat = np.asarray(ls[0]), np.asarray(ls[1])
+        offset = quat_to_matrix(quat) @ self._tip_in_com
+        ang = np.asarray(ls[7])
+        return TipState(com + offset, quat, np.asarray(ls[6]) + np.cross(ang, offset), ang)
+
+    def reset(self, q: np.ndarray) -> None:
+        """Place the arm at joint positions ``q`` (7,), at rest, holding its pose."""
+        for j, qj in zip(ARM_JOINTS, q):
+            p.resetJointState(self.uid, j, float(qj), 0.0, physicsClientId=self.client)
+        # Torque mode needs PyBullet's default velocity motors off.
+        p.setJointMotorControlArray(self.uid, list(ARM_JOINTS), p.VELOCITY_CONTROL,
+                                    forces=self._zeros7, physicsClientId=self.client)
+        tip = self.tip_state()
+        self.target_pos = tip.pos.copy()
+        self.target_quat = tip.quat.copy()
+        self.posture = np.asarray(q, dtype=float).copy()
+        self._substep = 0
+
+    def solve_ik(self, tip_pos: np.ndarray, tip_quat: np.ndarray, iterations: int = 4) -> np.ndarray:
+        """Joint positions (7,) that put the peg tip at ``tip_pos`` with orientation ``tip_quat``.
+
+        PyBullet's IK targets the link frame; the tip offset is corrected by re-solving against the
+        measured tip, which converges in a few iterations. Leaves the arm at the solution.
+        """
+        goal = np.asarray(tip_pos, dtype=float)
+        aim = goal.copy()
+        q = REST_POSE.copy()
+        # PyBullet's IK iterates from the current joint state: seed it with the rest pose, not the
+        # singular all-zero pose, or it lands in a twisted elbow configuration.
+        for j, qj in zip(ARM_JOINTS, q):
+            p.resetJointState(self.uid, j, float(qj), 0.0, physicsClientId=self.client)
+        for _ in range(iterations):
+            q = np.asarray(p.calculateInverseKinematics(
+                self.uid, PEG_LINK, aim.tolist(), list(tip_quat), restPoses=REST_POSE.tolist(),
+                lowerLimits=[-2.96, -2.09, -2.96, -2.09, -2.96, -2.09, -3.05],
+                upperLimits=[2.96, 2.09, 2.96, 2.09, 2.96, 2.09, 3.05],
+                jointRanges=[5.9, 4.2, 5.9, 4.2, 5.9, 4.2, 6.1], maxNumIterations=200,
+                residualThreshold=1e-6, physicsClientId=self.client))[:7]
+            for j, qj in zip(ARM_JOINTS, q):
+                p.resetJointState(self.uid, j, float(qj), 0.0, physicsClientId=self.client)
+            aim = aim + (goal - self.tip_state().pos)
+        return q
+
+    # ------------------------------------------------------------------------------------ controller
+    def _update_model(self, q: np.ndarray, qd: np.ndarray) -> None:
+        c = self.client
+        ql, qdl = q.tolist(), qd.tolist()
+        ls = p.getLinkState(self.uid, PEG_LINK, computeForwardKinematics=1, physicsClientId=c)
+        com, quat = np.asarray(ls[0]), np.asarray(ls[1])
+        self._x0 = com + quat_to_matrix(quat) @ self._tip_in_com
+        self._e0 = orientation_error(self.target_quat, quat)
+        self._q0 = q
+        jl, ja = p.calculateJacobian(self.uid, PEG_LINK, self._tip_in_com.tolist(), ql, self._zeros7,
+                                     self._zeros7, physicsClientId=c)
+        J = np.vstack([np.asarray(jl), np.asarray(ja)])
+        M = np.asarray(p.calculateMassMatrix(self.uid, ql, physicsClientId=c))
+        self._bias = np.asarray(p.calculateInverseDynamics(self.uid, ql, qdl, self._zeros7,
+                                                           physicsClientId=c))
+        Minv = np.linalg.inv(M)
+        lam = np.linalg.inv(J @ Minv @ J.T + 1e-6 * np.eye(6))
+        # Dynamically consistent nullspace projector (transposed), so posture torques do not disturb the tip.
+        self._null_t = np.eye(7) - J.T @ lam @ J @ Minv
+        self._mdiag = np.diag(M).copy()
+        self._J = J
+        self._Jt = J.T.copy()
+        self._Jv, self._Jw = J[:3], J[3:]
+
+    def control_substep(self, q: np.ndarray, qd: np.ndarray) -> None:
+        """Compute and apply the joint torques for one physics substep, given the joint state."""
+        if self._substep % self.update_every == 0:
+            self._update_model(q, qd)
+        self._substep += 1
+        cfg = self.cfg
+        dq = q - self._q0
+        twist = self._J @ qd
+        pos_err = self.target_pos - (self._x0 + self._Jv @ dq)
+        rot_err = self._e0 - self._Jw @ dq
+        wrench = np.concatenate([cfg.kp_pos * pos_err - cfg.kd_pos * twist[:3],
+                                 cfg.kp_rot * rot_err - cfg.kd_rot * twist[3:]])
+        null = self._mdiag * (cfg.kp_null * (self.posture - q) - cfg.kd_null * qd)
+        tau = self._Jt @ wrench + self._bias + self._null_t @ null
+        p.setJointMotorControlArray(self.uid, list(ARM_JOINTS), p.TORQUE_CONTROL, forces=tau.tolist(),
+                                    physicsClientId=self.client)
+
+    def peg_weight_in_sensor(self, quat: np.ndarray) -> np.ndarray:
+        """(6,) F/T joint reading caused by the peg's weight alone at orientation ``quat``.
+
+        PyBullet reports the wrench the joint applies to the child (the peg), in the sensor (peg)
+        frame: a hanging peg reads m g along world +z (measured: -0.981 N on sensor z when the peg
+        points down). The moment is about the joint origin.
+        """
+        R = quat_to_matrix(quat)
+        f_world = np.array([0.0, 0.0, PEG_MASS * GRAVITY])
+        com = np.array([0.0, 0.0, self.peg_length / 2])
+        f = R.T @ f_world
+        return np.concatenate([f, np.cross(com, f)])
