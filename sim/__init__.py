@@ -11,8 +11,8 @@ from sim.env import PegInsertionEnv
 
 ENV_IDS: list[str] = ["mmrep/PegInsertion-v0"]
 
-# The env enforces its own step limit (and reports it as truncation_reason="time_limit"),
-# so no TimeLimit wrapper is added here.
+# The env enforces its own step limit (option ``max_steps``) and says why it truncated
+# (info["truncation_reason"]); gym.make's max_episode_steps would add a TimeLimit that cannot say so.
 if "mmrep/PegInsertion-v0" not in registry:
     register(id="mmrep/PegInsertion-v0", entry_point="sim.env:PegInsertionEnv",
              kwargs={"peg_shape": "square"})

@@ -88,7 +88,7 @@ class EnvConfig:
     action_dim: int = 3  # 3: (dx, dy, dz); 4 adds a yaw rate
     action_scale: float = 0.01  # m per step for an action of 1 (yaw: action_scale_yaw)
     action_scale_yaw: float = 0.1  # rad per step for a yaw action of 1
-    max_episode_steps: int = 200
+    max_steps: int = 200
     compute_flow: bool = False  # True: info["flow"] holds the exact optical flow of the step
     max_ee_speed: float = 2.0  # m/s, faster counts as a runaway (truncation)
     workspace_low: tuple[float, float, float] = (0.35, -0.3, -0.005)  # m, safety box for the tip
@@ -156,8 +156,8 @@ class EnvConfig:
             raise ValueError("compute_flow=True needs use_camera=True (flow is computed from the images)")
         if self.action_dim not in (3, 4):
             raise ValueError(f"action_dim must be 3 or 4, got {self.action_dim!r}")
-        if not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be a positive int, got {self.max_episode_steps!r}")
+        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+            raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
         if any(lo >= hi for lo, hi in zip(self.workspace_low, self.workspace_high)):
             raise ValueError("workspace_low must be below workspace_high on every axis")
         if self.completion_bonus < 0:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -21,6 +24,12 @@ from sim.task import MAX_STEP_REWARD, PegHoleTask
 
 FORCE_LIMIT = 1e4  # N or N m; readings are clipped to this so the observation space is finite
 PROPRIO_DIM = 13
+PROPRIO_LIMIT = 10.0  # m, m/s, rad/s: far beyond the workspace and the runaway speed; values are clipped
+
+
+def _has_display() -> bool:
+    """Whether PyBullet's GUI can open a window (it blocks forever on a headless Linux machine)."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY"))
 
 
 class PegInsertionEnv(gym.Env):
@@ -65,12 +74,16 @@ class PegInsertionEnv(gym.Env):
             obs_spaces["rgb"] = spaces.Box(0, 255, (s, s, 3), np.uint8)
             obs_spaces["depth"] = spaces.Box(0.0, FAR, (s, s, 1), np.float32)
         obs_spaces["force"] = spaces.Box(-FORCE_LIMIT, FORCE_LIMIT, (n, 6), np.float32)
-        obs_spaces["proprio"] = spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)
+        obs_spaces["proprio"] = spaces.Box(-PROPRIO_LIMIT, PROPRIO_LIMIT, (PROPRIO_DIM,), np.float32)
         obs_spaces["contact"] = spaces.MultiBinary(n)
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Box(-1.0, 1.0, (cfg.action_dim,), np.float32)
 
-        self._client: int | None = p.connect(p.GUI if render_mode == "human" else p.DIRECT)
+        gui = render_mode == "human" and _has_display()
+        if render_mode == "human" and not gui:
+            warnings.warn("render_mode='human' needs a display (DISPLAY is unset); running headless",
+                          stacklevel=2)
+        self._client: int | None = p.connect(p.GUI if gui else p.DIRECT)
         c = self._client
         p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=c)
         p.setGravity(0, 0, -9.81, physicsClientId=c)
@@ -82,7 +95,7 @@ class PegInsertionEnv(gym.Env):
         self.task = PegHoleTask(c, cfg)
         self.camera = (Camera(c, s, cfg.camera_target, cfg.camera_distance, cfg.camera_yaw,
                               cfg.camera_pitch, cfg.camera_fov) if cfg.use_camera or render_mode else None)
-        if render_mode == "human":
+        if gui:
             p.resetDebugVisualizerCamera(cfg.camera_distance * 2, cfg.camera_yaw, cfg.camera_pitch,
                                          list(cfg.camera_target), physicsClientId=c)
         self.ft_sensor = ForceTorqueSensor(cfg.ft_sensor, cfg.physics_hz)
@@ -178,8 +191,8 @@ class PegInsertionEnv(gym.Env):
         reward = float(sum(terms.values()))
         if success:
             # Finishing must always beat hovering just short of success for the remaining steps.
-            reward += cfg.completion_bonus + MAX_STEP_REWARD * (cfg.max_episode_steps - self._steps)
-        if reason is None and self._steps >= cfg.max_episode_steps and not success:
+            reward += cfg.completion_bonus + MAX_STEP_REWARD * (cfg.max_steps - self._steps)
+        if reason is None and self._steps >= cfg.max_steps and not success:
             reason = "time_limit"
         info = self._info(tip, terms)
         info["raw_force"] = raw.astype(np.float32)
@@ -245,7 +258,8 @@ class PegInsertionEnv(gym.Env):
             obs["rgb"] = frame.rgb
             obs["depth"] = frame.depth
         obs["force"] = force.astype(np.float32)
-        obs["proprio"] = np.concatenate([tip.pos, tip.quat, tip.lin_vel, tip.ang_vel]).astype(np.float32)
+        proprio = np.concatenate([tip.pos, tip.quat, tip.lin_vel, tip.ang_vel])
+        obs["proprio"] = np.clip(proprio, -PROPRIO_LIMIT, PROPRIO_LIMIT).astype(np.float32)
         obs["contact"] = contact.astype(np.int8)
         return obs
 

@@ -1,0 +1,204 @@
+"""The Gymnasium env: API conformance, determinism, spaces, arguments, safety, rewards."""
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import sim
+from sim.task import MAX_STEP_REWARD
+
+
+@pytest.mark.parametrize("env_id", sim.ENV_IDS)
+def test_check_env_every_id(env_id, make_env):
+    env = make_env(env_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(env.unwrapped)  # includes the step-determinism check
+        sb3_check_env(env.unwrapped)
+
+
+def test_env_ids_cover_every_shape():
+    assert len(sim.ENV_IDS) == len(sim.PEG_SHAPES) + 1
+    for shape in sim.PEG_SHAPES:
+        assert gym.spec(f"mmrep/PegInsertion{shape.capitalize()}-v0").kwargs["peg_shape"] == shape
+
+
+def _rollout(env, seed, actions):
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for a in actions:
+        obs, *_ = env.step(a)
+        out.append(obs)
+    return out
+
+
+def test_same_seed_bit_identical_observations(make_env):
+    actions = [np.array([0.5, -0.3, -1.0], dtype=np.float32)] * 4
+    a = _rollout(make_env(), 7, actions)
+    b = _rollout(make_env(), 7, actions)
+    env = make_env()
+    _rollout(env, 99, actions)  # a different episode first must not change the replay
+    c = _rollout(env, 7, actions)
+    for x, y, z in zip(a, b, c):
+        for key in x:
+            assert np.array_equal(x[key], y[key]), key
+            assert np.array_equal(x[key], z[key]), key
+
+
+def test_different_seeds_give_different_hole_poses(make_env):
+    env = make_env(use_camera=False)
+    holes = [env.reset(seed=s)[1]["hole_pos"] for s in range(5)]
+    assert len({tuple(h.round(6)) for h in holes}) == 5
+    r = env.unwrapped.cfg.randomization
+    for h in holes:
+        assert np.all(np.abs(h[:2] - np.asarray(r.hole_xy_center)) <= r.hole_xy_range + 1e-9)
+
+
+def test_hole_estimate_error_has_configured_length(make_env):
+    env = make_env(use_camera=False, randomization={"hole_estimate_error": 0.003})
+    for s in range(3):
+        _, info = env.reset(seed=s)
+        err = np.linalg.norm(info["hole_estimate"][:2] - info["hole_pos"][:2])
+        assert err == pytest.approx(0.003, abs=1e-9)
+
+
+def test_observation_shapes_dtypes_and_render(make_env):
+    env = make_env(render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    assert obs["rgb"].shape == (128, 128, 3) and obs["rgb"].dtype == np.uint8
+    assert obs["depth"].shape == (128, 128, 1) and obs["depth"].dtype == np.float32
+    assert obs["force"].shape == (50, 6) and obs["force"].dtype == np.float32
+    assert obs["proprio"].shape == (13,) and obs["contact"].shape == (50,)
+    assert env.observation_space.contains(obs)
+    frame = env.render()
+    assert frame.shape == (128, 128, 3) and frame.dtype == np.uint8
+    # The workspace is in view: the scene is not a blank image, depth is metric and plausible.
+    assert frame.std() > 10
+    assert 0.2 < float(obs["depth"].min()) < float(obs["depth"].max()) < 2.0
+
+
+def test_state_only_and_240hz_preset_shapes(make_env):
+    env = make_env(use_camera=False, physics_preset="fast", render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    assert set(obs) == {"force", "proprio", "contact"}
+    assert obs["force"].shape == (12, 6)
+    assert env.render().shape == (128, 128, 3)  # rendering still works on request
+
+
+def test_close_twice_is_fine(make_env):
+    env = make_env()
+    env.reset(seed=0)
+    env.close()
+    env.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        env.reset(seed=0)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"peg_shape": "star"}, "peg_shape"),
+    ({"clearance": -0.001}, "clearance"),
+    ({"image_size": 0}, "image_size"),
+    ({"physics_hz": 1000.0, "control_hz": 30.0}, "physics_hz / control_hz"),
+    ({"action_dim": 2}, "action_dim"),
+    ({"max_steps": 0}, "max_steps"),
+    ({"peg_widht": 0.03}, "peg_widht"),
+    ({"controller": {"kp_pos": -5.0}}, "controller.kp_pos"),
+    ({"controller": {"kp": 5.0}}, "controller.'kp'"),
+    ({"ft_sensor": {"lowpass_hz": 900.0}}, "ft_sensor.lowpass_hz"),
+    ({"randomization": {"hole_xy_range": -1.0}}, "randomization.hole_xy_range"),
+    ({"use_camera": False, "compute_flow": True}, "compute_flow"),
+    ({"physics_preset": "turbo"}, "physics_preset"),
+    ({"render_mode": "ascii"}, "render_mode"),
+])
+def test_bad_argument_raises_value_error_naming_it(kwargs, name):
+    with pytest.raises(ValueError) as err:
+        gym.make("mmrep/PegInsertion-v0", **kwargs)
+    assert name in str(err.value)
+
+
+def test_bad_action_raises(make_env):
+    env = make_env(use_camera=False)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros(5))
+    with pytest.raises(ValueError, match="finite"):
+        env.step(np.array([np.nan, 0.0, 0.0]))
+
+
+def test_time_limit_truncates_with_reason(make_env):
+    env = make_env(use_camera=False, max_steps=3)
+    env.reset(seed=0)
+    for _ in range(3):
+        _, _, terminated, truncated, info = env.step(np.zeros(3, dtype=np.float32))
+    assert truncated and not terminated and info["truncation_reason"] == "time_limit"
+
+
+def test_leaving_workspace_truncates_with_reason(make_env):
+    env = make_env(use_camera=False, workspace_high=(0.85, 0.3, 0.25))
+    env.reset(seed=0)
+    for _ in range(40):
+        obs, _, _, truncated, info = env.step(np.array([0.0, 0.0, 1.0], dtype=np.float32))
+        if truncated:
+            break
+    # The target is clipped to the workspace, so only overshoot could leave it: it must not.
+    assert not truncated or info["truncation_reason"] in ("workspace", "time_limit")
+    assert np.isfinite(obs["proprio"]).all()
+
+
+def test_runaway_speed_truncates(make_env):
+    env = make_env(use_camera=False, max_ee_speed=0.05)  # any brisk motion counts as runaway
+    env.reset(seed=0)
+    for _ in range(10):
+        obs, _, _, truncated, info = env.step(np.array([1.0, 1.0, -1.0], dtype=np.float32))
+        if truncated:
+            break
+    assert truncated and info["truncation_reason"] == "runaway"
+    assert np.isfinite(obs["proprio"]).all()
+
+
+def test_lead_bound_caps_target_distance(make_env):
+    env = make_env(use_camera=False, action_scale=0.05)
+    _, info = env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([1.0, 1.0, 1.0], dtype=np.float32))
+    lead = np.linalg.norm(info["target_pos"] - info["tip_pos"])
+    assert lead <= env.unwrapped.cfg.controller.max_lead + 0.05  # bound applies at the step's start
+    start_lead = np.linalg.norm(info["target_pos"] - env.unwrapped.robot.target_pos)
+    assert start_lead == 0.0
+
+
+def test_pressing_on_block_reads_bounded_positive_z_force(make_env):
+    """Pushing the peg onto the block top: the tared F/T z force is about kp x lead, tens of newtons."""
+    env = make_env(use_camera=False, randomization={"hole_estimate_error": 0.0})
+    obs, info = env.reset(seed=1)
+    spot = info["hole_pos"] + np.array([0.03, 0.0, 0.0])  # on the block, beside the hole
+    u = env.unwrapped
+    for _ in range(60):
+        goal = np.array([spot[0], spot[1], obs["proprio"][2] - 0.02])
+        a = np.clip((goal - u.robot.target_pos) / u.cfg.action_scale, -1, 1).astype(np.float32)
+        obs, _, _, _, info = env.step(a)
+    assert obs["contact"].all()
+    fz = float(obs["force"][:, 2].mean())
+    assert 20.0 < fz < 40.0, fz  # lead capped at 30 N / 2000 N/m
+    assert abs(info["insertion_depth"]) < 0.002  # resting on the top surface
+
+
+def test_completion_bonus_beats_hovering(make_env):
+    env = make_env("mmrep/PegInsertionSquare-v0", use_camera=False,
+                   randomization={"hole_estimate_error": 0.0})
+    from sim.policies import ExpertPolicy
+    policy = ExpertPolicy(env.unwrapped.cfg)
+    obs, info = env.reset(seed=0)
+    policy.reset(info, seed=0)
+    steps = 0
+    while True:
+        obs, reward, terminated, truncated, info = env.step(policy.act(obs, info))
+        steps += 1
+        if terminated or truncated:
+            break
+    assert terminated and info["is_success"]
+    remaining = env.unwrapped.cfg.max_steps - steps
+    assert reward > MAX_STEP_REWARD * remaining  # more than hovering for the rest of the episode
