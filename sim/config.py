@@ -80,7 +80,7 @@ class EnvConfig:
     use_camera: bool = True  # False: state-only observations (no rgb/depth), much faster
     camera_target: tuple[float, float, float] = (0.6, 0.0, 0.07)  # m, world point the camera looks at
     camera_distance: float = 0.5  # m
-    camera_yaw: float = 90.0  # deg, PyBullet's convention (around world z)
+    camera_yaw: float = 0.0  # deg, PyBullet's convention (around world z)
     camera_pitch: float = -35.0  # deg
     camera_fov: float = 45.0  # deg, vertical field of view
     physics_hz: float = 1000.0  # Hz; 240 is the fast preset

@@ -95,6 +95,8 @@ class PegInsertionEnv(gym.Env):
         self.task = PegHoleTask(c, cfg)
         self.camera = (Camera(c, s, cfg.camera_target, cfg.camera_distance, cfg.camera_yaw,
                               cfg.camera_pitch, cfg.camera_fov) if cfg.use_camera or render_mode else None)
+        if self.camera is not None and not gui:
+            self.camera.cull_links(self.robot.uid)
         if gui:
             p.resetDebugVisualizerCamera(cfg.camera_distance * 2, cfg.camera_yaw, cfg.camera_pitch,
                                          list(cfg.camera_target), physicsClientId=c)

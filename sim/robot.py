@@ -95,12 +95,14 @@ class Robot:
         # Tip in the peg link's centre-of-mass frame (calculateJacobian wants COM-relative positions).
         self._tip_in_com = np.array([0.0, 0.0, peg_length / 2])
         self._query_joints = list(ARM_JOINTS) + [FT_JOINT]
+        self._arm_joints = list(ARM_JOINTS)
         self._zeros7 = [0.0] * 7
         self.update_every = max(1, int(round(1.0 / (controller.model_update_hz * physics_dt))))
         self.target_pos = np.zeros(3)
         self.target_quat = np.array([1.0, 0.0, 0.0, 0.0])
         self.posture = REST_POSE.copy()
         self._substep = 0
+        self._wrench = np.zeros(6)
 
     # ----------------------------------------------------------------------------------------- state
     def joint_states(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,11 +193,12 @@ class Robot:
         twist = self._J @ qd
         pos_err = self.target_pos - (self._x0 + self._Jv @ dq)
         rot_err = self._e0 - self._Jw @ dq
-        wrench = np.concatenate([cfg.kp_pos * pos_err - cfg.kd_pos * twist[:3],
-                                 cfg.kp_rot * rot_err - cfg.kd_rot * twist[3:]])
+        wrench = self._wrench
+        wrench[:3] = cfg.kp_pos * pos_err - cfg.kd_pos * twist[:3]
+        wrench[3:] = cfg.kp_rot * rot_err - cfg.kd_rot * twist[3:]
         null = self._mdiag * (cfg.kp_null * (self.posture - q) - cfg.kd_null * qd)
         tau = self._Jt @ wrench + self._bias + self._null_t @ null
-        p.setJointMotorControlArray(self.uid, list(ARM_JOINTS), p.TORQUE_CONTROL, forces=tau.tolist(),
+        p.setJointMotorControlArray(self.uid, self._arm_joints, p.TORQUE_CONTROL, forces=tau.tolist(),
                                     physicsClientId=self.client)
 
     def peg_weight_in_sensor(self, quat: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ def scene():
     vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[0.06] * 3, rgbaColor=[1, 0.5, 0, 1],
                               physicsClientId=c)
     box = p.createMultiBody(1.0, col, vis, basePosition=[0.6, 0.0, 0.1], physicsClientId=c)
-    cam = Camera(c, 128, (0.6, 0.0, 0.07), 0.6, 90.0, -35.0, 45.0)
+    cam = Camera(c, 128, (0.6, 0.0, 0.07), 0.6, 90.0, -35.0, 45.0)  # yaw 90: world y along image rows
     yield c, cam, box, plane
     p.disconnect(physicsClientId=c)
 
@@ -91,7 +91,7 @@ def test_env_flow_moves_peg_pixels_only(make_env):
     env = make_env(compute_flow=True)
     env.reset(seed=0)
     for _ in range(3):
-        obs, _, _, _, info = env.step(np.array([0.0, 1.0, 0.0], dtype=np.float32))
+        obs, _, _, _, info = env.step(np.array([1.0, 0.0, 0.0], dtype=np.float32))  # across the view
     flow = info["flow"]
     assert flow.shape == (128, 128, 2) and flow.dtype == np.float32
     u = env.unwrapped
