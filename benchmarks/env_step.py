@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import pybullet as p
 
 import sim  # noqa: F401

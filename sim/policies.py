@@ -75,7 +75,6 @@ class ExpertPolicy(ScriptedPolicy):
         self.contact_z = None
 
     def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
-        cfg = self.cfg
         est = info["hole_estimate"]
         yaw = info["hole_yaw"]
         tip = obs["proprio"][:3].astype(np.float64)

@@ -202,3 +202,29 @@ def test_completion_bonus_beats_hovering(make_env):
     assert terminated and info["is_success"]
     remaining = env.unwrapped.cfg.max_steps - steps
     assert reward > MAX_STEP_REWARD * remaining  # more than hovering for the rest of the episode
+
+
+def test_culled_render_is_pixel_identical_to_full_render(make_env):
+    """Skipping arm links outside the view must not change a single pixel."""
+    from sim.camera import Camera
+    from sim.policies import RandomExplorer
+
+    env = make_env()
+    u = env.unwrapped
+    cfg = u.cfg
+    full = Camera(u._client, cfg.image_size, cfg.camera_target, cfg.camera_distance, cfg.camera_yaw,
+                  cfg.camera_pitch, cfg.camera_fov)
+    policy = RandomExplorer(cfg)
+    obs, info = env.reset(seed=4)
+    policy.reset(info, seed=4)
+    culled_any = False
+    for _ in range(15):
+        obs, *_, info = env.step(policy.act(obs, info))
+        culled = u.camera.render(segmentation=True)
+        culled_any |= not all(u.camera._shown.values())
+        u.camera.show_all()
+        reference = full.render(segmentation=True)
+        assert np.array_equal(culled.rgb, reference.rgb)
+        assert np.array_equal(culled.seg, reference.seg)
+        assert np.array_equal(culled.depth, reference.depth)
+    assert culled_any  # the test exercised the culling

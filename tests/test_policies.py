@@ -38,8 +38,8 @@ def test_every_policy_runs_and_is_seeded(name, make_env):
     policy = make_policy(name, env.unwrapped.cfg)
     tips = []
     for _ in range(2):
-        trace = []
-        run_episode(env, policy, seed=11, on_step=lambda o, a, r, i: trace.append(o["proprio"][:3]))
+        trace: list = []
+        run_episode(env, policy, seed=11, on_step=lambda o, a, r, i, t=trace: t.append(o["proprio"][:3]))
         tips.append(np.array(trace))
     assert np.array_equal(tips[0], tips[1])
     assert np.all(np.isfinite(tips[0]))
@@ -57,3 +57,13 @@ def test_unknown_policy_name(make_env):
     env = make_env(use_camera=False)
     with pytest.raises(ValueError, match="unknown policy"):
         make_policy("teleport", env.unwrapped.cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", sim.PEG_SHAPES)
+def test_expert_success_rate_ten_seeds(shape, make_env):
+    """Slow: the benchmark's claim (>= 90% per shape) on 10 fresh seeds."""
+    env = make_env(f"mmrep/PegInsertion{shape.capitalize()}-v0", use_camera=False)
+    policy = make_policy("expert", env.unwrapped.cfg)
+    rate = np.mean([run_episode(env, policy, seed=70_000 + k)["success"] for k in range(10)])
+    assert rate >= 0.9
