@@ -13,8 +13,8 @@ class ForceTorqueSensor:
     """Turns raw F/T joint reactions into sensor readings, one physics substep at a time.
 
     Readings are (n, 6) float32: force (N) then moment (N m), in the sensor frame (the peg frame:
-    +z points out of the flange along the peg). Sign: the wrench the wrist applies to the peg, so
-    pushing the peg down onto a surface reads a negative z force... minus the tared peg weight.
+    +z points out of the flange along the peg). Sign: the wrench the wrist applies to the peg; after
+    taring the peg's weight, a surface pushing back on the peg tip reads as +z force.
     """
 
     def __init__(self, cfg: ForceTorqueConfig, physics_hz: float) -> None:
