@@ -20,11 +20,13 @@ import pybullet_data
 ROUND_SEGMENTS = 32  # polygon sides standing in for a circle (radial error 0.07 mm at 30 mm)
 FLANGE_OFFSET = 0.045  # m, iiwa link-7 frame to the flange face, along link-7 z
 PEG_MASS = 0.1  # kg
-# Bullet pads convex-hull meshes with a collision margin (1 mm by default, measured with
-# getClosestPoints), which also rounds the peg's edges like a chamfer and lets a peg landing 1 mm onto
-# the rim slide in. The robot sets the peg's margin to HULL_MARGIN and the collision mesh is shrunk by
-# it, so faces are where the visual mesh says and the 2 mm clearance is real.
-HULL_MARGIN = 0.0002  # m
+# Bullet pads convex hulls with a collision margin and rounds box edges by it. PyBullet's URDF importer
+# fixes it at 1 mm, which acts like a 1 mm chamfer on the peg and lets pegs landing on the rim slide
+# in by themselves; so the peg hull is created programmatically with a small margin and shrunk by it,
+# which puts its faces where the visual mesh says and keeps the 2 mm clearance real
+# (tests/test_env.py::test_clearance_as_built).
+PEG_MARGIN = 0.0002  # m
+BOX_MARGIN = 0.0002  # m, margin of the block's wall boxes
 
 
 def regular_polygon(n: int, inradius: float, phase: float = 0.0) -> np.ndarray:
@@ -151,6 +153,13 @@ def block_visual_mesh(shape: str, peg_width: float, clearance: float, height: fl
     return out
 
 
+def peg_hull(shape: str, peg_width: float, peg_length: float) -> np.ndarray:
+    """(2N, 3) collision hull vertices of the peg in its link frame (z from the flange to the tip),
+    shrunk by PEG_MARGIN so that hull plus margin has the nominal size."""
+    poly = cross_section(shape, peg_width, grow=-PEG_MARGIN)
+    return np.array([[x, y, z] for z in (PEG_MARGIN, peg_length - PEG_MARGIN) for x, y in poly])
+
+
 def asset_dir() -> Path:
     """Folder for generated assets (per user, reused across runs; files are content-addressed)."""
     return Path(os.environ.get("MMREP_ASSET_DIR", Path(tempfile.gettempdir()) / "mmrep_assets"))
@@ -162,9 +171,10 @@ def robot_urdf(shape: str, peg_width: float, peg_length: float) -> Path:
     Changes to the original: absolute mesh paths; joint damping 0 (PyBullet applies it silently);
     link-7 inertia raised to 5e-3 (its tiny inertia chatters at 240 Hz); a fixed joint ``ft_joint``
     at the flange carrying link ``peg`` whose frame origin is the flange and whose +z points out of
-    the flange, so the peg tip sits at (0, 0, peg_length) in the peg frame.
+    the flange, so the peg tip sits at (0, 0, peg_length) in the peg frame. The peg has no
+    collision element here: ``sim.robot.build_arm_with_peg`` adds it (see PEG_MARGIN).
     """
-    key = hashlib.sha1(f"v3|{shape}|{peg_width:.6f}|{peg_length:.6f}".encode()).hexdigest()[:12]
+    key = hashlib.sha1(f"v5|{shape}|{peg_width:.6f}|{peg_length:.6f}".encode()).hexdigest()[:12]
     out = asset_dir() / f"iiwa_peg_{shape}_{key}.urdf"
     if out.exists():
         return out
@@ -177,9 +187,6 @@ def robot_urdf(shape: str, peg_width: float, peg_length: float) -> Path:
         '<inertia ixx="0.005" ixy="0" ixz="0" iyy="0.005" iyz="0" izz="0.005"/>')
     mesh = asset_dir() / f"peg_{shape}_{key}.obj"
     _write_atomic(mesh, prism_obj(cross_section(shape, peg_width), peg_length))
-    hull = asset_dir() / f"peg_{shape}_{key}_collision.obj"
-    _write_atomic(hull, prism_obj(cross_section(shape, peg_width, grow=-HULL_MARGIN),
-                                  peg_length - 2 * HULL_MARGIN))
     half = peg_length / 2
     peg = f"""
   <joint name="ft_joint" type="fixed">
@@ -198,10 +205,6 @@ def robot_urdf(shape: str, peg_width: float, peg_length: float) -> Path:
       <geometry><mesh filename="{mesh}"/></geometry>
       <material name="peg_orange"><color rgba="0.95 0.55 0.1 1"/></material>
     </visual>
-    <collision>
-      <origin rpy="0 0 0" xyz="0 0 {half}"/>
-      <geometry><mesh filename="{hull}"/></geometry>
-    </collision>
   </link>
 </robot>"""
     text = text.replace("</robot>", peg, 1)

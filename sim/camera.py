@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pybullet as p
@@ -24,6 +25,18 @@ class Frame:
     seg: np.ndarray | None
 
 
+_CORNER_SIGNS = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 1, 1],
+                          [1, 0, 0], [1, 0, 1], [1, 1, 0], [1, 1, 1]], dtype=bool)
+
+
+@lru_cache(maxsize=64)
+def _mesh_bounds(filename: str) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned bounds (min (3,), max (3,)) of the vertices of a Wavefront OBJ file, metres."""
+    with open(filename) as f:
+        verts = np.array([line.split()[1:4] for line in f if line.startswith("v ")], dtype=float)
+    return verts.min(axis=0), verts.max(axis=0)
+
+
 class Camera:
     """Pinhole camera looking at ``target`` from ``distance`` at ``yaw``/``pitch`` degrees.
 
@@ -39,22 +52,29 @@ class Camera:
         self._proj_list = p.computeProjectionMatrixFOV(fov, 1.0, NEAR, FAR)
         self.view = np.asarray(self._view_list).reshape(4, 4).T
         self.proj = np.asarray(self._proj_list).reshape(4, 4).T
-        self._cull: list[tuple[int, int, tuple, float]] = []
+        self._cull: list[tuple[int, int, tuple, np.ndarray]] = []
         self._shown: dict[tuple[int, int], bool] = {}
 
     def cull_links(self, body: int, margin: float = 0.02) -> None:
         """Skip drawing the links of ``body`` that lie wholly outside the view.
 
         TinyRenderer transforms every triangle of every visible shape, and the arm's meshes cost about
-        two thirds of a render; most of the arm is above the image. Before each render, each link's
-        bounding box (grown by ``margin`` m) is tested against the view frustum and links outside it
-        are made transparent, which TinyRenderer skips. The image is unchanged: only shapes that could
-        not appear in it are skipped.
+        two thirds of a render; most of the arm is above the image. Before each render, each mesh's
+        bounding box (from its vertices, grown by ``margin`` m, moved with its link) is tested against
+        the view frustum, and links outside it are made transparent, which TinyRenderer skips. The
+        image is unchanged (tests/test_env.py checks pixel equality): only shapes that could not appear
+        in it are skipped.
         """
-        data = p.getVisualShapeData(body, physicsClientId=self.client)
-        colours = {d[1]: d[7] for d in data}
-        self._cull.extend((body, link, colour, margin) for link, colour in colours.items())
-        self._shown.update({(body, link): True for link in colours})
+        for d in p.getVisualShapeData(body, physicsClientId=self.client):
+            link, geom, scale, filename, pos, orn, colour = d[1], d[2], d[3], d[4], d[5], d[6], d[7]
+            if geom != p.GEOM_MESH:
+                continue  # primitives are cheap to draw
+            lo, hi = _mesh_bounds(filename.decode())
+            lo, hi = lo * np.asarray(scale) - margin, hi * np.asarray(scale) + margin
+            corners = np.where(_CORNER_SIGNS, hi, lo)
+            rot = np.asarray(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
+            self._cull.append((body, link, colour, corners @ rot.T + np.asarray(pos)))
+            self._shown[(body, link)] = True
 
     def show_all(self) -> None:
         """Draw every culled link again (e.g. before rendering the scene with another camera)."""
@@ -64,18 +84,25 @@ class Camera:
                 self._shown[(body, link)] = True
 
     def _apply_culling(self) -> None:
-        clip_from_world = self.proj @ self.view
-        signs = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 1, 1],
-                          [1, 0, 0], [1, 0, 1], [1, 1, 0], [1, 1, 1]], dtype=bool)
-        for body, link, colour, margin in self._cull:
-            lo, hi = p.getAABB(body, link, physicsClientId=self.client)
-            lo, hi = np.asarray(lo) - margin, np.asarray(hi) + margin
-            corners = np.where(signs, hi, lo)
-            clip = np.concatenate([corners, np.ones((8, 1))], axis=1) @ clip_from_world.T
-            x, y, z, w = clip.T
-            outside = (np.all(x < -w) or np.all(x > w) or np.all(y < -w) or np.all(y > w)
-                       or np.all(z < -w) or np.all(w <= 0))
-            shown = not outside
+        poses: dict[tuple[int, int], tuple] = {}
+        for body in {c[0] for c in self._cull}:
+            links = sorted(c[1] for c in self._cull if c[0] == body and c[1] >= 0)
+            for link, state in zip(links, p.getLinkStates(body, links, computeForwardKinematics=1,
+                                                            physicsClientId=self.client)):
+                poses[(body, link)] = (state[4], state[5])
+            poses[(body, -1)] = p.getBasePositionAndOrientation(body, physicsClientId=self.client)
+        # All links' box corners in one batch: (L, 8, 3) local -> world -> clip space.
+        rots = np.stack([np.asarray(p.getMatrixFromQuaternion(poses[(b, k)][1])).reshape(3, 3)
+                         for b, k, _, _ in self._cull])
+        trans = np.stack([poses[(b, k)][0] for b, k, _, _ in self._cull])
+        corners = np.stack([c[3] for c in self._cull])
+        world = np.einsum("lij,lkj->lki", rots, corners) + trans[:, None, :]
+        clip = np.concatenate([world, np.ones(world.shape[:2] + (1,))], axis=2) @ (self.proj @ self.view).T
+        x, y, z, w = np.moveaxis(clip, 2, 0)
+        outside = ((x < -w).all(1) | (x > w).all(1) | (y < -w).all(1) | (y > w).all(1)
+                   | (z < -w).all(1) | (w <= 0).all(1))
+        for (body, link, colour, _), out in zip(self._cull, outside):
+            shown = not out
             if shown != self._shown[(body, link)]:
                 rgba = colour if shown else (colour[0], colour[1], colour[2], 0.0)
                 p.changeVisualShape(body, link, rgbaColor=rgba, physicsClientId=self.client)

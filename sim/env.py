@@ -14,7 +14,7 @@ import pybullet as p
 import pybullet_data
 from gymnasium import spaces
 
-from sim.assets import robot_urdf
+from sim.assets import peg_hull, robot_urdf
 from sim.camera import FAR, Camera, Frame
 from sim.config import EnvConfig
 from sim.flow import body_link_poses, optical_flow
@@ -90,7 +90,8 @@ class PegInsertionEnv(gym.Env):
         p.setPhysicsEngineParameter(fixedTimeStep=1.0 / cfg.physics_hz, numSubSteps=0,
                                     deterministicOverlappingPairs=1, physicsClientId=c)
         self._plane = p.loadURDF("plane.urdf", physicsClientId=c)
-        self.robot = Robot(c, robot_urdf(cfg.peg_shape, cfg.peg_width, cfg.peg_length), cfg.peg_length,
+        self.robot = Robot(c, robot_urdf(cfg.peg_shape, cfg.peg_width, cfg.peg_length),
+                           peg_hull(cfg.peg_shape, cfg.peg_width, cfg.peg_length), cfg.peg_length,
                            cfg.controller, 1.0 / cfg.physics_hz)
         self.task = PegHoleTask(c, cfg)
         self.camera = (Camera(c, s, cfg.camera_target, cfg.camera_distance, cfg.camera_yaw,

@@ -72,7 +72,9 @@ class ExpertPolicy(ScriptedPolicy):
         super().reset(info, seed)
         self.phase = "approach"
         self.theta = 0.0
-        self.contact_z = None
+        self.contact_z = -math.inf  # tip height when the search started (resting on the top)
+        self.best_z = math.inf
+        self.stalled = 0
 
     def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
         est = info["hole_estimate"]
@@ -81,8 +83,12 @@ class ExpertPolicy(ScriptedPolicy):
         top = est[2]
         depth = top - tip[2]
         touching = bool(obs["contact"].any()) or float(obs["force"][:, 2].mean()) > 3.0
-        if self.phase in ("approach", "descend", "search") and depth > 0.004:
+        # In the hole: well below the top, or 1 mm below where the peg rested while searching.
+        # Searching on after that would push the peg sideways against the wall and jam it.
+        dropped = depth > 0.004 or tip[2] < self.contact_z - 0.001
+        if self.phase in ("approach", "descend", "search") and dropped:
             self.phase = "insert"
+            self.best_z, self.stalled = tip[2], 0
         if self.phase == "approach":
             goal = np.array([est[0], est[1], top + 0.01])
             if np.all(np.abs(tip - goal) < [0.0015, 0.0015, 0.004]):
@@ -92,6 +98,7 @@ class ExpertPolicy(ScriptedPolicy):
             if touching and depth < 0.003:
                 self.phase = "search"
                 self.theta = 0.0
+                self.contact_z = tip[2]
             goal = np.array([est[0], est[1], tip[2] - 0.006])
             return self._toward(info, goal, speed=0.5, yaw_goal=yaw)
         if self.phase == "search":
@@ -103,7 +110,15 @@ class ExpertPolicy(ScriptedPolicy):
             goal = np.array([est[0] + radius * math.cos(self.theta), est[1] + radius * math.sin(self.theta),
                              tip[2] - self.press_depth])
             return self._toward(info, goal, yaw_goal=yaw)
-        # insert: keep the tip where the hole let it in, push down
+        # insert: keep the tip where the hole let it in, push down; if it stops going down while
+        # still shallow, it was a false alarm (or a jam): lift a little and search again.
+        if tip[2] < self.best_z - 0.0002:
+            self.best_z, self.stalled = tip[2], 0
+        else:
+            self.stalled += 1
+        if self.stalled > 10 and depth < 0.004:
+            self.phase = "search"
+            self.contact_z = tip[2]
         goal = np.array([tip[0], tip[1], tip[2] - 0.01])
         return self._toward(info, goal, yaw_goal=yaw)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pybullet as p
 
-from sim.assets import HULL_MARGIN, PEG_MASS
+from sim.assets import PEG_MARGIN, PEG_MASS
 from sim.config import ControllerConfig
 
 ARM_JOINTS = tuple(range(7))
@@ -69,29 +69,100 @@ class TipState:
     ang_vel: np.ndarray
 
 
+def build_arm_with_peg(client: int, urdf: Path, peg_hull: np.ndarray, margin: float) -> int:
+    """Create the arm as a multibody whose only collision shape is the peg's convex hull.
+
+    PyBullet's URDF importer gives every mesh a fixed 1 mm collision margin that ``changeDynamics``
+    cannot reach; the margin rounds the peg's edges like a chamfer and lets pegs landing on the rim
+    slide in. So the URDF is loaded once as a reference, and an identical multibody (same kinematics,
+    masses, inertias, visuals; verified to 1e-7 in the tests) is created with ``createMultiBody``, whose
+    peg hull takes a small margin. The arm links have no collision shapes: in the workspace
+    (tip above the floor) they are at least 8 cm above anything they could touch.
+
+    Args:
+        peg_hull: (N, 3) vertices of the peg's collision hull in the peg link frame, m.
+        margin: m, collision margin given to the hull (its faces should be shrunk by it).
+    """
+    ref = p.loadURDF(str(urdf), useFixedBase=True, flags=p.URDF_USE_INERTIA_FROM_FILE,
+                     physicsClientId=client)
+    n = p.getNumJoints(ref, physicsClientId=client)
+    visuals = {d[1]: d for d in p.getVisualShapeData(ref, physicsClientId=client)}
+
+    def visual(link: int) -> int:
+        d = visuals[link]
+        return p.createVisualShape(p.GEOM_MESH, fileName=d[4].decode(), meshScale=d[3], rgbaColor=d[7],
+                                   visualFramePosition=d[5], visualFrameOrientation=d[6],
+                                   physicsClientId=client)
+
+    links: dict[str, list] = {k: [] for k in ("mass", "col", "vis", "pos", "orn", "ipos", "iorn",
+                                              "parent", "type", "axis", "inertia")}
+    for j in range(n):
+        info = p.getJointInfo(ref, j, physicsClientId=client)
+        dyn = p.getDynamicsInfo(ref, j, physicsClientId=client)
+        parent = info[16]
+        pdyn = p.getDynamicsInfo(ref, parent, physicsClientId=client)
+        # getJointInfo gives the joint frame in the parent's inertial frame, with the orientation
+        # inverted (checked against forward kinematics); createMultiBody wants it in the parent's
+        # link frame.
+        orn = p.invertTransform([0, 0, 0], info[15])[1]
+        pos, orn = p.multiplyTransforms(pdyn[3], pdyn[4], info[14], orn)
+        links["pos"].append(pos)
+        links["orn"].append(orn)
+        links["mass"].append(dyn[0])
+        links["inertia"].append(dyn[2])
+        links["ipos"].append(dyn[3])
+        links["iorn"].append(dyn[4])
+        links["parent"].append(parent + 1)
+        links["type"].append(info[2])
+        links["axis"].append(info[13])
+        links["vis"].append(visual(j))
+        links["col"].append(-1)
+    peg = n - 1
+    hull = p.createCollisionShape(p.GEOM_MESH, vertices=np.asarray(peg_hull).tolist(),
+                                  physicsClientId=client)
+    links["col"][peg] = hull
+    # changeDynamics(collisionMargin) on a multibody link sets the margin of the link's compound
+    # wrapper, not of the hull inside it; on a single-shape base it reaches the shape itself. The hull
+    # is shared, so a static, invisible holder body far away sets the margin the peg link uses.
+    holder = p.createMultiBody(0.0, hull, -1, basePosition=[0.0, 0.0, -100.0], physicsClientId=client)
+    p.changeDynamics(holder, -1, collisionMargin=margin, physicsClientId=client)
+    base = p.getDynamicsInfo(ref, -1, physicsClientId=client)
+    uid = p.createMultiBody(
+        baseMass=0.0, baseCollisionShapeIndex=-1, baseVisualShapeIndex=visual(-1),
+        basePosition=[0, 0, 0], baseInertialFramePosition=base[3], baseInertialFrameOrientation=base[4],
+        linkMasses=links["mass"], linkCollisionShapeIndices=links["col"],
+        linkVisualShapeIndices=links["vis"], linkPositions=links["pos"], linkOrientations=links["orn"],
+        linkInertialFramePositions=links["ipos"], linkInertialFrameOrientations=links["iorn"],
+        linkParentIndices=links["parent"], linkJointTypes=links["type"], linkJointAxis=links["axis"],
+        physicsClientId=client)
+    p.removeBody(ref, physicsClientId=client)
+    for j in range(n):  # createMultiBody derives inertia from collision shapes; use the URDF's
+        p.changeDynamics(uid, j, localInertiaDiagonal=links["inertia"][j], physicsClientId=client)
+    return uid
+
+
 class Robot:
     """The arm, its peg and its controller, in one PyBullet client.
 
     Args:
         client: PyBullet physics client id.
         urdf: generated robot URDF (``sim.assets.robot_urdf``).
+        peg_hull: (N, 3) collision hull vertices of the peg in its link frame (``sim.assets.peg_hull``).
         peg_length: m, distance from flange to peg tip.
         controller: gains and limits.
         physics_dt: s, physics time step.
     """
 
-    def __init__(self, client: int, urdf: Path, peg_length: float, controller: ControllerConfig,
-                 physics_dt: float) -> None:
+    def __init__(self, client: int, urdf: Path, peg_hull: np.ndarray, peg_length: float,
+                 controller: ControllerConfig, physics_dt: float) -> None:
         self.client = client
         self.cfg = controller
         self.peg_length = peg_length
-        self.uid = p.loadURDF(str(urdf), basePosition=[0, 0, 0], useFixedBase=True,
-                              flags=p.URDF_USE_INERTIA_FROM_FILE, physicsClientId=client)
+        self.uid = build_arm_with_peg(client, urdf, peg_hull, PEG_MARGIN)
         p.enableJointForceTorqueSensor(self.uid, FT_JOINT, True, physicsClientId=client)
         for link in range(-1, PEG_LINK + 1):
             p.changeDynamics(self.uid, link, linearDamping=0.0, angularDamping=0.0,
                              jointDamping=0.0, physicsClientId=client)
-        p.changeDynamics(self.uid, PEG_LINK, collisionMargin=HULL_MARGIN, physicsClientId=client)
         # Tip in the peg link's centre-of-mass frame (calculateJacobian wants COM-relative positions).
         self._tip_in_com = np.array([0.0, 0.0, peg_length / 2])
         self._query_joints = list(ARM_JOINTS) + [FT_JOINT]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as p
 
-from sim.assets import HULL_MARGIN, block_visual_mesh, hole_wall_boxes
+from sim.assets import BOX_MARGIN, block_visual_mesh, hole_wall_boxes
 from sim.config import EnvConfig
 
 BOX_COLOR = (0.25, 0.45, 0.75, 1.0)
@@ -44,7 +44,7 @@ class PegHoleTask:
         # A small collision margin keeps the rim's edge sharp: Bullet rounds box edges by the margin,
         # which acts like a 1 mm chamfer and lets pegs landing on the rim slide in by themselves.
         p.changeDynamics(self.uid, -1, contactStiffness=1e5, contactDamping=1e3, lateralFriction=0.5,
-                         collisionMargin=HULL_MARGIN, physicsClientId=client)
+                         collisionMargin=BOX_MARGIN, physicsClientId=client)
         self.hole = HolePose(np.array([0.6, 0.0, cfg.box_height]), 0.0)
 
     def sample_pose(self, rng: np.random.Generator) -> HolePose:

@@ -228,3 +228,54 @@ def test_culled_render_is_pixel_identical_to_full_render(make_env):
         assert np.array_equal(culled.seg, reference.seg)
         assert np.array_equal(culled.depth, reference.depth)
     assert culled_any  # the test exercised the culling
+
+
+@pytest.mark.parametrize("shape", sim.PEG_SHAPES)
+def test_clearance_as_built(shape, make_env):
+    """A peg centred in its hole is clearance/2 from the walls (no hidden collision margin)."""
+    import pybullet as p
+
+    from sim.robot import tool_down_quat
+
+    env = make_env(f"mmrep/PegInsertion{shape.capitalize()}-v0", use_camera=False)
+    u = env.unwrapped
+    _, info = env.reset(seed=0)
+    u.robot.solve_ik(info["hole_pos"] + np.array([0.0, 0.0, -0.01]), tool_down_quat(0.0))
+    points = p.getClosestPoints(u.robot.uid, u.task.uid, 0.01, 7, -1, physicsClientId=u._client)
+    gap = min(pt[8] for pt in points)
+    assert gap == pytest.approx(u.cfg.clearance / 2, abs=1e-4)
+
+
+def test_programmatic_arm_matches_urdf():
+    """The arm built with createMultiBody has the URDF's kinematics and dynamics."""
+    import pybullet as p
+
+    from sim.assets import peg_hull, robot_urdf
+    from sim.robot import build_arm_with_peg
+
+    c = p.connect(p.DIRECT)
+    try:
+        urdf = robot_urdf("square", 0.03, 0.08)
+        ref = p.loadURDF(str(urdf), useFixedBase=True, flags=p.URDF_USE_INERTIA_FROM_FILE,
+                         physicsClientId=c)
+        arm = build_arm_with_peg(c, urdf, peg_hull("square", 0.03, 0.08), 0.0002)
+        p.setGravity(0, 0, -9.81, physicsClientId=c)
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            q = rng.uniform(-1.5, 1.5, 7)
+            qd = rng.uniform(-1, 1, 7)
+            for body in (ref, arm):
+                for j in range(7):
+                    p.resetJointState(body, j, q[j], physicsClientId=c)
+            for link in range(8):
+                a = p.getLinkState(ref, link, computeForwardKinematics=1, physicsClientId=c)
+                b = p.getLinkState(arm, link, computeForwardKinematics=1, physicsClientId=c)
+                assert np.allclose(a[4], b[4], atol=1e-7) and np.allclose(a[0], b[0], atol=1e-7)
+            m_ref = np.asarray(p.calculateMassMatrix(ref, q.tolist(), physicsClientId=c))
+            m_arm = np.asarray(p.calculateMassMatrix(arm, q.tolist(), physicsClientId=c))
+            assert np.allclose(m_ref, m_arm, atol=1e-6)
+            tau_ref = p.calculateInverseDynamics(ref, q.tolist(), qd.tolist(), [0.0] * 7, physicsClientId=c)
+            tau_arm = p.calculateInverseDynamics(arm, q.tolist(), qd.tolist(), [0.0] * 7, physicsClientId=c)
+            assert np.allclose(tau_ref, tau_arm, atol=1e-6)
+    finally:
+        p.disconnect(physicsClientId=c)
