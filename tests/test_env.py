@@ -279,3 +279,29 @@ def test_programmatic_arm_matches_urdf():
             assert np.allclose(tau_ref, tau_arm, atol=1e-6)
     finally:
         p.disconnect(physicsClientId=c)
+
+
+_ROLLOUT_SCRIPT = """
+import hashlib, sys
+import gymnasium as gym
+import numpy as np
+import sim
+env = gym.make("mmrep/PegInsertion-v0")
+h = hashlib.sha256()
+obs, _ = env.reset(seed=5)
+for _ in range(4):
+    for key in sorted(obs):
+        h.update(obs[key].tobytes())
+    obs, *_ = env.step(np.array([0.4, 0.2, -1.0], dtype=np.float32))
+print(h.hexdigest())
+"""
+
+
+def test_rollouts_are_bit_identical_across_processes():
+    """Datasets collected by worker processes must not depend on which process made them."""
+    import subprocess
+    import sys
+
+    digests = {subprocess.run([sys.executable, "-c", _ROLLOUT_SCRIPT], capture_output=True, text=True,
+                              check=True).stdout.strip() for _ in range(2)}
+    assert len(digests) == 1 and len(next(iter(digests))) == 64
