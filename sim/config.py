@@ -32,7 +32,7 @@ class ControllerConfig:
     kp_null: float = 10.0  # 1/s^2, nullspace posture stiffness (scaled by the mass-matrix diagonal)
     kd_null: float = 3.0  # 1/s, nullspace posture damping (scaled by the mass-matrix diagonal)
     max_contact_force: float = 30.0  # N, sets the lead bound kp_pos * lead <= this
-    model_update_hz: float = 250.0  # Hz, how often Jacobian, mass matrix and bias torques are refreshed
+    model_update_hz: float = 100.0  # Hz, how often Jacobian, mass matrix and bias torques are refreshed
 
     @property
     def max_lead(self) -> float:

@@ -159,17 +159,16 @@ class PegInsertionEnv(gym.Env):
         raw = np.zeros((n, 6))
         contact = np.zeros(n, dtype=np.int8)
         box, arm = self.task.uid, robot.uid
-        q, qd, _ = robot.joint_states()
-        broken = False
+        robot.begin_step()
+        state, _ = robot.substep_state()
         for i in range(n):
-            robot.control_substep(q, qd)
+            robot.control_substep(state)
             p.stepSimulation(physicsClientId=c)
-            q, qd, raw[i] = robot.joint_states()
+            state, raw[i] = robot.substep_state()
             if p.getContactPoints(arm, box, PEG_LINK, -1, physicsClientId=c):
                 contact[i] = 1
-            if not (np.isfinite(q).all() and np.isfinite(qd).all()):
-                broken = True
-                break
+        # A NaN propagates through the rest of the step, so one check at the end catches it.
+        broken = not np.isfinite(state).all()
         self._steps += 1
         reason = None
         if broken or not np.isfinite(raw).all():

@@ -173,7 +173,8 @@ class Robot:
         self.target_quat = np.array([1.0, 0.0, 0.0, 0.0])
         self.posture = REST_POSE.copy()
         self._substep = 0
-        self._wrench = np.zeros(6)
+        self._stiffness = np.array([controller.kp_pos] * 3 + [controller.kp_rot] * 3)
+        self._damping = np.array([controller.kd_pos] * 3 + [controller.kd_rot] * 3)
 
     # ----------------------------------------------------------------------------------------- state
     def joint_states(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -232,45 +233,56 @@ class Robot:
 
     # ------------------------------------------------------------------------------------ controller
     def _update_model(self, q: np.ndarray, qd: np.ndarray) -> None:
-        c = self.client
+        """Refresh the model terms and fold the whole control law into ``tau = a + C [q; qd]``.
+
+        With the Jacobian, the bias torques and the projector held until the next refresh, the
+        impedance law is affine in the joint state: ``wrench = K (e_ref - J (q - q0)) - D J qd`` and
+        ``null = M_diag (Kn (q_post - q) - Dn qd)``. Precomputing ``a`` and ``C`` leaves one 7x14
+        product per substep.
+        """
+        c, cfg = self.client, self.cfg
         ql, qdl = q.tolist(), qd.tolist()
         ls = p.getLinkState(self.uid, PEG_LINK, computeForwardKinematics=1, physicsClientId=c)
         com, quat = np.asarray(ls[0]), np.asarray(ls[1])
-        self._x0 = com + quat_to_matrix(quat) @ self._tip_in_com
-        self._e0 = orientation_error(self.target_quat, quat)
-        self._q0 = q
+        x0 = com + quat_to_matrix(quat) @ self._tip_in_com
+        e_ref = np.concatenate([self.target_pos - x0, orientation_error(self.target_quat, quat)])
         jl, ja = p.calculateJacobian(self.uid, PEG_LINK, self._tip_in_com.tolist(), ql, self._zeros7,
                                      self._zeros7, physicsClientId=c)
         J = np.vstack([np.asarray(jl), np.asarray(ja)])
         M = np.asarray(p.calculateMassMatrix(self.uid, ql, physicsClientId=c))
-        self._bias = np.asarray(p.calculateInverseDynamics(self.uid, ql, qdl, self._zeros7,
-                                                           physicsClientId=c))
+        bias = np.asarray(p.calculateInverseDynamics(self.uid, ql, qdl, self._zeros7, physicsClientId=c))
         Minv = np.linalg.inv(M)
         lam = np.linalg.inv(J @ Minv @ J.T + 1e-6 * np.eye(6))
         # Dynamically consistent nullspace projector (transposed), so posture torques do not disturb the tip.
-        self._null_t = np.eye(7) - J.T @ lam @ J @ Minv
-        self._mdiag = np.diag(M).copy()
-        self._J = J
-        self._Jt = J.T.copy()
-        self._Jv, self._Jw = J[:3], J[3:]
+        null_t = np.eye(7) - J.T @ lam @ J @ Minv
+        null_m = null_t * np.diag(M)[None, :]
+        K, D = self._stiffness, self._damping
+        KJ, DJ = K[:, None] * J, D[:, None] * J
+        self._affine_a = J.T @ (K * e_ref + KJ @ q) + bias + cfg.kp_null * (null_m @ self.posture)
+        self._affine_c = np.hstack([-J.T @ KJ - cfg.kp_null * null_m, -J.T @ DJ - cfg.kd_null * null_m])
 
-    def control_substep(self, q: np.ndarray, qd: np.ndarray) -> None:
-        """Compute and apply the joint torques for one physics substep, given the joint state."""
+    def begin_step(self) -> None:
+        """Call after changing the target: the next substep refreshes the model with it."""
+        self._substep = 0
+
+    def control_substep(self, state: np.ndarray) -> None:
+        """Compute and apply the joint torques for one physics substep.
+
+        Args:
+            state: (14,) joint positions (rad) then velocities (rad/s).
+        """
         if self._substep % self.update_every == 0:
-            self._update_model(q, qd)
+            self._update_model(state[:7], state[7:])
         self._substep += 1
-        cfg = self.cfg
-        dq = q - self._q0
-        twist = self._J @ qd
-        pos_err = self.target_pos - (self._x0 + self._Jv @ dq)
-        rot_err = self._e0 - self._Jw @ dq
-        wrench = self._wrench
-        wrench[:3] = cfg.kp_pos * pos_err - cfg.kd_pos * twist[:3]
-        wrench[3:] = cfg.kp_rot * rot_err - cfg.kd_rot * twist[3:]
-        null = self._mdiag * (cfg.kp_null * (self.posture - q) - cfg.kd_null * qd)
-        tau = self._Jt @ wrench + self._bias + self._null_t @ null
+        tau = self._affine_a + self._affine_c @ state
         p.setJointMotorControlArray(self.uid, self._arm_joints, p.TORQUE_CONTROL, forces=tau.tolist(),
                                     physicsClientId=self.client)
+
+    def substep_state(self) -> tuple[np.ndarray, tuple]:
+        """(14,) joint positions and velocities, and the raw F/T joint reaction (6-tuple), in one query."""
+        states = p.getJointStates(self.uid, self._query_joints, physicsClientId=self.client)
+        arm = states[:7]
+        return np.array([s[0] for s in arm] + [s[1] for s in arm]), states[7][2]
 
     def peg_weight_in_sensor(self, quat: np.ndarray) -> np.ndarray:
         """(6,) F/T joint reading caused by the peg's weight alone at orientation ``quat``.
