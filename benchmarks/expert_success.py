@@ -18,10 +18,12 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pybullet as p
 from tqdm import tqdm
 
 import sim
 from sim.policies import make_policy, run_episode
+from sim.robot import ARM_JOINTS, FT_JOINT, tool_down_quat
 
 
 def evaluate(shape: str, policy_name: str, episodes: int, seed0: int, env_kwargs: dict) -> dict:
@@ -42,6 +44,30 @@ def evaluate(shape: str, policy_name: str, episodes: int, seed0: int, env_kwargs
         "truncations": {k: sum(r["truncation_reason"] == k for r in results)
                         for k in {r["truncation_reason"] for r in results} if k},
     }
+
+
+def stiff_position_reference(seed: int = 0) -> dict:
+    """What the impedance controller is for: press the peg 1 cm into the block top with PyBullet's
+    stiff joint position motors (URDF effort limit, 300 N m) and read the wrist F/T joint."""
+    env = gym.make("mmrep/PegInsertion-v0", use_camera=False)
+    u = env.unwrapped
+    _, info = env.reset(seed=seed)
+    c, arm = u._client, u.robot.uid
+    spot = info["hole_pos"] + np.array([0.035, 0.0, -0.01])  # on the block beside the hole, 1 cm in
+    q_goal = u.robot.solve_ik(spot, tool_down_quat(0.0))
+    env.reset(seed=seed)
+    p.setJointMotorControlArray(arm, list(ARM_JOINTS), p.POSITION_CONTROL, targetPositions=q_goal.tolist(),
+                                forces=[300.0] * 7, physicsClientId=c)
+    n = u.cfg.n_substeps
+    forces = []
+    for _ in range(40 * n):  # 2 s
+        p.stepSimulation(physicsClientId=c)
+        forces.append(np.linalg.norm(p.getJointState(arm, FT_JOINT, physicsClientId=c)[2][:3]))
+    env.close()
+    f = np.asarray(forces)
+    return {"substep_peak_N": float(f.max()),
+            "step_mean_peak_N": float(f[: len(f) // n * n].reshape(-1, n).mean(axis=1).max()),
+            "steady_N": float(f[-n:].mean())}
 
 
 def main() -> None:
@@ -65,6 +91,10 @@ def main() -> None:
             print(f"{shape:<10} {name:<10} success {r['success_rate']:.2f}  step-mean |F| peak "
                   f"{r['force_step_mean_peak_N']:.1f} N  substep peak {r['force_substep_peak_N']:.0f} N",
                   flush=True)
+    report["stiff_position_control_reference"] = ref = stiff_position_reference()
+    print(f"stiff position control pressing 1 cm into the block: step-mean |F| peak "
+          f"{ref['step_mean_peak_N']:.0f} N, substep peak {ref['substep_peak_N']:.0f} N, steady "
+          f"{ref['steady_N']:.0f} N")
     report["seconds"] = time.time() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
