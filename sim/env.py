@@ -135,7 +135,7 @@ class PegInsertionEnv(gym.Env):
         self._steps = 0
         n = cfg.n_substeps
         tip = self.robot.tip_state()
-        obs = self._observation(tip, None, np.zeros(n, dtype=np.int8), render=True)
+        obs = self._observation(tip, None, np.zeros(n, dtype=np.int8))
         if cfg.compute_flow:
             self._poses = body_link_poses(c, [self.robot.uid])
         self._last_obs = obs
@@ -187,7 +187,7 @@ class PegInsertionEnv(gym.Env):
             info = {"is_success": False, "truncation_reason": reason}
             return obs, 0.0, False, True, info
 
-        obs = self._observation(tip, raw, contact, render=True)
+        obs = self._observation(tip, raw, contact)
         terms = self.task.stage_reward(tip.pos)
         success = self.task.is_success(tip.pos)
         reward = float(sum(terms.values()))
@@ -248,13 +248,13 @@ class PegInsertionEnv(gym.Env):
             self._yaw = float(np.clip(self._yaw + a[3] * cfg.action_scale_yaw, -limit, limit))
             robot.target_quat = tool_down_quat(self._yaw)
 
-    def _observation(self, tip, raw: np.ndarray | None, contact: np.ndarray, render: bool) -> dict:
+    def _observation(self, tip, raw: np.ndarray | None, contact: np.ndarray) -> dict:
         offset = self.robot.peg_weight_in_sensor(tip.quat)
         if raw is None:  # at reset the arm is at rest: the sensor feels the peg's weight only
             raw = np.tile(offset, (self.cfg.n_substeps, 1))
         force = np.clip(self.ft_sensor.process(raw, offset, self.np_random), -FORCE_LIMIT, FORCE_LIMIT)
         obs: dict[str, np.ndarray] = {}
-        if self.cfg.use_camera and render:
+        if self.cfg.use_camera:
             frame = self.camera.render(segmentation=self.cfg.compute_flow)
             self._prev_frame, self._frame = self._frame, frame
             obs["rgb"] = frame.rgb

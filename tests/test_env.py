@@ -305,3 +305,17 @@ def test_rollouts_are_bit_identical_across_processes():
     digests = {subprocess.run([sys.executable, "-c", _ROLLOUT_SCRIPT], capture_output=True, text=True,
                               check=True).stdout.strip() for _ in range(2)}
     assert len(digests) == 1 and len(next(iter(digests))) == 64
+
+
+def test_unstable_controller_truncates_without_nan_in_observations(make_env):
+    """Absurd gains blow the simulation up: the env must truncate and never emit a NaN."""
+    env = make_env(use_camera=False, controller={"kp_pos": 1e9, "kd_pos": 1e7})
+    obs, _ = env.reset(seed=0)
+    truncated = False
+    for _ in range(20):
+        obs, _, _, truncated, info = env.step(np.array([1.0, -1.0, -1.0], dtype=np.float32))
+        for key, value in obs.items():
+            assert np.isfinite(value).all(), key
+        if truncated:
+            break
+    assert truncated and info["truncation_reason"] in ("nan", "runaway", "workspace")
