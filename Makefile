@@ -25,9 +25,11 @@ test: venv
 test-slow: venv
 	$(PY) -m pytest -q -m slow
 
-bench: venv
+bench: venv  # results land in outputs/bench; committed copies live in benchmarks/results
 	$(PY) benchmarks/env_step.py --out outputs/bench/env_step.json
-	$(PY) benchmarks/expert_success.py --out outputs/bench/expert_success.json
+	$(PY) benchmarks/expert_success.py --episodes 50 --out outputs/bench/expert_success.json
+	$(PY) benchmarks/expert_success.py --episodes 20 --physics-hz 240 \
+		--out outputs/bench/expert_success_240hz.json
 
 lint: venv
 	$(VENV)/bin/ruff check sim mmrep tests benchmarks
