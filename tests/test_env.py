@@ -319,3 +319,12 @@ def test_unstable_controller_truncates_without_nan_in_observations(make_env):
         if truncated:
             break
     assert truncated and info["truncation_reason"] in ("nan", "runaway", "workspace")
+
+
+def test_human_mode_without_display_falls_back_with_a_warning(make_env, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.warns(UserWarning, match="needs a display"):
+        env = make_env(render_mode="human", use_camera=False)
+    obs, _ = env.reset(seed=0)
+    assert env.render() is None  # the GUI would show the scene; headless there is nothing to return
+    env.step(np.zeros(3, dtype=np.float32))
