@@ -274,7 +274,7 @@ class PegInsertionEnv(gym.Env):
 
     def _info(self, tip, terms: dict[str, float] | None = None) -> dict[str, Any]:
         dist, depth = self.task.insertion(tip.pos)
-        q, qd, _ = self.robot.joint_states()
+        state, _ = self.robot.substep_state()
         return {
             "is_success": self.task.is_success(tip.pos),
             "tip_pos": tip.pos.copy(),
@@ -286,8 +286,8 @@ class PegInsertionEnv(gym.Env):
             "insertion_depth": depth,
             "hole_distance": dist,
             "reward_terms": terms or self.task.stage_reward(tip.pos),
-            "joint_pos": q.astype(np.float32),
-            "joint_vel": qd.astype(np.float32),
+            "joint_pos": state[:7].astype(np.float32),
+            "joint_vel": state[7:].astype(np.float32),
         }
 
     def __del__(self) -> None:

@@ -177,13 +177,6 @@ class Robot:
         self._damping = np.array([controller.kd_pos] * 3 + [controller.kd_rot] * 3)
 
     # ----------------------------------------------------------------------------------------- state
-    def joint_states(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Joint positions (7,) rad, velocities (7,) rad/s, and the raw F/T joint reaction (6,)."""
-        states = p.getJointStates(self.uid, self._query_joints, physicsClientId=self.client)
-        q = np.array([s[0] for s in states[:7]])
-        qd = np.array([s[1] for s in states[:7]])
-        return q, qd, np.asarray(states[7][2])
-
     def tip_state(self) -> TipState:
         """Exact peg-tip pose and velocity from forward kinematics."""
         ls = p.getLinkState(self.uid, PEG_LINK, computeLinkVelocity=1, computeForwardKinematics=1,
