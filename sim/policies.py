@@ -8,6 +8,7 @@ tip, because adding the tracking error back into the target makes a compliant ar
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -30,6 +31,11 @@ class ScriptedPolicy:
 
     def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
         raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's parameters (besides the env config), for dataset attributes."""
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n not in ("self", "cfg")]
+        return {"name": self.name, **{n: getattr(self, n) for n in names if hasattr(self, n)}}
 
     def _toward(self, info: dict[str, Any], goal: np.ndarray, speed: float = 1.0,
                 yaw_goal: float | None = None) -> np.ndarray:
@@ -217,8 +223,25 @@ class ContactSeekingPolicy(ScriptedPolicy):
         return self._toward(info, np.array([tip[0], tip[1], top + 0.02]))
 
 
+class NoisyExpert(ExpertPolicy):
+    """The expert with Gaussian action noise (std ``noise_std``, in action units) added to every
+    action: demonstrations that still mostly succeed but cover more of the state space."""
+
+    name = "noisy_expert"
+
+    def __init__(self, cfg: EnvConfig, noise_std: float = 0.3, **kwargs: Any) -> None:
+        super().__init__(cfg, **kwargs)
+        self.noise_std = noise_std
+
+    def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        action = super().act(obs, info)
+        noise = self.rng.normal(0.0, self.noise_std, size=action.shape)
+        return np.clip(action + noise, -1.0, 1.0).astype(np.float32)
+
+
 POLICIES: dict[str, type[ScriptedPolicy]] = {
-    cls.name: cls for cls in (ExpertPolicy, PushDownPolicy, RandomExplorer, ContactSeekingPolicy)
+    cls.name: cls for cls in (ExpertPolicy, NoisyExpert, PushDownPolicy, RandomExplorer,
+                              ContactSeekingPolicy)
 }
 
 
