@@ -114,7 +114,8 @@ def format_info(d: dict[str, Any]) -> str:
     lines = [
         f"dataset      {d['path']}",
         f"episodes     {d['episodes']} in {d['shards']} shard(s)"
-        + (f"; split train {d['splits']['train']} / valid {d['splits']['valid']}" if "splits" in d else ""),
+        + (f"; split train {d['splits']['train']} / valid {d['splits']['valid']}"
+           if "splits" in d else ""),
         f"steps        {d['steps']} (training samples)",
         f"size         {d['size_bytes'] / 2**20:.1f} MiB ({d['size_per_step_bytes'] / 1024:.1f} KiB per step)",
         f"per shape    {', '.join(f'{k} {v}' for k, v in d['per_shape'].items())}",
@@ -171,7 +172,8 @@ def _reference_arrays(g: h5py.Group, force: np.ndarray) -> dict[str, np.ndarray]
     dyaw = np.append(np.diff(yaw), 0.0)
 
     def yaw_quat(a):
-        return np.stack([np.zeros_like(a), np.zeros_like(a), np.sin(a / 2), np.cos(a / 2)], 1).astype(np.float32)
+        zero = np.zeros_like(a)
+        return np.stack([zero, zero, np.sin(a / 2), np.cos(a / 2)], 1).astype(np.float32)
 
     flow = np.zeros((rows, *g["flow"].shape[1:]), np.float32)
     flow[: rows - 1] = g["flow"][()]
