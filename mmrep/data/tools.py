@@ -117,7 +117,8 @@ def format_info(d: dict[str, Any]) -> str:
         + (f"; split train {d['splits']['train']} / valid {d['splits']['valid']}"
            if "splits" in d else ""),
         f"steps        {d['steps']} (training samples)",
-        f"size         {d['size_bytes'] / 2**20:.1f} MiB ({d['size_per_step_bytes'] / 1024:.1f} KiB per step)",
+        f"size         {d['size_bytes'] / 2**20:.1f} MiB "
+        f"({d['size_per_step_bytes'] / 1024:.1f} KiB per step)",
         f"per shape    {', '.join(f'{k} {v}' for k, v in d['per_shape'].items())}",
         f"per policy   {', '.join(f'{k} {v}' for k, v in d['per_policy'].items())}",
         f"contact      {100 * d['contact_ratio']:.1f}% of steps",
