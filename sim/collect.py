@@ -150,8 +150,9 @@ def _make_env(cfg: CollectConfig, shape: str):
     return gym.make(f"mmrep/PegInsertion{shape.capitalize()}-v0", **cfg.env_kwargs(shape))
 
 
-def _collect_into(cfg: CollectConfig, indices: list[int], shard: Path, report, should_stop=None) -> None:
-    """Record ``indices`` into ``shard``; ``report(index, steps, success)`` after each episode."""
+def _collect_into(cfg: CollectConfig, indices, shard: Path, report, should_stop=None) -> None:
+    """Record the episodes ``indices`` yields into ``shard``; ``report(index, steps, success)`` after
+    each one."""
     envs: dict[str, Any] = {}
     try:
         with ShardWriter(shard, cfg.compression) as writer:
@@ -167,11 +168,16 @@ def _collect_into(cfg: CollectConfig, indices: list[int], shard: Path, report, s
             env.close()
 
 
-def _worker(worker: int, indices: list[int], cfg_dict: dict, shard: str, q, parent: int) -> None:
+def _worker(worker: int, tasks, cfg_dict: dict, shard: str, q, parent: int) -> None:
     cfg = CollectConfig(**cfg_dict)
+
+    def indices():  # pull episodes from the shared queue: long and short episodes balance out
+        while (index := tasks.get()) is not None:
+            yield index
+
     try:
         # Orphaned workers (the parent was killed) stop at the next step instead of writing on.
-        _collect_into(cfg, indices, Path(shard), lambda i, n, s: q.put(("episode", worker, i, n, s)),
+        _collect_into(cfg, indices(), Path(shard), lambda i, n, s: q.put(("episode", worker, i, n, s)),
                       should_stop=lambda: os.getppid() != parent)
         q.put(("done", worker, None, 0, False))
     except InterruptedError:
@@ -235,12 +241,17 @@ def _run_workers(cfg: CollectConfig, todo: list[int], n_workers: int, out: Path,
             _collect_into(cfg, todo, out / "shard_000.h5", tick)
             return
         ctx = mp.get_context("spawn")
-        q = ctx.Queue()
+        q, tasks = ctx.Queue(), ctx.Queue()
+        # Long episodes first (exploration policies run to the step limit; experts usually stop
+        # early on success), so the workers finish together instead of one idling at the end.
+        for index in sorted(todo, key=lambda i: ("expert" in plan_episode(cfg, i)[2], i)):
+            tasks.put(index)
+        for _ in range(n_workers):
+            tasks.put(None)
         procs = []
         for w in range(n_workers):
-            proc = ctx.Process(target=_worker, args=(w, todo[w::n_workers], asdict(cfg),
-                                                     str(out / f"shard_{w:03d}.h5"), q, os.getpid()),
-                               daemon=True)
+            proc = ctx.Process(target=_worker, args=(w, tasks, asdict(cfg), str(out / f"shard_{w:03d}.h5"),
+                                                     q, os.getpid()), daemon=True)
             proc.start()
             procs.append(proc)
         running = set(range(n_workers))
