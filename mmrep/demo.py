@@ -1,7 +1,8 @@
 """``make demo``: run the pipeline at small scale and write a report.
 
-For now (the simulation milestone): a few episodes of the expert, the push-straight-down baseline
-(no search, no force feedback) and the random explorer with the camera on,
+So far (simulation and data milestones): a few episodes of the expert, the push-straight-down
+baseline (no search, no force feedback) and the random explorer with the camera on, then a small
+dataset collected with ``sim.collect`` (2 workers) and summarised like ``mmrep data info``,
 then a report folder with a rendered frame, the exact optical flow of one step, a force/contact trace
 of an expert insertion, and success counts (``report.md`` + ``summary.json``).
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -25,6 +27,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import hsv_to_rgb  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from mmrep.data import tools as data_tools  # noqa: E402
+from sim.collect import CollectConfig, collect  # noqa: E402
 from sim.policies import make_policy, run_episode  # noqa: E402
 
 
@@ -67,6 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--episodes", type=int, default=3, help="episodes per policy and shape")
     ap.add_argument("--shapes", nargs="+", default=["square", "round", "hexagon"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dataset-episodes", type=int, default=10)
     args = ap.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -118,6 +123,14 @@ def main(argv: list[str] | None = None) -> dict:
         env.close()
     bar.close()
     plot_force_trace(trace, out / "force_trace.png", dt)
+
+    # 3. A small dataset, as `mmrep collect` makes it, checked and summarised.
+    data_dir = out / "dataset"
+    collect(CollectConfig(episodes=args.dataset_episodes, out=str(data_dir), seed=args.seed,
+                          workers=min(2, os.cpu_count() or 1), env={"max_steps": 60}), progress=True)
+    stats = data_tools.info(data_dir)
+    summary["dataset"] = {**stats, "verify_problems": data_tools.verify(data_dir)}
+    summary["dataset_info_text"] = data_tools.format_info(stats)
     summary["seconds"] = time.time() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     write_report(out, summary)
@@ -156,6 +169,13 @@ Largest displacement: {summary['flow_max_px']:.2f} px.
 ## Force/torque trace of an expert insertion
 
 ![force trace](force_trace.png)
+
+## Dataset (`mmrep collect`, then `mmrep data info` / `verify`)
+
+```
+{summary['dataset_info_text']}
+verify       {'OK' if not summary['dataset']['verify_problems'] else summary['dataset']['verify_problems']}
+```
 """
     (out / "report.md").write_text(text)
 
