@@ -30,6 +30,8 @@ bench: venv  # results land in outputs/bench; committed copies live in benchmark
 	$(PY) benchmarks/expert_success.py --episodes 50 --out outputs/bench/expert_success.json
 	$(PY) benchmarks/expert_success.py --episodes 20 --physics-hz 240 \
 		--out outputs/bench/expert_success_240hz.json
+	$(PY) benchmarks/collect.py --out outputs/bench/collect.json
+	$(PY) benchmarks/loader.py --out outputs/bench/loader.json
 
 lint: venv
 	$(VENV)/bin/ruff check sim mmrep tests benchmarks
