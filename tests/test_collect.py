@@ -160,3 +160,40 @@ def test_second_writer_of_a_shard_fails_loudly(tmp_path):
 def test_bad_collect_config_raises(kwargs, name, tmp_path):
     with pytest.raises(ValueError, match=name):
         collect(_cfg(tmp_path, **kwargs), progress=False)
+
+
+def test_disk_full_gives_clear_error_and_keeps_earlier_episodes(tmp_path, monkeypatch):
+    """Disk full cannot be made cheaply here, so the failure is injected at the HDF5 call."""
+    import errno
+
+    import gymnasium as gym
+
+    from sim.policies import make_policy
+    from sim.recording import record_episode, specs_for_env
+
+    env = gym.make("mmrep/PegInsertion-v0", compute_flow=True, **SMALL)
+    policy = make_policy("random", env.unwrapped.cfg)
+    specs = specs_for_env(env)
+    shard = tmp_path / "shard_000.h5"
+    with ShardWriter(shard) as writer:
+        arrays, attrs = record_episode(env, policy, seed=1)
+        good = writer.write(0, arrays, attrs, specs)
+        real = h5py.Group.create_dataset
+        calls = {"n": 0}
+
+        def failing(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] > 3:  # part of the episode is written, then the disk is full
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(h5py.Group, "create_dataset", failing)
+        with pytest.raises(ShardWriteError, match="disk full") as err:
+            writer.write(1, arrays, attrs, specs)
+        assert str(shard) in str(err.value)
+        monkeypatch.setattr(h5py.Group, "create_dataset", real)
+    env.close()
+    found = scan_shards(tmp_path)
+    assert list(found) == [0] and found[0]["checksum"] == good
+    with ShardWriter(shard) as writer:
+        assert writer.removed_partial == ["ep_000001"]
