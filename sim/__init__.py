@@ -6,6 +6,10 @@ No torch here. Importing ``sim`` registers the env ids listed in ``ENV_IDS``:
 
 from gymnasium.envs.registration import register, registry
 
+from sim._quiet import import_pybullet_quietly
+
+import_pybullet_quietly()  # PyBullet prints its build time from C at import: noise in every worker
+
 from sim.config import PEG_SHAPES, PHYSICS_PRESETS, EnvConfig
 from sim.env import PegInsertionEnv
 
