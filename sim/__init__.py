@@ -10,8 +10,8 @@ from sim._quiet import import_pybullet_quietly
 
 import_pybullet_quietly()  # PyBullet prints its build time from C at import: noise in every worker
 
-from sim.config import PEG_SHAPES, PHYSICS_PRESETS, EnvConfig
-from sim.env import PegInsertionEnv
+from sim.config import PEG_SHAPES, PHYSICS_PRESETS, EnvConfig  # noqa: E402
+from sim.env import PegInsertionEnv  # noqa: E402
 
 ENV_IDS: list[str] = ["mmrep/PegInsertion-v0"]
 
