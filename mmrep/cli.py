@@ -1,6 +1,7 @@
-"""The ``mmrep`` command: ``collect`` (Hydra config ``configs/collect.yaml``) and ``data`` tools.
+"""The ``mmrep`` command: ``collect`` and ``train`` (Hydra configs in ``configs/``) and ``data`` tools.
 
     mmrep collect episodes=100 workers=2 out=data/sim env=fast
+    mmrep train data=data/sim epochs=5 model=no_force out=runs/no_force
     mmrep data info data/sim
     mmrep data verify data/sim
     mmrep data export --format reference data/sim data/sim_reference
@@ -50,6 +51,30 @@ def collect_config(overrides: list[str]):
     return cfg, progress
 
 
+def train_config(overrides: list[str]):
+    """The ``TrainConfig`` that ``mmrep train`` would run, and whether to show progress."""
+    from mmrep.train import TrainConfig
+
+    d = compose("train", overrides)
+    progress = bool(d.pop("progress", True))
+    try:
+        cfg = TrainConfig(**d)
+    except TypeError as err:
+        raise ValueError(f"configs/train.yaml: {err}") from err
+    cfg.validate()
+    return cfg, progress
+
+
+def _train(overrides: list[str]) -> int:
+    from mmrep.train import train
+
+    cfg, progress = train_config(overrides)
+    result = train(cfg, progress=progress)
+    print(json.dumps(result["final"], indent=2))
+    print(f"metrics: {Path(cfg.out) / 'metrics.json'}  encoder: {Path(cfg.out) / 'encoder.pt'}")
+    return 0
+
+
 def _collect(overrides: list[str]) -> int:
     from mmrep.data.tools import format_info, info
     from sim.collect import collect
@@ -86,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("collect", help="collect a simulated dataset (Hydra overrides follow)",
                    add_help=False)
+    sub.add_parser("train", help="train the representation (Hydra overrides follow)", add_help=False)
     data = sub.add_parser("data", help="dataset tools")
     dsub = data.add_subparsers(dest="action", required=True)
     p = dsub.add_parser("verify", help="check schema, shapes, dtypes, NaN/inf, checksums")
@@ -97,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", choices=["reference"], default="reference")
     p.add_argument("path")
     p.add_argument("out")
-    if argv and argv[0] == "collect":
+    apps = {"collect": _collect, "train": _train}
+    if argv and argv[0] in apps:
         try:
-            return _collect(argv[1:])
+            return apps[argv[0]](argv[1:])
         except (ValueError, FileNotFoundError, RuntimeError) as err:
-            print(f"mmrep collect: error: {err}", file=sys.stderr)
+            print(f"mmrep {argv[0]}: error: {err}", file=sys.stderr)
             return 2
     args = parser.parse_args(argv)
     try:

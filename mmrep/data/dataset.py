@@ -10,6 +10,7 @@ One sample (``__getitem__``), shapes for a 128x128 camera and 50 F/T readings pe
     flow         (2, 128, 128) float32   exact optical flow t -> t+1, pixels
     flow_mask    (1, 128, 128) float32   1 where the flow is non-zero (pixels that move)
     contact_next (1,)          float32   1 if the peg touches the block during step t+1
+    contact_now  (1,)          float32   the same for step t (the "contact stays" baseline)
     ee_next      (4,)          float32   end-effector position (m) and yaw (rad) at t+1
     force_neg    (50, 6)       float32   F/T from another moment: the alignment negative
     proprio_neg  (8,)          float32   proprioception from that same other moment
@@ -140,6 +141,7 @@ class MultimodalDataset(Dataset):
             "action": torch.from_numpy(self.actions[ep][t].astype(np.float32)),
             "flow": torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)),
             "contact_next": torch.tensor([float(self.contact_any[ep][t + 1])]),
+            "contact_now": torch.tensor([float(self.contact_any[ep][t])]),
             "ee_next": torch.from_numpy(self.proprio[ep][t + 1, :4].astype(np.float32)),
             "force_neg": torch.from_numpy(np.asarray(self._row(neg_ep, "force", neg_t), dtype=np.float32)),
             "proprio_neg": torch.from_numpy(self.proprio[neg_ep][neg_t].astype(np.float32)),

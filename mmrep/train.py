@@ -1,0 +1,254 @@
+"""Training the multimodal representation: ``mmrep train`` (Hydra config ``configs/train.yaml``).
+
+CUDA when present (bf16 autocast, pinned memory), CPU otherwise (deterministic under a seed);
+channels-last images; a progress bar; TensorBoard scalars and flow pictures; validation every
+epoch; checkpoints written atomically (``last.pt`` every ``ckpt_every_steps`` and at each epoch's
+end, ``best.pt`` on the best validation loss). Killed, the same command resumes from ``last.pt``
+(mid-epoch included) and, on the CPU, ends with the same final metrics as an uninterrupted run:
+the batch order is a function of (seed, epoch), the negatives of (seed, epoch, index), and the
+checkpoint carries the model, the optimiser and the torch RNG state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mmrep.data import MultimodalDataset
+from mmrep.models import MetricAccumulator, ModelConfig, MultimodalModel, compute_losses
+
+IMAGE_KEYS = ("rgb", "depth", "flow", "flow_mask")
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``mmrep train`` reads; ``model`` holds ``ModelConfig`` fields."""
+
+    data: str = "data/sim"
+    out: str = "runs/train"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-4
+    num_workers: int = 2
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast, CUDA only
+    cache: bool = False  # dataset RAM cache
+    max_batches_per_epoch: int | None = None
+    max_val_batches: int | None = None
+    ckpt_every_steps: int = 200
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    model: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "ckpt_every_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device=cuda but no CUDA device is available")
+        ModelConfig.from_dict(self.model)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in batch.items():
+        value = value.to(device, non_blocking=True)
+        if key in IMAGE_KEYS and value.dim() == 4:
+            value = value.contiguous(memory_format=torch.channels_last)
+        out[key] = value
+    return out
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """Write a checkpoint so that a kill at any moment leaves the old or the new file, never half."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled sample order of an epoch: a function of (seed, epoch) only."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def make_loader(ds, indices, cfg: TrainConfig, device: torch.device, seed: int) -> DataLoader:
+    return DataLoader(ds, batch_size=cfg.batch_size, sampler=indices, num_workers=cfg.num_workers,
+                      pin_memory=device.type == "cuda", drop_last=False,
+                      generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched
+                      persistent_workers=False)
+
+
+def flow_picture(flow: torch.Tensor, max_px: float) -> np.ndarray:
+    """(3, H, W) uint8 colour coding of one flow (2, H, W): hue direction, value magnitude."""
+    from matplotlib.colors import hsv_to_rgb
+
+    f = flow.float().cpu().numpy()
+    mag = np.hypot(f[0], f[1])
+    hsv = np.stack([(np.arctan2(f[1], f[0]) / (2 * np.pi)) % 1.0, np.ones_like(mag),
+                    np.clip(mag / max(max_px, 1e-6), 0, 1)], axis=-1)
+    return (hsv_to_rgb(hsv) * 255).astype(np.uint8).transpose(2, 0, 1)
+
+
+@torch.no_grad()
+def evaluate(model: MultimodalModel, loader, device, amp: bool, max_batches: int | None = None,
+             keep_example: bool = False) -> tuple[dict[str, float], dict | None]:
+    """Validation metrics (``MetricAccumulator``) and, optionally, one example for pictures."""
+    model.eval()
+    acc = MetricAccumulator()
+    example = None
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        batch = to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(batch)
+            terms = compute_losses(model.cfg, out, batch)
+        acc.update(out, batch, terms)
+        if keep_example and example is None and "flow" in out:
+            example = {"true": batch["flow"][0], "pred": out["flow"][0], "rgb": batch["rgb"][0]}
+    model.train()
+    return acc.compute(), example
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume training) and return the final validation metrics."""
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    cfg.validate()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    amp = cfg.amp and device.type == "cuda"
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    model_cfg = ModelConfig.from_dict(cfg.model)
+    train_ds = MultimodalDataset(cfg.data, "train", seed=cfg.seed, cache=cfg.cache)
+    valid_ds = MultimodalDataset(cfg.data, "valid", seed=cfg.seed + 1, cache=cfg.cache)
+    image_size = int(train_ds[0]["rgb"].shape[-1])
+    if image_size != model_cfg.image_size:
+        model_cfg.image_size = image_size  # follow the data
+        model_cfg.validate()
+    model = MultimodalModel(model_cfg).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "history": []}
+    last = out / "last.pt"
+    if last.exists():
+        ckpt = load_checkpoint(last)
+        if json.loads(ckpt["config"]) != _comparable(cfg):
+            raise ValueError(f"{last} was written with another configuration; use another out= folder")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"])
+        state = json.loads(ckpt["state"])
+    (out / "config.json").write_text(json.dumps({**asdict(cfg), "model": model_cfg.to_dict()}, indent=2))
+    writer = SummaryWriter(str(out / "tb"))
+    valid_loader = make_loader(valid_ds, list(range(len(valid_ds))), cfg, device, cfg.seed)
+
+    def checkpoint(path: Path) -> None:
+        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "rng": torch.get_rng_state(), "state": json.dumps(state),
+                     "config": json.dumps(_comparable(cfg)),
+                     "model_config": json.dumps(model_cfg.to_dict())}, path)
+
+    model.train()
+    while state["epoch"] < cfg.epochs:
+        epoch = state["epoch"]
+        train_ds.set_epoch(epoch)
+        order = epoch_order(len(train_ds), cfg.seed, epoch)
+        n_batches = math.ceil(len(order) / cfg.batch_size)
+        if cfg.max_batches_per_epoch is not None:
+            n_batches = min(n_batches, cfg.max_batches_per_epoch)
+        start = state["batch"]
+        indices = order[start * cfg.batch_size: n_batches * cfg.batch_size]
+        loader = make_loader(train_ds, indices, cfg, device, cfg.seed + epoch)
+        bar = tqdm(total=n_batches, initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not progress or None, dynamic_ncols=True)
+        t0 = time.time()
+        for batch in loader:
+            batch = to_device(batch, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                outputs = model(batch)
+                terms = compute_losses(model_cfg, outputs, batch)
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            optimizer.step()
+            state["batch"] += 1
+            state["step"] += 1
+            logged = {key: float(value.detach()) for key, value in terms.items()}
+            bar.update()
+            bar.set_postfix(loss=f"{logged['total']:.3f}")
+            for key, value in logged.items():
+                writer.add_scalar(f"train/{key}", value, state["step"])
+            if state["step"] % cfg.ckpt_every_steps == 0:
+                checkpoint(last)
+        bar.close()
+        metrics, example = evaluate(model, valid_loader, device, amp, cfg.max_val_batches, keep_example=True)
+        metrics["epoch"] = epoch + 1
+        metrics["train_seconds"] = time.time() - t0
+        for key, value in metrics.items():
+            writer.add_scalar(f"valid/{key}", value, epoch + 1)
+        if example is not None:
+            scale = float(example["true"].abs().max()) or 1.0
+            writer.add_image("valid/flow_true", flow_picture(example["true"], scale), epoch + 1)
+            writer.add_image("valid/flow_pred", flow_picture(example["pred"], scale), epoch + 1)
+            writer.add_image("valid/rgb", example["rgb"].cpu(), epoch + 1)
+        state["history"].append(metrics)
+        state["epoch"] += 1
+        state["batch"] = 0
+        if metrics["loss/total"] < state["best"]:
+            state["best"] = metrics["loss/total"]
+            checkpoint(out / "best.pt")
+        checkpoint(last)
+        (out / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in state["history"]))
+    writer.close()
+    final = {"final": state["history"][-1], "best_valid_loss": state["best"], "epochs": cfg.epochs,
+             "device": device.type, "config": {**asdict(cfg), "model": model_cfg.to_dict()}}
+    (out / "metrics.json").write_text(json.dumps(final, indent=2))
+    export_encoder(model, out / "encoder.pt")
+    return final
+
+
+def _comparable(cfg: TrainConfig) -> dict:
+    """The settings a resume must share (not the ones that only change speed or logging)."""
+    d = asdict(cfg)
+    for key in ("num_workers", "device", "threads", "ckpt_every_steps", "cache"):
+        d.pop(key)
+    return json.loads(json.dumps(d))
+
+
+def export_encoder(model: MultimodalModel, path: Path) -> None:
+    """One file with the encoder's weights (tensors only) and its config as JSON."""
+    keep = ("rgb_encoder.", "depth_encoder.", "force_encoder.", "proprio_encoder.", "fuse.")
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith(keep)}
+    save_atomic({"state_dict": weights, "config": json.dumps(model.cfg.to_dict()), "format": "mmrep-encoder-1"},
+                path)
