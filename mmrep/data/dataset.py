@@ -172,5 +172,7 @@ def _split_files(episodes: list[Episode], split: str, seed: int, valid_fraction:
         raise ValueError(f"split must be 'train', 'valid' or None, got {split!r}")
     order = np.random.default_rng([seed, 7919]).permutation(len(episodes))
     n_valid = int(round(valid_fraction * len(episodes)))
+    if valid_fraction > 0 and len(episodes) >= 2:
+        n_valid = max(n_valid, 1)  # a split that exists, even for a handful of files
     valid = set(order[:n_valid].tolist())
     return [e for i, e in enumerate(episodes) if (i in valid) == (split == "valid")]

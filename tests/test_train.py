@@ -1,0 +1,139 @@
+"""Training: every model config runs, CPU determinism, kill-and-resume, reference data, encoder export."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import mmrep
+from mmrep.cli import main, train_config
+from mmrep.data import MultimodalDataset
+from mmrep.data.tools import export_reference
+from mmrep.models import ModelConfig, MultimodalModel, compute_losses
+from mmrep.train import TrainConfig, load_checkpoint, train
+from sim.collect import CollectConfig, collect
+
+MODEL_CONFIGS = ["full", "no_force", "no_vision", "vision_only", "force_only", "deterministic", "no_flow",
+                 "no_contact", "no_alignment", "no_ee"]
+
+
+@pytest.fixture(scope="module")
+def data64(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data64")
+    collect(CollectConfig(episodes=5, out=str(out), env={"max_steps": 55, "image_size": 64}, workers=1,
+                          policies={"noisy_expert": 1.0, "contact_seeking": 1.0}), progress=False)
+    return out
+
+
+def _cfg(data, out, **kw):
+    base = dict(data=str(data), out=str(out), epochs=2, batch_size=16, num_workers=0, ckpt_every_steps=3,
+                max_batches_per_epoch=6, threads=1)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
+def test_every_model_config_trains_a_step(name, data64):
+    cfg, _ = train_config([f"model={name}"])
+    model_cfg = ModelConfig.from_dict({**cfg.model, "image_size": 64})
+    model = MultimodalModel(model_cfg)
+    batch = next(iter(DataLoader(MultimodalDataset(data64, "train"), batch_size=4)))
+    out = model(batch)
+    terms = compute_losses(model_cfg, out, batch)
+    terms["total"].backward()
+    assert torch.isfinite(terms["total"])
+    assert ("flow" in out) == model_cfg.flow and ("align_logit" in out) == model_cfg.alignment
+    assert ("mu" in out) == (model_cfg.fusion == "poe")
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_cpu_training_is_deterministic(data64, tmp_path):
+    a = train(_cfg(data64, tmp_path / "a"), progress=False)
+    b = train(_cfg(data64, tmp_path / "b"), progress=False)
+    assert a["final"] == b["final"] or _close(a["final"], b["final"], 0.0)
+    for key in ("flow_epe_moving_px", "alignment_accuracy", "contact_f1", "ee_mse", "kl", "loss/total"):
+        assert key in a["final"], key
+    assert (tmp_path / "a" / "best.pt").exists() and (tmp_path / "a" / "tb").is_dir()
+
+
+def _close(x, y, tol):
+    return all(abs(x[k] - y[k]) <= tol * max(1.0, abs(x[k])) for k in x if k != "train_seconds")
+
+
+_TRAIN_SCRIPT = """
+import sys
+from mmrep.train import TrainConfig, train
+train(TrainConfig(data=sys.argv[1], out=sys.argv[2], epochs=3, batch_size=16, num_workers=0,
+                  ckpt_every_steps=1, max_batches_per_epoch=6, threads=1), progress=False)
+"""
+
+
+def test_sigkill_then_resume_matches_uninterrupted(data64, tmp_path):
+    reference = train(_cfg(data64, tmp_path / "ref", epochs=3, ckpt_every_steps=1), progress=False)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", _TRAIN_SCRIPT, str(data64), str(out)])
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        try:
+            if json.loads(load_checkpoint(out / "last.pt")["state"])["step"] >= 8:  # mid epoch 2
+                break
+        except (FileNotFoundError, RuntimeError, EOFError, KeyError):
+            pass
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = train(_cfg(data64, out, epochs=3, ckpt_every_steps=1), progress=False)
+    # Documented tolerance: identical on the CPU (same order, negatives, RNG state, deterministic ops).
+    assert _close(resumed["final"], reference["final"], 1e-6), (resumed["final"], reference["final"])
+
+
+def test_resume_with_other_settings_is_refused(data64, tmp_path):
+    train(_cfg(data64, tmp_path, epochs=1), progress=False)
+    with pytest.raises(ValueError, match="another configuration"):
+        train(_cfg(data64, tmp_path, epochs=1, lr=1e-3), progress=False)
+
+
+def test_trains_on_reference_layout(data64, tmp_path):
+    export_reference(data64, tmp_path / "ref")
+    result = train(_cfg(tmp_path / "ref", tmp_path / "run", epochs=1), progress=False)
+    assert np.isfinite(result["final"]["loss/total"])
+
+
+def test_exported_encoder_encodes_a_live_env_observation(data64, tmp_path):
+    train(_cfg(data64, tmp_path, epochs=1), progress=False)
+    encoder = mmrep.load_encoder(tmp_path / "encoder.pt")
+    env = gym.make("mmrep/PegInsertion-v0", image_size=64)
+    obs, _ = env.reset(seed=0)
+    obs2, *_ = env.step(env.action_space.sample())
+    env.close()
+    z = encoder.encode(obs)
+    assert z.shape == (128,) and torch.isfinite(z).all()
+    batched = {k: np.stack([obs[k], obs2[k]]) for k in obs}
+    zb = encoder.encode(batched)
+    assert zb.shape == (2, 128) and torch.allclose(zb[0], z, atol=1e-5)
+    assert not torch.allclose(zb[0], zb[1])
+    blob = torch.load(tmp_path / "encoder.pt", weights_only=True)
+    assert not any(k.startswith(("flow_decoder", "contact_head")) for k in blob["state_dict"])
+
+
+def test_load_encoder_rejects_other_files(tmp_path):
+    torch.save({"something": torch.zeros(1)}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="not an mmrep encoder"):
+        mmrep.load_encoder(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("override, name", [("epochs=0", "epochs"), ("model.fusion=sum", "fusion"),
+                                            ("model.flow=true", "model.flow"), ("device=tpu", "device")])
+def test_bad_train_config_names_the_field(override, name, capsys):
+    extra = ["model.rgb=false"] if override == "model.flow=true" else []
+    assert main(["train", override, *extra]) == 2
+    assert name in capsys.readouterr().err
