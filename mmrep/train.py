@@ -38,7 +38,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-4
-    num_workers: int = 2
+    num_workers: int | None = None  # None: 0 on a CPU with <= 2 cores (workers would steal compute), else up to 8
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast, CUDA only
@@ -97,8 +97,17 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
+    """DataLoader workers: as configured, or 0 on a small CPU-only machine, where a worker process
+    competes with the training threads (measured: 0 workers 333 samples/s, 1 worker 237, 2 cores)."""
+    if cfg.num_workers is not None:
+        return cfg.num_workers
+    cores = os.cpu_count() or 1
+    return 0 if device.type == "cpu" and cores <= 2 else min(8, max(1, cores // 2))
+
+
 def make_loader(ds, indices, cfg: TrainConfig, device: torch.device, seed: int) -> DataLoader:
-    return DataLoader(ds, batch_size=cfg.batch_size, sampler=indices, num_workers=cfg.num_workers,
+    return DataLoader(ds, batch_size=cfg.batch_size, sampler=indices, num_workers=loader_workers(cfg, device),
                       pin_memory=device.type == "cuda", drop_last=False,
                       generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched
                       persistent_workers=False)

@@ -69,10 +69,20 @@ class _Handles:
     def __init__(self) -> None:
         self._pid = os.getpid()
         self._files: dict[Path, h5py.File] = {}
+        self._datasets: dict[tuple[Path, str], h5py.Dataset] = {}
+
+    def dataset(self, path: Path, name: str) -> h5py.Dataset:
+        """An open dataset object, kept: h5py's path lookups cost more than a one-chunk read."""
+        key = (path, name)
+        d = self._datasets.get(key) if os.getpid() == self._pid else None
+        if d is None:
+            d = self._datasets[key] = self.get(path)[name]
+        return d
 
     def get(self, path: Path) -> h5py.File:
         if os.getpid() != self._pid:  # forked into a DataLoader worker: the parent's handles are unusable
             self._files = {}
+            self._datasets = {}
             self._pid = os.getpid()
         f = self._files.get(path)
         if f is None:
@@ -84,12 +94,13 @@ class _Handles:
         return f
 
     def close(self) -> None:
+        self._datasets = {}
         for f in self._files.values():
             f.close()
         self._files = {}
 
     def __getstate__(self):  # pickled into spawned workers: start with no open files
-        return {"_pid": -1, "_files": {}}
+        return {"_pid": -1, "_files": {}, "_datasets": {}}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -134,27 +145,26 @@ class SimSource:
                 self.episodes = [Episode(path, f"{DATA_GROUP}/{n}",
                                          int(f[DATA_GROUP][n].attrs["num_steps"]) + 1, n) for n in names]
 
-    def _group(self, ep: Episode) -> h5py.Group:
-        return self.handles.get(ep.file)[ep.group]
+    def _get(self, ep: Episode, name: str, rows: int | slice) -> np.ndarray:
+        return self.handles.dataset(ep.file, f"{ep.group}/{name}")[rows]
 
     def read(self, ep: Episode, key: str, rows: int | slice) -> np.ndarray:
         """Rows of one array (``key`` from the module's vocabulary)."""
-        g = self._group(ep)
         if key == "rgb":
-            return g["obs/rgb"][rows]
+            return self._get(ep, "obs/rgb", rows)
         if key == "depth":
-            return g["obs/depth"][rows].astype(np.float32)
+            return self._get(ep, "obs/depth", rows).astype(np.float32)
         if key == "force":
-            return g["obs/force"][rows]
+            return self._get(ep, "obs/force", rows)
         if key == "contact":
-            return g["obs/contact"][rows]
+            return self._get(ep, "obs/contact", rows)
         if key == "flow":
-            return g["flow"][rows].astype(np.float32)
+            return self._get(ep, "flow", rows).astype(np.float32)
         if key == "proprio8":
-            p = g["obs/proprio"][rows]
+            p = self._get(ep, "obs/proprio", rows)
             return proprio8_from_sim(np.atleast_2d(p)).reshape(*np.shape(p)[:-1], 8)
         if key == "action":
-            a = g["actions"][rows]
+            a = self._get(ep, "actions", rows)
             pad = 4 - a.shape[-1]
             return np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)]) if pad > 0 else a
         raise KeyError(f"unknown key {key!r}")
@@ -189,23 +199,25 @@ class ReferenceSource:
                 self.episodes.append(Episode(path, None, int(f["image"].shape[0]), path.stem))
 
     def read(self, ep: Episode, key: str, rows: int | slice) -> np.ndarray:
-        f = self.handles.get(ep.file)
+        def get(name: str) -> np.ndarray:
+            return self.handles.dataset(ep.file, name)[rows]
+
         if key == "rgb":
-            img = f["image"][rows]
+            img = get("image")
             return img if img.shape[-1] == 3 else np.moveaxis(img, -3, -1)
         if key == "depth":
-            d = f["depth_data"][rows].astype(np.float32)
+            d = get("depth_data").astype(np.float32)
             return d if d.shape[-1] == 1 else d[..., None]
         if key == "force":
-            return f["ee_forces_continuous"][rows].astype(np.float32)
+            return get("ee_forces_continuous").astype(np.float32)
         if key == "contact":
-            return f["contact"][rows].astype(np.int8)
+            return get("contact").astype(np.int8)
         if key == "flow":
-            return f["optical_flow"][rows].astype(np.float32)
+            return get("optical_flow").astype(np.float32)
         if key == "proprio8":
-            return f["proprio"][rows][..., :8].astype(np.float32)
+            return get("proprio")[..., :8].astype(np.float32)
         if key == "action":
-            return f["action"][rows][..., :4].astype(np.float32)
+            return get("action")[..., :4].astype(np.float32)
         raise KeyError(f"unknown key {key!r}")
 
 
