@@ -80,7 +80,7 @@ def main() -> None:
         loader = DataLoader(ds, batch_size=64, shuffle=True, generator=g, num_workers=args.workers,
                             pin_memory=device.type == "cuda", persistent_workers=args.workers > 0, drop_last=True)
 
-        def loader_batches():
+        def loader_batches(loader=loader):
             while True:
                 yield from loader
 
@@ -89,7 +89,7 @@ def main() -> None:
                 pass
         fixed = next(iter(DataLoader(ds, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(1))))
 
-        def memory_batches():
+        def memory_batches(fixed=fixed):
             while True:
                 yield fixed
 

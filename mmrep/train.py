@@ -38,7 +38,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-4
-    num_workers: int | None = None  # None: 0 on a CPU with <= 2 cores (workers would steal compute), else up to 8
+    num_workers: int | None = None  # None: 0 on a CPU machine with <= 2 cores, else up to 8
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast, CUDA only
