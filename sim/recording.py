@@ -180,7 +180,7 @@ class ShardWriter:
                     kwargs["compression"] = self.compression
                     if self.compression == "gzip":
                         kwargs["compression_opts"] = 4
-                if spec.image:
+                if spec.row_chunks:
                     kwargs["chunks"] = (1, *spec.row_shape)
                 elif a.ndim and self.compression != "none":
                     kwargs["chunks"] = a.shape  # small arrays: one chunk, read in one go

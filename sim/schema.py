@@ -6,7 +6,7 @@ Layout of one shard file (one file per writer process, robomimic-like)::
     /data/ep_NNNNNN/                       one group per episode; attrs (JSON strings) below
         obs/rgb       (T+1, S, S, 3) uint8     camera, HWC
         obs/depth     (T+1, S, S, 1) float16   metres along the optical axis
-        obs/force     (T+1, n, 6)    float32   F/T per physics substep (N, N m), sensor frame, tared
+        obs/force     (T+1, n, 6)    float32   F/T per physics substep (N, N m), sensor frame, tared; a row a chunk
         obs/proprio   (T+1, 13)      float32   tip pos (m), quaternion xyzw, lin vel (m/s), ang vel (rad/s)
         obs/contact   (T+1, n)       int8      peg-block contact per substep
         obs/joint_pos (T+1, 7)       float32   rad
@@ -49,7 +49,7 @@ class ArraySpec:
     row_shape: tuple[int, ...]
     dtype: str
     per_observation: bool
-    image: bool = False  # one frame per chunk, compressed
+    row_chunks: bool = False  # one row per chunk: arrays read a row at a time (images, F/T)
 
     def rows(self, num_steps: int) -> int:
         return num_steps + 1 if self.per_observation else num_steps
@@ -61,10 +61,10 @@ def episode_specs(image_size: int, n_substeps: int, action_dim: int, camera: boo
     s, n = image_size, n_substeps
     specs = []
     if camera:
-        specs += [ArraySpec("obs/rgb", (s, s, 3), "uint8", True, image=True),
-                  ArraySpec("obs/depth", (s, s, 1), "float16", True, image=True)]
+        specs += [ArraySpec("obs/rgb", (s, s, 3), "uint8", True, row_chunks=True),
+                  ArraySpec("obs/depth", (s, s, 1), "float16", True, row_chunks=True)]
     specs += [
-        ArraySpec("obs/force", (n, 6), "float32", True),
+        ArraySpec("obs/force", (n, 6), "float32", True, row_chunks=True),
         ArraySpec("obs/proprio", (13,), "float32", True),
         ArraySpec("obs/contact", (n,), "int8", True),
         ArraySpec("obs/joint_pos", (7,), "float32", True),
@@ -74,7 +74,7 @@ def episode_specs(image_size: int, n_substeps: int, action_dim: int, camera: boo
         ArraySpec("dones", (), "bool", False),
     ]
     if flow:
-        specs.append(ArraySpec("flow", (s, s, 2), "float16", False, image=True))
+        specs.append(ArraySpec("flow", (s, s, 2), "float16", False, row_chunks=True))
     return specs
 
 

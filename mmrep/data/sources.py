@@ -87,7 +87,9 @@ class _Handles:
         f = self._files.get(path)
         if f is None:
             try:
-                f = h5py.File(path, "r")
+                # No chunk cache: samples read one row (one chunk) at random, so a cache would only
+                # cost memory (h5py's default 1 MiB per open dataset adds up to GiBs over an epoch).
+                f = h5py.File(path, "r", rdcc_nbytes=0)
             except OSError as err:
                 raise OSError(f"cannot open {path}: {err}") from err
             self._files[path] = f
