@@ -46,6 +46,7 @@ class TrainConfig:
     max_batches_per_epoch: int | None = None
     max_val_batches: int | None = None
     ckpt_every_steps: int = 200
+    kl_warmup_steps: int = 2000  # KL weight ramps linearly from 0 to model.w_kl (against posterior collapse)
     threads: int | None = None  # torch CPU threads (None: torch's default)
     model: dict[str, Any] = field(default_factory=dict)
 
@@ -207,7 +208,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             batch = to_device(batch, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 outputs = model(batch)
-                terms = compute_losses(model_cfg, outputs, batch)
+                terms = compute_losses(model_cfg, outputs, batch, kl_scale=kl_scale(cfg, state["step"]))
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             optimizer.step()
@@ -245,6 +246,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     (out / "metrics.json").write_text(json.dumps(final, indent=2))
     export_encoder(model, out / "encoder.pt")
     return final
+
+
+def kl_scale(cfg: TrainConfig, step: int) -> float:
+    """Fraction of the KL weight applied at ``step``: a linear warm-up. Without it the KL term
+    (x0.05, summed over 128 dims) pulls every expert to the prior before the heads learn to use z:
+    a first quality run ended epoch 2 with KL 0.009, alignment accuracy 0.5 and contact F1 0.09."""
+    if cfg.kl_warmup_steps <= 0:
+        return 1.0
+    return min(1.0, step / cfg.kl_warmup_steps)
 
 
 def _comparable(cfg: TrainConfig) -> dict:

@@ -21,9 +21,10 @@ def endpoint_error(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor 
     return (epe * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def compute_losses(cfg: ModelConfig, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
-                   ) -> dict[str, torch.Tensor]:
-    """Each enabled term (unweighted) and ``total`` (weighted sum, reference weights)."""
+def compute_losses(cfg: ModelConfig, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                   kl_scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """Each enabled term (unweighted) and ``total`` (weighted sum, reference weights; the KL weight
+    times ``kl_scale``, the training's warm-up)."""
     terms: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=out["z"].device)
     if "flow" in out:
@@ -43,7 +44,7 @@ def compute_losses(cfg: ModelConfig, out: dict[str, torch.Tensor], batch: dict[s
         total = total + cfg.w_alignment * terms["alignment"]
     if "mu" in out:
         terms["kl"] = kl_to_standard_normal(out["mu"].float(), out["logvar"].float())
-        total = total + cfg.w_kl * terms["kl"]
+        total = total + cfg.w_kl * kl_scale * terms["kl"]
     terms["total"] = total
     return terms
 
