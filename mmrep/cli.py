@@ -37,32 +37,31 @@ def compose(name: str, overrides: list[str]) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def app_config(name: str, cls, overrides: list[str]):
+    """The validated ``cls`` instance that app ``name`` would run with ``overrides``, and whether to
+    show progress. Unknown keys raise ValueError naming the config file."""
+    d = compose(name, overrides)
+    progress = bool(d.pop("progress", True))
+    try:
+        cfg = cls(**d)
+    except TypeError as err:
+        raise ValueError(f"configs/{name}.yaml: {err}") from err
+    cfg.validate()
+    return cfg, progress
+
+
 def collect_config(overrides: list[str]):
     """The ``CollectConfig`` that ``mmrep collect`` would run, and whether to show progress."""
     from sim.collect import CollectConfig
 
-    d = compose("collect", overrides)
-    progress = bool(d.pop("progress", True))
-    try:
-        cfg = CollectConfig(**d)
-    except TypeError as err:
-        raise ValueError(f"configs/collect.yaml: {err}") from err
-    cfg.validate()
-    return cfg, progress
+    return app_config("collect", CollectConfig, overrides)
 
 
 def train_config(overrides: list[str]):
     """The ``TrainConfig`` that ``mmrep train`` would run, and whether to show progress."""
     from mmrep.train import TrainConfig
 
-    d = compose("train", overrides)
-    progress = bool(d.pop("progress", True))
-    try:
-        cfg = TrainConfig(**d)
-    except TypeError as err:
-        raise ValueError(f"configs/train.yaml: {err}") from err
-    cfg.validate()
-    return cfg, progress
+    return app_config("train", TrainConfig, overrides)
 
 
 def _train(overrides: list[str]) -> int:
