@@ -74,6 +74,20 @@ def _train(overrides: list[str]) -> int:
     return 0
 
 
+def _app_help(name: str) -> int:
+    """Usage of a Hydra app and its composed default configuration."""
+    from omegaconf import OmegaConf
+
+    print(f"usage: mmrep {name} [key=value ...] [group=option ...]\n")
+    print(f"Hydra overrides of {config_dir() / (name + '.yaml')}; the defaults:\n")
+    print(OmegaConf.to_yaml(OmegaConf.create(compose(name, []))))
+    groups = sorted(p.name for p in config_dir().iterdir() if p.is_dir())
+    for group in groups:
+        options = sorted(f.stem for f in (config_dir() / group).glob("*.yaml"))
+        print(f"{group}: {', '.join(options)}")
+    return 0
+
+
 def _collect(overrides: list[str]) -> int:
     from mmrep.data.tools import format_info, info
     from sim.collect import collect
@@ -124,9 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     apps = {"collect": _collect, "train": _train}
     if argv and argv[0] in apps:
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if any(a in ("-h", "--help") for a in argv[1:]):
+            return _app_help(argv[0])
         try:
             return apps[argv[0]](argv[1:])
-        except (ValueError, FileNotFoundError, RuntimeError) as err:
+        except (ValueError, FileNotFoundError, RuntimeError, HydraException, OmegaConfBaseException) as err:
             print(f"mmrep {argv[0]}: error: {err}", file=sys.stderr)
             return 2
     args = parser.parse_args(argv)

@@ -168,3 +168,11 @@ def test_collect_cli_runs(tmp_path, capsys):
     assert main(["collect", "episodes=2", "workers=1", "env=small", "env.max_steps=5",
                  f"out={tmp_path}"]) == 0
     assert "episodes     2" in capsys.readouterr().out
+
+
+def test_app_help_and_bad_group_option(capsys):
+    assert main(["collect", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "episodes: 20" in out and "env: default, fast, small" in out
+    assert main(["train", "model=nonexistent"]) == 2
+    assert "model/nonexistent" in capsys.readouterr().err
