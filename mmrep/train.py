@@ -46,6 +46,7 @@ class TrainConfig:
     max_batches_per_epoch: int | None = None
     max_val_batches: int | None = None
     ckpt_every_steps: int = 200
+    lr_schedule: str = "constant"  # constant | cosine (to lr x 0.05 at the last step)
     kl_warmup_steps: int = 2000  # KL weight ramps linearly from 0 to model.w_kl (against posterior collapse)
     threads: int | None = None  # torch CPU threads (None: torch's default)
     model: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +57,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -168,7 +171,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     if image_size != model_cfg.image_size:
         model_cfg.image_size = image_size  # follow the data
         model_cfg.validate()
-    model = MultimodalModel(model_cfg).to(device).to(memory_format=torch.channels_last)
+    model = MultimodalModel(model_cfg)
+    if model.proprio_encoder is not None:  # a resume overwrites these with the checkpoint's (equal) values
+        model.proprio_encoder.set_stats(*proprio_stats(train_ds))
+    model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "history": []}
     last = out / "last.pt"
@@ -205,6 +211,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                    disable=not progress or None, dynamic_ncols=True)
         t0 = time.time()
         for batch in loader:
+            for group in optimizer.param_groups:  # a function of the step: a resume needs no scheduler state
+                group["lr"] = learning_rate(cfg, state["step"], n_batches)
             batch = to_device(batch, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 outputs = model(batch)
@@ -246,6 +254,21 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     (out / "metrics.json").write_text(json.dumps(final, indent=2))
     export_encoder(model, out / "encoder.pt")
     return final
+
+
+def proprio_stats(ds: MultimodalDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std (8,) of the proprioception over every step of a dataset."""
+    p = torch.from_numpy(np.concatenate(ds.proprio).astype(np.float64))
+    return p.mean(0).float(), p.std(0).float()
+
+
+def learning_rate(cfg: TrainConfig, step: int, batches_per_epoch: int) -> float:
+    """The learning rate at optimiser step ``step``: ``cfg.lr``, or a cosine decay from it to 5% of
+    it over the whole run (``epochs x batches_per_epoch`` steps)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    total = max(1, cfg.epochs * batches_per_epoch)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total)))
 
 
 def kl_scale(cfg: TrainConfig, step: int) -> float:

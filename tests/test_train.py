@@ -137,3 +137,47 @@ def test_bad_train_config_names_the_field(override, name, capsys):
     extra = ["model.rgb=false"] if override == "model.flow=true" else []
     assert main(["train", override, *extra]) == 2
     assert name in capsys.readouterr().err
+
+
+def test_proprio_is_standardised_with_training_statistics(data64, tmp_path):
+    train(_cfg(data64, tmp_path, epochs=1), progress=False)
+    proprio = np.concatenate(MultimodalDataset(data64, "train").proprio)
+    blob = torch.load(tmp_path / "encoder.pt", weights_only=True)["state_dict"]
+    assert np.allclose(blob["proprio_encoder.mean"].numpy(), proprio.mean(0), atol=1e-5)
+    assert np.allclose(blob["proprio_encoder.std"].numpy(), proprio.std(0, ddof=1).clip(1e-3), rtol=1e-4)
+    # the encoder applies them itself: a raw proprio vector and its standardised copy differ in z
+    encoder = mmrep.load_encoder(tmp_path / "encoder.pt")
+    enc = encoder.proprio_encoder
+    p = torch.from_numpy(proprio[:3].astype(np.float32))
+    assert torch.allclose(enc(p)[0], enc.net((p - enc.mean) / enc.std).chunk(2, dim=1)[0])
+
+
+def test_cosine_learning_rate_decays_to_five_percent():
+    from mmrep.train import learning_rate
+
+    cfg = TrainConfig(lr=1e-3, epochs=2, lr_schedule="cosine")
+    assert learning_rate(cfg, 0, 50) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 50, 50) == pytest.approx(0.525e-3)
+    assert learning_rate(cfg, 100, 50) == pytest.approx(0.05e-3)
+    assert learning_rate(TrainConfig(lr=1e-3), 70, 50) == 1e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step").validate()
+
+
+def test_quality_experiment_composes():
+    cfg, _ = train_config(["experiment=quality"])
+    assert cfg.model["fusion"] == "concat" and cfg.lr_schedule == "cosine" and cfg.epochs == 10
+    cfg.validate()
+
+
+def test_ablation_script_tabulates_every_config(data64, tmp_path):
+    out = tmp_path / "abl"
+    cmd = [sys.executable, "benchmarks/ablations.py", "--data", str(data64), "--out", str(out), "--steps", "2",
+           "--val-batches", "1", "--models", "full", "no_flow", "--json", str(tmp_path / "a.json"),
+           "batch_size=8", "threads=1", "progress=false"]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert list(report["results"]) == ["full", "no_flow"]
+    assert "flow_epe_moving_px" in report["results"]["full"]
+    assert "flow_epe_moving_px" not in report["results"]["no_flow"]
+    assert "| no_flow |" in (out / "ablations.md").read_text()

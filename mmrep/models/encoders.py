@@ -89,13 +89,26 @@ class ForceEncoder(nn.Module):
 
 
 class ProprioEncoder(nn.Module):
-    """MLP 8-32-64-128, then a linear layer to 2 x z_dim."""
+    """Standardisation, then the MLP 8-32-64-128 and a linear layer to 2 x z_dim.
+
+    The inputs are standardised with the training set's per-dimension ``mean`` and ``std``
+    (buffers, saved with the weights; set by ``set_stats``): raw velocities are ~0.05 m/s and
+    positions ~0.5 m, and unscaled they reach the latent too weakly for the flow head to use them.
+    """
 
     def __init__(self, z_dim: int, in_dim: int = 8) -> None:
         super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
         self.net = nn.Sequential(nn.Linear(in_dim, 32), nn.LeakyReLU(LEAK), nn.Linear(32, 64),
                                  nn.LeakyReLU(LEAK), nn.Linear(64, 128), nn.LeakyReLU(LEAK),
                                  nn.Linear(128, 2 * z_dim))
 
+    @torch.no_grad()
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-dimension statistics (in_dim,) of the training inputs; std is floored at 1e-3."""
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3))
+
     def forward(self, proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.net(proprio).chunk(2, dim=1)
+        return self.net((proprio - self.mean) / self.std).chunk(2, dim=1)
