@@ -132,7 +132,9 @@ def test_load_encoder_rejects_other_files(tmp_path):
 
 
 @pytest.mark.parametrize("override, name", [("epochs=0", "epochs"), ("model.fusion=sum", "fusion"),
-                                            ("model.flow=true", "model.flow"), ("device=tpu", "device")])
+                                            ("model.flow=true", "model.flow"), ("device=tpu", "device"),
+                                            ("model.alignment_input=z", "alignment_input"),
+                                            ("lr_schedule=step", "lr_schedule")])
 def test_bad_train_config_names_the_field(override, name, capsys):
     extra = ["model.rgb=false"] if override == "model.flow=true" else []
     assert main(["train", override, *extra]) == 2

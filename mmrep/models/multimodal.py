@@ -54,10 +54,13 @@ class ModelConfig:
     w_alignment: float = 0.5
     w_ee: float = 1.0
     w_kl: float = 0.05
+    alignment_input: str = "sample"  # "sample" | "mean": what the alignment head sees of the PoE posterior
 
     def validate(self) -> None:
         if self.fusion not in ("poe", "concat"):
             raise ValueError(f"model.fusion must be 'poe' or 'concat', got {self.fusion!r}")
+        if self.alignment_input not in ("sample", "mean"):
+            raise ValueError(f"model.alignment_input must be 'sample' or 'mean', got {self.alignment_input!r}")
         if not any(getattr(self, m) for m in MODALITIES):
             raise ValueError("model: at least one of rgb, depth, force, proprio must be on")
         if not any(getattr(self, h) for h in HEADS):
@@ -214,7 +217,8 @@ class MultimodalModel(nn.Module):
         if self.alignment_head is not None:
             # Negatives reuse the image experts: only F/T, proprioception and fusion run again.
             n_mus, n_logvars, _, _ = self.experts(batch, "force_neg", "proprio_neg", image_experts=image_part)
-            z_neg = self.fuse_experts(n_mus, n_logvars, sample=self.training)[0]
-            out["align_logit"] = self.alignment_head(z)
-            out["align_logit_neg"] = self.alignment_head(z_neg)
+            z_neg, mu_neg, _ = self.fuse_experts(n_mus, n_logvars, sample=self.training)
+            on_mean = self.cfg.alignment_input == "mean" and mu is not None
+            out["align_logit"] = self.alignment_head(mu if on_mean else z)
+            out["align_logit_neg"] = self.alignment_head(mu_neg if on_mean else z_neg)
         return out
