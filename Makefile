@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # CPU build of torch that lies on this machine's disk; pyproject keeps the range open for GPU users.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test test-slow bench lint clean venv
+.PHONY: demo test test-slow bench quality lint clean venv
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,14 @@ bench: venv  # results land in outputs/bench; committed copies live in benchmark
 		--out outputs/bench/expert_success_240hz.json
 	$(PY) benchmarks/collect.py --out outputs/bench/collect.json
 	$(PY) benchmarks/loader.py --out outputs/bench/loader.json
+	$(PY) benchmarks/train_throughput.py --out outputs/bench/train_throughput.json
+
+# The representation's quality run and ablation table (README): about 6 + 44 + 50 minutes on 2 cores.
+quality: venv
+	test -f data/quality/manifest.json || $(VENV)/bin/mmrep collect episodes=1200 workers=2 out=data/quality
+	$(VENV)/bin/mmrep train experiment=quality threads=2
+	$(PY) benchmarks/ablations.py --data data/quality --out runs/ablations --steps 2000 --val-batches 100 \
+		--json outputs/bench/ablations.json lr=3.0e-4 lr_schedule=cosine threads=2
 
 lint: venv
 	$(VENV)/bin/ruff check sim mmrep tests benchmarks

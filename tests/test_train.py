@@ -183,3 +183,14 @@ def test_ablation_script_tabulates_every_config(data64, tmp_path):
     assert "flow_epe_moving_px" in report["results"]["full"]
     assert "flow_epe_moving_px" not in report["results"]["no_flow"]
     assert "| no_flow |" in (out / "ablations.md").read_text()
+
+
+@pytest.mark.parametrize("alignment_input", ["mean", "sample"])
+def test_alignment_head_reads_the_posterior_mean_or_a_sample(alignment_input, data64):
+    model = MultimodalModel(ModelConfig(image_size=64, alignment_input=alignment_input)).train()
+    batch = next(iter(DataLoader(MultimodalDataset(data64, "train"), batch_size=4)))
+    a, b = model(batch), model(batch)  # training mode: z is sampled each time
+    assert not torch.allclose(a["z"], b["z"])
+    same = torch.allclose(a["align_logit"], b["align_logit"]) and torch.allclose(a["align_logit_neg"],
+                                                                                b["align_logit_neg"])
+    assert same == (alignment_input == "mean")

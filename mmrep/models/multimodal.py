@@ -13,7 +13,10 @@ Heads, on the action-conditioned feature h = MLP([z, MLP(action)]) (128):
               multiplied by a predicted mask, upsampled to 128x128
     contact   next-step contact logit
     ee        next end-effector pose (x, y, z in m, yaw in rad)
-and on z: alignment (is this F/T and proprioception from the same moment as the image?) logit.
+and on z: alignment (is this F/T and proprioception from the same moment as the image?) logit. With
+the product of experts the alignment head reads the posterior mean by default
+(``alignment_input="mean"``; the reference code feeds it the sampled z, ``"sample"``): on a sampled z
+the head stayed at chance for 1000 steps, on the mean it reached 0.80 (README, "Quality").
 Every modality and head can be switched off in the config; the ablations are configs.
 """
 
@@ -54,7 +57,7 @@ class ModelConfig:
     w_alignment: float = 0.5
     w_ee: float = 1.0
     w_kl: float = 0.05
-    alignment_input: str = "sample"  # "sample" | "mean": what the alignment head sees of the PoE posterior
+    alignment_input: str = "mean"  # "mean" | "sample": what the alignment head sees of the PoE posterior
 
     def validate(self) -> None:
         if self.fusion not in ("poe", "concat"):
