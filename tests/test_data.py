@@ -144,6 +144,15 @@ def test_dataset_reads_reference_layout(dataset_dir, tmp_path):
     assert len(train.episodes) == 4 and len(valid.episodes) == 1
 
 
+def test_reference_depth_holes_and_far_readings_read_as_zero(dataset_dir, tmp_path):
+    files = export_reference(dataset_dir, tmp_path / "ref")
+    with h5py.File(files[0], "r+") as f:
+        f["depth_data"][2, 0, :4, 0] = [np.nan, np.inf, -1.0, 5.0]
+        kept = float(f["depth_data"][2, 1, 0, 0])
+    d = MultimodalDataset(files[0], split=None)[2]["depth"]
+    assert torch.isfinite(d).all() and d[0, 0, :4].eq(0).all() and float(d[0, 1, 0]) == pytest.approx(kept)
+
+
 def test_missing_path_and_bad_split_raise(dataset_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         MultimodalDataset(tmp_path / "nope")

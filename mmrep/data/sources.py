@@ -208,7 +208,10 @@ class ReferenceSource:
             img = get("image")
             return img if img.shape[-1] == 3 else np.moveaxis(img, -3, -1)
         if key == "depth":
-            d = get("depth_data").astype(np.float32)
+            # Real depth has holes (0, NaN) and far readings: like the reference loader, keep only
+            # (1e-7, 2) m and zero the rest, so a sensor artefact cannot turn training into NaN.
+            d = np.nan_to_num(get("depth_data").astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            d[(d <= 1e-7) | (d >= 2.0)] = 0.0
             return d if d.shape[-1] == 1 else d[..., None]
         if key == "force":
             return get("ee_forces_continuous").astype(np.float32)
