@@ -34,7 +34,7 @@ bench: venv  # results land in outputs/bench; committed copies live in benchmark
 	$(PY) benchmarks/loader.py --out outputs/bench/loader.json
 	$(PY) benchmarks/train_throughput.py --out outputs/bench/train_throughput.json
 
-# The representation's quality run and ablation table (README): about 6 + 44 + 50 minutes on 2 cores.
+# The representation's quality run and ablation table (README): about 6 + 44 + 40 minutes on 2 cores.
 quality: venv
 	test -f data/quality/manifest.json || $(VENV)/bin/mmrep collect episodes=1200 workers=2 out=data/quality
 	$(VENV)/bin/mmrep train experiment=quality threads=2

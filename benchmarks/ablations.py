@@ -5,7 +5,7 @@ Each config trains into its own folder under ``--out`` through ``mmrep.train.tra
 run resumes where it stopped when the command is repeated, and finished configs are not retrained.
 
     python benchmarks/ablations.py --data outputs/paper100k --out runs/ablations \\
-        --steps 1500 --val-batches 100 --json benchmarks/results/ablations.json
+        --steps 2000 --val-batches 100 --json benchmarks/results/ablations.json lr=3.0e-4 lr_schedule=cosine
 
 ``--steps`` is the number of optimiser steps (batches of 64) per config, ``--val-batches`` the
 number of validation batches (the same ones for every config: the validation order is fixed).
@@ -52,7 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="dataset folder (manifest.json) or reference files")
     ap.add_argument("--out", default="runs/ablations", help="one training folder per config in here")
-    ap.add_argument("--steps", type=int, default=1500, help="optimiser steps per config")
+    ap.add_argument("--steps", type=int, default=2000, help="optimiser steps per config")
     ap.add_argument("--val-batches", type=int, default=100)
     ap.add_argument("--models", nargs="*", default=None, help="configs to run (default: all)")
     ap.add_argument("--json", default=None, help="also write the results here")
@@ -77,7 +77,7 @@ def main() -> None:
 
     table = markdown_table(rows)
     print(table)
-    report = {"data": args.data, "steps": args.steps, "batch_size": 64, "val_batches": args.val_batches,
+    report = {"data": args.data, "steps": args.steps, "batch_size": cfg.batch_size, "val_batches": args.val_batches,
               "overrides": args.overrides, "table_markdown": table, "results": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
