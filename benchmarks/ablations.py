@@ -1,25 +1,22 @@
-"""The ablation table: every ``configs/model/`` config trained with the same budget on one dataset,
-validated on the same held-out episodes, side by side (JSON + Markdown).
+"""The ablation table: every ``configs/model/`` config trained with the same budget on one dataset by one
+Hydra multirun, validated on the same held-out episodes, tabulated side by side (JSON + Markdown).
 
-Each config trains into its own folder under ``--out`` through ``mmrep.train.train``, so a killed
-run resumes where it stopped when the command is repeated, and finished configs are not retrained.
+    mmrep train -m 'model=glob(*)' data=data/quality out=runs/ablations epochs=1 \
+        max_batches_per_epoch=2000 max_val_batches=100 lr=3.0e-4 lr_schedule=cosine threads=2
+    python benchmarks/ablations.py runs/ablations --json benchmarks/results/ablations.json
 
-    python benchmarks/ablations.py --data outputs/paper100k --out runs/ablations \\
-        --steps 2000 --val-batches 100 --json benchmarks/results/ablations.json lr=3.0e-4 lr_schedule=cosine
-
-``--steps`` is the number of optimiser steps (batches of 64) per config, ``--val-batches`` the
-number of validation batches (the same ones for every config: the validation order is fixed).
+The sweep trains each config into its own folder under ``out`` (``<job>_<model>``); a killed sweep
+resumes where it stopped when the command is repeated (each run resumes from its ``last.pt``).
+This script only reads the runs' ``metrics.json`` and the model choice Hydra recorded for each.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from mmrep.cli import config_dir, train_config
-from mmrep.train import train
+import yaml
 
 COLUMNS = (  # (metric key, header, format)
     ("contact_f1", "contact F1", "{:.3f}"),
@@ -33,10 +30,14 @@ COLUMNS = (  # (metric key, header, format)
 )
 
 
-def model_configs() -> list[str]:
-    """Every config of the ``model`` group, the full model first."""
-    names = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
-    return sorted(names, key=lambda n: (n != "full", n))
+def run_name(run: Path) -> str:
+    """The model config a sweep's run used (from Hydra's record), else the folder name."""
+    hydra_yaml = run / ".hydra" / "hydra.yaml"
+    if hydra_yaml.exists():
+        choices = yaml.safe_load(hydra_yaml.read_text())["hydra"]["runtime"]["choices"]
+        if choices.get("model"):
+            return str(choices["model"])
+    return run.name
 
 
 def markdown_table(rows: dict[str, dict[str, float]]) -> str:
@@ -50,37 +51,28 @@ def markdown_table(rows: dict[str, dict[str, float]]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="dataset folder (manifest.json) or reference files")
-    ap.add_argument("--out", default="runs/ablations", help="one training folder per config in here")
-    ap.add_argument("--steps", type=int, default=2000, help="optimiser steps per config")
-    ap.add_argument("--val-batches", type=int, default=100)
-    ap.add_argument("--models", nargs="*", default=None, help="configs to run (default: all)")
+    ap.add_argument("runs", help="the sweep's folder (its out=): one run folder per config in it")
     ap.add_argument("--json", default=None, help="also write the results here")
-    ap.add_argument("overrides", nargs="*", help="extra train overrides, e.g. threads=2 lr=3e-4")
     args = ap.parse_args()
 
-    names = args.models or model_configs()
     rows: dict[str, dict[str, float]] = {}
-    for name in names:
-        run = Path(args.out) / name
-        cfg, progress = train_config([f"model={name}", f"data={args.data}", f"out={run}", "epochs=1",
-                            f"max_batches_per_epoch={args.steps}", f"max_val_batches={args.val_batches}",
-                            *args.overrides])
-        done = run / "metrics.json"
-        t0 = time.time()
-        print(f"== {name}: {args.steps} steps -> {run}", flush=True)
-        result = json.loads(done.read_text()) if done.exists() else train(cfg, progress=progress)
+    meta: dict = {}
+    runs = sorted(p.parent for p in Path(args.runs).glob("*/metrics.json"))
+    if not runs:
+        raise SystemExit(f"no finished runs (*/metrics.json) in {args.runs}")
+    for run in sorted(runs, key=lambda r: (run_name(r) != "full", run_name(r))):
+        result = json.loads((run / "metrics.json").read_text())
         final = dict(result["final"])
-        final["minutes"] = final.get("train_seconds", time.time() - t0) / 60
-        rows[name] = final
-        print(markdown_table({name: final}), flush=True)
-
+        final["minutes"] = final.get("train_seconds", 0.0) / 60
+        rows[run_name(run)] = final
+        cfg = result["config"]
+        meta = {"data": cfg["data"], "steps": cfg["max_batches_per_epoch"], "epochs": cfg["epochs"],
+                "batch_size": cfg["batch_size"], "val_batches": cfg["max_val_batches"], "lr": cfg["lr"],
+                "lr_schedule": cfg["lr_schedule"]}
     table = markdown_table(rows)
     print(table)
-    report = {"data": args.data, "steps": args.steps, "batch_size": cfg.batch_size, "val_batches": args.val_batches,
-              "overrides": args.overrides, "table_markdown": table, "results": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    report = {**meta, "table_markdown": table, "results": rows}
+    out = Path(args.runs)
     (out / "ablations.json").write_text(json.dumps(report, indent=2))
     (out / "ablations.md").write_text(table)
     if args.json:

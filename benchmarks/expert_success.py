@@ -22,8 +22,9 @@ import pybullet as p
 from tqdm import tqdm
 
 import sim
+from sim.observation import tool_down_quat
 from sim.policies import make_policy, run_episode
-from sim.robot import ARM_JOINTS, FT_JOINT, tool_down_quat
+from sim.robot import ARM_JOINTS, FT_JOINT
 
 
 def evaluate(shape: str, policy_name: str, episodes: int, seed0: int, env_kwargs: dict,

@@ -1,7 +1,10 @@
-"""The ``mmrep`` command: ``collect`` and ``train`` (Hydra configs in ``configs/``) and ``data`` tools.
+"""The ``mmrep`` command: the Hydra apps ``collect`` and ``train`` (configs in ``configs/``, every
+default in ``mmrep.config``) and the ``data`` tools (``sim.dataset_format``; no torch).
 
     mmrep collect episodes=100 workers=2 out=data/sim env=fast
     mmrep train data=data/sim epochs=5 model=no_force out=runs/no_force
+    mmrep train -m data=data/sim model=full,no_force out=runs/ablations    (one folder per run)
+    mmrep train --cfg job model=no_force        (print the composed config)   mmrep train --help
     mmrep data info data/sim
     mmrep data verify data/sim
     mmrep data export --format reference data/sim data/sim_reference
@@ -11,108 +14,92 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any
+
+from mmrep.config import APPS, app_config, config_dir, register_configs
 
 
-def config_dir() -> Path:
-    """The Hydra config folder: ``$MMREP_CONFIG_DIR`` or the repository's ``configs/``."""
-    env = os.environ.get("MMREP_CONFIG_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[1] / "configs"
-    if not (path / "collect.yaml").exists():
-        raise FileNotFoundError(f"no Hydra configs in {path}; set MMREP_CONFIG_DIR")
-    return path
+def _fail(app: str, err: BaseException) -> int:
+    print(f"mmrep {app}: error: {err}", file=sys.stderr)
+    return 2
 
 
-def compose(name: str, overrides: list[str]) -> dict[str, Any]:
-    """Compose config ``name`` with command-line ``overrides`` into a plain dict."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = hydra_compose(config_name=name, overrides=overrides)
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
-def app_config(name: str, cls, overrides: list[str]):
-    """The validated ``cls`` instance that app ``name`` would run with ``overrides``, and whether to
-    show progress. Unknown keys raise ValueError naming the config file."""
-    d = compose(name, overrides)
-    progress = bool(d.pop("progress", True))
-    try:
-        cfg = cls(**d)
-    except TypeError as err:
-        raise ValueError(f"configs/{name}.yaml: {err}") from err
-    cfg.validate()
-    return cfg, progress
-
-
-def collect_config(overrides: list[str]):
-    """The ``CollectConfig`` that ``mmrep collect`` would run, and whether to show progress."""
-    from sim.collect import CollectConfig
-
-    return app_config("collect", CollectConfig, overrides)
-
-
-def train_config(overrides: list[str]):
-    """The ``TrainConfig`` that ``mmrep train`` would run, and whether to show progress."""
-    from mmrep.train import TrainConfig
-
-    return app_config("train", TrainConfig, overrides)
-
-
-def _train(overrides: list[str]) -> int:
-    from mmrep.train import train
-
-    cfg, progress = train_config(overrides)
-    result = train(cfg, progress=progress)
-    print(json.dumps(result["final"], indent=2))
-    print(f"metrics: {Path(cfg.out) / 'metrics.json'}  encoder: {Path(cfg.out) / 'encoder.pt'}")
-    return 0
-
-
-def _app_help(name: str) -> int:
-    """Usage of a Hydra app and its composed default configuration."""
-    from omegaconf import OmegaConf
-
-    print(f"usage: mmrep {name} [key=value ...] [group=option ...]\n")
-    print(f"Hydra overrides of {config_dir() / (name + '.yaml')}; the defaults:\n")
-    print(OmegaConf.to_yaml(OmegaConf.create(compose(name, []))))
-    groups = sorted(p.name for p in config_dir().iterdir() if p.is_dir())
-    for group in groups:
-        options = sorted(f.stem for f in (config_dir() / group).glob("*.yaml"))
-        print(f"{group}: {', '.join(options)}")
-    return 0
-
-
-def _collect(overrides: list[str]) -> int:
-    from mmrep.data.tools import format_info, info
+def _collect_task(cfg) -> int:
     from sim.collect import collect
+    from sim.dataset_format import format_info, info
 
-    cfg, progress = collect_config(overrides)
-    manifest = collect(cfg, progress=progress)
-    print(format_info(info(cfg.out)))
+    try:
+        config = app_config(cfg)
+        manifest = collect(config)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
+        return _fail("collect", err)
+    print(format_info(info(config.out)))
     return 0 if manifest["complete"] else 1
 
 
+def _train_task(cfg) -> int:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from mmrep.train import train
+
+    try:
+        config = app_config(cfg)
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            config.out = HydraConfig.get().runtime.output_dir  # one folder per run of the sweep
+        result = train(config)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError, FloatingPointError) as err:
+        return _fail("train", err)
+    print(json.dumps(result["final"], indent=2))
+    print(f"metrics: {Path(config.out) / 'metrics.json'}  encoder: {Path(config.out) / 'encoder.pt'}")
+    return 0
+
+
+_TASKS = {"collect": _collect_task, "train": _train_task}
+
+
+def run_app(app: str, args: list[str]) -> int:
+    """Run Hydra app ``app`` with command-line ``args`` (overrides, ``-m``, ``--cfg job``, ``--help``,
+    ``--info`` ...), as ``mmrep <app> <args>``; return the exit code."""
+    import hydra
+
+    register_configs()
+    codes: list[int] = []
+
+    def task(cfg) -> None:
+        codes.append(_TASKS[app](cfg))
+
+    main_fn = hydra.main(config_path=str(config_dir()), config_name=app, version_base="1.3")(task)
+    saved = sys.argv
+    sys.argv = [f"mmrep {app}", *args]
+    try:
+        main_fn()
+    except SystemExit as exit_:
+        if exit_.code not in (None, 0):  # Hydra exits 1 on a bad override or group option: a usage error
+            return 2 if exit_.code == 1 or not isinstance(exit_.code, int) else exit_.code
+    finally:
+        sys.argv = saved
+    return max(codes, default=0)
+
+
 def _data(args: argparse.Namespace) -> int:
-    from mmrep.data import tools
+    from sim import dataset_format
 
     if args.action == "verify":
-        problems = tools.verify(args.path)
+        problems = dataset_format.verify(args.path)
         for p in problems:
             print(p)
         print(f"{args.path}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
         return 1 if problems else 0
     if args.action == "info":
-        d = tools.info(args.path)
-        print(json.dumps(d, indent=2) if args.json else tools.format_info(d))
+        d = dataset_format.info(args.path)
+        print(json.dumps(d, indent=2) if args.json else dataset_format.format_info(d))
         return 0
     if args.action == "export":
-        files = tools.export_reference(args.path, args.out)
+        from sim.reference_layout import export_reference
+
+        files = export_reference(args.path, args.out)
         print(f"wrote {len(files)} reference-layout file(s) to {args.out}")
         return 0
     raise AssertionError(args.action)
@@ -120,11 +107,12 @@ def _data(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in APPS:
+        return run_app(argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="mmrep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("collect", help="collect a simulated dataset (Hydra overrides follow)",
-                   add_help=False)
-    sub.add_parser("train", help="train the representation (Hydra overrides follow)", add_help=False)
+    sub.add_parser("collect", help="collect a simulated dataset (Hydra overrides follow; --help)")
+    sub.add_parser("train", help="train the representation (Hydra overrides follow; --help)")
     data = sub.add_parser("data", help="dataset tools")
     dsub = data.add_subparsers(dest="action", required=True)
     p = dsub.add_parser("verify", help="check schema, shapes, dtypes, NaN/inf, checksums")
@@ -136,24 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", choices=["reference"], default="reference")
     p.add_argument("path")
     p.add_argument("out")
-    apps = {"collect": _collect, "train": _train}
-    if argv and argv[0] in apps:
-        from hydra.errors import HydraException
-        from omegaconf.errors import OmegaConfBaseException
-
-        if any(a in ("-h", "--help") for a in argv[1:]):
-            return _app_help(argv[0])
-        try:
-            return apps[argv[0]](argv[1:])
-        except (ValueError, FileNotFoundError, RuntimeError, HydraException, OmegaConfBaseException) as err:
-            print(f"mmrep {argv[0]}: error: {err}", file=sys.stderr)
-            return 2
     args = parser.parse_args(argv)
     try:
         return _data(args)
     except (ValueError, FileNotFoundError, OSError) as err:
-        print(f"mmrep data {args.action}: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(f"data {args.action}", err)
 
 
 if __name__ == "__main__":

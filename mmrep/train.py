@@ -11,11 +11,12 @@ checkpoint carries the model, the optimiser and the torch RNG state.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,47 +24,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mmrep.data import MultimodalDataset
-from mmrep.models import MetricAccumulator, ModelConfig, MultimodalModel, compute_losses
+from mmrep.config import TrainConfig
+from mmrep.data.dataset import MultimodalDataset
+from mmrep.encoder import assert_finite_weights, export_encoder
+from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
 
 IMAGE_KEYS = ("rgb", "depth", "flow", "flow_mask")
 
 
-@dataclass
-class TrainConfig:
-    """Everything ``mmrep train`` reads; ``model`` holds ``ModelConfig`` fields."""
-
-    data: str = "data/sim"
-    out: str = "runs/train"
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-4
-    num_workers: int | None = None  # None: 0 on a CPU machine with <= 2 cores, else up to 8
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # bf16 autocast, CUDA only
-    cache: bool = False  # dataset RAM cache
-    max_batches_per_epoch: int | None = None
-    max_val_batches: int | None = None
-    ckpt_every_steps: int = 200
-    lr_schedule: str = "constant"  # constant | cosine (to lr x 0.05 at the last step)
-    kl_warmup_steps: int = 2000  # KL weight ramps linearly from 0 to model.w_kl (against posterior collapse)
-    threads: int | None = None  # torch CPU threads (None: torch's default)
-    model: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        for name in ("epochs", "batch_size", "ckpt_every_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device=cuda but no CUDA device is available")
-        ModelConfig.from_dict(self.model)
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or inf; the message names the step and the checkpoint kept."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -80,6 +50,16 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
             value = value.contiguous(memory_format=torch.channels_last)
         out[key] = value
     return out
+
+
+def valid_rows(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+    """The batch without the samples marked invalid (NaN/inf inputs, ``skip_nonfinite``), and how
+    many were dropped."""
+    valid = batch["valid"] > 0
+    dropped = int((~valid).sum())
+    if dropped == 0:
+        return batch, 0
+    return {k: v[valid] for k, v in batch.items()}, dropped
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -138,6 +118,9 @@ def evaluate(model: MultimodalModel, loader, device, amp: bool, max_batches: int
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
+        batch, _ = valid_rows(batch)
+        if not len(batch["valid"]):
+            continue
         batch = to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(batch)
@@ -149,14 +132,18 @@ def evaluate(model: MultimodalModel, loader, device, amp: bool, max_batches: int
     return acc.compute(), example
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume training) and return the final validation metrics."""
+def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
+    """Train (or resume training) and return the final validation metrics. ``progress`` (default
+    ``cfg.progress``) shows progress bars."""
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
+    cfg = copy.deepcopy(cfg)
     cfg.validate()
+    progress = cfg.progress if progress is None else progress
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device=cuda but no CUDA device is available")
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
     amp = cfg.amp and device.type == "cuda"
     if cfg.threads:
@@ -164,19 +151,25 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
-    model_cfg = ModelConfig.from_dict(cfg.model)
-    train_ds = MultimodalDataset(cfg.data, "train", seed=cfg.seed, cache=cfg.cache)
-    valid_ds = MultimodalDataset(cfg.data, "valid", seed=cfg.seed + 1, cache=cfg.cache)
+    train_ds = MultimodalDataset(cfg.data, "train", seed=cfg.seed, cache=cfg.cache,
+                                 skip_nonfinite=cfg.skip_nonfinite)
+    valid_ds = MultimodalDataset(cfg.data, "valid", seed=cfg.seed + 1, cache=cfg.cache,
+                                 skip_nonfinite=cfg.skip_nonfinite)
+    model_cfg = cfg.model
     image_size = int(train_ds[0]["rgb"].shape[-1])
-    if image_size != model_cfg.image_size:
+    if model_cfg.image_size is None:
         model_cfg.image_size = image_size  # follow the data
-        model_cfg.validate()
+    elif model_cfg.image_size != image_size:
+        raise ValueError(f"model.image_size={model_cfg.image_size} but the images of {cfg.data} are "
+                         f"{image_size}x{image_size}; leave model.image_size unset (null) to follow the data")
+    model_cfg.validate()
     model = MultimodalModel(model_cfg)
-    if model.proprio_encoder is not None:  # a resume overwrites these with the checkpoint's (equal) values
-        model.proprio_encoder.set_stats(*proprio_stats(train_ds))
+    if "proprio" in model.encoder.encoders:  # a resume overwrites these with the checkpoint's (equal) values
+        model.encoder.encoders["proprio"].set_stats(*proprio_stats(train_ds))
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "history": []}
+    state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "history": [], "skipped_samples": 0}
+    out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
     if last.exists():
         ckpt = load_checkpoint(last)
@@ -185,12 +178,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["rng"])
-        state = json.loads(ckpt["state"])
-    (out / "config.json").write_text(json.dumps({**asdict(cfg), "model": model_cfg.to_dict()}, indent=2))
+        state = {"skipped_samples": 0, **json.loads(ckpt["state"])}
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     writer = SummaryWriter(str(out / "tb"))
     valid_loader = make_loader(valid_ds, list(range(len(valid_ds))), cfg, device, cfg.seed)
 
     def checkpoint(path: Path) -> None:
+        assert_finite_weights(model, f"checkpoint {path}")  # never replace a good checkpoint with NaN
         save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "rng": torch.get_rng_state(), "state": json.dumps(state),
                      "config": json.dumps(_comparable(cfg)),
@@ -213,26 +207,37 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         for batch in loader:
             for group in optimizer.param_groups:  # a function of the step: a resume needs no scheduler state
                 group["lr"] = learning_rate(cfg, state["step"], n_batches)
-            batch = to_device(batch, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                outputs = model(batch)
-                terms = compute_losses(model_cfg, outputs, batch, kl_scale=kl_scale(cfg, state["step"]))
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            optimizer.step()
+            batch, dropped = valid_rows(batch)
+            state["skipped_samples"] += dropped
             state["batch"] += 1
-            state["step"] += 1
-            logged = {key: float(value.detach()) for key, value in terms.items()}
+            if len(batch["valid"]):
+                batch = to_device(batch, device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    outputs = model(batch)
+                    terms = compute_losses(model_cfg, outputs, batch, kl_scale=kl_scale(cfg, state["step"]))
+                logged = {key: float(value.detach()) for key, value in terms.items()}
+                if not math.isfinite(logged["total"]):
+                    bad = sorted(k for k, v in logged.items() if not math.isfinite(v) and k != "total")
+                    kept = f"{last} (step {json.loads(load_checkpoint(last)['state'])['step']})" \
+                        if last.exists() else "no checkpoint yet"
+                    raise NonFiniteLossError(
+                        f"loss is {logged['total']} at step {state['step'] + 1} (epoch {epoch + 1}, batch "
+                        f"{state['batch']}; terms {bad}); stopped without writing; last finite checkpoint: {kept}")
+                optimizer.zero_grad(set_to_none=True)
+                terms["total"].backward()
+                optimizer.step()
+                state["step"] += 1
+                bar.set_postfix(loss=f"{logged['total']:.3f}")
+                for key, value in logged.items():
+                    writer.add_scalar(f"train/{key}", value, state["step"])
+                if state["step"] % cfg.ckpt_every_steps == 0:
+                    checkpoint(last)
             bar.update()
-            bar.set_postfix(loss=f"{logged['total']:.3f}")
-            for key, value in logged.items():
-                writer.add_scalar(f"train/{key}", value, state["step"])
-            if state["step"] % cfg.ckpt_every_steps == 0:
-                checkpoint(last)
         bar.close()
         metrics, example = evaluate(model, valid_loader, device, amp, cfg.max_val_batches, keep_example=True)
         metrics["epoch"] = epoch + 1
         metrics["train_seconds"] = time.time() - t0
+        metrics["skipped_samples"] = state["skipped_samples"]
         for key, value in metrics.items():
             writer.add_scalar(f"valid/{key}", value, epoch + 1)
         if example is not None:
@@ -243,22 +248,23 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         state["history"].append(metrics)
         state["epoch"] += 1
         state["batch"] = 0
-        if metrics["loss/total"] < state["best"]:
+        if metrics.get("loss/total", math.inf) < state["best"]:
             state["best"] = metrics["loss/total"]
             checkpoint(out / "best.pt")
         checkpoint(last)
         (out / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in state["history"]))
     writer.close()
     final = {"final": state["history"][-1], "best_valid_loss": state["best"], "epochs": cfg.epochs,
-             "device": device.type, "config": {**asdict(cfg), "model": model_cfg.to_dict()}}
+             "device": device.type, "skipped_samples": state["skipped_samples"], "config": asdict(cfg)}
     (out / "metrics.json").write_text(json.dumps(final, indent=2))
-    export_encoder(model, out / "encoder.pt")
+    export_encoder(model.encoder, out / "encoder.pt")
     return final
 
 
 def proprio_stats(ds: MultimodalDataset) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and std (8,) of the proprioception over every step of a dataset."""
-    p = torch.from_numpy(np.concatenate(ds.proprio).astype(np.float64))
+    p = np.concatenate(ds.proprio).astype(np.float64)
+    p = torch.from_numpy(p[np.isfinite(p).all(axis=1)])  # rows a skip_nonfinite run leaves out
     return p.mean(0).float(), p.std(0).float()
 
 
@@ -286,11 +292,3 @@ def _comparable(cfg: TrainConfig) -> dict:
     for key in ("num_workers", "device", "threads", "ckpt_every_steps", "cache"):
         d.pop(key)
     return json.loads(json.dumps(d))
-
-
-def export_encoder(model: MultimodalModel, path: Path) -> None:
-    """One file with the encoder's weights (tensors only) and its config as JSON."""
-    keep = ("rgb_encoder.", "depth_encoder.", "force_encoder.", "proprio_encoder.", "fuse.")
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.startswith(keep)}
-    save_atomic({"state_dict": weights, "config": json.dumps(model.cfg.to_dict()), "format": "mmrep-encoder-1"},
-                path)

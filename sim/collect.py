@@ -13,67 +13,92 @@ robomimic-style ``mask/train`` and ``mask/valid`` (episode names).
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import multiprocessing as mp
 import os
 import queue as queue_mod
-import shutil
 import time
 import traceback
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import h5py
 import numpy as np
 
-from sim.config import PEG_SHAPES
+from sim.config import PEG_SHAPES, EnvConfig
+from sim.dataset_format import COLLECT_CONFIG, scan_shards, shard_name, split_of, write_manifest
 from sim.policies import POLICIES, make_policy
 from sim.recording import COMPRESSIONS, ShardWriter, record_episode, specs_for_env
-from sim.schema import DATA_GROUP, SCHEMA_VERSION
+from sim.registration import env_id
 
-MANIFEST = "manifest.json"
+
+def _collect_env() -> EnvConfig:
+    # Collection records the training labels: camera and exact flow on; short episodes.
+    return EnvConfig(max_steps=100, compute_flow=True)
 
 
 @dataclass
 class CollectConfig:
-    """What to collect. ``env`` holds env keyword arguments (see ``sim.config.EnvConfig``)."""
+    """What ``mmrep collect`` collects (Hydra: ``configs/collect.yaml``)."""
 
     episodes: int = 20
-    shapes: list[str] = field(default_factory=lambda: list(PEG_SHAPES))
-    policies: dict[str, float] = field(
+    shapes: list[str] = field(default_factory=lambda: list(PEG_SHAPES))  # episode i gets shapes[i % len]
+    policies: dict[str, float] = field(  # mixture weights; the paper collected random and contact-seeking data
         default_factory=lambda: {"noisy_expert": 0.4, "random": 0.3, "contact_seeking": 0.3})
-    policy_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policy_kwargs: dict[str, dict[str, Any]] = field(default_factory=lambda: {"noisy_expert": {"noise_std": 0.3}})
     seed: int = 0
     out: str = "data/sim"
-    workers: int | None = None  # None: all cores
-    compression: str = "lzf"
-    valid_fraction: float = 0.2
-    env: dict[str, Any] = field(default_factory=lambda: {"max_steps": 100})
+    workers: int | None = None  # None: all cores; one PyBullet client and one shard per worker
+    compression: str = "lzf"  # lzf | gzip | none
+    valid_fraction: float = 0.2  # of episodes, for the train/valid split
+    progress: bool = True  # progress bar
+    env: EnvConfig = field(default_factory=_collect_env)  # peg_shape is set per episode from ``shapes``
 
     def validate(self) -> None:
+        """Raise ValueError naming the field (``env.*`` for the env section)."""
+        if isinstance(self.env, dict):  # built by hand with a dict of env arguments
+            self.env = EnvConfig.from_kwargs(**{**asdict(_collect_env()), **self.env})
         if not isinstance(self.episodes, int) or self.episodes < 1:
             raise ValueError(f"episodes must be a positive int, got {self.episodes!r}")
         if not self.shapes or any(s not in PEG_SHAPES for s in self.shapes):
-            raise ValueError(f"shapes must be a non-empty list of {PEG_SHAPES}, got {self.shapes!r}")
+            raise ValueError(f"shapes must be a non-empty list of {PEG_SHAPES}, got {list(self.shapes)!r}")
         unknown = [p for p in self.policies if p not in POLICIES]
         if unknown or not self.policies:
             raise ValueError(f"policies: unknown {unknown}; choose from {sorted(POLICIES)}")
         if any(w < 0 for w in self.policies.values()) or sum(self.policies.values()) <= 0:
-            raise ValueError(f"policies weights must be >= 0 with a positive sum, got {self.policies!r}")
+            raise ValueError(f"policies weights must be >= 0 with a positive sum, got {dict(self.policies)!r}")
+        unknown = [p for p in self.policy_kwargs if p not in POLICIES]
+        if unknown:
+            raise ValueError(f"policy_kwargs: unknown policies {unknown}; choose from {sorted(POLICIES)}")
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction!r}")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise ValueError(f"workers must be a positive int or None, got {self.workers!r}")
+        if self.env.peg_shape != EnvConfig.peg_shape:
+            raise ValueError(f"env.peg_shape={self.env.peg_shape!r} would be overwritten: collection draws "
+                             f"each episode's shape from shapes (e.g. shapes=[{self.env.peg_shape}])")
+        try:
+            self.env.validate()
+        except ValueError as err:
+            raise ValueError(f"env.{err}") from None
+        for name, kwargs in self.policy_kwargs.items():  # a bad policy argument fails now, not in a worker
+            try:
+                make_policy(name, self.env, **kwargs)
+            except TypeError as err:
+                raise ValueError(f"policy_kwargs.{name}: {err}") from None
 
-    def env_kwargs(self, shape: str) -> dict[str, Any]:
-        """Env arguments for one shape: flow and camera on (the training labels need them)."""
-        return {"compute_flow": True, "use_camera": True, **self.env, "peg_shape": shape}
+    def env_config(self, shape: str) -> EnvConfig:
+        """The env settings of an episode with peg ``shape``."""
+        return dataclasses.replace(self.env, peg_shape=shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (``collect_config.json``, the manifest)."""
+        return json.loads(json.dumps(asdict(self)))
 
 
 def plan_episode(cfg: CollectConfig, index: int) -> tuple[int, str, str]:
@@ -86,68 +111,8 @@ def plan_episode(cfg: CollectConfig, index: int) -> tuple[int, str, str]:
     return int(rng.integers(0, 2**31 - 1)), shape, policy
 
 
-def split_of(cfg: CollectConfig) -> dict[int, str]:
-    """Episode index -> "train" or "valid": a seeded permutation of all planned episodes."""
-    order = np.random.default_rng([cfg.seed, 7919]).permutation(cfg.episodes)
-    n_valid = int(round(cfg.valid_fraction * cfg.episodes))
-    valid = set(order[:n_valid].tolist())
-    return {i: ("valid" if i in valid else "train") for i in range(cfg.episodes)}
-
-
-def scan_shards(out: Path, quarantine: bool = False, wait: float = 10.0,
-                locking: bool = True) -> dict[int, dict[str, Any]]:
-    """Complete episodes in the shards of ``out``: index -> {shard, name, checksum, attrs...}.
-
-    A shard still held by a writer (e.g. a worker orphaned by a killed run, which stops within a
-    control step) is waited for up to ``wait`` seconds. With ``quarantine`` (the collector, which owns
-    the folder), a shard that cannot be opened at all (a crash in the middle of a flush) is moved
-    aside to ``*.corrupt-<time>`` with a warning and its episodes are collected again (they are
-    deterministic); without it, the error propagates. ``locking=False`` peeks at shards that are
-    being written (progress monitoring; what it sees may be a moment old).
-    """
-    found: dict[int, dict[str, Any]] = {}
-    for shard in sorted(out.glob("shard_*.h5")):
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                found.update(_scan_shard(shard, locking))
-                break
-            except OSError as err:
-                if "lock" in str(err) and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                    continue
-                if "lock" in str(err):
-                    raise RuntimeError(f"shard {shard} is being written by another process") from err
-                if not quarantine:
-                    raise
-                aside = shard.with_suffix(f".h5.corrupt-{int(time.time())}")
-                shutil.move(shard, aside)
-                warnings.warn(f"shard {shard} could not be read ({err}); moved to {aside.name}, its "
-                              f"episodes will be collected again", stacklevel=2)
-                break
-    return found
-
-
-def _scan_shard(shard: Path, locking: bool = True) -> dict[int, dict[str, Any]]:
-    found = {}
-    with h5py.File(shard, "r", locking=locking) as f:
-        data = f.get(DATA_GROUP, {})
-        for name in data:
-            a = data[name].attrs
-            if "checksum" not in a:
-                continue  # partial: the next writer of this shard removes it
-            found[int(a["index"])] = {
-                "name": name, "shard": shard.name, "checksum": str(a["checksum"]),
-                "num_steps": int(a["num_steps"]), "seed": int(a["seed"]),
-                "peg_shape": str(a["peg_shape"]), "policy": str(a["policy"]),
-                "success": bool(a["success"])}
-    return found
-
-
 def _make_env(cfg: CollectConfig, shape: str):
-    import sim  # noqa: F401  (registers the ids in a fresh worker process)
-
-    return gym.make(f"mmrep/PegInsertion{shape.capitalize()}-v0", **cfg.env_kwargs(shape))
+    return gym.make(env_id(shape), config=cfg.env_config(shape))
 
 
 def _collect_into(cfg: CollectConfig, indices, shard: Path, report, should_stop=None) -> None:
@@ -168,9 +133,7 @@ def _collect_into(cfg: CollectConfig, indices, shard: Path, report, should_stop=
             env.close()
 
 
-def _worker(worker: int, tasks, cfg_dict: dict, shard: str, q, parent: int) -> None:
-    cfg = CollectConfig(**cfg_dict)
-
+def _worker(worker: int, tasks, cfg: CollectConfig, shard: str, q, parent: int) -> None:
     def indices():  # pull episodes from the shared queue: long and short episodes balance out
         while (index := tasks.get()) is not None:
             yield index
@@ -186,9 +149,11 @@ def _worker(worker: int, tasks, cfg_dict: dict, shard: str, q, parent: int) -> N
         q.put(("error", worker, traceback.format_exc(), 0, False))
 
 
-def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
-    """Collect (or finish collecting) the dataset described by ``cfg``; return its manifest."""
+def collect(cfg: CollectConfig, progress: bool | None = None) -> dict[str, Any]:
+    """Collect (or finish collecting) the dataset described by ``cfg``; return its manifest.
+    ``progress`` (default ``cfg.progress``) shows a progress bar."""
     cfg.validate()
+    progress = cfg.progress if progress is None else progress
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".collect.lock", "w") as lock:
@@ -197,24 +162,29 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
         except OSError as err:
             raise RuntimeError(f"another collection is running into {out}") from err
         _check_same_config(out, cfg)
-        (out / "collect_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        (out / COLLECT_CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
         done = scan_shards(out, quarantine=True)
         todo = [i for i in range(cfg.episodes) if i not in done]
         n_workers = min(cfg.workers or os.cpu_count() or 1, len(todo)) if todo else 0
         if todo:
             _run_workers(cfg, todo, n_workers, out, progress, resumed=len(done))
-        return write_manifest(cfg, out)
+        return write_manifest(out, cfg.to_dict(), cfg.episodes,
+                              split_of(cfg.episodes, cfg.seed, cfg.valid_fraction))
 
 
 def _check_same_config(out: Path, cfg: CollectConfig) -> None:
     """Resuming into a folder made with other settings would mix two datasets: refuse."""
-    path = out / "collect_config.json"
+    path = out / COLLECT_CONFIG
     if not path.exists():
         return
     old = json.loads(path.read_text())
-    new = asdict(cfg)
+    if "env" in old and "image_size" not in old["env"]:  # written before the env section was typed
+        old["env"] = EnvConfig.from_kwargs(**{"compute_flow": True, "use_camera": True, "max_steps": 100,
+                                              **old["env"]}).to_dict()
+        old["env"] = json.loads(json.dumps(old["env"]))
+    new = cfg.to_dict()
     keys = ("shapes", "policies", "policy_kwargs", "seed", "env", "compression")
-    diff = [k for k in keys if old.get(k) != json.loads(json.dumps(new[k]))]
+    diff = [k for k in keys if old.get(k) != new[k]]
     if diff:
         raise ValueError(f"{out} holds a dataset collected with other settings ({', '.join(diff)} "
                          f"differ); use another output folder or the same settings to resume")
@@ -238,7 +208,7 @@ def _run_workers(cfg: CollectConfig, todo: list[int], n_workers: int, out: Path,
 
     try:
         if n_workers == 1:
-            _collect_into(cfg, todo, out / "shard_000.h5", tick)
+            _collect_into(cfg, todo, out / shard_name(0), tick)
             return
         ctx = mp.get_context("spawn")
         q, tasks = ctx.Queue(), ctx.Queue()
@@ -250,7 +220,7 @@ def _run_workers(cfg: CollectConfig, todo: list[int], n_workers: int, out: Path,
             tasks.put(None)
         procs = []
         for w in range(n_workers):
-            proc = ctx.Process(target=_worker, args=(w, tasks, asdict(cfg), str(out / f"shard_{w:03d}.h5"),
+            proc = ctx.Process(target=_worker, args=(w, tasks, cfg, str(out / shard_name(w)),
                                                      q, os.getpid()), daemon=True)
             proc.start()
             procs.append(proc)
@@ -276,41 +246,3 @@ def _run_workers(cfg: CollectConfig, todo: list[int], n_workers: int, out: Path,
             proc.join()
     finally:
         bar.close()
-
-
-def write_manifest(cfg: CollectConfig, out: Path) -> dict[str, Any]:
-    """Index the shards' complete episodes, write ``mask/*`` into each shard and the manifest
-    atomically; return the manifest."""
-    found = scan_shards(out)
-    splits = split_of(cfg)
-    episodes = []
-    for index in sorted(found):
-        e = found[index]
-        split = splits.get(index, "train")
-        episodes.append({"index": index, **e, "split": split})
-    by_shard: dict[str, dict[str, list[str]]] = {}
-    for e in episodes:
-        by_shard.setdefault(e["shard"], {"train": [], "valid": []})[e["split"]].append(e["name"])
-    for shard, masks in by_shard.items():
-        with h5py.File(out / shard, "a") as f:
-            mask = f.require_group("mask")
-            for split, names in masks.items():
-                if split in mask:
-                    del mask[split]
-                mask.create_dataset(split, data=np.array(names, dtype="S"))
-    missing = [i for i in range(cfg.episodes) if i not in found]
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "complete": not missing,
-        "missing_episodes": missing,
-        "config": asdict(cfg),
-        "shards": sorted(by_shard),
-        "episodes": episodes,
-        "splits": {s: [e["name"] for e in episodes if e["split"] == s] for s in ("train", "valid")},
-        "totals": {"episodes": len(episodes), "steps": sum(e["num_steps"] for e in episodes),
-                   "successes": sum(e["success"] for e in episodes)},
-    }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
-    return manifest

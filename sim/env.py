@@ -18,7 +18,8 @@ from sim.assets import peg_hull, robot_urdf
 from sim.camera import FAR, Camera, Frame
 from sim.config import EnvConfig
 from sim.flow import body_link_poses, optical_flow
-from sim.robot import PEG_LINK, Robot, tool_down_quat
+from sim.observation import tool_down_quat
+from sim.robot import PEG_LINK, Robot
 from sim.sensors import ForceTorqueSensor
 from sim.task import MAX_STEP_REWARD, PegHoleTask
 
@@ -60,8 +61,15 @@ class PegInsertionEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, "
                              f"got {render_mode!r}")
-        if config is not None and kwargs:
-            raise ValueError("pass either config or keyword arguments, not both")
+        if config is not None:
+            shape = kwargs.pop("peg_shape", config.peg_shape)  # a shape id passes its shape
+            if shape != config.peg_shape:
+                raise ValueError(f"this env id is for peg_shape={shape!r} but config.peg_shape="
+                                 f"{config.peg_shape!r}; use gym.make('mmrep/PegInsertion-v0', config=...) "
+                                 f"or the shape's id with keyword arguments")
+            if kwargs:
+                raise ValueError(f"pass either config or keyword arguments, not both (got config and "
+                                 f"{sorted(kwargs)})")
         self.cfg = config if config is not None else EnvConfig.from_kwargs(**kwargs)
         self.cfg.validate()
         self.render_mode = render_mode

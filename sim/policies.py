@@ -10,11 +10,24 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from sim.config import EnvConfig
+
+
+class StepRecord(NamedTuple):
+    """What one env step gave: the new observation, the action taken (as the policy returned it),
+    the reward, whether the episode terminated (success) or was truncated, and the step's info."""
+
+    obs: dict[str, np.ndarray]
+    action: np.ndarray
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]
 
 
 class ScriptedPolicy:
@@ -253,20 +266,26 @@ def make_policy(name: str, cfg: EnvConfig, **kwargs: Any) -> ScriptedPolicy:
 
 
 def run_episode(env, policy: ScriptedPolicy, seed: int, policy_seed: int | None = None,
-                on_step=None) -> dict[str, Any]:
-    """Run one episode of ``policy`` in ``env`` (a ``PegInsertionEnv``, possibly wrapped).
+                on_reset: Callable[[dict, dict], None] | None = None,
+                on_step: Callable[[StepRecord], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Run one episode of ``policy`` in ``env`` (a ``PegInsertionEnv``, possibly wrapped): the one
+    rollout loop of mmrep (the recorder, the demo and the benchmarks use it).
 
-    Returns ``{"success", "steps", "return", "truncation_reason", "force_step_peak",
-    "force_substep_peak"}`` where the force peaks are the largest control-step-mean |F| and the
-    largest single-substep |F| (N), from the tared readings. ``on_step(obs, action, reward, info)``
-    is called after each step.
+    ``on_reset(obs, info)`` is called after the reset, ``on_step(StepRecord)`` after each step;
+    ``should_stop()``, asked after each step, aborts the episode with ``InterruptedError`` (workers
+    whose parent died). Returns ``{"success", "steps", "return", "truncation_reason",
+    "force_step_peak", "force_substep_peak"}``: the force peaks are the largest control-step-mean |F|
+    and the largest single-substep |F| (N), from the tared readings.
     """
     obs, info = env.reset(seed=seed)
     policy.reset(info, seed=seed if policy_seed is None else policy_seed)
+    if on_reset is not None:
+        on_reset(obs, info)
     total, steps, step_peak, sub_peak = 0.0, 0, 0.0, 0.0
     terminated = truncated = False
     while not (terminated or truncated):
-        action = policy.act(obs, info)
+        action = np.asarray(policy.act(obs, info), dtype=np.float32)
         obs, reward, terminated, truncated, info = env.step(action)
         total += reward
         steps += 1
@@ -274,7 +293,9 @@ def run_episode(env, policy: ScriptedPolicy, seed: int, policy_seed: int | None 
         step_peak = max(step_peak, float(mag.mean()))
         sub_peak = max(sub_peak, float(mag.max()))
         if on_step is not None:
-            on_step(obs, action, reward, info)
+            on_step(StepRecord(obs, action, float(reward), bool(terminated), bool(truncated), info))
+        if should_stop is not None and should_stop():
+            raise InterruptedError("episode stopped")
     return {"success": bool(terminated), "steps": steps, "return": total,
             "truncation_reason": info.get("truncation_reason"), "force_step_peak": step_peak,
             "force_substep_peak": sub_peak}

@@ -1,10 +1,10 @@
 """Recording episodes into HDF5 shards (one writer per file), crash-safely.
 
-``record_episode`` runs a policy in an env and returns the episode's arrays in the schema of
-``sim.schema``; ``ShardWriter`` appends finished episodes to a shard file, each as one group whose
-``checksum`` attribute is written last, followed by a flush. Opening a shard for writing removes any
-group without a checksum (an episode cut short by a crash), so the file only ever holds complete
-episodes once a writer has opened it.
+``record_episode`` runs a policy in an env (the one rollout loop, ``sim.policies.run_episode``) and
+returns the episode's arrays in the layout of ``sim.dataset_format``; ``ShardWriter`` appends
+finished episodes to a shard file, each as one group marked complete last, followed by a flush.
+Opening a shard for writing removes any partial group (an episode cut short by a crash), so the
+file only ever holds complete episodes once a writer has opened it.
 """
 
 from __future__ import annotations
@@ -21,17 +21,19 @@ from typing import Any
 import h5py
 import numpy as np
 
-from sim.policies import ScriptedPolicy
-from sim.schema import (
+from sim.dataset_format import (
+    CHECKSUM_ATTR,
     DATA_GROUP,
-    EPISODE_PREFIX,
     SCHEMA_VERSION,
     ArraySpec,
     episode_checksum,
+    episode_groups,
     episode_name,
-    episode_specs,
+    mark_complete,
+    specs_for_env_config,
     validate_episode,
 )
+from sim.policies import ScriptedPolicy, StepRecord, run_episode
 
 COMPRESSIONS = ("lzf", "gzip", "none")
 
@@ -48,57 +50,45 @@ def package_versions() -> dict[str, str]:
 
 
 def specs_for_env(env) -> list[ArraySpec]:
-    """The schema's arrays for this env's settings (camera, flow, substeps, action size)."""
-    cfg = env.unwrapped.cfg
-    return episode_specs(cfg.image_size, cfg.n_substeps, cfg.action_dim, camera=cfg.use_camera,
-                         flow=cfg.compute_flow)
+    """The format's arrays for this env's settings (camera, flow, substeps, action size)."""
+    return specs_for_env_config(env.unwrapped.cfg)
 
 
 def record_episode(env, policy: ScriptedPolicy, seed: int, should_stop=None) -> tuple[dict, dict]:
-    """Run one episode and return ``(arrays, attrs)`` in the schema's layout.
-
-    ``should_stop()``, called after each step, aborts the episode by raising ``InterruptedError``
-    (used by workers whose parent died).
-    """
+    """Run one episode (``sim.policies.run_episode``) and return ``(arrays, attrs)`` in the layout of
+    ``sim.dataset_format``. ``should_stop()`` aborts it with ``InterruptedError``."""
     cfg = env.unwrapped.cfg
-    obs, info = env.reset(seed=seed)
-    policy.reset(info, seed=seed)
-    rows: dict[str, list] = {k: [] for k in ("rgb", "depth", "force", "proprio", "contact",
-                                            "joint_pos", "joint_vel")}
+    obs_keys = ["force", "proprio", "contact"] + (["rgb", "depth"] if cfg.use_camera else [])
+    rows: dict[str, list] = {k: [] for k in (*obs_keys, "joint_pos", "joint_vel")}
     actions, rewards, dones, flows = [], [], [], []
 
-    def add_obs(o, i):
-        for key in ("force", "proprio", "contact"):
-            rows[key].append(o[key])
-        if cfg.use_camera:
-            rows["rgb"].append(o["rgb"])
-            rows["depth"].append(o["depth"].astype(np.float16))
-        rows["joint_pos"].append(i["joint_pos"])
-        rows["joint_vel"].append(i["joint_vel"])
+    def add_obs(obs: dict, info: dict) -> None:
+        for key in obs_keys:
+            rows[key].append(obs[key])
+        rows["joint_pos"].append(info["joint_pos"])
+        rows["joint_vel"].append(info["joint_vel"])
 
-    add_obs(obs, info)
-    terminated = truncated = False
-    while not (terminated or truncated):
-        action = np.asarray(policy.act(obs, info), dtype=np.float32)
-        obs, reward, terminated, truncated, info = env.step(action)
-        actions.append(np.clip(action, -1.0, 1.0))
-        rewards.append(reward)
-        dones.append(terminated)
+    def add_step(step: StepRecord) -> None:
+        actions.append(np.clip(step.action, -1.0, 1.0))
+        rewards.append(step.reward)
+        dones.append(step.terminated)
         if cfg.compute_flow:
-            flows.append(info["flow"].astype(np.float16))
-        add_obs(obs, info)
-        if should_stop is not None and should_stop():
-            raise InterruptedError("recording stopped")
-    arrays = {f"obs/{k}": np.stack(v) for k, v in rows.items() if v}
+            flows.append(step.info["flow"].astype(np.float16))
+        add_obs(step.obs, step.info)
+
+    result = run_episode(env, policy, seed, on_reset=add_obs, on_step=add_step, should_stop=should_stop)
+    arrays = {f"obs/{k}": np.stack(v) for k, v in rows.items()}
+    if cfg.use_camera:
+        arrays["obs/depth"] = arrays["obs/depth"].astype(np.float16)
+    arrays["obs/contact"] = arrays["obs/contact"].astype(np.int8)
     arrays["actions"] = np.stack(actions).astype(np.float32)
     arrays["rewards"] = np.asarray(rewards, dtype=np.float32)
     arrays["dones"] = np.asarray(dones, dtype=bool)
     if cfg.compute_flow:
         arrays["flow"] = np.stack(flows)
-    arrays["obs/contact"] = arrays["obs/contact"].astype(np.int8)
     attrs = {"seed": int(seed), "peg_shape": cfg.peg_shape, "policy": policy.name,
-             "success": bool(terminated), "num_steps": len(actions),
-             "truncation_reason": info.get("truncation_reason") or "",
+             "success": result["success"], "num_steps": result["steps"],
+             "truncation_reason": result["truncation_reason"] or "",
              "env_config": json.dumps(cfg.to_dict()), "policy_config": json.dumps(policy.config())}
     return arrays, attrs
 
@@ -149,7 +139,7 @@ class ShardWriter:
         f.attrs["versions"] = json.dumps(package_versions())
         f.attrs.setdefault("created_by", "mmrep collect")
         data = f.require_group(DATA_GROUP)
-        self.removed_partial = [name for name in data if "checksum" not in data[name].attrs]
+        self.removed_partial = episode_groups(f, complete=False)
         for name in self.removed_partial:
             del data[name]
         f.flush()
@@ -157,8 +147,7 @@ class ShardWriter:
     def completed(self) -> dict[int, str]:
         """Episode index -> checksum of every complete episode in the shard."""
         data = self._file[DATA_GROUP]
-        return {int(data[n].attrs["index"]): str(data[n].attrs["checksum"])
-                for n in data if n.startswith(EPISODE_PREFIX)}
+        return {int(data[n].attrs["index"]): str(data[n].attrs[CHECKSUM_ATTR]) for n in episode_groups(self._file)}
 
     def write(self, index: int, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
               specs: list[ArraySpec]) -> str:
@@ -188,7 +177,7 @@ class ShardWriter:
             for key, value in attrs.items():
                 group.attrs[key] = value
             group.attrs["index"] = int(index)
-            group.attrs["checksum"] = checksum  # last: marks the episode complete
+            mark_complete(group, checksum)  # last: marks the episode complete
             self._file.flush()
         except OSError as err:
             reason = "disk full" if getattr(err, "errno", None) == errno.ENOSPC else str(err)
@@ -219,16 +208,3 @@ class ShardWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def read_episode_arrays(group: h5py.Group, specs: list[ArraySpec]) -> dict[str, np.ndarray]:
-    """All arrays of one episode group, as numpy (for verification and export)."""
-    return {spec.path: group[spec.path][()] for spec in specs if spec.path in group}
-
-
-def specs_from_group(group: h5py.Group) -> list[ArraySpec]:
-    """The schema's specs matching an episode group as stored (its env config and present arrays)."""
-    env = json.loads(group.attrs["env_config"])
-    n = int(round(env["physics_hz"] / env["control_hz"]))
-    return episode_specs(env["image_size"], n, env["action_dim"], camera="obs/rgb" in group,
-                         flow="flow" in group)

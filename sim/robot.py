@@ -26,15 +26,6 @@ REST_POSE = np.array([0.0, 0.45, 0.0, -1.75, 0.0, 0.95, 0.0])  # rad, elbow up, 
 GRAVITY = 9.81
 
 
-def tool_down_quat(yaw: float = 0.0) -> np.ndarray:
-    """(x, y, z, w) orientation of the peg pointing straight down, turned by ``yaw`` (rad) about world z.
-
-    ``yaw = 0`` matches a hole whose box has yaw 0 (every peg cross-section is symmetric under x -> -x,
-    and the base turn of pi is the iiwa's natural flange-down pose).
-    """
-    return np.asarray(p.getQuaternionFromEuler([np.pi, 0.0, np.pi + yaw]))
-
-
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
     """(3, 3) rotation matrix of an (x, y, z, w) quaternion."""
     x, y, z, w = q

@@ -11,9 +11,15 @@ import h5py
 import numpy as np
 import pytest
 
-from sim.collect import CollectConfig, collect, plan_episode, scan_shards
-from sim.recording import ShardWriteError, ShardWriter, read_episode_arrays, specs_from_group
-from sim.schema import episode_checksum, validate_episode
+from sim.collect import CollectConfig, collect, plan_episode
+from sim.dataset_format import (
+    episode_checksum,
+    read_episode_arrays,
+    scan_shards,
+    specs_from_group,
+    validate_episode,
+)
+from sim.recording import ShardWriteError, ShardWriter
 
 SMALL = {"max_steps": 8, "image_size": 32}
 

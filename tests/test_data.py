@@ -8,12 +8,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mmrep.cli import collect_config, main
+from mmrep.cli import main
+from mmrep.config import collect_config, config_dir
 from mmrep.data import MultimodalDataset
-from mmrep.data.sources import REFERENCE_KEYS, proprio8_from_sim
-from mmrep.data.tools import export_reference, info, verify
 from sim.collect import CollectConfig, collect
-from sim.config import EnvConfig
+from sim.dataset_format import info, verify
+from sim.observation import proprio8_from_proprio13
+from sim.reference_layout import REFERENCE_KEYS, export_reference
 
 ENV = {"max_steps": 55, "image_size": 32}
 
@@ -40,7 +41,7 @@ def test_sample_shapes_and_labels(dataset_dir):
         g = f[e.group]
         assert np.array_equal(s["rgb"].numpy().transpose(1, 2, 0), g["obs/rgb"][t])
         assert s["contact_next"].item() == float(g["obs/contact"][t + 1].any())
-        p8 = proprio8_from_sim(g["obs/proprio"][()])
+        p8 = proprio8_from_proprio13(g["obs/proprio"][()])
         assert np.allclose(s["ee_next"].numpy(), p8[t + 1, :4])
         assert np.allclose(s["action"].numpy()[:3], g["actions"][t])
 
@@ -160,12 +161,14 @@ def test_missing_path_and_bad_split_raise(dataset_dir, tmp_path):
         MultimodalDataset(dataset_dir, split="test")
 
 
-@pytest.mark.parametrize("env", ["default", "fast", "small"])
+@pytest.mark.parametrize("env", sorted(p.stem for p in (config_dir() / "env").glob("*.yaml")))
 def test_every_collect_config_composes(env):
-    cfg, progress = collect_config([f"env={env}"])
+    cfg = collect_config([f"env={env}"])
     for shape in cfg.shapes:
-        EnvConfig.from_kwargs(**cfg.env_kwargs(shape))
-    assert progress is True
+        env_cfg = cfg.env_config(shape)
+        env_cfg.validate()
+        assert env_cfg.peg_shape == shape and env_cfg.compute_flow
+    assert cfg.progress is True
 
 
 def test_collect_cli_rejects_bad_override(capsys):

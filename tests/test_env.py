@@ -233,7 +233,7 @@ def test_clearance_as_built(shape, make_env):
     """A peg centred in its hole is clearance/2 from the walls (no hidden collision margin)."""
     import pybullet as p
 
-    from sim.robot import tool_down_quat
+    from sim.observation import tool_down_quat
 
     env = make_env(f"mmrep/PegInsertion{shape.capitalize()}-v0", use_camera=False)
     u = env.unwrapped

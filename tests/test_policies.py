@@ -39,7 +39,7 @@ def test_every_policy_runs_and_is_seeded(name, make_env):
     tips = []
     for _ in range(2):
         trace: list = []
-        run_episode(env, policy, seed=11, on_step=lambda o, a, r, i, t=trace: t.append(o["proprio"][:3]))
+        run_episode(env, policy, seed=11, on_step=lambda step, t=trace: t.append(step.obs["proprio"][:3]))
         tips.append(np.array(trace))
     assert np.array_equal(tips[0], tips[1])
     assert np.all(np.isfinite(tips[0]))
@@ -49,7 +49,7 @@ def test_contact_seeking_makes_contact(make_env):
     env = make_env(use_camera=False, max_steps=60)
     policy = make_policy("contact_seeking", env.unwrapped.cfg)
     contacts = []
-    run_episode(env, policy, seed=5, on_step=lambda o, a, r, i: contacts.append(o["contact"].mean()))
+    run_episode(env, policy, seed=5, on_step=lambda step: contacts.append(step.obs["contact"].mean()))
     assert np.mean(contacts) > 0.2
 
 

@@ -1,5 +1,6 @@
 """Training: every model config runs, CPU determinism, kill-and-resume, reference data, encoder export."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,15 +15,15 @@ import torch
 from torch.utils.data import DataLoader
 
 import mmrep
-from mmrep.cli import main, train_config
+from mmrep.cli import main
+from mmrep.config import config_dir, train_config
 from mmrep.data import MultimodalDataset
-from mmrep.data.tools import export_reference
 from mmrep.models import ModelConfig, MultimodalModel, compute_losses
 from mmrep.train import TrainConfig, load_checkpoint, train
 from sim.collect import CollectConfig, collect
+from sim.reference_layout import export_reference
 
-MODEL_CONFIGS = ["full", "no_force", "no_vision", "vision_only", "force_only", "deterministic", "no_flow",
-                 "no_contact", "no_alignment", "no_ee"]
+MODEL_CONFIGS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +42,8 @@ def _cfg(data, out, **kw):
 
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
 def test_every_model_config_trains_a_step(name, data64):
-    cfg, _ = train_config([f"model={name}"])
-    model_cfg = ModelConfig.from_dict({**cfg.model, "image_size": 64})
+    cfg = train_config([f"model={name}"])
+    model_cfg = dataclasses.replace(cfg.model, image_size=64)
     model = MultimodalModel(model_cfg)
     batch = next(iter(DataLoader(MultimodalDataset(data64, "train"), batch_size=4)))
     out = model(batch)
@@ -145,11 +146,11 @@ def test_proprio_is_standardised_with_training_statistics(data64, tmp_path):
     train(_cfg(data64, tmp_path, epochs=1), progress=False)
     proprio = np.concatenate(MultimodalDataset(data64, "train").proprio)
     blob = torch.load(tmp_path / "encoder.pt", weights_only=True)["state_dict"]
-    assert np.allclose(blob["proprio_encoder.mean"].numpy(), proprio.mean(0), atol=1e-5)
-    assert np.allclose(blob["proprio_encoder.std"].numpy(), proprio.std(0, ddof=1).clip(1e-3), rtol=1e-4)
+    assert np.allclose(blob["encoders.proprio.mean"].numpy(), proprio.mean(0), atol=1e-5)
+    assert np.allclose(blob["encoders.proprio.std"].numpy(), proprio.std(0, ddof=1).clip(1e-3), rtol=1e-4)
     # the encoder applies them itself: a raw proprio vector and its standardised copy differ in z
     encoder = mmrep.load_encoder(tmp_path / "encoder.pt")
-    enc = encoder.proprio_encoder
+    enc = encoder.encoders["proprio"]
     p = torch.from_numpy(proprio[:3].astype(np.float32))
     assert torch.allclose(enc(p)[0], enc.net((p - enc.mean) / enc.std).chunk(2, dim=1)[0])
 
@@ -167,16 +168,18 @@ def test_cosine_learning_rate_decays_to_five_percent():
 
 
 def test_quality_experiment_composes():
-    cfg, _ = train_config(["experiment=quality"])
-    assert cfg.model["fusion"] == "concat" and cfg.lr_schedule == "cosine" and cfg.epochs == 10
+    cfg = train_config(["experiment=quality"])
+    assert cfg.model.fusion == "concat" and cfg.lr_schedule == "cosine" and cfg.epochs == 10
     cfg.validate()
 
 
-def test_ablation_script_tabulates_every_config(data64, tmp_path):
+def test_ablation_table_is_one_multirun_then_a_table(data64, tmp_path):
     out = tmp_path / "abl"
-    cmd = [sys.executable, "benchmarks/ablations.py", "--data", str(data64), "--out", str(out), "--steps", "2",
-           "--val-batches", "1", "--models", "full", "no_flow", "--json", str(tmp_path / "a.json"),
-           "batch_size=8", "threads=1", "progress=false"]
+    assert main(["train", "-m", "model=full,no_flow", f"data={data64}", f"out={out}", "epochs=1",
+                 "max_batches_per_epoch=2", "max_val_batches=1", "batch_size=8", "threads=1",
+                 "progress=false"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["0_full", "1_no_flow"]
+    cmd = [sys.executable, "benchmarks/ablations.py", str(out), "--json", str(tmp_path / "a.json")]
     subprocess.run(cmd, check=True, capture_output=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     report = json.loads((tmp_path / "a.json").read_text())
     assert list(report["results"]) == ["full", "no_flow"]

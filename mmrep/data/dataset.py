@@ -15,11 +15,16 @@ One sample (``__getitem__``), shapes for a 128x128 camera and 50 F/T readings pe
     force_neg    (50, 6)       float32   F/T from another moment: the alignment negative
     proprio_neg  (8,)          float32   proprioception from that same other moment
     neg_kind     ()            int64     0: same episode, shifted in time; 1: another episode
+    valid        ()            float32   1; 0 for a sample with NaN/inf inputs (``skip_nonfinite``)
 
 Alignment negatives are time-shifted (at least ``min_shift`` steps away, ICRA version) or
 cross-episode with the end-effector at least ``min_ee_distance`` metres away (the reference code's
 rule), mixed with probability ``cross_episode_prob``. They are drawn from a generator seeded by
 ``(seed, epoch, index)``, so a sample does not depend on which DataLoader worker loads it.
+
+Non-finite inputs (NaN, inf) are refused with ``NonFiniteDataError`` naming the file, episode, key and
+step; with ``skip_nonfinite=True`` such a sample comes back zero-filled with ``valid`` 0, and the
+trainer drops and counts it.
 
 The small per-step arrays (proprio8, contact, actions) of every episode are loaded once at
 construction; images, depth, flow and F/T are read per sample (single rows), or from a RAM cache
@@ -35,6 +40,13 @@ import torch
 from torch.utils.data import Dataset
 
 from mmrep.data.sources import Episode, ReferenceSource, open_source
+from sim.dataset_format import SPLITS, is_dataset_folder, is_native_shard, split_of
+
+FLOAT_KEYS = ("depth", "force", "proprio", "action", "flow", "ee_next", "force_neg", "proprio_neg")
+
+
+class NonFiniteDataError(ValueError):
+    """A sample holds NaN or inf; the message names the file, episode, key and step."""
 
 
 class MultimodalDataset(Dataset):
@@ -50,11 +62,14 @@ class MultimodalDataset(Dataset):
             farthest of ``max_tries`` candidates).
         min_shift: steps, how far a time-shifted negative must be from t.
         cache: keep every array in RAM after first use (small datasets).
+        skip_nonfinite: return samples with NaN/inf inputs zero-filled with ``valid`` 0 instead of
+            raising ``NonFiniteDataError``.
     """
 
     def __init__(self, path: str | Path, split: str | None = "train", seed: int = 0,
                  cross_episode_prob: float = 0.5, min_ee_distance: float = 0.06, min_shift: int = 5,
-                 cache: bool = False, valid_fraction: float = 0.2, max_tries: int = 8) -> None:
+                 cache: bool = False, valid_fraction: float = 0.2, max_tries: int = 8,
+                 skip_nonfinite: bool = False) -> None:
         if not 0.0 <= cross_episode_prob <= 1.0:
             raise ValueError(f"cross_episode_prob must be in [0, 1], got {cross_episode_prob!r}")
         if min_shift < 1:
@@ -75,11 +90,21 @@ class MultimodalDataset(Dataset):
         self.min_shift = min_shift
         self.max_tries = max_tries
         self.cache = cache
+        self.skip_nonfinite = skip_nonfinite
         self._cache: dict[tuple[int, str], np.ndarray] = {}
         # Small arrays of every episode, loaded once: they decide negatives and labels cheaply.
         self.proprio = [source.read(e, "proprio8", slice(None)) for e in episodes]
         self.contact_any = [source.read(e, "contact", slice(None)).any(axis=-1) for e in episodes]
-        self.actions = [source.read(e, "action", slice(None)) for e in episodes]
+        self.actions = [source.read(e, "actions", slice(None)) for e in episodes]
+        if not skip_nonfinite:  # the small arrays are all in memory: check them now, not mid-epoch
+            for e, proprio, actions in zip(episodes, self.proprio, self.actions):
+                for key, arr in (("proprio", proprio), ("actions", actions)):
+                    bad = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1))
+                    if len(bad):
+                        where = f"{e.file}" + (f":{e.group}" if e.group else "")
+                        raise NonFiniteDataError(f"NaN or inf in {key!r} of {where} at step(s) "
+                                                 f"{bad[:5].tolist()}; fix the data, or set "
+                                                 f"skip_nonfinite=true to skip such samples")
         counts = np.array([e.num_obs - 1 for e in episodes])
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
 
@@ -148,31 +173,32 @@ class MultimodalDataset(Dataset):
             "neg_kind": torch.tensor(kind, dtype=torch.int64),
         }
         sample["flow_mask"] = (sample["flow"].abs().sum(0, keepdim=True) > 0).float()
+        sample["valid"] = torch.tensor(1.0)
+        for key in FLOAT_KEYS:
+            finite = torch.isfinite(sample[key])
+            if finite.all():
+                continue
+            if not self.skip_nonfinite:
+                e, step = (self.episodes[neg_ep], neg_t) if key.endswith("_neg") else (self.episodes[ep], t)
+                where = f"{e.file}" + (f":{e.group}" if e.group else "")
+                raise NonFiniteDataError(f"NaN or inf in {key!r} of {where} at step {step} (sample {index}); "
+                                         f"fix the data, or set skip_nonfinite=true to skip such samples")
+            sample[key] = torch.where(finite, sample[key], torch.zeros_like(sample[key]))
+            sample["valid"] = torch.tensor(0.0)
+        if not bool(sample["valid"]):
+            sample["flow_mask"] = (sample["flow"].abs().sum(0, keepdim=True) > 0).float()
         return sample
 
 
 def _is_reference(path) -> bool:
     path = Path(path)
-    if (path / "manifest.json").exists():
+    if is_dataset_folder(path):
         return False
-    return not (path.is_file() and path.suffix == ".h5" and _has_data_group(path))
-
-
-def _has_data_group(path: Path) -> bool:
-    import h5py
-
-    from sim.schema import DATA_GROUP
-
-    with h5py.File(path, "r") as f:
-        return DATA_GROUP in f
+    return not (path.is_file() and path.suffix == ".h5" and is_native_shard(path))
 
 
 def _split_files(episodes: list[Episode], split: str, seed: int, valid_fraction: float) -> list[Episode]:
-    if split not in ("train", "valid"):
-        raise ValueError(f"split must be 'train', 'valid' or None, got {split!r}")
-    order = np.random.default_rng([seed, 7919]).permutation(len(episodes))
-    n_valid = int(round(valid_fraction * len(episodes)))
-    if valid_fraction > 0 and len(episodes) >= 2:
-        n_valid = max(n_valid, 1)  # a split that exists, even for a handful of files
-    valid = set(order[:n_valid].tolist())
-    return [e for i, e in enumerate(episodes) if (i in valid) == (split == "valid")]
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+    splits = split_of(len(episodes), seed, valid_fraction, at_least_one=True)
+    return [e for e, s in zip(episodes, splits) if s == split]

@@ -1,24 +1,21 @@
 """Episode sources: the native simulated shards and the paper's reference layout, behind one interface.
 
-A source lists episodes and reads rows of their arrays under one vocabulary, so the Dataset does not
-care where the data came from:
+A source lists episodes and reads rows of their arrays under one vocabulary (the views of
+``sim.observation``), so the Dataset does not care where the data came from:
 
     rgb      (S, S, 3) uint8          depth   (S, S, 1) float32, metres
     force    (n, 6)    float32        flow    (S, S, 2) float32, pixels (dcol, drow), frame t -> t+1
-    proprio8 (8,)      float32        x, y, z (m), yaw (rad), vx, vy, vz (m/s), yaw rate (rad/s)
-    contact  (n,)      int8           action  (4,) float32 (3-D actions padded with a zero yaw)
+    proprio8 (8,)      float32        PROPRIO8: x, y, z (m), yaw (rad), vx, vy, vz (m/s), yaw rate (rad/s)
+    contact  (n,)      int8           actions (4,) float32 ACTION4 (3-D actions padded with a zero yaw)
 
-``proprio8`` is the paper's 8-D proprioception; the reference files do not document their columns,
-and mmrep uses this order for both sources (position and yaw first, so ``proprio8[t+1][:4]`` is the
-next end-effector pose, as the reference code reads it).
-
-Files are opened lazily, once per process (DataLoader workers reopen after the fork), and read one
-row or one contiguous slice at a time, never with fancy indexing.
+The reference files do not document their proprioception columns; mmrep reads their first 8 as
+PROPRIO8. Files are opened lazily, once per process (DataLoader workers reopen after the fork), and
+read one row or one contiguous slice at a time, never with fancy indexing. A failed read raises
+``DataReadError`` naming the file, the episode and the key.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +23,22 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sim.schema import DATA_GROUP, EPISODE_PREFIX
+from sim.dataset_format import (
+    DATA_GROUP,
+    episode_groups,
+    is_dataset_folder,
+    is_native_shard,
+    read_manifest,
+    read_mask,
+)
+from sim.observation import action4_from_action, proprio8_from_proprio13
+from sim.reference_layout import REQUIRED_REFERENCE_KEYS
 
-REFERENCE_KEYS = {
-    "action": (4,), "contact": (50,), "depth_data": (128, 128, 1), "ee_forces_continuous": (50, 6),
-    "ee_ori": (4,), "ee_pos": (3,), "ee_vel": (3,), "ee_vel_ori": (3,), "ee_yaw": (4,),
-    "ee_yaw_delta": (4,), "image": (128, 128, 3), "joint_pos": (7,), "joint_vel": (7,),
-    "optical_flow": (128, 128, 2), "proprio": (8,),
-}
-"""The paper's real-robot file layout: every key has 50 rows of these shapes."""
+KEYS = ("rgb", "depth", "force", "flow", "proprio8", "contact", "actions")
+
+
+class DataReadError(OSError):
+    """Reading an array failed (a corrupted chunk, a missing key); the message names file, episode, key."""
 
 
 @dataclass(frozen=True)
@@ -45,22 +49,6 @@ class Episode:
     group: str | None  # HDF5 group of a native episode; None for a reference-layout file
     num_obs: int
     name: str
-
-
-def yaw_of(quat: np.ndarray) -> np.ndarray:
-    """Yaw (rad) of (x, y, z, w) quaternions (..., 4) of a peg pointing down, relative to the
-    nominal flange-down pose (whose x axis points along world -x)."""
-    x, y, z, w = np.moveaxis(np.asarray(quat, dtype=np.float64), -1, 0)
-    r00 = 1 - 2 * (y * y + z * z)
-    r10 = 2 * (x * y + z * w)
-    return np.angle(np.exp(1j * (np.arctan2(r10, r00) - np.pi)))
-
-
-def proprio8_from_sim(proprio13: np.ndarray) -> np.ndarray:
-    """(T, 8) proprio8 from the env's (T, 13) proprio (pos, quat, lin vel, ang vel)."""
-    p = np.asarray(proprio13, dtype=np.float32)
-    yaw = yaw_of(p[:, 3:7]).astype(np.float32)[:, None]
-    return np.concatenate([p[:, :3], yaw, p[:, 7:10], p[:, 12:13]], axis=1)
 
 
 class _Handles:
@@ -108,7 +96,33 @@ class _Handles:
         self.__dict__.update(state)
 
 
-class SimSource:
+class _Source:
+    """Shared reading: ``read`` names the file, episode and key of any failure."""
+
+    handles: _Handles
+    kind = "source"
+
+    def _raw(self, ep: Episode, key: str, rows: int | slice) -> np.ndarray:
+        raise NotImplementedError
+
+    def read(self, ep: Episode, key: str, rows: int | slice) -> np.ndarray:
+        """Rows of one array (``key`` from the module's vocabulary)."""
+        if key not in KEYS:
+            raise KeyError(f"unknown key {key!r}; one of {KEYS}")
+        try:
+            return self._raw(ep, key, rows)
+        except (OSError, KeyError) as err:
+            where = f"{ep.file}" + (f":{ep.group}" if ep.group else "")
+            raise DataReadError(f"cannot read {key!r} rows {_rows(rows)} of {where}: {err}") from err
+
+
+def _rows(rows: int | slice) -> str:
+    if isinstance(rows, slice):
+        return "all" if rows == slice(None) else f"{rows.start}:{rows.stop}"
+    return str(rows)
+
+
+class SimSource(_Source):
     """Episodes of a native dataset (a folder with ``manifest.json``, or shard files).
 
     Args:
@@ -122,11 +136,7 @@ class SimSource:
         path = Path(path)
         self.handles = _Handles()
         if path.is_dir():
-            manifest_path = path / "manifest.json"
-            if not manifest_path.exists():
-                raise FileNotFoundError(f"{path} has no manifest.json (not a dataset folder, or its "
-                                        f"collection has not finished: run the same collect again)")
-            manifest = json.loads(manifest_path.read_text())
+            manifest = read_manifest(path)
             chosen = manifest["episodes"]
             if split is not None:
                 if split not in manifest["splits"]:
@@ -136,13 +146,9 @@ class SimSource:
                                      e["name"]) for e in chosen]
         else:
             with h5py.File(path, "r") as f:
-                names = sorted(n for n in f[DATA_GROUP] if n.startswith(EPISODE_PREFIX)
-                               and "checksum" in f[DATA_GROUP][n].attrs)
+                names = episode_groups(f)
                 if split is not None:
-                    key = f"mask/{split}"
-                    if key not in f:
-                        raise ValueError(f"{path} has no {key}")
-                    keep = {n.decode() for n in f[key][()]}
+                    keep = read_mask(f, split, str(path))
                     names = [n for n in names if n in keep]
                 self.episodes = [Episode(path, f"{DATA_GROUP}/{n}",
                                          int(f[DATA_GROUP][n].attrs["num_steps"]) + 1, n) for n in names]
@@ -150,29 +156,19 @@ class SimSource:
     def _get(self, ep: Episode, name: str, rows: int | slice) -> np.ndarray:
         return self.handles.dataset(ep.file, f"{ep.group}/{name}")[rows]
 
-    def read(self, ep: Episode, key: str, rows: int | slice) -> np.ndarray:
-        """Rows of one array (``key`` from the module's vocabulary)."""
-        if key == "rgb":
-            return self._get(ep, "obs/rgb", rows)
-        if key == "depth":
-            return self._get(ep, "obs/depth", rows).astype(np.float32)
-        if key == "force":
-            return self._get(ep, "obs/force", rows)
-        if key == "contact":
-            return self._get(ep, "obs/contact", rows)
+    def _raw(self, ep: Episode, key: str, rows: int | slice) -> np.ndarray:
+        if key == "proprio8":
+            return proprio8_from_proprio13(self._get(ep, "obs/proprio", rows))
+        if key == "actions":
+            return action4_from_action(self._get(ep, "actions", rows))
         if key == "flow":
             return self._get(ep, "flow", rows).astype(np.float32)
-        if key == "proprio8":
-            p = self._get(ep, "obs/proprio", rows)
-            return proprio8_from_sim(np.atleast_2d(p)).reshape(*np.shape(p)[:-1], 8)
-        if key == "action":
-            a = self._get(ep, "actions", rows)
-            pad = 4 - a.shape[-1]
-            return np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)]) if pad > 0 else a
-        raise KeyError(f"unknown key {key!r}")
+        if key == "depth":
+            return self._get(ep, "obs/depth", rows).astype(np.float32)
+        return self._get(ep, f"obs/{key}", rows)
 
 
-class ReferenceSource:
+class ReferenceSource(_Source):
     """Episodes in the paper's reference layout: one HDF5 file per 50-step chunk (``REFERENCE_KEYS``).
 
     Args:
@@ -194,13 +190,12 @@ class ReferenceSource:
         self.episodes = []
         for path in paths:
             with h5py.File(path, "r") as f:
-                missing = [k for k in ("image", "depth_data", "ee_forces_continuous", "proprio", "contact",
-                                       "action", "optical_flow") if k not in f]
+                missing = [k for k in REQUIRED_REFERENCE_KEYS if k not in f]
                 if missing:
                     raise ValueError(f"{path} is not in the reference layout: missing {missing}")
                 self.episodes.append(Episode(path, None, int(f["image"].shape[0]), path.stem))
 
-    def read(self, ep: Episode, key: str, rows: int | slice) -> np.ndarray:
+    def _raw(self, ep: Episode, key: str, rows: int | slice) -> np.ndarray:
         def get(name: str) -> np.ndarray:
             return self.handles.dataset(ep.file, name)[rows]
 
@@ -221,9 +216,7 @@ class ReferenceSource:
             return get("optical_flow").astype(np.float32)
         if key == "proprio8":
             return get("proprio")[..., :8].astype(np.float32)
-        if key == "action":
-            return get("action")[..., :4].astype(np.float32)
-        raise KeyError(f"unknown key {key!r}")
+        return get("action")[..., :4].astype(np.float32)  # "actions"
 
 
 def open_source(path: str | Path, split: str | None = None):
@@ -232,10 +225,6 @@ def open_source(path: str | Path, split: str | None = None):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset path {path} does not exist")
-    if (path / "manifest.json").exists():
+    if is_dataset_folder(path) or (path.is_file() and is_native_shard(path)):
         return SimSource(path, split)
-    if path.is_file():
-        with h5py.File(path, "r") as f:
-            native = DATA_GROUP in f
-        return SimSource(path, split) if native else ReferenceSource(path)
     return ReferenceSource(path)

@@ -22,76 +22,12 @@ Every modality and head can be switched off in the config; the ablations are con
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mmrep.config import ModelConfig
 from mmrep.models.encoders import LEAK, ForceEncoder, ImageEncoder, ProprioEncoder
-
-MODALITIES = ("rgb", "depth", "force", "proprio")
-HEADS = ("flow", "contact", "alignment", "ee")
-
-
-@dataclass
-class ModelConfig:
-    """Architecture, switches and loss weights (reference values from the paper's code)."""
-
-    z_dim: int = 128
-    image_size: int = 128
-    action_dim: int = 4
-    rgb: bool = True
-    depth: bool = True
-    force: bool = True
-    proprio: bool = True
-    fusion: str = "poe"  # "poe" | "concat"
-    flow: bool = True
-    contact: bool = True
-    alignment: bool = True
-    ee: bool = True
-    w_flow: float = 10.0  # endpoint error
-    w_flow_mask: float = 1.0
-    w_contact: float = 1.0
-    w_alignment: float = 0.5
-    w_ee: float = 1.0
-    w_kl: float = 0.05
-    alignment_input: str = "mean"  # "mean" | "sample": what the alignment head sees of the PoE posterior
-
-    def validate(self) -> None:
-        if self.fusion not in ("poe", "concat"):
-            raise ValueError(f"model.fusion must be 'poe' or 'concat', got {self.fusion!r}")
-        if self.alignment_input not in ("sample", "mean"):
-            raise ValueError(f"model.alignment_input must be 'sample' or 'mean', got {self.alignment_input!r}")
-        if not any(getattr(self, m) for m in MODALITIES):
-            raise ValueError("model: at least one of rgb, depth, force, proprio must be on")
-        if not any(getattr(self, h) for h in HEADS):
-            raise ValueError("model: at least one of the heads flow, contact, alignment, ee must be on")
-        if self.flow and not self.rgb:
-            raise ValueError("model.flow needs model.rgb (the flow decoder uses the RGB encoder's skips)")
-        if self.alignment and not ((self.force or self.proprio) and (self.rgb or self.depth)):
-            raise ValueError("model.alignment needs an image (rgb or depth) and force or proprio: it "
-                             "asks whether they come from the same moment")
-        if self.z_dim < 1 or self.image_size < 64:
-            raise ValueError("model.z_dim must be >= 1 and model.image_size >= 64")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model option(s) {unknown}; valid: {sorted(known)}")
-        cfg = cls(**d)
-        cfg.validate()
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def modalities(self) -> list[str]:
-        return [m for m in MODALITIES if getattr(self, m)]
 
 
 def mlp(*sizes: int) -> nn.Sequential:
@@ -140,73 +76,99 @@ class FlowDecoder(nn.Module):
         return flow, mask_logit
 
 
-class MultimodalModel(nn.Module):
-    """The paper's multimodal representation, configurable by ``ModelConfig``."""
+DEFAULT_IMAGE_SIZE = 128  # px, when ``ModelConfig.image_size`` is left to the data and no data is at hand
 
-    def __init__(self, cfg: ModelConfig | None = None) -> None:
+
+class MultimodalEncoder(nn.Module):
+    """The per-modality encoders (an ``nn.ModuleDict`` keyed by modality, as robomimic keys its
+    observation encoders) and their fusion: model inputs -> z.
+
+    Inputs (a batch, keys of the enabled modalities): ``rgb`` (B, 3, S, S) uint8, ``depth``
+    (B, 1, S, S) float32 m, ``force`` (B, n, 6) float32 N / N m, ``proprio`` (B, 8) PROPRIO8.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.cfg = cfg = cfg or ModelConfig()
-        cfg.validate()
-        z = cfg.z_dim
-        self.rgb_encoder = ImageEncoder(3, z, cfg.image_size, scale=1 / 255) if cfg.rgb else None
-        self.depth_encoder = ImageEncoder(1, z, cfg.image_size) if cfg.depth else None
-        self.force_encoder = ForceEncoder(z) if cfg.force else None
-        self.proprio_encoder = ProprioEncoder(z) if cfg.proprio else None
+        self.cfg = cfg
+        z, size = cfg.z_dim, cfg.image_size or DEFAULT_IMAGE_SIZE
+        builders = {"rgb": lambda: ImageEncoder(3, z, size, scale=1 / 255), "depth": lambda: ImageEncoder(1, z, size),
+                    "force": lambda: ForceEncoder(z), "proprio": lambda: ProprioEncoder(z)}
+        self.encoders = nn.ModuleDict({m: builders[m]() for m in cfg.modalities})
         self.fuse = mlp(z * len(cfg.modalities), 2 * z, z)[:-1] if cfg.fusion == "concat" else None
-        self.action_encoder = mlp(cfg.action_dim, 32, 32)
-        self.feature = mlp(z + 32, 128, 128)
-        self.flow_decoder = FlowDecoder(cfg.image_size) if cfg.flow else None
-        self.contact_head = nn.Linear(128, 1) if cfg.contact else None
-        self.ee_head = nn.Linear(128, 4) if cfg.ee else None
-        self.alignment_head = nn.Sequential(mlp(z, 128), nn.Linear(128, 1)) if cfg.alignment else None
 
-    # ------------------------------------------------------------------------------------ encoding
-    def experts(self, batch: dict[str, torch.Tensor], force_key: str = "force",
-                proprio_key: str = "proprio", image_experts=None):
-        """Per-modality (mu, logvar) and the RGB skips. ``image_experts`` reuses the image part."""
+    def image_experts(self, batch: dict[str, torch.Tensor], modalities=None):
+        """(mus, logvars, rgb skips) of the image modalities (rgb, depth) present in ``modalities``."""
         mus, logvars, skips = [], [], None
-        if image_experts is not None:
-            mus, logvars, skips = (list(x) if isinstance(x, list) else x for x in image_experts)
-        else:
-            if self.rgb_encoder is not None:
-                mu, lv, skips = self.rgb_encoder(batch["rgb"])
+        for m in ("rgb", "depth"):
+            if m in self.encoders and (modalities is None or m in modalities):
+                mu, lv, maps = self.encoders[m](batch[m])
                 mus.append(mu)
                 logvars.append(lv)
-            if self.depth_encoder is not None:
-                mu, lv, _ = self.depth_encoder(batch["depth"])
+                if m == "rgb":
+                    skips = maps
+        return mus, logvars, skips
+
+    def state_experts(self, batch: dict[str, torch.Tensor], force_key: str = "force",
+                      proprio_key: str = "proprio", modalities=None):
+        """(mus, logvars) of F/T and proprioception, read from ``force_key`` / ``proprio_key``."""
+        mus, logvars = [], []
+        for m, key in (("force", force_key), ("proprio", proprio_key)):
+            if m in self.encoders and (modalities is None or m in modalities):
+                mu, lv = self.encoders[m](batch[key])
                 mus.append(mu)
                 logvars.append(lv)
-        image_part = (list(mus), list(logvars), skips)
-        if self.force_encoder is not None:
-            mu, lv = self.force_encoder(batch[force_key])
-            mus.append(mu)
-            logvars.append(lv)
-        if self.proprio_encoder is not None:
-            mu, lv = self.proprio_encoder(batch[proprio_key])
-            mus.append(mu)
-            logvars.append(lv)
-        return mus, logvars, skips, image_part
+        return mus, logvars
 
     def fuse_experts(self, mus, logvars, sample: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(z, mu, logvar); mu and logvar are None for the deterministic fusion."""
         if self.fuse is not None:
             return self.fuse(torch.cat(mus, dim=1)), None, None
         mu, logvar = product_of_experts(mus, logvars)
-        if sample:
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        else:
-            z = mu
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
         return z, mu, logvar
 
-    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The representation z (B, z_dim) of a batch of observations (mean of the posterior)."""
-        mus, logvars, _, _ = self.experts(batch)
-        return self.fuse_experts(mus, logvars, sample=False)[0]
+    def forward(self, batch: dict[str, torch.Tensor], modalities: list[str] | None = None) -> torch.Tensor:
+        """z (B, z_dim), the posterior mean. ``modalities`` leaves the others out (product of experts
+        only: the concatenation needs every modality it was trained with)."""
+        if modalities is not None:
+            unknown = sorted(set(modalities) - set(self.encoders))
+            if unknown:
+                raise ValueError(f"modalities {unknown} are not in this encoder ({list(self.encoders)})")
+            if self.fuse is not None and set(modalities) != set(self.encoders):
+                raise ValueError("fusion 'concat' cannot leave a modality out; only 'poe' can")
+            if not modalities:
+                raise ValueError("modalities must name at least one modality")
+        mus, logvars, _ = self.image_experts(batch, modalities)
+        state_mus, state_logvars = self.state_experts(batch, modalities=modalities)
+        return self.fuse_experts(mus + state_mus, logvars + state_logvars, sample=False)[0]
 
-    # ------------------------------------------------------------------------------------- forward
+
+class MultimodalModel(nn.Module):
+    """The paper's multimodal representation, configurable by ``ModelConfig``: ``encoder``
+    (a ``MultimodalEncoder``, what is exported) and the action-conditioned heads."""
+
+    def __init__(self, cfg: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or ModelConfig()
+        cfg.validate()
+        z = cfg.z_dim
+        self.encoder = MultimodalEncoder(cfg)
+        self.action_encoder = mlp(cfg.action_dim, 32, 32)
+        self.feature = mlp(z + 32, 128, 128)
+        self.flow_decoder = FlowDecoder(cfg.image_size or DEFAULT_IMAGE_SIZE) if cfg.flow else None
+        self.contact_head = nn.Linear(128, 1) if cfg.contact else None
+        self.ee_head = nn.Linear(128, 4) if cfg.ee else None
+        self.alignment_head = nn.Sequential(mlp(z, 128), nn.Linear(128, 1)) if cfg.alignment else None
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The representation z (B, z_dim) of a batch of model inputs (mean of the posterior)."""
+        return self.encoder(batch)
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        mus, logvars, skips, image_part = self.experts(batch)
-        z, mu, logvar = self.fuse_experts(mus, logvars, sample=self.training)
+        enc = self.encoder
+        image_mus, image_logvars, skips = enc.image_experts(batch)
+        state_mus, state_logvars = enc.state_experts(batch)
+        z, mu, logvar = enc.fuse_experts(image_mus + state_mus, image_logvars + state_logvars, sample=self.training)
         out: dict[str, torch.Tensor] = {"z": z}
         if mu is not None:
             out["mu"], out["logvar"] = mu, logvar
@@ -219,8 +181,9 @@ class MultimodalModel(nn.Module):
             out["ee"] = self.ee_head(h)
         if self.alignment_head is not None:
             # Negatives reuse the image experts: only F/T, proprioception and fusion run again.
-            n_mus, n_logvars, _, _ = self.experts(batch, "force_neg", "proprio_neg", image_experts=image_part)
-            z_neg, mu_neg, _ = self.fuse_experts(n_mus, n_logvars, sample=self.training)
+            neg_mus, neg_logvars = enc.state_experts(batch, "force_neg", "proprio_neg")
+            z_neg, mu_neg, _ = enc.fuse_experts(image_mus + neg_mus, image_logvars + neg_logvars,
+                                                sample=self.training)
             on_mean = self.cfg.alignment_input == "mean" and mu is not None
             out["align_logit"] = self.alignment_head(mu if on_mean else z)
             out["align_logit_neg"] = self.alignment_head(mu_neg if on_mean else z_neg)
