@@ -115,10 +115,12 @@ def evaluate(model: MultimodalModel, loader, device, amp: bool, max_batches: int
     model.eval()
     acc = MetricAccumulator()
     example = None
+    skipped = 0
     for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
-        batch, _ = valid_rows(batch)
+        batch, dropped = valid_rows(batch)
+        skipped += dropped
         if not len(batch["valid"]):
             continue
         batch = to_device(batch, device)
@@ -129,7 +131,10 @@ def evaluate(model: MultimodalModel, loader, device, amp: bool, max_batches: int
         if keep_example and example is None and "flow" in out:
             example = {"true": batch["flow"][0], "pred": out["flow"][0], "rgb": batch["rgb"][0]}
     model.train()
-    return acc.compute(), example
+    metrics = acc.compute()
+    if skipped:
+        metrics["skipped_samples_valid"] = skipped
+    return metrics, example
 
 
 def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:

@@ -55,6 +55,11 @@ class Camera:
         self._cull: list[tuple[int, int, tuple, np.ndarray]] = []
         self._shown: dict[tuple[int, int], bool] = {}
 
+    @property
+    def hidden_links(self) -> list[tuple[int, int]]:
+        """(body, link) pairs hidden from the last render (outside the view)."""
+        return [key for key, shown in self._shown.items() if not shown]
+
     def cull_links(self, body: int, margin: float = 0.02) -> None:
         """Skip drawing the links of ``body`` that lie wholly outside the view.
 

@@ -233,6 +233,12 @@ class PegInsertionEnv(gym.Env):
 
     # ---------------------------------------------------------------------------------------- helpers
     @property
+    def client(self) -> int:
+        """The PyBullet client id this env owns (for queries with ``physicsClientId``)."""
+        self._require_open()
+        return self._client
+
+    @property
     def hole_estimate(self) -> np.ndarray:
         """(3,) m, the episode's noisy estimate of the hole's top centre (what a camera would give)."""
         return self._hole_estimate.copy()

@@ -95,11 +95,17 @@ def test_partial_episode_is_ignored_then_removed(reference, tmp_path):
 def test_resume_collects_only_missing_episodes(reference, tmp_path):
     manifest, _ = reference
     first = collect(_cfg(tmp_path, episodes=3), progress=False)
-    mtime = os.path.getmtime(tmp_path / "shard_000.h5")
+    assert sorted(_checksums(first)) == [0, 1, 2]
+    with h5py.File(tmp_path / "shard_000.h5", "a") as f:  # mark what the first run wrote
+        for name in f["data"]:
+            f["data"][name].attrs["first_run"] = True
     full = collect(_cfg(tmp_path, episodes=6), progress=False)
     assert _checksums(full) == _checksums(manifest)
-    assert {k: v for k, v in _checksums(first).items()} == {k: _checksums(manifest)[k] for k in range(3)}
-    assert os.path.getmtime(tmp_path / "shard_000.h5") >= mtime
+    with h5py.File(tmp_path / "shard_000.h5", "r") as f:
+        kept = {int(f["data"][n].attrs["index"]) for n in f["data"] if "first_run" in f["data"][n].attrs}
+        new = {int(f["data"][n].attrs["index"]) for n in f["data"] if "first_run" not in f["data"][n].attrs}
+    assert kept == {0, 1, 2}  # not recorded again (a rewrite would have dropped the mark)
+    assert new == {3, 4, 5}
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):

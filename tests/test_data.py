@@ -51,8 +51,7 @@ def test_negatives_follow_the_rules_and_are_seeded(dataset_dir):
     kinds, far = [], []
     for i in range(0, len(ds), 7):
         ep, t = ds.locate(i)
-        rng = np.random.default_rng([ds.seed, ds.epoch, i])
-        neg_ep, neg_t, kind = ds._negative(ep, t, rng)
+        neg_ep, neg_t, kind = ds.negative_of(i)
         s = ds[i]
         assert torch.allclose(s["proprio_neg"], torch.from_numpy(ds.proprio[neg_ep][neg_t]))
         kinds.append(kind)
@@ -138,7 +137,7 @@ def test_dataset_reads_reference_layout(dataset_dir, tmp_path):
     native = MultimodalDataset(dataset_dir, split=None)
     # The first file is the first 50 rows of the first episode of shard_000.
     first = next(i for i, e in enumerate(native.episodes) if e.file.name == "shard_000.h5")
-    a, b = ref[3], native[int(native._offsets[first]) + 3]
+    a, b = ref[3], native[native.index_of(first, 3)]
     for key in ("rgb", "depth", "force", "proprio", "action", "flow", "contact_next", "ee_next"):
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
     train, valid = MultimodalDataset(tmp_path / "ref", "train"), MultimodalDataset(tmp_path / "ref", "valid")

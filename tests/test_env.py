@@ -159,13 +159,24 @@ def test_runaway_speed_truncates(make_env):
 
 
 def test_lead_bound_caps_target_distance(make_env):
+    """A 5 cm action asks for more than the 1.5 cm lead bound: the target lands exactly on the bound,
+    measured from the tip where the step started (the arm is at rest after the reset)."""
     env = make_env(use_camera=False, action_scale=0.05)
-    _, info = env.reset(seed=0)
+    obs, _ = env.reset(seed=0)
+    max_lead = env.unwrapped.cfg.controller.max_lead
+    assert max_lead == pytest.approx(0.015)
     _, _, _, _, info = env.step(np.array([1.0, 1.0, 1.0], dtype=np.float32))
-    lead = np.linalg.norm(info["target_pos"] - info["tip_pos"])
-    assert lead <= env.unwrapped.cfg.controller.max_lead + 0.05  # bound applies at the step's start
-    start_lead = np.linalg.norm(info["target_pos"] - env.unwrapped.robot.target_pos)
-    assert start_lead == 0.0
+    lead = np.linalg.norm(info["target_pos"] - obs["proprio"][:3])
+    assert lead == pytest.approx(max_lead, abs=1e-6)
+    # a small action stays inside the bound and moves the target by exactly action x scale
+    small = np.array([0.1, 0.0, 0.0], dtype=np.float32)
+    before, tip = info["target_pos"], info["tip_pos"]
+    _, _, _, _, info = env.step(small)
+    wanted = before + small * 0.05
+    if np.linalg.norm(wanted - tip) <= max_lead:
+        assert np.allclose(info["target_pos"], wanted, atol=1e-9)
+    else:
+        assert np.linalg.norm(info["target_pos"] - tip) == pytest.approx(max_lead, abs=1e-6)
 
 
 def test_pressing_on_block_reads_bounded_positive_z_force(make_env):
@@ -210,7 +221,7 @@ def test_culled_render_is_pixel_identical_to_full_render(make_env):
     env = make_env()
     u = env.unwrapped
     cfg = u.cfg
-    full = Camera(u._client, cfg.image_size, cfg.camera_target, cfg.camera_distance, cfg.camera_yaw,
+    full = Camera(u.client, cfg.image_size, cfg.camera_target, cfg.camera_distance, cfg.camera_yaw,
                   cfg.camera_pitch, cfg.camera_fov)
     policy = RandomExplorer(cfg)
     obs, info = env.reset(seed=4)
@@ -219,7 +230,7 @@ def test_culled_render_is_pixel_identical_to_full_render(make_env):
     for _ in range(15):
         obs, *_, info = env.step(policy.act(obs, info))
         culled = u.camera.render(segmentation=True)
-        culled_any |= not all(u.camera._shown.values())
+        culled_any |= bool(u.camera.hidden_links)
         u.camera.show_all()
         reference = full.render(segmentation=True)
         assert np.array_equal(culled.rgb, reference.rgb)
@@ -239,7 +250,7 @@ def test_clearance_as_built(shape, make_env):
     u = env.unwrapped
     _, info = env.reset(seed=0)
     u.robot.solve_ik(info["hole_pos"] + np.array([0.0, 0.0, -0.01]), tool_down_quat(0.0))
-    points = p.getClosestPoints(u.robot.uid, u.task.uid, 0.01, 7, -1, physicsClientId=u._client)
+    points = p.getClosestPoints(u.robot.uid, u.task.uid, 0.01, 7, -1, physicsClientId=u.client)
     gap = min(pt[8] for pt in points)
     assert gap == pytest.approx(u.cfg.clearance / 2, abs=1e-4)
 

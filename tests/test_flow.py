@@ -90,12 +90,12 @@ def test_no_motion_no_flow(scene):
 def test_env_flow_moves_peg_pixels_only(make_env):
     env = make_env(compute_flow=True)
     env.reset(seed=0)
+    u = env.unwrapped
     for _ in range(3):
+        seg = u.camera.render(segmentation=True).seg  # the frame the step's flow starts from
         obs, _, _, _, info = env.step(np.array([1.0, 0.0, 0.0], dtype=np.float32))  # across the view
     flow = info["flow"]
     assert flow.shape == (128, 128, 2) and flow.dtype == np.float32
-    u = env.unwrapped
-    seg = u._prev_frame.seg
     block = seg == u.task.uid
     assert block.any() and not flow[block].any()
     peg = seg == u.robot.uid + ((7 + 1) << 24)

@@ -9,3 +9,13 @@ def test_sim_does_not_import_torch_or_mmrep():
             "print(any(m == 'torch' or m.startswith('torch.') or m == 'mmrep' for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_data_tools_and_collect_do_not_import_torch(tmp_path):
+    code = ("import sys; from mmrep.cli import main; "
+            f"assert main(['collect', 'episodes=1', 'workers=1', 'env=small', 'env.max_steps=3', 'out={tmp_path}', "
+            "'progress=false']) == 0; "
+            f"assert main(['data', 'verify', '{tmp_path}']) == 0; assert main(['data', 'info', '{tmp_path}']) == 0; "
+            "print('TORCH', any(m == 'torch' or m.startswith('torch.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "TORCH False" in out.stdout

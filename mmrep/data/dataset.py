@@ -122,6 +122,18 @@ class MultimodalDataset(Dataset):
         ep = int(np.searchsorted(self._offsets, index, side="right") - 1)
         return ep, int(index - self._offsets[ep])
 
+    def index_of(self, ep: int, t: int) -> int:
+        """Sample index of transition ``t`` of episode number ``ep`` (the inverse of ``locate``)."""
+        if not 0 <= t < self.episodes[ep].num_obs - 1:
+            raise IndexError(f"step {t} out of range for episode {ep} ({self.episodes[ep].num_obs - 1} transitions)")
+        return int(self._offsets[ep] + t)
+
+    def negative_of(self, index: int) -> tuple[int, int, int]:
+        """(episode number, t', kind) of sample ``index``'s alignment negative in the current epoch;
+        kind 0: same episode shifted in time, 1: another episode."""
+        ep, t = self.locate(index)
+        return self._negative(ep, t, np.random.default_rng([self.seed, self.epoch, index]))
+
     def _row(self, ep: int, key: str, t: int) -> np.ndarray:
         if not self.cache:
             return self.source.read(self.episodes[ep], key, t)
@@ -153,8 +165,7 @@ class MultimodalDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         ep, t = self.locate(index)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        neg_ep, neg_t, kind = self._negative(ep, t, rng)
+        neg_ep, neg_t, kind = self.negative_of(index)
         rgb = self._row(ep, "rgb", t)
         depth = self._row(ep, "depth", t)
         flow = self._row(ep, "flow", t)

@@ -1,0 +1,237 @@
+"""Every app's configuration, defined once as dataclasses and registered in Hydra's ConfigStore.
+
+The dataclasses hold every default (``sim.config.EnvConfig``, ``sim.collect.CollectConfig``,
+``ModelConfig``, ``TrainConfig``); the YAML files under ``configs/`` only pick group options and
+override values. Composition checks names and types against the dataclasses (a typo or a string for
+a number is refused with the field's full name, e.g. ``env.image_sise``); ``validate_app_config``
+checks ranges (``env.image_size must be ...``) before an app writes anything.
+
+This module imports neither torch nor the simulator's PyBullet: ``mmrep collect --cfg job`` and the
+config tests stay light.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+MODALITIES = ("rgb", "depth", "force", "proprio")
+HEADS = ("flow", "contact", "alignment", "ee")
+APPS = ("collect", "train")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture, switches and loss weights (reference values from the paper's code)."""
+
+    z_dim: int = 128
+    image_size: int | None = None  # px; None: the training data's (a set value must match the data)
+    action_dim: int = 4
+    rgb: bool = True
+    depth: bool = True
+    force: bool = True
+    proprio: bool = True
+    fusion: str = "poe"  # "poe" | "concat"
+    flow: bool = True
+    contact: bool = True
+    alignment: bool = True
+    ee: bool = True
+    w_flow: float = 10.0  # endpoint error
+    w_flow_mask: float = 1.0
+    w_contact: float = 1.0
+    w_alignment: float = 0.5
+    w_ee: float = 1.0
+    w_kl: float = 0.05
+    alignment_input: str = "mean"  # "mean" | "sample": what the alignment head sees of the PoE posterior
+
+    def validate(self) -> None:
+        if self.fusion not in ("poe", "concat"):
+            raise ValueError(f"model.fusion must be 'poe' or 'concat', got {self.fusion!r}")
+        if self.alignment_input not in ("sample", "mean"):
+            raise ValueError(f"model.alignment_input must be 'sample' or 'mean', got {self.alignment_input!r}")
+        if not any(getattr(self, m) for m in MODALITIES):
+            raise ValueError("model: at least one of rgb, depth, force, proprio must be on")
+        if not any(getattr(self, h) for h in HEADS):
+            raise ValueError("model: at least one of the heads flow, contact, alignment, ee must be on")
+        if self.flow and not self.rgb:
+            raise ValueError("model.flow needs model.rgb (the flow decoder uses the RGB encoder's skips)")
+        if self.alignment and not ((self.force or self.proprio) and (self.rgb or self.depth)):
+            raise ValueError("model.alignment needs an image (rgb or depth) and force or proprio: it "
+                             "asks whether they come from the same moment")
+        if self.z_dim < 1:
+            raise ValueError(f"model.z_dim must be >= 1, got {self.z_dim!r}")
+        if self.image_size is not None and (self.image_size < 64 or self.image_size % 64):
+            raise ValueError(f"model.image_size must be a multiple of 64 (six stride-2 convolutions), "
+                             f"got {self.image_size!r}")
+        if self.action_dim < 1:
+            raise ValueError(f"model.action_dim must be >= 1, got {self.action_dim!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """From a plain dict (an encoder file's JSON); unknown names raise ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model option(s) {unknown}; valid: {sorted(known)}")
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def modalities(self) -> list[str]:
+        return [m for m in MODALITIES if getattr(self, m)]
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``mmrep train`` reads."""
+
+    data: str = "data/sim"  # a dataset folder (manifest.json) or a folder of reference-layout files
+    out: str = "runs/train"  # run folder (checkpoints, metrics, encoder.pt); multirun: one subfolder per run
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-4
+    num_workers: int | None = None  # None: 0 on a CPU machine with <= 2 cores, else up to 8
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast, CUDA only
+    cache: bool = False  # dataset RAM cache
+    max_batches_per_epoch: int | None = None
+    max_val_batches: int | None = None
+    ckpt_every_steps: int = 200
+    lr_schedule: str = "constant"  # constant | cosine (to lr x 0.05 at the last step)
+    kl_warmup_steps: int = 2000  # KL weight ramps linearly from 0 to model.w_kl (against posterior collapse)
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    skip_nonfinite: bool = False  # skip samples with NaN/inf inputs (counted) instead of stopping
+    progress: bool = True  # progress bars
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "ckpt_every_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.kl_warmup_steps < 0:
+            raise ValueError(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps!r}")
+        for name in ("num_workers", "max_batches_per_epoch", "max_val_batches", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "num_workers" else 1):
+                raise ValueError(f"{name} must be {'>= 0' if name == 'num_workers' else '>= 1'} or null, "
+                                 f"got {value!r}")
+        if isinstance(self.model, dict):  # built by hand from plain dicts
+            self.model = ModelConfig.from_dict(self.model)
+        self.model.validate()
+
+
+# ---------------------------------------------------------------------------------- Hydra plumbing
+def config_dir() -> Path:
+    """The Hydra config folder: ``$MMREP_CONFIG_DIR``, the copy shipped inside the installed package
+    (``mmrep/configs``), or the repository's ``configs/`` (a source checkout or an editable install)."""
+    env = os.environ.get("MMREP_CONFIG_DIR")
+    here = Path(__file__).resolve().parent
+    candidates = [Path(env)] if env else [here / "configs", here.parent / "configs"]
+    for path in candidates:
+        if (path / "collect.yaml").exists():
+            return path
+    raise FileNotFoundError(f"no Hydra configs in {', '.join(map(str, candidates))}; the package is "
+                            f"installed without its configs (set MMREP_CONFIG_DIR to a copy of configs/)")
+
+
+def register_configs() -> None:
+    """Put the apps' dataclasses in Hydra's ConfigStore (the ``*_schema`` the YAML files extend)."""
+    from hydra.core.config_store import ConfigStore
+
+    from sim.collect import CollectConfig
+
+    cs = ConfigStore.instance()
+    cs.store(name="collect_schema", node=CollectConfig)
+    cs.store(name="train_schema", node=TrainConfig)
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group (``model``, ``env``, ...), from the YAML files in its folder."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def compose(app: str, overrides: list[str] | None = None):
+    """The composed, typed config (an OmegaConf DictConfig) of ``app`` with ``overrides``, as the
+    command line would compose it (for tests, benchmarks and notebooks)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    if app not in APPS:
+        raise ValueError(f"unknown app {app!r}; one of {APPS}")
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name=app, overrides=list(overrides or []))
+
+
+def app_config(cfg) -> Any:
+    """The validated dataclass (``CollectConfig`` or ``TrainConfig``) of a composed config; ValueError
+    naming the field's full name when a value is out of range."""
+    from omegaconf import OmegaConf
+
+    obj = OmegaConf.to_object(cfg)
+    obj.validate()
+    return obj
+
+
+def collect_config(overrides: list[str] | None = None):
+    """The validated ``CollectConfig`` that ``mmrep collect <overrides>`` would run."""
+    return app_config(compose("collect", overrides))
+
+
+def train_config(overrides: list[str] | None = None) -> TrainConfig:
+    """The validated ``TrainConfig`` that ``mmrep train <overrides>`` would run."""
+    return app_config(compose("train", overrides))
+
+
+def _as_app_config(app: str, config) -> Any:
+    """The validated dataclass of a config that may carry Hydra's own ``hydra`` node (callbacks)."""
+    from omegaconf import OmegaConf
+
+    from sim.collect import CollectConfig
+
+    plain = OmegaConf.to_container(config, resolve=False)
+    plain.pop("hydra", None)
+    schema = CollectConfig if app == "collect" else TrainConfig
+    return app_config(OmegaConf.merge(OmegaConf.structured(schema), plain))
+
+
+try:
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover (hydra-core is a dependency)
+    _HydraCallback = object
+
+
+class ValidateConfig(_HydraCallback):
+    """Hydra callback: check every range before Hydra creates a folder or the app writes a file.
+    A bad value ends the command with exit code 2 and ``mmrep <app>: error: <field> ...``."""
+
+    def __init__(self, app: str) -> None:
+        self.app = app
+
+    def _check(self, config) -> None:
+        import sys
+
+        try:
+            _as_app_config(self.app, config)
+        except ValueError as err:
+            print(f"mmrep {self.app}: error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    def on_run_start(self, config, **kwargs: Any) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config, **kwargs: Any) -> None:
+        self._check(config)

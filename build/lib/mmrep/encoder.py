@@ -1,0 +1,152 @@
+"""The trained encoder's one file format: ``export_encoder`` writes it, ``load_encoder`` reads it.
+
+An encoder file (``encoder.pt``) is a ``torch.save`` of plain data only (loaded with
+``weights_only=True``)::
+
+    {"format": "mmrep-encoder-2", "config": <ModelConfig as JSON>, "state_dict": {name: tensor}}
+
+``state_dict`` is that of a ``MultimodalEncoder`` (``encoders.<modality>.*``, ``fuse.*``). Files of
+the first format (``mmrep-encoder-1``, keys ``rgb_encoder.*`` ...) are read too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmrep.models import ModelConfig
+from mmrep.models.multimodal import MultimodalEncoder
+from sim.observation import PROPRIO13_DIM, ObservationShapeError, check_shape, proprio8_from_proprio13
+
+FORMAT = "mmrep-encoder-2"
+_FORMAT_1_PREFIXES = {"rgb_encoder.": "encoders.rgb.", "depth_encoder.": "encoders.depth.",
+                      "force_encoder.": "encoders.force.", "proprio_encoder.": "encoders.proprio."}
+
+
+class NonFiniteWeightsError(ValueError):
+    """A model holds NaN or inf weights; nothing was written."""
+
+
+def assert_finite_weights(module: torch.nn.Module, what: str) -> None:
+    """Raise ``NonFiniteWeightsError`` naming the first non-finite tensor of ``module``."""
+    bad = [k for k, v in module.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise NonFiniteWeightsError(f"{what}: {len(bad)} tensor(s) hold NaN or inf (first: {bad[0]}); not written")
+
+
+class Encoder(MultimodalEncoder):
+    """A trained encoder for deployment: ``encode(obs) -> z`` on the env's observation dict.
+
+    ``obs`` holds, single or batched (a leading batch axis), numpy or torch, the keys of the encoder's
+    modalities: ``rgb`` (S, S, 3) uint8, ``depth`` (S, S, 1) metres, ``force`` (n, 6) N / N m, and
+    ``proprio`` (13,) the env's PROPRIO13 (``sim.observation``). It returns z, (z_dim,) or
+    (B, z_dim) float32, the posterior mean. A key with the wrong shape raises
+    ``ObservationShapeError`` naming the key and the expected shape.
+    """
+
+    @property
+    def z_dim(self) -> int:
+        return self.cfg.z_dim
+
+    @property
+    def image_size(self) -> int:
+        return int(self.cfg.image_size or 128)
+
+    def model_inputs(self, obs: dict[str, Any]) -> tuple[dict[str, torch.Tensor], bool]:
+        """The model's input batch (CHW images, PROPRIO8) from an env observation dict, and whether
+        ``obs`` was a single observation (no batch axis)."""
+        device = next(self.parameters()).device
+        s = self.image_size
+        expected = {"rgb": (s, s, 3), "depth": (s, s, 1), "proprio": (PROPRIO13_DIM,)}
+        batched = None
+        out: dict[str, torch.Tensor] = {}
+        for m in self.cfg.modalities:
+            if m not in obs:
+                raise ObservationShapeError(f"observation has no {m!r} (this encoder needs "
+                                            f"{self.cfg.modalities}; got keys {sorted(obs)})")
+            x = obs[m]
+            x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+            if m == "force":
+                is_batched = x.ndim == 3
+                if x.ndim not in (2, 3) or x.shape[-1] != 6 or x.shape[-2] < 1:
+                    raise ObservationShapeError(f"'force' must be (n, 6) or (B, n, 6), got {x.shape}")
+            else:
+                is_batched = check_shape(m, x, expected[m], batched)
+            if batched is not None and is_batched != batched:
+                raise ObservationShapeError(f"{m!r} is {'batched' if is_batched else 'single'} but the "
+                                            f"other keys are not: {x.shape}")
+            batched = is_batched
+            if not is_batched:
+                x = x[None]
+            if m == "rgb":
+                if x.dtype != np.uint8:
+                    raise ObservationShapeError(f"'rgb' must be uint8 (0-255), got {x.dtype}")
+                t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+            elif m == "depth":
+                t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
+            elif m == "proprio":
+                t = torch.from_numpy(proprio8_from_proprio13(x))
+            else:
+                t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            out[m] = t.to(device)
+        return out, not batched
+
+    @torch.no_grad()
+    def encode(self, obs: dict[str, Any], modalities: list[str] | None = None) -> torch.Tensor:
+        """z of an env observation dict (single or batched); ``modalities`` leaves the others out
+        (product-of-experts fusion only)."""
+        inputs, single = self.model_inputs(obs)
+        z = self(inputs, modalities)
+        return z[0] if single else z
+
+
+def export_encoder(encoder: MultimodalEncoder, path: Path) -> None:
+    """Write ``encoder`` (weights and config) atomically; refuses non-finite weights."""
+    assert_finite_weights(encoder, f"encoder for {path}")
+    weights = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    blob = {"format": FORMAT, "config": json.dumps(encoder.cfg.to_dict()), "state_dict": weights}
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(blob, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
+    """Load an encoder file written by ``mmrep train`` (``encoder.pt``), safely (``weights_only=True``).
+    Raises ``ValueError`` when the file is not an mmrep encoder file or its weights do not fit."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"encoder file {path} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds (pickle, zip, IndexError) for foreign files
+        raise ValueError(f"{path} is not an mmrep encoder file (torch.load failed: "
+                         f"{type(err).__name__}: {err})") from err
+    fmt = blob.get("format") if isinstance(blob, dict) else None
+    if fmt not in (FORMAT, "mmrep-encoder-1"):
+        raise ValueError(f"{path} is not an mmrep encoder file (format {fmt!r}, expected {FORMAT!r})")
+    cfg = ModelConfig.from_dict(json.loads(blob["config"]))
+    state = blob["state_dict"]
+    if fmt == "mmrep-encoder-1":
+        state = {_rename_format_1(k): v for k, v in state.items()}
+    enc = Encoder(cfg)
+    missing, unexpected = enc.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected "
+                         f"{unexpected[:3]})")
+    assert_finite_weights(enc, str(path))
+    return enc.to(device).eval()
+
+
+def _rename_format_1(key: str) -> str:
+    for old, new in _FORMAT_1_PREFIXES.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key

@@ -1,0 +1,107 @@
+"""The self-supervised losses with the reference weights, and the validation metrics."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from mmrep.config import ModelConfig
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)), summed over latent dims, averaged over the batch."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
+
+
+def endpoint_error(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean Euclidean flow error (pixels) over all pixels, or over ``mask`` > 0 (B, 1, H, W)."""
+    epe = torch.linalg.vector_norm(pred.float() - target.float(), dim=1, keepdim=True)
+    if mask is None:
+        return epe.mean()
+    return (epe * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def compute_losses(cfg: ModelConfig, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                   kl_scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """Each enabled term (unweighted) and ``total`` (weighted sum, reference weights; the KL weight
+    times ``kl_scale``, the training's warm-up)."""
+    terms: dict[str, torch.Tensor] = {}
+    total = torch.zeros((), device=out["z"].device)
+    if "flow" in out:
+        terms["flow_epe"] = endpoint_error(out["flow"], batch["flow"])
+        terms["flow_mask"] = F.binary_cross_entropy_with_logits(out["flow_mask_logit"].float(), batch["flow_mask"])
+        total = total + cfg.w_flow * terms["flow_epe"] + cfg.w_flow_mask * terms["flow_mask"]
+    if "contact_logit" in out:
+        terms["contact"] = F.binary_cross_entropy_with_logits(out["contact_logit"].float(), batch["contact_next"])
+        total = total + cfg.w_contact * terms["contact"]
+    if "ee" in out:
+        terms["ee"] = F.mse_loss(out["ee"].float(), batch["ee_next"])
+        total = total + cfg.w_ee * terms["ee"]
+    if "align_logit" in out:
+        logits = torch.cat([out["align_logit"], out["align_logit_neg"]]).float()
+        labels = torch.cat([torch.ones_like(out["align_logit"]), torch.zeros_like(out["align_logit_neg"])])
+        terms["alignment"] = F.binary_cross_entropy_with_logits(logits, labels.float())
+        total = total + cfg.w_alignment * terms["alignment"]
+    if "mu" in out:
+        terms["kl"] = kl_to_standard_normal(out["mu"].float(), out["logvar"].float())
+        total = total + cfg.w_kl * kl_scale * terms["kl"]
+    terms["total"] = total
+    return terms
+
+
+class MetricAccumulator:
+    """Validation metrics over many batches: contact accuracy and F1 (and the "contact stays as it
+    is now" baseline), alignment accuracy, flow endpoint error on all pixels and on moving pixels
+    (and that of predicting zero flow), EE MSE, KL, and the mean of every loss term."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, float] = {}
+        self.tp = self.fp = self.fn = 0.0
+        self.tp0 = self.fp0 = self.fn0 = 0.0
+
+    def _add(self, key: str, value: float, n: float) -> None:
+        self.sums[key] = self.sums.get(key, 0.0) + value * n
+        self.counts[key] = self.counts.get(key, 0.0) + n
+
+    @torch.no_grad()
+    def update(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+               terms: dict[str, torch.Tensor]) -> None:
+        n = float(batch["action"].shape[0])
+        for key, value in terms.items():
+            self._add(f"loss/{key}", float(value), n)
+        if "contact_logit" in out:
+            pred = out["contact_logit"].float() > 0
+            true = batch["contact_next"] > 0.5
+            self._add("contact_accuracy", float((pred == true).float().mean()), n)
+            self.tp += float((pred & true).sum())
+            self.fp += float((pred & ~true).sum())
+            self.fn += float((~pred & true).sum())
+            if "contact_now" in batch:  # baseline: contact stays as it is now
+                now = batch["contact_now"] > 0.5
+                self.tp0 += float((now & true).sum())
+                self.fp0 += float((now & ~true).sum())
+                self.fn0 += float((~now & true).sum())
+        if "align_logit" in out:
+            correct = (out["align_logit"] > 0).float().mean() + (out["align_logit_neg"] <= 0).float().mean()
+            self._add("alignment_accuracy", float(correct) / 2, n)
+        if "flow" in out:
+            moving = batch["flow_mask"]
+            self._add("flow_epe_px", float(endpoint_error(out["flow"], batch["flow"])), n)
+            m = float(moving.sum())
+            if m > 0:
+                self._add("flow_epe_moving_px", float(endpoint_error(out["flow"], batch["flow"], moving)), m)
+                zero = torch.zeros_like(batch["flow"])
+                self._add("flow_epe_moving_zero_px", float(endpoint_error(zero, batch["flow"], moving)), m)
+        if "ee" in out:
+            self._add("ee_mse", float(F.mse_loss(out["ee"].float(), batch["ee_next"])), n)
+        if "mu" in out:
+            self._add("kl", float(kl_to_standard_normal(out["mu"].float(), out["logvar"].float())), n)
+
+    def compute(self) -> dict[str, float]:
+        result = {k: self.sums[k] / self.counts[k] for k in self.sums if self.counts[k] > 0}
+        if self.tp + self.fp + self.fn > 0:
+            result["contact_f1"] = 2 * self.tp / max(2 * self.tp + self.fp + self.fn, 1e-9)
+        if self.tp0 + self.fp0 + self.fn0 > 0:
+            result["contact_f1_baseline_stays"] = 2 * self.tp0 / max(2 * self.tp0 + self.fp0 + self.fn0, 1e-9)
+        return result

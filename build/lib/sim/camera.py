@@ -1,0 +1,129 @@
+"""A fixed RGB-D camera rendered with PyBullet's TinyRenderer (CPU, deterministic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pybullet as p
+
+NEAR = 0.05  # m, clipping planes
+FAR = 2.0
+
+
+@dataclass
+class Frame:
+    """One rendered frame.
+
+    rgb: (H, W, 3) uint8. depth: (H, W, 1) float32, metres along the optical axis.
+    seg: (H, W) int32 PyBullet segmentation (``uid + ((link + 1) << 24)``, -1 background) or None.
+    """
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    seg: np.ndarray | None
+
+
+_CORNER_SIGNS = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 1, 1],
+                          [1, 0, 0], [1, 0, 1], [1, 1, 0], [1, 1, 1]], dtype=bool)
+
+
+@lru_cache(maxsize=64)
+def _mesh_bounds(filename: str) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned bounds (min (3,), max (3,)) of the vertices of a Wavefront OBJ file, metres."""
+    with open(filename) as f:
+        verts = np.array([line.split()[1:4] for line in f if line.startswith("v ")], dtype=float)
+    return verts.min(axis=0), verts.max(axis=0)
+
+
+class Camera:
+    """Pinhole camera looking at ``target`` from ``distance`` at ``yaw``/``pitch`` degrees.
+
+    ``view`` and ``proj`` are 4x4 numpy matrices acting on column vectors (PyBullet's are column-major
+    flat lists); ``proj @ view`` maps world points to clip space.
+    """
+
+    def __init__(self, client: int, size: int, target: tuple[float, float, float], distance: float,
+                 yaw: float, pitch: float, fov: float) -> None:
+        self.client = client
+        self.size = size
+        self._view_list = p.computeViewMatrixFromYawPitchRoll(list(target), distance, yaw, pitch, 0.0, 2)
+        self._proj_list = p.computeProjectionMatrixFOV(fov, 1.0, NEAR, FAR)
+        self.view = np.asarray(self._view_list).reshape(4, 4).T
+        self.proj = np.asarray(self._proj_list).reshape(4, 4).T
+        self._cull: list[tuple[int, int, tuple, np.ndarray]] = []
+        self._shown: dict[tuple[int, int], bool] = {}
+
+    @property
+    def hidden_links(self) -> list[tuple[int, int]]:
+        """(body, link) pairs hidden from the last render (outside the view)."""
+        return [key for key, shown in self._shown.items() if not shown]
+
+    def cull_links(self, body: int, margin: float = 0.02) -> None:
+        """Skip drawing the links of ``body`` that lie wholly outside the view.
+
+        TinyRenderer transforms every triangle of every visible shape, and the arm's meshes cost about
+        two thirds of a render; most of the arm is above the image. Before each render, each mesh's
+        bounding box (from its vertices, grown by ``margin`` m, moved with its link) is tested against
+        the view frustum, and links outside it are made transparent, which TinyRenderer skips. The
+        image is unchanged (tests/test_env.py checks pixel equality): only shapes that could not appear
+        in it are skipped.
+        """
+        for d in p.getVisualShapeData(body, physicsClientId=self.client):
+            link, geom, scale, filename, pos, orn, colour = d[1], d[2], d[3], d[4], d[5], d[6], d[7]
+            if geom != p.GEOM_MESH:
+                continue  # primitives are cheap to draw
+            lo, hi = _mesh_bounds(filename.decode())
+            lo, hi = lo * np.asarray(scale) - margin, hi * np.asarray(scale) + margin
+            corners = np.where(_CORNER_SIGNS, hi, lo)
+            rot = np.asarray(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
+            self._cull.append((body, link, colour, corners @ rot.T + np.asarray(pos)))
+            self._shown[(body, link)] = True
+
+    def show_all(self) -> None:
+        """Draw every culled link again (e.g. before rendering the scene with another camera)."""
+        for body, link, colour, _ in self._cull:
+            if not self._shown[(body, link)]:
+                p.changeVisualShape(body, link, rgbaColor=colour, physicsClientId=self.client)
+                self._shown[(body, link)] = True
+
+    def _apply_culling(self) -> None:
+        poses: dict[tuple[int, int], tuple] = {}
+        for body in {c[0] for c in self._cull}:
+            links = sorted(c[1] for c in self._cull if c[0] == body and c[1] >= 0)
+            for link, state in zip(links, p.getLinkStates(body, links, computeForwardKinematics=1,
+                                                            physicsClientId=self.client)):
+                poses[(body, link)] = (state[4], state[5])
+            poses[(body, -1)] = p.getBasePositionAndOrientation(body, physicsClientId=self.client)
+        # All links' box corners in one batch: (L, 8, 3) local -> world -> clip space.
+        rots = np.stack([np.asarray(p.getMatrixFromQuaternion(poses[(b, k)][1])).reshape(3, 3)
+                         for b, k, _, _ in self._cull])
+        trans = np.stack([poses[(b, k)][0] for b, k, _, _ in self._cull])
+        corners = np.stack([c[3] for c in self._cull])
+        world = np.einsum("lij,lkj->lki", rots, corners) + trans[:, None, :]
+        clip = np.concatenate([world, np.ones(world.shape[:2] + (1,))], axis=2) @ (self.proj @ self.view).T
+        x, y, z, w = np.moveaxis(clip, 2, 0)
+        outside = ((x < -w).all(1) | (x > w).all(1) | (y < -w).all(1) | (y > w).all(1)
+                   | (z < -w).all(1) | (w <= 0).all(1))
+        for (body, link, colour, _), out in zip(self._cull, outside):
+            shown = not out
+            if shown != self._shown[(body, link)]:
+                rgba = colour if shown else (colour[0], colour[1], colour[2], 0.0)
+                p.changeVisualShape(body, link, rgbaColor=rgba, physicsClientId=self.client)
+                self._shown[(body, link)] = shown
+
+    def render(self, segmentation: bool = False) -> Frame:
+        """Render RGB, metric depth and (optionally) the segmentation mask."""
+        if self._cull:
+            self._apply_culling()
+        flags = (p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX if segmentation
+                 else p.ER_NO_SEGMENTATION_MASK)
+        _, _, rgba, zbuf, seg = p.getCameraImage(
+            self.size, self.size, self._view_list, self._proj_list, renderer=p.ER_TINY_RENDERER,
+            flags=flags, shadow=0, physicsClientId=self.client)
+        rgba = np.asarray(rgba, dtype=np.uint8).reshape(self.size, self.size, 4)
+        zbuf = np.asarray(zbuf, dtype=np.float64).reshape(self.size, self.size)
+        depth = (FAR * NEAR / (FAR - (FAR - NEAR) * zbuf)).astype(np.float32)[..., None]
+        seg_arr = np.asarray(seg, dtype=np.int32).reshape(self.size, self.size) if segmentation else None
+        return Frame(np.ascontiguousarray(rgba[..., :3]), depth, seg_arr)

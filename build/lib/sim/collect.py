@@ -1,0 +1,248 @@
+"""Parallel, resumable dataset collection: worker processes, one PyBullet client and one shard each.
+
+Episode ``i`` is fully determined by ``(seed, i)``: its peg shape, its policy (drawn from the
+mixture) and its env seed. So a dataset does not depend on how many workers made it or how often
+it was interrupted: a killed run, run again with the same command, collects only the missing
+episodes and ends with the same per-episode checksums as an uninterrupted run.
+
+The manifest (``manifest.json``) indexes shards, episodes, step counts, checksums and the
+train/valid split (by episode); it is rebuilt from the shards' complete episodes at the end of
+every run, so it never lists a partial episode. The same split is written into each shard as
+robomimic-style ``mask/train`` and ``mask/valid`` (episode names).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sim.config import PEG_SHAPES, EnvConfig
+from sim.dataset_format import COLLECT_CONFIG, scan_shards, shard_name, split_of, write_manifest
+from sim.policies import POLICIES, make_policy
+from sim.recording import COMPRESSIONS, ShardWriter, record_episode, specs_for_env
+from sim.registration import env_id
+
+
+def _collect_env() -> EnvConfig:
+    # Collection records the training labels: camera and exact flow on; short episodes.
+    return EnvConfig(max_steps=100, compute_flow=True)
+
+
+@dataclass
+class CollectConfig:
+    """What ``mmrep collect`` collects (Hydra: ``configs/collect.yaml``)."""
+
+    episodes: int = 20
+    shapes: list[str] = field(default_factory=lambda: list(PEG_SHAPES))  # episode i gets shapes[i % len]
+    policies: dict[str, float] = field(  # mixture weights; the paper collected random and contact-seeking data
+        default_factory=lambda: {"noisy_expert": 0.4, "random": 0.3, "contact_seeking": 0.3})
+    policy_kwargs: dict[str, dict[str, Any]] = field(default_factory=lambda: {"noisy_expert": {"noise_std": 0.3}})
+    seed: int = 0
+    out: str = "data/sim"
+    workers: int | None = None  # None: all cores; one PyBullet client and one shard per worker
+    compression: str = "lzf"  # lzf | gzip | none
+    valid_fraction: float = 0.2  # of episodes, for the train/valid split
+    progress: bool = True  # progress bar
+    env: EnvConfig = field(default_factory=_collect_env)  # peg_shape is set per episode from ``shapes``
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field (``env.*`` for the env section)."""
+        if isinstance(self.env, dict):  # built by hand with a dict of env arguments
+            self.env = EnvConfig.from_kwargs(**{**asdict(_collect_env()), **self.env})
+        if not isinstance(self.episodes, int) or self.episodes < 1:
+            raise ValueError(f"episodes must be a positive int, got {self.episodes!r}")
+        if not self.shapes or any(s not in PEG_SHAPES for s in self.shapes):
+            raise ValueError(f"shapes must be a non-empty list of {PEG_SHAPES}, got {list(self.shapes)!r}")
+        unknown = [p for p in self.policies if p not in POLICIES]
+        if unknown or not self.policies:
+            raise ValueError(f"policies: unknown {unknown}; choose from {sorted(POLICIES)}")
+        if any(w < 0 for w in self.policies.values()) or sum(self.policies.values()) <= 0:
+            raise ValueError(f"policies weights must be >= 0 with a positive sum, got {dict(self.policies)!r}")
+        unknown = [p for p in self.policy_kwargs if p not in POLICIES]
+        if unknown:
+            raise ValueError(f"policy_kwargs: unknown policies {unknown}; choose from {sorted(POLICIES)}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction!r}")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ValueError(f"workers must be a positive int or None, got {self.workers!r}")
+        if self.env.peg_shape != EnvConfig.peg_shape:
+            raise ValueError(f"env.peg_shape={self.env.peg_shape!r} would be overwritten: collection draws "
+                             f"each episode's shape from shapes (e.g. shapes=[{self.env.peg_shape}])")
+        try:
+            self.env.validate()
+        except ValueError as err:
+            raise ValueError(f"env.{err}") from None
+        for name, kwargs in self.policy_kwargs.items():  # a bad policy argument fails now, not in a worker
+            try:
+                make_policy(name, self.env, **kwargs)
+            except TypeError as err:
+                raise ValueError(f"policy_kwargs.{name}: {err}") from None
+
+    def env_config(self, shape: str) -> EnvConfig:
+        """The env settings of an episode with peg ``shape``."""
+        return dataclasses.replace(self.env, peg_shape=shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (``collect_config.json``, the manifest)."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+def plan_episode(cfg: CollectConfig, index: int) -> tuple[int, str, str]:
+    """``(env seed, peg shape, policy name)`` of episode ``index``: a function of (seed, index) only."""
+    rng = np.random.default_rng([cfg.seed, index])
+    names = sorted(cfg.policies)
+    weights = np.array([cfg.policies[n] for n in names], dtype=float)
+    policy = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+    shape = cfg.shapes[index % len(cfg.shapes)]
+    return int(rng.integers(0, 2**31 - 1)), shape, policy
+
+
+def _make_env(cfg: CollectConfig, shape: str):
+    return gym.make(env_id(shape), config=cfg.env_config(shape))
+
+
+def _collect_into(cfg: CollectConfig, indices, shard: Path, report, should_stop=None) -> None:
+    """Record the episodes ``indices`` yields into ``shard``; ``report(index, steps, success)`` after
+    each one."""
+    envs: dict[str, Any] = {}
+    try:
+        with ShardWriter(shard, cfg.compression) as writer:
+            for index in indices:
+                seed, shape, policy_name = plan_episode(cfg, index)
+                env = envs.get(shape) or envs.setdefault(shape, _make_env(cfg, shape))
+                policy = make_policy(policy_name, env.unwrapped.cfg, **cfg.policy_kwargs.get(policy_name, {}))
+                arrays, attrs = record_episode(env, policy, seed, should_stop=should_stop)
+                writer.write(index, arrays, attrs, specs_for_env(env))
+                report(index, attrs["num_steps"], attrs["success"])
+    finally:
+        for env in envs.values():
+            env.close()
+
+
+def _worker(worker: int, tasks, cfg: CollectConfig, shard: str, q, parent: int) -> None:
+    def indices():  # pull episodes from the shared queue: long and short episodes balance out
+        while (index := tasks.get()) is not None:
+            yield index
+
+    try:
+        # Orphaned workers (the parent was killed) stop at the next step instead of writing on.
+        _collect_into(cfg, indices(), Path(shard), lambda i, n, s: q.put(("episode", worker, i, n, s)),
+                      should_stop=lambda: os.getppid() != parent)
+        q.put(("done", worker, None, 0, False))
+    except InterruptedError:
+        pass
+    except BaseException:  # report everything, including ShardWriteError, to the parent
+        q.put(("error", worker, traceback.format_exc(), 0, False))
+
+
+def collect(cfg: CollectConfig, progress: bool | None = None) -> dict[str, Any]:
+    """Collect (or finish collecting) the dataset described by ``cfg``; return its manifest.
+    ``progress`` (default ``cfg.progress``) shows a progress bar."""
+    cfg.validate()
+    progress = cfg.progress if progress is None else progress
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".collect.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            raise RuntimeError(f"another collection is running into {out}") from err
+        _check_same_config(out, cfg)
+        (out / COLLECT_CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
+        done = scan_shards(out, quarantine=True)
+        todo = [i for i in range(cfg.episodes) if i not in done]
+        n_workers = min(cfg.workers or os.cpu_count() or 1, len(todo)) if todo else 0
+        if todo:
+            _run_workers(cfg, todo, n_workers, out, progress, resumed=len(done))
+        return write_manifest(out, cfg.to_dict(), cfg.episodes,
+                              split_of(cfg.episodes, cfg.seed, cfg.valid_fraction))
+
+
+def _check_same_config(out: Path, cfg: CollectConfig) -> None:
+    """Resuming into a folder made with other settings would mix two datasets: refuse."""
+    path = out / COLLECT_CONFIG
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    if "env" in old and "image_size" not in old["env"]:  # written before the env section was typed
+        old["env"] = EnvConfig.from_kwargs(**{"compute_flow": True, "use_camera": True, "max_steps": 100,
+                                              **old["env"]}).to_dict()
+        old["env"] = json.loads(json.dumps(old["env"]))
+    new = cfg.to_dict()
+    keys = ("shapes", "policies", "policy_kwargs", "seed", "env", "compression")
+    diff = [k for k in keys if old.get(k) != new[k]]
+    if diff:
+        raise ValueError(f"{out} holds a dataset collected with other settings ({', '.join(diff)} "
+                         f"differ); use another output folder or the same settings to resume")
+
+
+def _run_workers(cfg: CollectConfig, todo: list[int], n_workers: int, out: Path, progress: bool,
+                 resumed: int) -> None:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="ep", desc=f"collect ({n_workers} workers)", disable=not progress
+               or None, dynamic_ncols=True)
+    if resumed:
+        bar.write(f"resuming: {resumed} episodes already complete in {out}")
+    start, steps = time.time(), 0
+
+    def tick(index: int, n: int, success: bool) -> None:
+        nonlocal steps
+        steps += n
+        bar.update()
+        bar.set_postfix(steps=steps, steps_per_s=f"{steps / max(time.time() - start, 1e-9):.0f}")
+
+    try:
+        if n_workers == 1:
+            _collect_into(cfg, todo, out / shard_name(0), tick)
+            return
+        ctx = mp.get_context("spawn")
+        q, tasks = ctx.Queue(), ctx.Queue()
+        # Long episodes first (exploration policies run to the step limit; experts usually stop
+        # early on success), so the workers finish together instead of one idling at the end.
+        for index in sorted(todo, key=lambda i: ("expert" in plan_episode(cfg, i)[2], i)):
+            tasks.put(index)
+        for _ in range(n_workers):
+            tasks.put(None)
+        procs = []
+        for w in range(n_workers):
+            proc = ctx.Process(target=_worker, args=(w, tasks, cfg, str(out / shard_name(w)),
+                                                     q, os.getpid()), daemon=True)
+            proc.start()
+            procs.append(proc)
+        running = set(range(n_workers))
+        while running:
+            try:
+                kind, worker, payload, n, success = q.get(timeout=1.0)
+            except queue_mod.Empty:
+                dead = [w for w in running if not procs[w].is_alive() and procs[w].exitcode != 0]
+                if dead:
+                    raise RuntimeError(f"collection worker {dead[0]} died (exit code "
+                                       f"{procs[dead[0]].exitcode})") from None
+                continue
+            if kind == "episode":
+                tick(payload, n, success)
+            elif kind == "done":
+                running.discard(worker)
+            else:
+                for proc in procs:
+                    proc.terminate()
+                raise RuntimeError(f"collection worker {worker} failed:\n{payload}")
+        for proc in procs:
+            proc.join()
+    finally:
+        bar.close()

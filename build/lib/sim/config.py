@@ -1,0 +1,191 @@
+"""Configuration of the peg-insertion environment: every option, its default, its unit.
+
+All lengths are metres, angles radians, forces newtons, rates hertz. ``EnvConfig.validate`` raises
+``ValueError`` naming the offending argument, so a typo in a Hydra config fails loudly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+PEG_SHAPES: tuple[str, ...] = ("square", "round", "triangle", "semicircle", "hexagon")
+"""Peg cross-sections. ``peg_width`` is twice the inradius (across flats; the diameter when round)."""
+
+PHYSICS_PRESETS: dict[str, float] = {"accurate": 1000.0, "fast": 240.0}
+"""Named physics rates: 1 kHz (50 F/T readings per 20 Hz control step, as in the paper) and 240 Hz."""
+
+
+@dataclass
+class ControllerConfig:
+    """Cartesian impedance controller gains (torque mode, run at the physics rate).
+
+    The desired peg-tip position may lead the measured one by at most ``max_contact_force / kp_pos``
+    metres, which bounds the steady contact force (force is about stiffness x lead).
+    """
+
+    kp_pos: float = 2000.0  # N/m, translational stiffness
+    kd_pos: float = 150.0  # N s/m, translational damping
+    kp_rot: float = 100.0  # N m/rad, rotational stiffness
+    kd_rot: float = 1.5  # N m s/rad, rotational damping (above ~2.5 the 240 Hz preset goes unstable)
+    kp_null: float = 10.0  # 1/s^2, nullspace posture stiffness (scaled by the mass-matrix diagonal)
+    kd_null: float = 3.0  # 1/s, nullspace posture damping (scaled by the mass-matrix diagonal)
+    max_contact_force: float = 30.0  # N, sets the lead bound kp_pos * lead <= this
+    model_update_hz: float = 100.0  # Hz, how often Jacobian, mass matrix and bias torques are refreshed
+
+    @property
+    def max_lead(self) -> float:
+        """Largest distance (m) the desired tip position may lead the measured one."""
+        return self.max_contact_force / self.kp_pos
+
+
+@dataclass
+class ForceTorqueConfig:
+    """Wrist force/torque sensor model, applied to each physics substep's reading.
+
+    The reading is tared for the peg's weight (a real sensor is zeroed with the tool mounted).
+    ``lowpass_hz`` is a first-order low-pass cut-off (None: unfiltered). Noise is white Gaussian.
+    """
+
+    lowpass_hz: float | None = None
+    force_noise_std: float = 0.05  # N
+    torque_noise_std: float = 0.002  # N m
+    tare: bool = True
+
+
+@dataclass
+class RandomizationConfig:
+    """Per-episode randomisation ranges, sampled uniformly from the env's seeded generator."""
+
+    hole_xy_center: tuple[float, float] = (0.6, 0.0)  # m, world frame
+    hole_xy_range: float = 0.05  # m, hole centre is centre +- this on x and y
+    hole_yaw_range: float = 0.0  # rad, +- this; keep 0 with 3-D actions (they cannot turn the peg)
+    start_height: tuple[float, float] = (0.10, 0.16)  # m, initial peg-tip height above the box top
+    start_xy_range: float = 0.06  # m, initial tip offset from the nominal hole centre on x and y
+    hole_estimate_error: float = 0.002  # m, length of the (randomly directed) error of info["hole_estimate"]
+
+
+@dataclass
+class EnvConfig:
+    """Every option of ``PegInsertionEnv``; see the README's table for the same text."""
+
+    peg_shape: str = "square"
+    peg_width: float = 0.03  # m, twice the peg's inradius
+    peg_length: float = 0.08  # m
+    clearance: float = 0.002  # m, hole width minus peg width
+    box_height: float = 0.04  # m, depth of the hole
+    insertion_depth: float = 0.025  # m, tip below the box top that counts as success
+    image_size: int = 128  # px, square RGB-D images
+    use_camera: bool = True  # False: state-only observations (no rgb/depth), much faster
+    camera_target: tuple[float, float, float] = (0.6, 0.0, 0.07)  # m, world point the camera looks at
+    camera_distance: float = 0.5  # m
+    camera_yaw: float = 0.0  # deg, PyBullet's convention (around world z)
+    camera_pitch: float = -35.0  # deg
+    camera_fov: float = 45.0  # deg, vertical field of view
+    physics_hz: float = 1000.0  # Hz; 240 is the fast preset
+    control_hz: float = 20.0  # Hz; physics_hz / control_hz substeps per step, an integer
+    action_dim: int = 3  # 3: (dx, dy, dz); 4 adds a yaw rate
+    action_scale: float = 0.01  # m per step for an action of 1 (yaw: action_scale_yaw)
+    action_scale_yaw: float = 0.1  # rad per step for a yaw action of 1
+    max_steps: int = 200
+    compute_flow: bool = False  # True: info["flow"] holds the exact optical flow of the step
+    max_ee_speed: float = 2.0  # m/s, faster counts as a runaway (truncation)
+    workspace_low: tuple[float, float, float] = (0.35, -0.3, -0.005)  # m, safety box for the tip
+    workspace_high: tuple[float, float, float] = (0.85, 0.3, 0.45)  # m
+    completion_bonus: float = 10.0  # added to the remaining steps' maximum reward on success
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    ft_sensor: ForceTorqueConfig = field(default_factory=ForceTorqueConfig)
+    randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+
+    @property
+    def n_substeps(self) -> int:
+        """Physics substeps per control step (50 at the defaults)."""
+        return int(round(self.physics_hz / self.control_hz))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (for HDF5 attributes and logs)."""
+        return asdict(self)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> EnvConfig:
+        """Build from keyword arguments; nested sections may be dicts. Unknown names raise ValueError."""
+        nested = {"controller": ControllerConfig, "ft_sensor": ForceTorqueConfig,
+                  "randomization": RandomizationConfig}
+        known = {f.name for f in fields(cls)}
+        if "physics_preset" in kwargs:
+            preset = kwargs.pop("physics_preset")
+            if preset not in PHYSICS_PRESETS:
+                raise ValueError(f"physics_preset must be one of {sorted(PHYSICS_PRESETS)}, got {preset!r}")
+            kwargs.setdefault("physics_hz", PHYSICS_PRESETS[preset])
+        values: dict[str, Any] = {}
+        for name, value in kwargs.items():
+            if name not in known:
+                raise ValueError(f"unknown argument {name!r}; valid arguments: {sorted(known)}")
+            if name in nested and isinstance(value, dict):
+                sub_known = {f.name for f in fields(nested[name])}
+                for sub in value:
+                    if sub not in sub_known:
+                        raise ValueError(f"unknown argument {name}.{sub!r}; valid: {sorted(sub_known)}")
+                value = nested[name](**value)
+            values[name] = value
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first argument that is out of range."""
+        if self.peg_shape not in PEG_SHAPES:
+            raise ValueError(f"peg_shape must be one of {PEG_SHAPES}, got {self.peg_shape!r}")
+        _positive(self, "peg_width", "peg_length", "box_height", "insertion_depth", "physics_hz",
+                  "control_hz", "action_scale", "action_scale_yaw", "camera_distance", "max_ee_speed")
+        if not 0.0 <= self.clearance <= 0.02:
+            raise ValueError(f"clearance must be in [0, 0.02] m, got {self.clearance!r}")
+        if self.insertion_depth > self.box_height:
+            raise ValueError(f"insertion_depth ({self.insertion_depth}) must not exceed box_height "
+                             f"({self.box_height})")
+        if not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be an int in [16, 1024], got {self.image_size!r}")
+        if not 1.0 <= self.camera_fov <= 170.0:
+            raise ValueError(f"camera_fov must be in [1, 170] deg, got {self.camera_fov!r}")
+        ratio = self.physics_hz / self.control_hz
+        if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
+            raise ValueError(f"physics_hz / control_hz must be a positive integer, got "
+                             f"{self.physics_hz} / {self.control_hz} = {ratio}")
+        if self.compute_flow and not self.use_camera:
+            raise ValueError("compute_flow=True needs use_camera=True (flow is computed from the images)")
+        if self.action_dim not in (3, 4):
+            raise ValueError(f"action_dim must be 3 or 4, got {self.action_dim!r}")
+        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+            raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
+        if any(lo >= hi for lo, hi in zip(self.workspace_low, self.workspace_high)):
+            raise ValueError("workspace_low must be below workspace_high on every axis")
+        if self.completion_bonus < 0:
+            raise ValueError(f"completion_bonus must be >= 0, got {self.completion_bonus!r}")
+        c = self.controller
+        _positive(c, "kp_pos", "kd_pos", "kp_rot", "kd_rot", "max_contact_force", "model_update_hz",
+                  prefix="controller.")
+        if c.kp_null < 0 or c.kd_null < 0:
+            raise ValueError("controller.kp_null and controller.kd_null must be >= 0")
+        f = self.ft_sensor
+        if f.lowpass_hz is not None and not 0 < f.lowpass_hz < self.physics_hz / 2:
+            raise ValueError(f"ft_sensor.lowpass_hz must be in (0, physics_hz/2), got {f.lowpass_hz!r}")
+        if f.force_noise_std < 0 or f.torque_noise_std < 0:
+            raise ValueError("ft_sensor.force_noise_std and ft_sensor.torque_noise_std must be >= 0")
+        r = self.randomization
+        for name in ("hole_xy_range", "hole_yaw_range", "start_xy_range", "hole_estimate_error"):
+            if getattr(r, name) < 0:
+                raise ValueError(f"randomization.{name} must be >= 0, got {getattr(r, name)!r}")
+        if r.hole_yaw_range > math.pi:
+            raise ValueError("randomization.hole_yaw_range must be <= pi")
+        if not 0 < r.start_height[0] <= r.start_height[1]:
+            raise ValueError(f"randomization.start_height must be (low, high) with 0 < low <= high, "
+                             f"got {r.start_height!r}")
+
+
+def _positive(obj: Any, *names: str, prefix: str = "") -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 \
+                or not math.isfinite(value):
+            raise ValueError(f"{prefix}{name} must be a positive finite number, got {value!r}")

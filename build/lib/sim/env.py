@@ -1,0 +1,311 @@
+"""``PegInsertionEnv``: one PyBullet client owning a Robot, a PegHoleTask and a Camera behind one Env."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pybullet as p
+import pybullet_data
+from gymnasium import spaces
+
+from sim.assets import peg_hull, robot_urdf
+from sim.camera import FAR, Camera, Frame
+from sim.config import EnvConfig
+from sim.flow import body_link_poses, optical_flow
+from sim.observation import tool_down_quat
+from sim.robot import PEG_LINK, Robot
+from sim.sensors import ForceTorqueSensor
+from sim.task import MAX_STEP_REWARD, PegHoleTask
+
+FORCE_LIMIT = 1e4  # N or N m; readings are clipped to this so the observation space is finite
+PROPRIO_DIM = 13
+PROPRIO_LIMIT = 10.0  # m, m/s, rad/s: far beyond the workspace and the runaway speed; values are clipped
+
+
+def _has_display() -> bool:
+    """Whether PyBullet's GUI can open a window (it blocks forever on a headless Linux machine)."""
+    return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY"))
+
+
+class PegInsertionEnv(gym.Env):
+    """Insert a peg held by a KUKA iiwa into a hole, seeing RGB-D and feeling a wrist F/T sensor.
+
+    Observation (``gymnasium.spaces.Dict``; rgb and depth absent when ``use_camera=False``):
+        rgb: (S, S, 3) uint8, fixed camera.
+        depth: (S, S, 1) float32, metres along the optical axis.
+        force: (n_substeps, 6) float32, F/T readings of the last control step, one per physics
+            substep (N, N m), sensor frame (+z along the peg, away from the flange), tared for the
+            peg's weight: a surface pushing back on the peg tip reads as +z force.
+        proprio: (13,) float32, peg-tip position (m, world), orientation quaternion (x, y, z, w),
+            linear velocity (m/s), angular velocity (rad/s).
+        contact: (n_substeps,) int8, 1 where the peg touched the block during that substep.
+
+    Action: (3,) or (4,) float32 in [-1, 1]: displacement of the desired tip position, times
+    ``action_scale`` metres (and a yaw change times ``action_scale_yaw`` radians). The desired
+    position never leads the measured tip by more than ``controller.max_contact_force / kp_pos``.
+
+    Keyword arguments are the fields of ``sim.config.EnvConfig`` (nested sections as dicts), plus
+    ``physics_preset`` ("accurate": 1 kHz, "fast": 240 Hz). A bad value raises ``ValueError``.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 20}
+
+    def __init__(self, render_mode: str | None = None, config: EnvConfig | None = None,
+                 **kwargs: Any) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, "
+                             f"got {render_mode!r}")
+        if config is not None:
+            shape = kwargs.pop("peg_shape", config.peg_shape)  # a shape id passes its shape
+            if shape != config.peg_shape:
+                raise ValueError(f"this env id is for peg_shape={shape!r} but config.peg_shape="
+                                 f"{config.peg_shape!r}; use gym.make('mmrep/PegInsertion-v0', config=...) "
+                                 f"or the shape's id with keyword arguments")
+            if kwargs:
+                raise ValueError(f"pass either config or keyword arguments, not both (got config and "
+                                 f"{sorted(kwargs)})")
+        self.cfg = config if config is not None else EnvConfig.from_kwargs(**kwargs)
+        self.cfg.validate()
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": self.cfg.control_hz}
+        cfg = self.cfg
+        n, s = cfg.n_substeps, cfg.image_size
+
+        obs_spaces: dict[str, spaces.Space] = {}
+        if cfg.use_camera:
+            obs_spaces["rgb"] = spaces.Box(0, 255, (s, s, 3), np.uint8)
+            obs_spaces["depth"] = spaces.Box(0.0, FAR, (s, s, 1), np.float32)
+        obs_spaces["force"] = spaces.Box(-FORCE_LIMIT, FORCE_LIMIT, (n, 6), np.float32)
+        obs_spaces["proprio"] = spaces.Box(-PROPRIO_LIMIT, PROPRIO_LIMIT, (PROPRIO_DIM,), np.float32)
+        obs_spaces["contact"] = spaces.MultiBinary(n)
+        self.observation_space = spaces.Dict(obs_spaces)
+        self.action_space = spaces.Box(-1.0, 1.0, (cfg.action_dim,), np.float32)
+
+        gui = render_mode == "human" and _has_display()
+        if render_mode == "human" and not gui:
+            warnings.warn("render_mode='human' needs a display (DISPLAY is unset); running headless",
+                          stacklevel=2)
+        self._client: int | None = p.connect(p.GUI if gui else p.DIRECT)
+        c = self._client
+        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=c)
+        p.setGravity(0, 0, -9.81, physicsClientId=c)
+        p.setPhysicsEngineParameter(fixedTimeStep=1.0 / cfg.physics_hz, numSubSteps=0,
+                                    deterministicOverlappingPairs=1, physicsClientId=c)
+        self._plane = p.loadURDF("plane.urdf", physicsClientId=c)
+        self.robot = Robot(c, robot_urdf(cfg.peg_shape, cfg.peg_width, cfg.peg_length),
+                           peg_hull(cfg.peg_shape, cfg.peg_width, cfg.peg_length), cfg.peg_length,
+                           cfg.controller, 1.0 / cfg.physics_hz)
+        self.task = PegHoleTask(c, cfg)
+        self.camera = (Camera(c, s, cfg.camera_target, cfg.camera_distance, cfg.camera_yaw,
+                              cfg.camera_pitch, cfg.camera_fov) if cfg.use_camera or render_mode else None)
+        if self.camera is not None and not gui:
+            self.camera.cull_links(self.robot.uid)
+        if gui:
+            p.resetDebugVisualizerCamera(cfg.camera_distance * 2, cfg.camera_yaw, cfg.camera_pitch,
+                                         list(cfg.camera_target), physicsClientId=c)
+        self.ft_sensor = ForceTorqueSensor(cfg.ft_sensor, cfg.physics_hz)
+        # Restoring this snapshot at every reset makes episodes independent of what came before
+        # (contact caches, solver warm starts), which is what seeded replays need.
+        self._snapshot = p.saveState(physicsClientId=c)
+        self._steps = 0
+        self._yaw = 0.0
+        self._hole_estimate = np.zeros(3)
+        self._last_obs: dict[str, np.ndarray] | None = None
+        self._frame: Frame | None = None
+        self._prev_frame: Frame | None = None
+        self._poses: dict[int, np.ndarray] | None = None
+
+    # ---------------------------------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._require_open()
+        c, cfg, rng = self._client, self.cfg, self.np_random
+        p.restoreState(self._snapshot, physicsClientId=c)
+        hole = self.task.sample_pose(rng)
+        self.task.place(hole)
+        self._hole_estimate = self.task.sample_estimate(rng)
+        r = cfg.randomization
+        start = np.array([
+            r.hole_xy_center[0] + rng.uniform(-r.start_xy_range, r.start_xy_range),
+            r.hole_xy_center[1] + rng.uniform(-r.start_xy_range, r.start_xy_range),
+            cfg.box_height + rng.uniform(*r.start_height)])
+        self._yaw = 0.0
+        q = self.robot.solve_ik(start, tool_down_quat(self._yaw))
+        self.robot.reset(q)
+        self.robot.target_quat = tool_down_quat(self._yaw)
+        self.ft_sensor.reset()
+        self._steps = 0
+        n = cfg.n_substeps
+        tip = self.robot.tip_state()
+        obs = self._observation(tip, None, np.zeros(n, dtype=np.int8))
+        if cfg.compute_flow:
+            self._poses = body_link_poses(c, [self.robot.uid])
+        self._last_obs = obs
+        return obs, self._info(tip)
+
+    def step(self, action):
+        self._require_open()
+        if self._last_obs is None:
+            raise RuntimeError("call reset() before step()")
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != (self.cfg.action_dim,):
+            raise ValueError(f"action must have shape ({self.cfg.action_dim},), got {np.shape(action)}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action must be finite, got {action!r}")
+        a = np.clip(a, -1.0, 1.0)
+        cfg, robot, c = self.cfg, self.robot, self._client
+        tip = robot.tip_state()
+        self._set_target(tip.pos, a)
+
+        n = cfg.n_substeps
+        raw = np.zeros((n, 6))
+        contact = np.zeros(n, dtype=np.int8)
+        box, arm = self.task.uid, robot.uid
+        robot.begin_step()
+        state, _ = robot.substep_state()
+        for i in range(n):
+            robot.control_substep(state)
+            p.stepSimulation(physicsClientId=c)
+            state, raw[i] = robot.substep_state()
+            if p.getContactPoints(arm, box, PEG_LINK, -1, physicsClientId=c):
+                contact[i] = 1
+        # A NaN propagates through the rest of the step, so one check at the end catches it.
+        broken = not np.isfinite(state).all()
+        self._steps += 1
+        reason = None
+        if broken or not np.isfinite(raw).all():
+            reason = "nan"
+        else:
+            tip = robot.tip_state()
+            if not all(np.isfinite(v).all() for v in (tip.pos, tip.quat, tip.lin_vel, tip.ang_vel)):
+                reason = "nan"
+            elif float(np.linalg.norm(tip.lin_vel)) > cfg.max_ee_speed:
+                reason = "runaway"
+            elif np.any(tip.pos < cfg.workspace_low) or np.any(tip.pos > cfg.workspace_high):
+                reason = "workspace"
+        if reason == "nan":
+            # Never let a NaN reach the agent: repeat the last valid observation.
+            obs = self._last_obs
+            info = {"is_success": False, "truncation_reason": reason}
+            return obs, 0.0, False, True, info
+
+        obs = self._observation(tip, raw, contact)
+        terms = self.task.stage_reward(tip.pos)
+        success = self.task.is_success(tip.pos)
+        reward = float(sum(terms.values()))
+        if success:
+            # Finishing must always beat hovering just short of success for the remaining steps.
+            reward += cfg.completion_bonus + MAX_STEP_REWARD * (cfg.max_steps - self._steps)
+        if reason is None and self._steps >= cfg.max_steps and not success:
+            reason = "time_limit"
+        info = self._info(tip, terms)
+        info["raw_force"] = raw.astype(np.float32)
+        if cfg.compute_flow:
+            info["flow"] = self._flow()
+        truncated = reason is not None and not success
+        if truncated:
+            info["truncation_reason"] = reason
+        self._last_obs = obs
+        return obs, reward, bool(success), truncated, info
+
+    def render(self):
+        """rgb_array: the camera image (S, S, 3) uint8 of the current state; human: the GUI shows it."""
+        if self.render_mode != "rgb_array":
+            return None
+        self._require_open()
+        if self.cfg.use_camera and self._last_obs is not None:
+            return self._last_obs["rgb"].copy()
+        return self.camera.render().rgb
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                p.disconnect(physicsClientId=self._client)
+            except p.error:
+                pass
+            self._client = None
+
+    # ---------------------------------------------------------------------------------------- helpers
+    @property
+    def client(self) -> int:
+        """The PyBullet client id this env owns (for queries with ``physicsClientId``)."""
+        self._require_open()
+        return self._client
+
+    @property
+    def hole_estimate(self) -> np.ndarray:
+        """(3,) m, the episode's noisy estimate of the hole's top centre (what a camera would give)."""
+        return self._hole_estimate.copy()
+
+    def _require_open(self) -> None:
+        if self._client is None:
+            raise RuntimeError("the environment is closed")
+
+    def _set_target(self, tip_pos: np.ndarray, a: np.ndarray) -> None:
+        cfg, robot = self.cfg, self.robot
+        target = robot.target_pos + a[:3] * cfg.action_scale
+        target = np.clip(target, cfg.workspace_low, cfg.workspace_high)
+        lead = target - tip_pos
+        dist = float(np.linalg.norm(lead))
+        max_lead = cfg.controller.max_lead
+        if dist > max_lead:  # the lead bound is what caps the contact force
+            target = tip_pos + lead * (max_lead / dist)
+        robot.target_pos = target
+        if cfg.action_dim == 4:
+            limit = cfg.randomization.hole_yaw_range + math.pi / 4
+            self._yaw = float(np.clip(self._yaw + a[3] * cfg.action_scale_yaw, -limit, limit))
+            robot.target_quat = tool_down_quat(self._yaw)
+
+    def _observation(self, tip, raw: np.ndarray | None, contact: np.ndarray) -> dict:
+        offset = self.robot.peg_weight_in_sensor(tip.quat)
+        if raw is None:  # at reset the arm is at rest: the sensor feels the peg's weight only
+            raw = np.tile(offset, (self.cfg.n_substeps, 1))
+        force = np.clip(self.ft_sensor.process(raw, offset, self.np_random), -FORCE_LIMIT, FORCE_LIMIT)
+        obs: dict[str, np.ndarray] = {}
+        if self.cfg.use_camera:
+            frame = self.camera.render(segmentation=self.cfg.compute_flow)
+            self._prev_frame, self._frame = self._frame, frame
+            obs["rgb"] = frame.rgb
+            obs["depth"] = frame.depth
+        obs["force"] = force.astype(np.float32)
+        proprio = np.concatenate([tip.pos, tip.quat, tip.lin_vel, tip.ang_vel])
+        obs["proprio"] = np.clip(proprio, -PROPRIO_LIMIT, PROPRIO_LIMIT).astype(np.float32)
+        obs["contact"] = contact.astype(np.int8)
+        return obs
+
+    def _flow(self) -> np.ndarray:
+        poses = body_link_poses(self._client, [self.robot.uid])
+        prev = self._prev_frame
+        flow = optical_flow(prev.depth, prev.seg, self._poses, poses, self.camera.view, self.camera.proj)
+        self._poses = poses
+        return flow
+
+    def _info(self, tip, terms: dict[str, float] | None = None) -> dict[str, Any]:
+        dist, depth = self.task.insertion(tip.pos)
+        state, _ = self.robot.substep_state()
+        return {
+            "is_success": self.task.is_success(tip.pos),
+            "tip_pos": tip.pos.copy(),
+            "target_pos": self.robot.target_pos.copy(),
+            "target_yaw": self._yaw,
+            "hole_pos": self.task.hole.pos.copy(),
+            "hole_yaw": self.task.hole.yaw,
+            "hole_estimate": self._hole_estimate.copy(),
+            "insertion_depth": depth,
+            "hole_distance": dist,
+            "reward_terms": terms or self.task.stage_reward(tip.pos),
+            "joint_pos": state[:7].astype(np.float32),
+            "joint_vel": state[7:].astype(np.float32),
+        }
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,301 @@
+"""Scripted policies for data collection and sanity checks.
+
+Every policy reads the observation and the env's ``info`` (for the hole-pose *estimate*, never the
+true pose, and the controller's current target), and returns an action in [-1, 1]. Each plans in
+target space: it commands where the desired tip position should go, not a correction of the measured
+tip, because adding the tracking error back into the target makes a compliant arm limit-cycle.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from sim.config import EnvConfig
+
+
+class StepRecord(NamedTuple):
+    """What one env step gave: the new observation, the action taken (as the policy returned it),
+    the reward, whether the episode terminated (success) or was truncated, and the step's info."""
+
+    obs: dict[str, np.ndarray]
+    action: np.ndarray
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]
+
+
+class ScriptedPolicy:
+    """Base class: ``reset(info, seed)`` at the start of an episode, then ``act(obs, info)``."""
+
+    name = "scripted"
+
+    def __init__(self, cfg: EnvConfig) -> None:
+        self.cfg = cfg
+        self.rng = np.random.default_rng()
+
+    def reset(self, info: dict[str, Any], seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's parameters (besides the env config), for dataset attributes."""
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n not in ("self", "cfg")]
+        return {"name": self.name, **{n: getattr(self, n) for n in names if hasattr(self, n)}}
+
+    def _toward(self, info: dict[str, Any], goal: np.ndarray, speed: float = 1.0,
+                yaw_goal: float | None = None) -> np.ndarray:
+        """Action moving the controller target toward ``goal`` (3,) m by at most ``speed`` x scale."""
+        delta = (goal - info["target_pos"]) / self.cfg.action_scale
+        norm = float(np.max(np.abs(delta)))
+        if norm > speed:
+            delta = delta * (speed / norm)
+        action = list(delta)
+        if self.cfg.action_dim == 4:
+            yaw = 0.0 if yaw_goal is None else (yaw_goal - info["target_yaw"]) / self.cfg.action_scale_yaw
+            action.append(yaw)
+        return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+
+
+class ExpertPolicy(ScriptedPolicy):
+    """Go above the estimated hole, descend, and on contact search in a spiral until the peg drops in.
+
+    Uses the tip position (proprio), the contact flags and the F/T z force; the hole estimate has
+    the env's configured error (default 2 mm), so at 2 mm clearance most first landings hit the rim.
+
+    Args:
+        cfg: the env's config (action scaling, geometry).
+        press_depth: m, how far below the tip the target sits while searching (force ~ kp x this).
+        spiral_pitch: m, radial growth of the search spiral per turn.
+        spiral_speed: m, arc length of the spiral target per control step.
+    """
+
+    name = "expert"
+
+    def __init__(self, cfg: EnvConfig, press_depth: float = 0.004, spiral_pitch: float = 0.001,
+                 spiral_speed: float = 0.0008, max_spiral_radius: float = 0.006) -> None:
+        super().__init__(cfg)
+        self.press_depth = press_depth
+        self.spiral_pitch = spiral_pitch
+        self.spiral_speed = spiral_speed
+        self.max_spiral_radius = max_spiral_radius
+
+    def reset(self, info: dict[str, Any], seed: int | None = None) -> None:
+        super().reset(info, seed)
+        self.phase = "approach"
+        self.theta = 0.0
+        self.contact_z = -math.inf  # tip height when the search started (resting on the top)
+        self.best_z = math.inf
+        self.stalled = 0
+
+    def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        est = info["hole_estimate"]
+        yaw = info["hole_yaw"]
+        tip = obs["proprio"][:3].astype(np.float64)
+        top = est[2]
+        depth = top - tip[2]
+        touching = bool(obs["contact"].any()) or float(obs["force"][:, 2].mean()) > 3.0
+        # In the hole: well below the top, or 1 mm below where the peg rested while searching.
+        # Searching on after that would push the peg sideways against the wall and jam it.
+        dropped = depth > 0.004 or tip[2] < self.contact_z - 0.001
+        if self.phase in ("approach", "descend", "search") and dropped:
+            self.phase = "insert"
+            self.best_z, self.stalled = tip[2], 0
+        if self.phase == "approach":
+            goal = np.array([est[0], est[1], top + 0.01])
+            if np.all(np.abs(tip - goal) < [0.0015, 0.0015, 0.004]):
+                self.phase = "descend"
+            return self._toward(info, goal, yaw_goal=yaw)
+        if self.phase == "descend":
+            if touching and depth < 0.003:
+                self.phase = "search"
+                self.theta = 0.0
+                self.contact_z = tip[2]
+            goal = np.array([est[0], est[1], tip[2] - 0.006])
+            return self._toward(info, goal, speed=0.5, yaw_goal=yaw)
+        if self.phase == "search":
+            radius = self.spiral_pitch * self.theta / (2 * math.pi)
+            if radius > self.max_spiral_radius:
+                self.theta = 0.0
+                radius = 0.0
+            self.theta += self.spiral_speed / max(radius, self.spiral_pitch)
+            goal = np.array([est[0] + radius * math.cos(self.theta), est[1] + radius * math.sin(self.theta),
+                             tip[2] - self.press_depth])
+            return self._toward(info, goal, yaw_goal=yaw)
+        # insert: keep the tip where the hole let it in, push down; if it stops going down while
+        # still shallow, it was a false alarm (or a jam): lift a little and search again.
+        if tip[2] < self.best_z - 0.0002:
+            self.best_z, self.stalled = tip[2], 0
+        else:
+            self.stalled += 1
+        if self.stalled > 10 and depth < 0.004:
+            self.phase = "search"
+            self.contact_z = tip[2]
+        goal = np.array([tip[0], tip[1], tip[2] - 0.01])
+        return self._toward(info, goal, yaw_goal=yaw)
+
+
+class PushDownPolicy(ScriptedPolicy):
+    """Go above the hole estimate and push straight down: no search, no force feedback.
+
+    The baseline that shows whether the task needs touch: at 2 mm estimate error and 2 mm clearance
+    it should mostly fail where the expert succeeds.
+    """
+
+    name = "push_down"
+
+    def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        est = info["hole_estimate"]
+        tip = obs["proprio"][:3].astype(np.float64)
+        above = np.array([est[0], est[1], est[2] + 0.01])
+        if np.linalg.norm(tip[:2] - est[:2]) > 0.0015 and tip[2] > est[2] + 0.003:
+            return self._toward(info, above, yaw_goal=info["hole_yaw"])
+        return self._toward(info, np.array([est[0], est[1], tip[2] - 0.01]), yaw_goal=info["hole_yaw"])
+
+
+class RandomExplorer(ScriptedPolicy):
+    """Random actions held for 1 to ``max_hold`` steps, pulled back toward the hole estimate when the
+    tip strays more than ``radius`` metres from it (so random data still shows the workspace)."""
+
+    name = "random"
+
+    def __init__(self, cfg: EnvConfig, max_hold: int = 5, radius: float = 0.08) -> None:
+        super().__init__(cfg)
+        self.max_hold = max_hold
+        self.radius = radius
+
+    def reset(self, info: dict[str, Any], seed: int | None = None) -> None:
+        super().reset(info, seed)
+        self.hold = 0
+        self.action = np.zeros(self.cfg.action_dim, dtype=np.float32)
+
+    def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        tip = obs["proprio"][:3].astype(np.float64)
+        centre = info["hole_estimate"] + np.array([0.0, 0.0, 0.05])
+        if np.linalg.norm(tip - centre) > self.radius:
+            return self._toward(info, centre, speed=0.7)
+        if self.hold <= 0:
+            self.action = self.rng.uniform(-1, 1, self.cfg.action_dim).astype(np.float32)
+            self.hold = int(self.rng.integers(1, self.max_hold + 1))
+        self.hold -= 1
+        return self.action.copy()
+
+
+class ContactSeekingPolicy(ScriptedPolicy):
+    """Pick a random point on the block near the hole estimate, press down until contact, slide in a
+    random direction while pressing, lift, repeat: contact-rich data with insertions by chance."""
+
+    name = "contact_seeking"
+
+    def __init__(self, cfg: EnvConfig, spread: float = 0.03, slide_steps: int = 8) -> None:
+        super().__init__(cfg)
+        self.spread = spread
+        self.slide_steps = slide_steps
+
+    def reset(self, info: dict[str, Any], seed: int | None = None) -> None:
+        super().reset(info, seed)
+        self._new_goal(info)
+
+    def _new_goal(self, info: dict[str, Any]) -> None:
+        est = info["hole_estimate"]
+        self.goal_xy = est[:2] + self.rng.uniform(-self.spread, self.spread, 2)
+        self.phase = "move"
+        self.count = 0
+        angle = self.rng.uniform(0, 2 * math.pi)
+        self.slide = np.array([math.cos(angle), math.sin(angle)])
+
+    def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        tip = obs["proprio"][:3].astype(np.float64)
+        top = info["hole_estimate"][2]
+        touching = bool(obs["contact"].any())
+        if self.phase == "move":
+            goal = np.array([*self.goal_xy, top + 0.015])
+            if np.linalg.norm(tip[:2] - self.goal_xy) < 0.003:
+                self.phase = "press"
+            return self._toward(info, goal)
+        if self.phase == "press":
+            if touching:
+                self.phase = "slide"
+            return self._toward(info, np.array([*self.goal_xy, tip[2] - 0.006]), speed=0.5)
+        if self.phase == "slide":
+            self.count += 1
+            if self.count > self.slide_steps:
+                self.phase = "lift"
+            goal = np.array([*(tip[:2] + 0.004 * self.slide), tip[2] - 0.004])
+            return self._toward(info, goal, speed=0.5)
+        # lift, then pick a new point
+        if tip[2] > top + 0.012:
+            self._new_goal(info)
+        return self._toward(info, np.array([tip[0], tip[1], top + 0.02]))
+
+
+class NoisyExpert(ExpertPolicy):
+    """The expert with Gaussian action noise (std ``noise_std``, in action units) added to every
+    action: demonstrations that still mostly succeed but cover more of the state space."""
+
+    name = "noisy_expert"
+
+    def __init__(self, cfg: EnvConfig, noise_std: float = 0.3, **kwargs: Any) -> None:
+        super().__init__(cfg, **kwargs)
+        self.noise_std = noise_std
+
+    def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        action = super().act(obs, info)
+        noise = self.rng.normal(0.0, self.noise_std, size=action.shape)
+        return np.clip(action + noise, -1.0, 1.0).astype(np.float32)
+
+
+POLICIES: dict[str, type[ScriptedPolicy]] = {
+    cls.name: cls for cls in (ExpertPolicy, NoisyExpert, PushDownPolicy, RandomExplorer,
+                              ContactSeekingPolicy)
+}
+
+
+def make_policy(name: str, cfg: EnvConfig, **kwargs: Any) -> ScriptedPolicy:
+    """Build a scripted policy by name (``expert``, ``push_down``, ``random``, ``contact_seeking``)."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}")
+    return POLICIES[name](cfg, **kwargs)
+
+
+def run_episode(env, policy: ScriptedPolicy, seed: int, policy_seed: int | None = None,
+                on_reset: Callable[[dict, dict], None] | None = None,
+                on_step: Callable[[StepRecord], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Run one episode of ``policy`` in ``env`` (a ``PegInsertionEnv``, possibly wrapped): the one
+    rollout loop of mmrep (the recorder, the demo and the benchmarks use it).
+
+    ``on_reset(obs, info)`` is called after the reset, ``on_step(StepRecord)`` after each step;
+    ``should_stop()``, asked after each step, aborts the episode with ``InterruptedError`` (workers
+    whose parent died). Returns ``{"success", "steps", "return", "truncation_reason",
+    "force_step_peak", "force_substep_peak"}``: the force peaks are the largest control-step-mean |F|
+    and the largest single-substep |F| (N), from the tared readings.
+    """
+    obs, info = env.reset(seed=seed)
+    policy.reset(info, seed=seed if policy_seed is None else policy_seed)
+    if on_reset is not None:
+        on_reset(obs, info)
+    total, steps, step_peak, sub_peak = 0.0, 0, 0.0, 0.0
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = np.asarray(policy.act(obs, info), dtype=np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += reward
+        steps += 1
+        mag = np.linalg.norm(obs["force"][:, :3], axis=1)
+        step_peak = max(step_peak, float(mag.mean()))
+        sub_peak = max(sub_peak, float(mag.max()))
+        if on_step is not None:
+            on_step(StepRecord(obs, action, float(reward), bool(terminated), bool(truncated), info))
+        if should_stop is not None and should_stop():
+            raise InterruptedError("episode stopped")
+    return {"success": bool(terminated), "steps": steps, "return": total,
+            "truncation_reason": info.get("truncation_reason"), "force_step_peak": step_peak,
+            "force_substep_peak": sub_peak}
