@@ -35,11 +35,13 @@ bench: venv  # results land in outputs/bench; committed copies live in benchmark
 	$(PY) benchmarks/train_throughput.py --out outputs/bench/train_throughput.json
 
 # The representation's quality run and ablation table (README): about 6 + 44 + 40 minutes on 2 cores.
+# The ablations are one Hydra multirun (one run folder per model config), then a table of the runs.
 quality: venv
 	test -f data/quality/manifest.json || $(VENV)/bin/mmrep collect episodes=1200 workers=2 out=data/quality
 	$(VENV)/bin/mmrep train experiment=quality threads=2
-	$(PY) benchmarks/ablations.py --data data/quality --out runs/ablations --steps 2000 --val-batches 100 \
-		--json outputs/bench/ablations.json lr=3.0e-4 lr_schedule=cosine threads=2
+	$(VENV)/bin/mmrep train -m 'model=glob(*)' data=data/quality out=runs/ablations epochs=1 \
+		max_batches_per_epoch=2000 max_val_batches=100 lr=3.0e-4 lr_schedule=cosine threads=2
+	$(PY) benchmarks/ablations.py runs/ablations --json outputs/bench/ablations.json
 
 lint: venv
 	$(VENV)/bin/ruff check sim mmrep tests benchmarks
