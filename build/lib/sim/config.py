@@ -65,6 +65,9 @@ class RandomizationConfig:
     start_xy_range: float = 0.06  # m, initial tip offset from the nominal hole centre on x and y
     hole_estimate_error: float = 0.002  # m, length of the (randomly directed) error of info["hole_estimate"]
 
+    def __post_init__(self) -> None:
+        _tuples(self, "hole_xy_center", "start_height")
+
 
 @dataclass
 class EnvConfig:
@@ -97,6 +100,10 @@ class EnvConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     ft_sensor: ForceTorqueConfig = field(default_factory=ForceTorqueConfig)
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+
+    def __post_init__(self) -> None:
+        # Hydra's structured configs hand over lists; the fields are fixed-length tuples.
+        _tuples(self, "camera_target", "workspace_low", "workspace_high")
 
     @property
     def n_substeps(self) -> int:
@@ -176,11 +183,24 @@ class EnvConfig:
         for name in ("hole_xy_range", "hole_yaw_range", "start_xy_range", "hole_estimate_error"):
             if getattr(r, name) < 0:
                 raise ValueError(f"randomization.{name} must be >= 0, got {getattr(r, name)!r}")
+        for obj, name, size in ((self, "camera_target", 3), (self, "workspace_low", 3), (self, "workspace_high", 3),
+                                (r, "hole_xy_center", 2), (r, "start_height", 2)):
+            value = getattr(obj, name)
+            if len(value) != size:
+                where = name if obj is self else f"randomization.{name}"
+                raise ValueError(f"{where} must have {size} values, got {list(value)!r}")
         if r.hole_yaw_range > math.pi:
             raise ValueError("randomization.hole_yaw_range must be <= pi")
         if not 0 < r.start_height[0] <= r.start_height[1]:
             raise ValueError(f"randomization.start_height must be (low, high) with 0 < low <= high, "
                              f"got {r.start_height!r}")
+
+
+def _tuples(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, list):
+            setattr(obj, name, tuple(value))
 
 
 def _positive(obj: Any, *names: str, prefix: str = "") -> None:
