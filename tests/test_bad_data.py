@@ -122,3 +122,18 @@ def test_load_encoder_says_what_is_wrong(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not an mmrep encoder file"):
         mmrep.load_encoder(tmp_path / "other.pt")
+
+
+def test_encoder_files_of_the_first_format_still_load(tmp_path):
+    model = MultimodalModel(ModelConfig(image_size=64))
+    old_names = {"encoders.rgb.": "rgb_encoder.", "encoders.depth.": "depth_encoder.",
+                 "encoders.force.": "force_encoder.", "encoders.proprio.": "proprio_encoder."}
+    state = {}
+    for key, value in model.encoder.state_dict().items():
+        for new, old in old_names.items():
+            key = key.replace(new, old) if key.startswith(new) else key
+        state[key] = value
+    torch.save({"state_dict": state, "config": json.dumps(model.cfg.to_dict()), "format": "mmrep-encoder-1"},
+               tmp_path / "old.pt")
+    enc = mmrep.load_encoder(tmp_path / "old.pt")
+    assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), model.encoder.state_dict().values()))
