@@ -3,11 +3,10 @@
 The dataclasses hold every default (``sim.config.EnvConfig``, ``sim.collect.CollectConfig``,
 ``ModelConfig``, ``TrainConfig``); the YAML files under ``configs/`` only pick group options and
 override values. Composition checks names and types against the dataclasses (a typo or a string for
-a number is refused with the field's full name, e.g. ``env.image_sise``); ``validate_app_config``
-checks ranges (``env.image_size must be ...``) before an app writes anything.
+a number is refused with the field's full name, e.g. ``env.image_sise``); ``app_config`` and the
+``ValidateConfig`` callback check ranges (``env.image_size must be ...``) before an app writes anything.
 
-This module imports neither torch nor the simulator's PyBullet: ``mmrep collect --cfg job`` and the
-config tests stay light.
+This module imports no torch: ``mmrep collect``, ``--cfg job`` and the config tests stay light.
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from hydra.experimental.callback import Callback
 
 MODALITIES = ("rgb", "depth", "force", "proprio")
 HEADS = ("flow", "contact", "alignment", "ee")
@@ -208,13 +209,7 @@ def _as_app_config(app: str, config) -> Any:
     return app_config(OmegaConf.merge(OmegaConf.structured(schema), plain))
 
 
-try:
-    from hydra.experimental.callback import Callback as _HydraCallback
-except ImportError:  # pragma: no cover (hydra-core is a dependency)
-    _HydraCallback = object
-
-
-class ValidateConfig(_HydraCallback):
+class ValidateConfig(Callback):
     """Hydra callback: check every range before Hydra creates a folder or the app writes a file.
     A bad value ends the command with exit code 2 and ``mmrep <app>: error: <field> ...``."""
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mmrep.models import ModelConfig
-from mmrep.models.multimodal import MultimodalEncoder
+from mmrep.models.multimodal import DEFAULT_IMAGE_SIZE, MultimodalEncoder
 from sim.observation import PROPRIO13_DIM, ObservationShapeError, check_shape, proprio8_from_proprio13
 
 FORMAT = "mmrep-encoder-2"
@@ -55,7 +55,7 @@ class Encoder(MultimodalEncoder):
 
     @property
     def image_size(self) -> int:
-        return int(self.cfg.image_size or 128)
+        return int(self.cfg.image_size or DEFAULT_IMAGE_SIZE)
 
     def model_inputs(self, obs: dict[str, Any]) -> tuple[dict[str, torch.Tensor], bool]:
         """The model's input batch (CHW images, PROPRIO8) from an env observation dict, and whether
@@ -105,17 +105,21 @@ class Encoder(MultimodalEncoder):
         return z[0] if single else z
 
 
+def save_atomic(obj: dict, path: Path) -> None:
+    """``torch.save`` so that a kill at any moment leaves the old or the new file, never half of one."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def export_encoder(encoder: MultimodalEncoder, path: Path) -> None:
     """Write ``encoder`` (weights and config) atomically; refuses non-finite weights."""
     assert_finite_weights(encoder, f"encoder for {path}")
     weights = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    blob = {"format": FORMAT, "config": json.dumps(encoder.cfg.to_dict()), "state_dict": weights}
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(blob, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    save_atomic({"format": FORMAT, "config": json.dumps(encoder.cfg.to_dict()), "state_dict": weights}, path)
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from mmrep.config import TrainConfig
 from mmrep.data.dataset import MultimodalDataset
-from mmrep.encoder import assert_finite_weights, export_encoder
+from mmrep.encoder import assert_finite_weights, export_encoder, save_atomic
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
 
 IMAGE_KEYS = ("rgb", "depth", "flow", "flow_mask")
@@ -60,15 +60,6 @@ def valid_rows(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
     if dropped == 0:
         return batch, 0
     return {k: v[valid] for k, v in batch.items()}, dropped
-
-
-def save_atomic(obj: dict, path: Path) -> None:
-    """Write a checkpoint so that a kill at any moment leaves the old or the new file, never half."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -34,10 +34,13 @@ from sim.policies import POLICIES, make_policy
 from sim.recording import COMPRESSIONS, ShardWriter, record_episode, specs_for_env
 from sim.registration import env_id
 
+COLLECT_ENV_DEFAULTS: dict[str, Any] = {"max_steps": 100, "compute_flow": True}
+"""Where collection's env differs from ``EnvConfig``'s defaults: short episodes, exact flow on (the
+training labels need the camera and the flow)."""
+
 
 def _collect_env() -> EnvConfig:
-    # Collection records the training labels: camera and exact flow on; short episodes.
-    return EnvConfig(max_steps=100, compute_flow=True)
+    return EnvConfig(**COLLECT_ENV_DEFAULTS)
 
 
 @dataclass
@@ -60,7 +63,7 @@ class CollectConfig:
     def validate(self) -> None:
         """Raise ValueError naming the field (``env.*`` for the env section)."""
         if isinstance(self.env, dict):  # built by hand with a dict of env arguments
-            self.env = EnvConfig.from_kwargs(**{**asdict(_collect_env()), **self.env})
+            self.env = EnvConfig.from_kwargs(**{**COLLECT_ENV_DEFAULTS, **self.env})
         if not isinstance(self.episodes, int) or self.episodes < 1:
             raise ValueError(f"episodes must be a positive int, got {self.episodes!r}")
         if not self.shapes or any(s not in PEG_SHAPES for s in self.shapes):
@@ -179,9 +182,8 @@ def _check_same_config(out: Path, cfg: CollectConfig) -> None:
         return
     old = json.loads(path.read_text())
     if "env" in old and "image_size" not in old["env"]:  # written before the env section was typed
-        old["env"] = EnvConfig.from_kwargs(**{"compute_flow": True, "use_camera": True, "max_steps": 100,
-                                              **old["env"]}).to_dict()
-        old["env"] = json.loads(json.dumps(old["env"]))
+        env = EnvConfig.from_kwargs(**{**COLLECT_ENV_DEFAULTS, "use_camera": True, **old["env"]})
+        old["env"] = json.loads(json.dumps(env.to_dict()))
     new = cfg.to_dict()
     keys = ("shapes", "policies", "policy_kwargs", "seed", "env", "compression")
     diff = [k for k in keys if old.get(k) != new[k]]
