@@ -45,13 +45,19 @@ class ModelConfig:
     w_alignment: float = 0.5
     w_ee: float = 1.0
     w_kl: float = 0.05
-    alignment_input: str = "mean"  # "mean" | "sample": what the alignment head sees of the PoE posterior
+    # what the alignment head reads: "mean" (the PoE posterior mean; z with concat), "sample" (the
+    # sampled z, as the reference code), "experts" (the experts' means side by side)
+    alignment_input: str = "mean"
+    modality_dropout: float = 0.0  # probability that a modality is left out of a training sample
 
     def validate(self) -> None:
         if self.fusion not in ("poe", "concat"):
             raise ValueError(f"model.fusion must be 'poe' or 'concat', got {self.fusion!r}")
-        if self.alignment_input not in ("sample", "mean"):
-            raise ValueError(f"model.alignment_input must be 'sample' or 'mean', got {self.alignment_input!r}")
+        if self.alignment_input not in ("sample", "mean", "experts"):
+            raise ValueError(f"model.alignment_input must be 'sample', 'mean' or 'experts', got "
+                             f"{self.alignment_input!r}")
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ValueError(f"model.modality_dropout must be in [0, 1), got {self.modality_dropout!r}")
         if not any(getattr(self, m) for m in MODALITIES):
             raise ValueError("model: at least one of rgb, depth, force, proprio must be on")
         if not any(getattr(self, h) for h in HEADS):
@@ -89,6 +95,27 @@ class ModelConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Corruption augmentation (``mmrep.data.transforms.RandomCorruption``): with probability ``prob``
+    a training sample gets one perturbation of ``sim.perturb``, drawn from ``perturbations`` (empty:
+    every perturbation that keeps the scene's geometry), at a level drawn from [0, ``max_level``]."""
+
+    prob: float = 0.0
+    perturbations: list[str] = field(default_factory=list)
+    max_level: float = 0.9
+
+    def validate(self) -> None:
+        from sim.perturb import PERTURBATIONS
+
+        for name in ("prob", "max_level"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"augment.{name} must be in [0, 1], got {getattr(self, name)!r}")
+        unknown = [n for n in self.perturbations if n not in PERTURBATIONS]
+        if unknown:
+            raise ValueError(f"augment.perturbations: unknown {unknown}; valid: {sorted(PERTURBATIONS)}")
+
+
+@dataclass
 class TrainConfig:
     """Everything ``mmrep train`` reads."""
 
@@ -111,6 +138,7 @@ class TrainConfig:
     skip_nonfinite: bool = False  # skip samples with NaN/inf inputs (counted) instead of stopping
     progress: bool = True  # progress bars
     model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "ckpt_every_steps"):
@@ -131,7 +159,10 @@ class TrainConfig:
                                  f"got {value!r}")
         if isinstance(self.model, dict):  # built by hand from plain dicts
             self.model = ModelConfig.from_dict(self.model)
+        if isinstance(self.augment, dict):
+            self.augment = AugmentConfig(**self.augment)
         self.model.validate()
+        self.augment.validate()
 
 
 # ---------------------------------------------------------------------------------- Hydra plumbing

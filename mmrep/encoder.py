@@ -47,6 +47,12 @@ class Encoder(MultimodalEncoder):
     ``proprio`` (13,) the env's PROPRIO13 (``sim.observation``). It returns z, (z_dim,) or
     (B, z_dim) float32, the posterior mean. A key with the wrong shape raises
     ``ObservationShapeError`` naming the key and the expected shape.
+
+    Missing modalities: a key absent from ``obs`` (or not named in ``modalities``) is left out of every
+    sample, and ``present`` ({modality: (B,) bool}) leaves it out of chosen samples. The product of
+    experts then fuses the remaining experts with the N(0, I) prior (z is the prior's mean, 0, when
+    nothing is left); the concatenation puts its learned "missing" vector in the modality's place,
+    which is only meaningful for a model trained with ``model.modality_dropout`` > 0.
     """
 
     @property
@@ -65,10 +71,11 @@ class Encoder(MultimodalEncoder):
         expected = {"rgb": (s, s, 3), "depth": (s, s, 1), "proprio": (PROPRIO13_DIM,)}
         batched = None
         out: dict[str, torch.Tensor] = {}
-        for m in self.cfg.modalities:
-            if m not in obs:
-                raise ObservationShapeError(f"observation has no {m!r} (this encoder needs "
-                                            f"{self.cfg.modalities}; got keys {sorted(obs)})")
+        given = [m for m in self.cfg.modalities if m in obs]
+        if not given:
+            raise ObservationShapeError(f"observation holds none of this encoder's modalities "
+                                        f"{self.cfg.modalities}; got keys {sorted(obs)}")
+        for m in given:
             x = obs[m]
             x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
             if m == "force":
@@ -97,12 +104,36 @@ class Encoder(MultimodalEncoder):
         return out, not batched
 
     @torch.no_grad()
-    def encode(self, obs: dict[str, Any], modalities: list[str] | None = None) -> torch.Tensor:
-        """z of an env observation dict (single or batched); ``modalities`` leaves the others out
-        (product-of-experts fusion only)."""
+    def encode(self, obs: dict[str, Any], modalities: list[str] | None = None,
+               present: dict[str, Any] | None = None) -> torch.Tensor:
+        """z of an env observation dict (single or batched). ``modalities`` uses only those; a
+        modality absent from ``obs`` is left out; ``present`` ({modality: (B,) bool, or a bool for
+        a single observation}) leaves a modality out of chosen samples (see the class doc)."""
         inputs, single = self.model_inputs(obs)
-        z = self(inputs, modalities)
+        mods = [m for m in (modalities if modalities is not None else self.cfg.modalities) if m in inputs]
+        masks = None
+        if present:
+            unknown = sorted(set(present) - set(self.cfg.modalities))
+            if unknown:
+                raise ValueError(f"present names {unknown}, not modalities of this encoder {self.cfg.modalities}")
+            b = next(iter(inputs.values())).shape[0]
+            device = next(self.parameters()).device
+            masks = {}
+            for m, v in present.items():
+                t = torch.as_tensor(np.asarray(v, dtype=np.float32).reshape(-1), device=device)
+                if t.numel() != b:
+                    raise ObservationShapeError(f"present[{m!r}] has {t.numel()} values for a batch of {b}")
+                masks[m] = t
+        z = self(inputs, mods, present=masks)
         return z[0] if single else z
+
+    @torch.no_grad()
+    def expert_logvars(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        """Each given modality's mean expert log-variance, () or (B,): how unsure its expert says it is
+        (the product of experts weighs it by exp(-logvar)); a reliability signal."""
+        inputs, single = self.model_inputs(obs)
+        out = MultimodalEncoder.expert_logvars(self, inputs)
+        return {m: v[0] if single else v for m, v in out.items()}
 
 
 def save_atomic(obj: dict, path: Path) -> None:
@@ -142,6 +173,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
         state = {_rename_format_1(k): v for k, v in state.items()}
     enc = Encoder(cfg)
     missing, unexpected = enc.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("missing.")]  # older files: zeros, as untrained
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected "
                          f"{unexpected[:3]})")

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from mmrep.config import TrainConfig
 from mmrep.data.dataset import MultimodalDataset
+from mmrep.data.transforms import ROBUST_PERTURBATIONS, RandomCorruption
 from mmrep.encoder import assert_finite_weights, export_encoder, save_atomic
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
 
@@ -151,6 +152,9 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
                                  skip_nonfinite=cfg.skip_nonfinite)
     valid_ds = MultimodalDataset(cfg.data, "valid", seed=cfg.seed + 1, cache=cfg.cache,
                                  skip_nonfinite=cfg.skip_nonfinite)
+    if cfg.augment.prob > 0:
+        train_ds.transform = RandomCorruption(cfg.augment.perturbations or ROBUST_PERTURBATIONS, cfg.augment.prob,
+                                              cfg.augment.max_level, stats=train_ds.sensor_stats())
     model_cfg = cfg.model
     image_size = int(train_ds[0]["rgb"].shape[-1])
     if model_cfg.image_size is None:

@@ -8,7 +8,9 @@ from functools import lru_cache
 import numpy as np
 import pybullet as p
 
-NEAR = 0.05  # m, clipping planes
+from sim.config import NEAR_PLANE
+
+NEAR = NEAR_PLANE  # m, clipping planes (defined with the config, which checks against it)
 FAR = 2.0
 
 

@@ -13,6 +13,9 @@ from typing import Any
 PEG_SHAPES: tuple[str, ...] = ("square", "round", "triangle", "semicircle", "hexagon")
 """Peg cross-sections. ``peg_width`` is twice the inradius (across flats; the diameter when round)."""
 
+OCCLUDER_MODES: tuple[str, ...] = ("off", "static", "after_contact", "moving")
+NEAR_PLANE = 0.05  # m, the camera's near clipping plane (sim.camera.NEAR)
+
 PHYSICS_PRESETS: dict[str, float] = {"accurate": 1000.0, "fast": 240.0}
 """Named physics rates: 1 kHz (50 F/T readings per 20 Hz control step, as in the paper) and 240 Hz."""
 
@@ -52,6 +55,59 @@ class ForceTorqueConfig:
     force_noise_std: float = 0.05  # N
     torque_noise_std: float = 0.002  # N m
     tare: bool = True
+    # Sensor faults, off by default: a constant offset and one growing linearly from the reset.
+    bias: tuple[float, ...] = (0.0,) * 6  # N (x3) then N m (x3), added to every reading
+    drift: tuple[float, ...] = (0.0,) * 6  # N/s (x3) then N m/s (x3), times the time since reset
+
+    def __post_init__(self) -> None:
+        _tuples(self, "bias", "drift")
+
+
+@dataclass
+class OccluderConfig:
+    """A thin box between the camera and the workspace that the camera renders (nothing collides
+    with it), off by default.
+
+    ``mode``: "off"; "static" (there from the reset); "after_contact" (appears at the first control
+    step with contact: the paper's video); "moving" (sweeps left-right across the view). It faces the
+    camera at ``distance`` m from it along the optical axis, ``size`` (width, height) m, its centre
+    offset by ``offset`` (right, up) m in the image plane plus a uniform draw of +- ``offset_range``
+    m on each axis per episode (seeded). It covers about (size / (2 distance tan(fov / 2)))^2 of the
+    image: 0.1 m at 0.25 m with the 45 deg camera is about 23%. "moving" sweeps +- ``amplitude`` m
+    sideways with period ``period`` s.
+    """
+
+    mode: str = "off"
+    size: tuple[float, float] = (0.1, 0.1)  # m, width and height
+    distance: float = 0.25  # m from the camera along its optical axis
+    offset: tuple[float, float] = (0.0, 0.0)  # m, (right, up) in the image plane
+    offset_range: float = 0.0  # m, per-episode uniform jitter of the offset on each axis
+    amplitude: float = 0.08  # m, "moving": sideways sweep
+    period: float = 2.0  # s, "moving": one full sweep
+    color: tuple[float, float, float] = (0.55, 0.35, 0.2)  # RGB in [0, 1]
+
+    def __post_init__(self) -> None:
+        _tuples(self, "size", "offset", "color")
+
+
+@dataclass
+class PushConfig:
+    """External pushes on the peg (below the wrist sensor, which feels them), off by default.
+
+    Pushes arrive at random (a Poisson process of ``rate_hz`` per second, drawn at each control step
+    from the env's seeded generator), each a constant force lasting ``duration`` s with impulse
+    ``impulse`` N s, horizontal at an azimuth drawn from ``azimuth_range`` deg (world frame, 0 = +x)
+    and tilted by an elevation drawn from ``elevation_range`` deg.
+    """
+
+    rate_hz: float = 0.0  # pushes per second; 0: off
+    impulse: float = 0.5  # N s per push (force = impulse / duration)
+    duration: float = 0.02  # s
+    azimuth_range: tuple[float, float] = (-180.0, 180.0)  # deg
+    elevation_range: tuple[float, float] = (0.0, 0.0)  # deg
+
+    def __post_init__(self) -> None:
+        _tuples(self, "azimuth_range", "elevation_range")
 
 
 @dataclass
@@ -100,6 +156,8 @@ class EnvConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     ft_sensor: ForceTorqueConfig = field(default_factory=ForceTorqueConfig)
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
+    occluder: OccluderConfig = field(default_factory=OccluderConfig)
+    push: PushConfig = field(default_factory=PushConfig)
 
     def __post_init__(self) -> None:
         # Hydra's structured configs hand over lists; the fields are fixed-length tuples.
@@ -118,7 +176,7 @@ class EnvConfig:
     def from_kwargs(cls, **kwargs: Any) -> EnvConfig:
         """Build from keyword arguments; nested sections may be dicts. Unknown names raise ValueError."""
         nested = {"controller": ControllerConfig, "ft_sensor": ForceTorqueConfig,
-                  "randomization": RandomizationConfig}
+                  "randomization": RandomizationConfig, "occluder": OccluderConfig, "push": PushConfig}
         known = {f.name for f in fields(cls)}
         if "physics_preset" in kwargs:
             preset = kwargs.pop("physics_preset")
@@ -179,6 +237,33 @@ class EnvConfig:
             raise ValueError(f"ft_sensor.lowpass_hz must be in (0, physics_hz/2), got {f.lowpass_hz!r}")
         if f.force_noise_std < 0 or f.torque_noise_std < 0:
             raise ValueError("ft_sensor.force_noise_std and ft_sensor.torque_noise_std must be >= 0")
+        for name in ("bias", "drift"):
+            if len(getattr(f, name)) != 6 or not all(math.isfinite(v) for v in getattr(f, name)):
+                raise ValueError(f"ft_sensor.{name} must be 6 finite values (N x3, N m x3), got {getattr(f, name)!r}")
+        o = self.occluder
+        if o.mode not in OCCLUDER_MODES:
+            raise ValueError(f"occluder.mode must be one of {OCCLUDER_MODES}, got {o.mode!r}")
+        if o.mode != "off" and not self.use_camera:
+            raise ValueError("occluder.mode needs use_camera=True (the occluder is only seen by the camera)")
+        if len(o.size) != 2 or min(o.size) <= 0 or len(o.offset) != 2 or len(o.color) != 3:
+            raise ValueError(f"occluder.size must be 2 positive values, offset 2 values, color 3 values; got "
+                             f"{o.size!r}, {o.offset!r}, {o.color!r}")
+        if not NEAR_PLANE < o.distance < self.camera_distance:
+            raise ValueError(f"occluder.distance must be between the near plane ({NEAR_PLANE} m) and the "
+                             f"camera_distance ({self.camera_distance} m), got {o.distance!r}")
+        if o.offset_range < 0 or o.amplitude < 0 or not o.period > 0:
+            raise ValueError("occluder.offset_range and occluder.amplitude must be >= 0, occluder.period > 0")
+        u = self.push
+        if u.rate_hz < 0 or u.impulse < 0 or not u.duration > 0:
+            raise ValueError(f"push.rate_hz and push.impulse must be >= 0 and push.duration > 0, got "
+                             f"{u.rate_hz!r}, {u.impulse!r}, {u.duration!r}")
+        if u.duration > 1.0 / self.control_hz:
+            raise ValueError(f"push.duration must fit in one control step (<= {1.0 / self.control_hz} s), "
+                             f"got {u.duration!r}")
+        for name in ("azimuth_range", "elevation_range"):
+            lo_hi = getattr(u, name)
+            if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
+                raise ValueError(f"push.{name} must be (low, high) deg with low <= high, got {lo_hi!r}")
         r = self.randomization
         for name in ("hole_xy_range", "hole_yaw_range", "start_xy_range", "hole_estimate_error"):
             if getattr(r, name) < 0:

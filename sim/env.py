@@ -17,6 +17,7 @@ from gymnasium import spaces
 from sim.assets import peg_hull, robot_urdf
 from sim.camera import FAR, Camera, Frame
 from sim.config import EnvConfig
+from sim.disturbances import Occluder, Pushes
 from sim.flow import body_link_poses, optical_flow
 from sim.observation import tool_down_quat
 from sim.robot import PEG_LINK, Robot
@@ -110,6 +111,8 @@ class PegInsertionEnv(gym.Env):
             p.resetDebugVisualizerCamera(cfg.camera_distance * 2, cfg.camera_yaw, cfg.camera_pitch,
                                          list(cfg.camera_target), physicsClientId=c)
         self.ft_sensor = ForceTorqueSensor(cfg.ft_sensor, cfg.physics_hz)
+        self.occluder = (Occluder(c, cfg.occluder, self.camera.view) if cfg.occluder.mode != "off" else None)
+        self.pushes = Pushes(cfg.push, 1.0 / cfg.control_hz)
         # Restoring this snapshot at every reset makes episodes independent of what came before
         # (contact caches, solver warm starts), which is what seeded replays need.
         self._snapshot = p.saveState(physicsClientId=c)
@@ -141,11 +144,15 @@ class PegInsertionEnv(gym.Env):
         self.robot.target_quat = tool_down_quat(self._yaw)
         self.ft_sensor.reset()
         self._steps = 0
+        # Disturbances draw after everything else, so episodes with them off stay as they were.
+        self.pushes.reset()
+        if self.occluder is not None:
+            self.occluder.reset(rng)
         n = cfg.n_substeps
         tip = self.robot.tip_state()
         obs = self._observation(tip, None, np.zeros(n, dtype=np.int8))
         if cfg.compute_flow:
-            self._poses = body_link_poses(c, [self.robot.uid])
+            self._poses = body_link_poses(c, self._moving_bodies())
         self._last_obs = obs
         return obs, self._info(tip)
 
@@ -169,8 +176,17 @@ class PegInsertionEnv(gym.Env):
         box, arm = self.task.uid, robot.uid
         robot.begin_step()
         state, _ = robot.substep_state()
+        pushes = self.pushes if self.pushes.enabled else None
+        if pushes is not None:
+            pushes.begin_step(self.np_random, n, 1.0 / cfg.physics_hz)
+        pushed = False
         for i in range(n):
             robot.control_substep(state)
+            force = pushes.force_at(i) if pushes is not None else None
+            if force is not None:  # at the peg's centre of mass, below the wrist sensor
+                com = p.getLinkState(robot.uid, PEG_LINK, physicsClientId=c)[0]
+                p.applyExternalForce(robot.uid, PEG_LINK, force.tolist(), com, p.WORLD_FRAME, physicsClientId=c)
+                pushed = True
             p.stepSimulation(physicsClientId=c)
             state, raw[i] = robot.substep_state()
             if p.getContactPoints(arm, box, PEG_LINK, -1, physicsClientId=c):
@@ -206,6 +222,7 @@ class PegInsertionEnv(gym.Env):
             reason = "time_limit"
         info = self._info(tip, terms)
         info["raw_force"] = raw.astype(np.float32)
+        info["pushed"] = pushed
         if cfg.compute_flow:
             info["flow"] = self._flow()
         truncated = reason is not None and not success
@@ -266,8 +283,13 @@ class PegInsertionEnv(gym.Env):
         offset = self.robot.peg_weight_in_sensor(tip.quat)
         if raw is None:  # at reset the arm is at rest: the sensor feels the peg's weight only
             raw = np.tile(offset, (self.cfg.n_substeps, 1))
-        force = np.clip(self.ft_sensor.process(raw, offset, self.np_random), -FORCE_LIMIT, FORCE_LIMIT)
+        dt = 1.0 / self.cfg.physics_hz
+        t0 = ((self._steps - 1) * self.cfg.n_substeps + 1) * dt if self._steps else 0.0
+        force = np.clip(self.ft_sensor.process(raw, offset, self.np_random, t0, dt if self._steps else 0.0),
+                        -FORCE_LIMIT, FORCE_LIMIT)
         obs: dict[str, np.ndarray] = {}
+        if self.occluder is not None:
+            self.occluder.update(self._steps / self.cfg.control_hz, bool(contact.any()))
         if self.cfg.use_camera:
             frame = self.camera.render(segmentation=self.cfg.compute_flow)
             self._prev_frame, self._frame = self._frame, frame
@@ -279,8 +301,12 @@ class PegInsertionEnv(gym.Env):
         obs["contact"] = contact.astype(np.int8)
         return obs
 
+    def _moving_bodies(self) -> list[int]:
+        """Bodies whose motion the flow follows: the arm, and the occluder when there is one."""
+        return [self.robot.uid] + ([self.occluder.uid] if self.occluder is not None else [])
+
     def _flow(self) -> np.ndarray:
-        poses = body_link_poses(self._client, [self.robot.uid])
+        poses = body_link_poses(self._client, self._moving_bodies())
         prev = self._prev_frame
         flow = optical_flow(prev.depth, prev.seg, self._poses, poses, self.camera.view, self.camera.proj)
         self._poses = poses
@@ -302,6 +328,7 @@ class PegInsertionEnv(gym.Env):
             "reward_terms": terms or self.task.stage_reward(tip.pos),
             "joint_pos": state[:7].astype(np.float32),
             "joint_vel": state[7:].astype(np.float32),
+            "occluder_visible": self.occluder is not None and self.occluder.visible,
         }
 
     def __del__(self) -> None:

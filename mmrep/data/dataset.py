@@ -41,7 +41,9 @@ from torch.utils.data import Dataset
 
 from mmrep.data.sources import Episode, ReferenceSource, open_source
 from sim.dataset_format import SPLITS, is_dataset_folder, is_native_shard, split_of
+from sim.perturb import SensorStats
 
+STEP_SECONDS = 0.05  # s per control step (20 Hz), the time base of a transform's drift
 FLOAT_KEYS = ("depth", "force", "proprio", "action", "flow", "ee_next", "force_neg", "proprio_neg")
 
 
@@ -64,12 +66,15 @@ class MultimodalDataset(Dataset):
         cache: keep every array in RAM after first use (small datasets).
         skip_nonfinite: return samples with NaN/inf inputs zero-filled with ``valid`` 0 instead of
             raising ``NonFiniteDataError``.
+        transform: perturbs each sample's numpy rows before they become tensors
+            (``mmrep.data.transforms``: ``RandomCorruption`` for training, ``Corrupt`` for evaluation),
+            called as ``transform(rows, rng, time_s)`` with ``rng`` seeded by (seed, epoch, index).
     """
 
     def __init__(self, path: str | Path, split: str | None = "train", seed: int = 0,
                  cross_episode_prob: float = 0.5, min_ee_distance: float = 0.06, min_shift: int = 5,
                  cache: bool = False, valid_fraction: float = 0.2, max_tries: int = 8,
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False, transform=None) -> None:
         if not 0.0 <= cross_episode_prob <= 1.0:
             raise ValueError(f"cross_episode_prob must be in [0, 1], got {cross_episode_prob!r}")
         if min_shift < 1:
@@ -91,6 +96,7 @@ class MultimodalDataset(Dataset):
         self.max_tries = max_tries
         self.cache = cache
         self.skip_nonfinite = skip_nonfinite
+        self.transform = transform
         self._cache: dict[tuple[int, str], np.ndarray] = {}
         # Small arrays of every episode, loaded once: they decide negatives and labels cheaply.
         self.proprio = [source.read(e, "proprio8", slice(None)) for e in episodes]
@@ -110,6 +116,15 @@ class MultimodalDataset(Dataset):
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
+
+    def sensor_stats(self, max_episodes: int = 64) -> SensorStats:
+        """Per-channel standard deviations of F/T (over the readings of up to ``max_episodes``
+        episodes, evenly spread) and of PROPRIO8 (every step): the scale of the perturbations."""
+        pick = np.unique(np.linspace(0, len(self.episodes) - 1, min(max_episodes, len(self.episodes))).astype(int))
+        force = np.concatenate([self.source.read(self.episodes[i], "force", slice(None)).reshape(-1, 6)
+                                for i in pick])
+        proprio = np.concatenate(self.proprio)
+        return SensorStats.from_arrays(force[np.isfinite(force).all(1)], proprio[np.isfinite(proprio).all(1)])
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new negatives for the next epoch (call before iterating, like a DistributedSampler)."""
@@ -166,21 +181,27 @@ class MultimodalDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         ep, t = self.locate(index)
         neg_ep, neg_t, kind = self.negative_of(index)
-        rgb = self._row(ep, "rgb", t)
-        depth = self._row(ep, "depth", t)
+        rows = {"rgb": self._row(ep, "rgb", t), "depth": self._row(ep, "depth", t),
+                "force": np.asarray(self._row(ep, "force", t), dtype=np.float32),
+                "proprio": self.proprio[ep][t].astype(np.float32),
+                "force_neg": np.asarray(self._row(neg_ep, "force", neg_t), dtype=np.float32),
+                "proprio_neg": self.proprio[neg_ep][neg_t].astype(np.float32)}
+        if self.transform is not None:
+            rows = self.transform(rows, np.random.default_rng([self.seed, self.epoch, index, 1]),
+                                  t * STEP_SECONDS)
         flow = self._row(ep, "flow", t)
         sample = {
-            "rgb": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
-            "depth": torch.from_numpy(np.ascontiguousarray(depth.transpose(2, 0, 1), dtype=np.float32)),
-            "force": torch.from_numpy(np.asarray(self._row(ep, "force", t), dtype=np.float32)),
-            "proprio": torch.from_numpy(self.proprio[ep][t].astype(np.float32)),
+            "rgb": torch.from_numpy(np.ascontiguousarray(rows["rgb"].transpose(2, 0, 1))),
+            "depth": torch.from_numpy(np.ascontiguousarray(rows["depth"].transpose(2, 0, 1), dtype=np.float32)),
+            "force": torch.from_numpy(np.asarray(rows["force"], dtype=np.float32)),
+            "proprio": torch.from_numpy(np.asarray(rows["proprio"], dtype=np.float32)),
             "action": torch.from_numpy(self.actions[ep][t].astype(np.float32)),
             "flow": torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)),
             "contact_next": torch.tensor([float(self.contact_any[ep][t + 1])]),
             "contact_now": torch.tensor([float(self.contact_any[ep][t])]),
             "ee_next": torch.from_numpy(self.proprio[ep][t + 1, :4].astype(np.float32)),
-            "force_neg": torch.from_numpy(np.asarray(self._row(neg_ep, "force", neg_t), dtype=np.float32)),
-            "proprio_neg": torch.from_numpy(self.proprio[neg_ep][neg_t].astype(np.float32)),
+            "force_neg": torch.from_numpy(np.asarray(rows["force_neg"], dtype=np.float32)),
+            "proprio_neg": torch.from_numpy(np.asarray(rows["proprio_neg"], dtype=np.float32)),
             "neg_kind": torch.tensor(kind, dtype=torch.int64),
         }
         sample["flow_mask"] = (sample["flow"].abs().sum(0, keepdim=True) > 0).float()

@@ -40,7 +40,12 @@ def compute_losses(cfg: ModelConfig, out: dict[str, torch.Tensor], batch: dict[s
     if "align_logit" in out:
         logits = torch.cat([out["align_logit"], out["align_logit_neg"]]).float()
         labels = torch.cat([torch.ones_like(out["align_logit"]), torch.zeros_like(out["align_logit_neg"])])
-        terms["alignment"] = F.binary_cross_entropy_with_logits(logits, labels.float())
+        if "align_weight" in out:  # samples left without an image or without F/T and proprio
+            w = torch.cat([out["align_weight"], out["align_weight"]]).float()
+            bce = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
+            terms["alignment"] = (bce * w).sum() / w.sum().clamp_min(1.0)
+        else:
+            terms["alignment"] = F.binary_cross_entropy_with_logits(logits, labels.float())
         total = total + cfg.w_alignment * terms["alignment"]
     if "mu" in out:
         terms["kl"] = kl_to_standard_normal(out["mu"].float(), out["logvar"].float())

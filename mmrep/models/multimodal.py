@@ -37,13 +37,21 @@ def mlp(*sizes: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def product_of_experts(mus: list[torch.Tensor], logvars: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gaussian product of the experts and a N(0, I) prior expert: precision-weighted mean."""
-    mu = torch.stack([torch.zeros_like(mus[0])] + mus)
-    logvar = torch.stack([torch.zeros_like(logvars[0])] + logvars)
-    precision = torch.exp(-logvar.float())
+def product_of_experts(mus: list[torch.Tensor], logvars: list[torch.Tensor],
+                       present: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian product of the experts (each (B, z)) and a N(0, I) prior expert: precision-weighted
+    mean, and the log-variance. ``present`` (one (B,) 0/1 tensor per expert) leaves an expert out of a
+    sample's product; with every expert out, z is the prior's N(0, I)."""
+    if not mus:
+        raise ValueError("product_of_experts needs at least one expert")
+    mu = torch.stack([torch.zeros_like(mus[0])] + mus).float()
+    logvar = torch.stack([torch.zeros_like(logvars[0])] + logvars).float()
+    precision = torch.exp(-logvar)
+    if present is not None:
+        keep = torch.stack([torch.ones_like(present[0])] + list(present)).float()
+        precision = precision * keep[:, :, None]
     var = 1.0 / precision.sum(0)
-    return (mu.float() * precision).sum(0) * var, torch.log(var)
+    return (mu * precision).sum(0) * var, torch.log(var)
 
 
 class FlowDecoder(nn.Module):
@@ -85,6 +93,11 @@ class MultimodalEncoder(nn.Module):
 
     Inputs (a batch, keys of the enabled modalities): ``rgb`` (B, 3, S, S) uint8, ``depth``
     (B, 1, S, S) float32 m, ``force`` (B, n, 6) float32 N / N m, ``proprio`` (B, 8) PROPRIO8.
+
+    A modality can be absent from a sample (``present[m]``, (B,) 0/1): the product of experts leaves
+    its expert out of that sample's product (the N(0, I) prior keeps z defined when every expert is
+    out); the concatenation puts a learned "missing" vector (``missing[m]``, z_dim) in its place,
+    which means something once the model was trained with ``model.modality_dropout`` > 0.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -95,57 +108,109 @@ class MultimodalEncoder(nn.Module):
                     "force": lambda: ForceEncoder(z), "proprio": lambda: ProprioEncoder(z)}
         self.encoders = nn.ModuleDict({m: builders[m]() for m in cfg.modalities})
         self.fuse = mlp(z * len(cfg.modalities), 2 * z, z)[:-1] if cfg.fusion == "concat" else None
+        self.missing = (nn.ParameterDict({m: nn.Parameter(torch.zeros(z)) for m in cfg.modalities})
+                        if cfg.fusion == "concat" else None)
 
     def image_experts(self, batch: dict[str, torch.Tensor], modalities=None):
-        """(mus, logvars, rgb skips) of the image modalities (rgb, depth) present in ``modalities``."""
-        mus, logvars, skips = [], [], None
+        """(mus, logvars, rgb skips, names) of the image modalities (rgb, depth) in ``modalities``."""
+        mus, logvars, skips, names = [], [], None, []
         for m in ("rgb", "depth"):
             if m in self.encoders and (modalities is None or m in modalities):
                 mu, lv, maps = self.encoders[m](batch[m])
                 mus.append(mu)
                 logvars.append(lv)
+                names.append(m)
                 if m == "rgb":
                     skips = maps
-        return mus, logvars, skips
+        return mus, logvars, skips, names
 
     def state_experts(self, batch: dict[str, torch.Tensor], force_key: str = "force",
                       proprio_key: str = "proprio", modalities=None):
-        """(mus, logvars) of F/T and proprioception, read from ``force_key`` / ``proprio_key``."""
-        mus, logvars = [], []
+        """(mus, logvars, names) of F/T and proprioception, read from ``force_key`` / ``proprio_key``."""
+        mus, logvars, names = [], [], []
         for m, key in (("force", force_key), ("proprio", proprio_key)):
             if m in self.encoders and (modalities is None or m in modalities):
                 mu, lv = self.encoders[m](batch[key])
                 mus.append(mu)
                 logvars.append(lv)
-        return mus, logvars
+                names.append(m)
+        return mus, logvars, names
 
-    def fuse_experts(self, mus, logvars, sample: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """(z, mu, logvar); mu and logvar are None for the deterministic fusion."""
+    def fuse_experts(self, mus, logvars, sample: bool, names: list[str] | None = None,
+                     present: dict[str, torch.Tensor] | None = None, batch_size: int | None = None):
+        """(z, mu, logvar) from the experts of ``names`` (default: every modality, in order); mu and
+        logvar are None for the deterministic fusion. ``present`` (modality -> (B,) 0/1) marks absent
+        modalities per sample; a modality missing from ``names`` is absent in every sample."""
+        names = list(self.encoders) if names is None else names
+        present = present or {}
         if self.fuse is not None:
-            return self.fuse(torch.cat(mus, dim=1)), None, None
-        mu, logvar = product_of_experts(mus, logvars)
+            b = mus[0].shape[0] if mus else batch_size
+            parts = []
+            for m in self.encoders:
+                missing = self.missing[m].to(mus[0].dtype if mus else torch.float32).expand(b, -1)
+                if m not in names:
+                    parts.append(missing)
+                    continue
+                mu = mus[names.index(m)]
+                if m in present:
+                    keep = present[m].to(mu.dtype)[:, None]
+                    mu = mu * keep + missing * (1 - keep)
+                parts.append(mu)
+            return self.fuse(torch.cat(parts, dim=1)), None, None
+        if not mus:  # nothing observed: the prior
+            zeros = torch.zeros(batch_size, self.cfg.z_dim, device=self.missing_device())
+            return zeros, zeros, zeros
+        keep = None
+        if any(m in present for m in names):
+            ones = torch.ones(mus[0].shape[0], device=mus[0].device)
+            keep = [present.get(m, ones) for m in names]
+        mu, logvar = product_of_experts(mus, logvars, keep)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
         return z, mu, logvar
 
-    def forward(self, batch: dict[str, torch.Tensor], modalities: list[str] | None = None) -> torch.Tensor:
-        """z (B, z_dim), the posterior mean. ``modalities`` leaves the others out (product of experts
-        only: the concatenation needs every modality it was trained with)."""
+    def missing_device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, batch: dict[str, torch.Tensor], modalities: list[str] | None = None,
+                present: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """z (B, z_dim), the posterior mean. ``modalities`` (default: those in ``batch``) and
+        ``present`` (modality -> (B,) 0/1 per sample) leave modalities out (see the class doc)."""
         if modalities is not None:
             unknown = sorted(set(modalities) - set(self.encoders))
             if unknown:
                 raise ValueError(f"modalities {unknown} are not in this encoder ({list(self.encoders)})")
-            if self.fuse is not None and set(modalities) != set(self.encoders):
-                raise ValueError("fusion 'concat' cannot leave a modality out; only 'poe' can")
-            if not modalities:
-                raise ValueError("modalities must name at least one modality")
-        mus, logvars, _ = self.image_experts(batch, modalities)
-        state_mus, state_logvars = self.state_experts(batch, modalities=modalities)
-        return self.fuse_experts(mus + state_mus, logvars + state_logvars, sample=False)[0]
+        else:
+            modalities = [m for m in self.encoders if m in batch]
+        if not modalities and not batch:
+            raise ValueError("the batch holds none of this encoder's modalities and no batch size")
+        b = next(iter(batch.values())).shape[0] if batch else None
+        mus, logvars, _, names = self.image_experts(batch, modalities)
+        state_mus, state_logvars, state_names = self.state_experts(batch, modalities=modalities)
+        return self.fuse_experts(mus + state_mus, logvars + state_logvars, sample=False,
+                                 names=names + state_names, present=present, batch_size=b)[0]
+
+    def expert_logvars(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each present modality's mean expert log-variance (B,): its own estimate of how unsure it
+        is; the product of experts down-weights an expert by exp(-logvar)."""
+        mus, logvars, _, names = self.image_experts(batch, [m for m in self.encoders if m in batch])
+        s_mus, s_logvars, s_names = self.state_experts(batch, modalities=[m for m in self.encoders if m in batch])
+        return {m: lv.float().mean(1) for m, lv in zip(names + s_names, logvars + s_logvars)}
+
+
+def draw_presence(modalities: list[str], batch_size: int, q: float, device) -> dict[str, torch.Tensor]:
+    """Modality dropout: for each modality, (B,) 1 (kept) or 0 (dropped with probability ``q``)."""
+    return {m: (torch.rand(batch_size, device=device) >= q).float() for m in modalities}
 
 
 class MultimodalModel(nn.Module):
     """The paper's multimodal representation, configurable by ``ModelConfig``: ``encoder``
-    (a ``MultimodalEncoder``, what is exported) and the action-conditioned heads."""
+    (a ``MultimodalEncoder``, what is exported) and the action-conditioned heads.
+
+    With ``cfg.modality_dropout`` = q > 0, training drops each modality of each sample with
+    probability q (``draw_presence``); a batch may also carry ``present_<modality>`` (B,) 0/1 to
+    leave modalities out explicitly (evaluation). The RGB skips of the flow decoder are zeroed where
+    RGB is absent, and the alignment loss only counts samples with an image and F/T or proprioception.
+    """
 
     def __init__(self, cfg: ModelConfig | None = None) -> None:
         super().__init__()
@@ -158,22 +223,39 @@ class MultimodalModel(nn.Module):
         self.flow_decoder = FlowDecoder(cfg.image_size or DEFAULT_IMAGE_SIZE) if cfg.flow else None
         self.contact_head = nn.Linear(128, 1) if cfg.contact else None
         self.ee_head = nn.Linear(128, 4) if cfg.ee else None
-        self.alignment_head = nn.Sequential(mlp(z, 128), nn.Linear(128, 1)) if cfg.alignment else None
+        align_in = z * len(cfg.modalities) if cfg.alignment_input == "experts" else z
+        self.alignment_head = nn.Sequential(mlp(align_in, 128), nn.Linear(128, 1)) if cfg.alignment else None
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The representation z (B, z_dim) of a batch of model inputs (mean of the posterior)."""
         return self.encoder(batch)
 
+    def presence(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-sample presence (B,) of each modality: the batch's ``present_<m>``, times modality
+        dropout while training."""
+        b = batch["action"].shape[0]
+        present = {m: batch[f"present_{m}"].float() for m in self.encoder.encoders if f"present_{m}" in batch}
+        if self.training and self.cfg.modality_dropout > 0:
+            drawn = draw_presence(list(self.encoder.encoders), b, self.cfg.modality_dropout, batch["action"].device)
+            present = {m: drawn[m] * present[m] if m in present else drawn[m] for m in drawn}
+        return present
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         enc = self.encoder
-        image_mus, image_logvars, skips = enc.image_experts(batch)
-        state_mus, state_logvars = enc.state_experts(batch)
-        z, mu, logvar = enc.fuse_experts(image_mus + state_mus, image_logvars + state_logvars, sample=self.training)
+        present = self.presence(batch)
+        image_mus, image_logvars, skips, image_names = enc.image_experts(batch)
+        state_mus, state_logvars, state_names = enc.state_experts(batch)
+        names = image_names + state_names
+        z, mu, logvar = enc.fuse_experts(image_mus + state_mus, image_logvars + state_logvars,
+                                         sample=self.training, names=names, present=present)
         out: dict[str, torch.Tensor] = {"z": z}
         if mu is not None:
             out["mu"], out["logvar"] = mu, logvar
         h = self.feature(torch.cat([z, self.action_encoder(batch["action"])], dim=1))
         if self.flow_decoder is not None:
+            if "rgb" in present:  # an absent camera passes nothing to the decoder either
+                keep = present["rgb"][:, None, None, None]
+                skips = [s * keep.to(s.dtype) for s in skips]
             out["flow"], out["flow_mask_logit"] = self.flow_decoder(h, skips)
         if self.contact_head is not None:
             out["contact_logit"] = self.contact_head(h)
@@ -181,10 +263,30 @@ class MultimodalModel(nn.Module):
             out["ee"] = self.ee_head(h)
         if self.alignment_head is not None:
             # Negatives reuse the image experts: only F/T, proprioception and fusion run again.
-            neg_mus, neg_logvars = enc.state_experts(batch, "force_neg", "proprio_neg")
+            neg_mus, neg_logvars, _ = enc.state_experts(batch, "force_neg", "proprio_neg")
             z_neg, mu_neg, _ = enc.fuse_experts(image_mus + neg_mus, image_logvars + neg_logvars,
-                                                sample=self.training)
-            on_mean = self.cfg.alignment_input == "mean" and mu is not None
-            out["align_logit"] = self.alignment_head(mu if on_mean else z)
-            out["align_logit_neg"] = self.alignment_head(mu_neg if on_mean else z_neg)
+                                                sample=self.training, names=names, present=present)
+            mode = self.cfg.alignment_input
+            if mode == "experts":
+                pos = _experts_input(names, image_mus + state_mus, present)
+                neg = _experts_input(names, image_mus + neg_mus, present)
+            elif mode == "mean" and mu is not None:
+                pos, neg = mu, mu_neg
+            else:
+                pos, neg = z, z_neg
+            out["align_logit"] = self.alignment_head(pos)
+            out["align_logit_neg"] = self.alignment_head(neg)
+            if present:  # the question has no answer without an image or without F/T and proprio
+                ones = torch.ones_like(out["align_logit"][:, 0])
+
+                def any_of(group: tuple[str, ...]) -> torch.Tensor:
+                    return torch.stack([present.get(m, ones) for m in group if m in names]).amax(0)
+
+                out["align_weight"] = (any_of(("rgb", "depth")) * any_of(("force", "proprio")))[:, None]
         return out
+
+
+def _experts_input(names: list[str], mus: list[torch.Tensor], present: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The experts' means side by side (absent ones zeroed): what the alignment head compares."""
+    parts = [mu * present[m].to(mu.dtype)[:, None] if m in present else mu for m, mu in zip(names, mus)]
+    return torch.cat(parts, dim=1)

@@ -1,0 +1,59 @@
+"""Gymnasium wrappers of the peg-insertion env (numpy only)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sim.perturb import SensorStats, Setting, apply_all
+
+
+class PerturbObservation(gym.ObservationWrapper):
+    """Perturbs every observation with ``sim.perturb`` settings, in order, seeded.
+
+    ``settings``: ``Setting`` objects or strings ``"name:p"`` (``"rgb/occlusion_mean:0.5"``,
+    ``"force/bias:1"``). The wrapper's generator is seeded by ``seed`` and, at each ``reset(seed=s)``,
+    re-seeded from ``(seed, s)``, so a seeded episode is perturbed the same way every time. Faults of
+    the episode (F/T bias signs, drift direction, a dead sensor) are drawn once per episode; drift
+    grows with the episode's time (steps / control_hz). Values are clipped to the observation space,
+    which is unchanged.
+    """
+
+    def __init__(self, env: gym.Env, settings: Iterable[Setting | str], seed: int = 0,
+                 stats: SensorStats | None = None) -> None:
+        super().__init__(env)
+        self.settings = [s if isinstance(s, Setting) else Setting.parse(s) for s in settings]
+        self.stats = stats or SensorStats()
+        self.seed = int(seed)
+        self._rng = np.random.default_rng([self.seed])
+        self._episode_seed = 0
+        self._steps = 0
+        cfg = getattr(env.unwrapped, "cfg", None)
+        self._control_dt = 1.0 / cfg.control_hz if cfg is not None else 0.05
+        self._reading_dt = 1.0 / cfg.physics_hz if cfg is not None else 1e-3
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng([self.seed, int(seed)])
+        self._episode_seed = int(self._rng.integers(2**62))
+        self._steps = 0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        self._steps += 1
+        return super().step(action)
+
+    def observation(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = observation["force"].shape[0] if "force" in observation else 0
+        # the first reading of this observation's window, in seconds since reset
+        time_s = max(self._steps * self._control_dt - n * self._reading_dt, 0.0)
+        out = apply_all(observation, self.settings, self._rng, stats=self.stats,
+                        episode_rng=np.random.default_rng(self._episode_seed), time_s=time_s,
+                        reading_dt=self._reading_dt, batched=False)
+        for key, space in self.observation_space.spaces.items():
+            if key in out and out[key] is not observation[key] and isinstance(space, gym.spaces.Box):
+                out[key] = np.clip(out[key], space.low, space.high).astype(space.dtype)
+        return out
