@@ -1,10 +1,11 @@
-"""The ``mmrep`` command: the Hydra apps ``collect`` and ``train`` (configs in ``configs/``, every
+"""The ``mmrep`` command: the Hydra apps ``collect``, ``train`` and ``evaluate`` (configs in ``configs/``, every
 default in ``mmrep.config``) and the ``data`` tools (``sim.dataset_format``; no torch).
 
     mmrep collect episodes=100 workers=2 out=data/sim env=fast
     mmrep train data=data/sim epochs=5 model=no_force out=runs/no_force
     mmrep train -m data=data/sim model=full,no_force out=runs/ablations    (one folder per run)
     mmrep train --cfg job model=no_force        (print the composed config)   mmrep train --help
+    mmrep evaluate runs=[runs/a,robust=runs/b] data=data/sim perturb=default out=outputs/eval
     mmrep data info data/sim
     mmrep data verify data/sim
     mmrep data export --format reference data/sim data/sim_reference
@@ -56,7 +57,21 @@ def _train_task(cfg) -> int:
     return 0
 
 
-_TASKS = {"collect": _collect_task, "train": _train_task}
+def _evaluate_task(cfg) -> int:
+    from mmrep.evaluate import evaluate
+
+    try:
+        config = app_config(cfg)
+        summary = evaluate(config)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError, KeyError) as err:
+        return _fail("evaluate", err)
+    out = Path(config.out)
+    print(f"{len(summary['results'])} results in {summary['seconds'] / 60:.1f} min: {out / 'results.json'}, "
+          f"{out / 'report.md'}")
+    return 0
+
+
+_TASKS = {"collect": _collect_task, "train": _train_task, "evaluate": _evaluate_task}
 
 
 def run_app(app: str, args: list[str]) -> int:
@@ -113,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("collect", help="collect a simulated dataset (Hydra overrides follow; --help)")
     sub.add_parser("train", help="train the representation (Hydra overrides follow; --help)")
+    sub.add_parser("evaluate", help="trained models under perturbation (Hydra overrides follow; --help)")
     data = sub.add_parser("data", help="dataset tools")
     dsub = data.add_subparsers(dest="action", required=True)
     p = dsub.add_parser("verify", help="check schema, shapes, dtypes, NaN/inf, checksums")

@@ -18,9 +18,12 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from sim.perturb import LEVELS
+
 MODALITIES = ("rgb", "depth", "force", "proprio")
 HEADS = ("flow", "contact", "alignment", "ee")
-APPS = ("collect", "train")
+APPS = ("collect", "train", "evaluate")
+ABSENT = "absent"  # "<modality>/absent" in mmrep evaluate: the modality left out of the fusion
 
 
 @dataclass
@@ -165,6 +168,55 @@ class TrainConfig:
         self.augment.validate()
 
 
+@dataclass
+class EvaluateConfig:
+    """Everything ``mmrep evaluate`` reads."""
+
+    runs: list[str] = field(default_factory=list)  # run folders ("label=path" names a curve)
+    data: str = "data/sim"  # dataset folder; its held-out ("valid") episodes are evaluated
+    out: str = "outputs/evaluate"
+    perturbations: list[str] = field(default_factory=list)  # sim.perturb names or "<modality>/absent"
+    levels: list[float] = field(default_factory=lambda: list(LEVELS))
+    episodes: int = 16  # held-out episodes evaluated (evenly spread over the split)
+    calibration_episodes: int = 8  # further held-out episodes that set the reliability thresholds
+    batch_size: int = 64
+    seed: int = 0
+    checkpoint: str = "last.pt"  # which checkpoint of each run
+    threads: int | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        from sim.perturb import PERTURBATIONS
+
+        if not self.runs:
+            raise ValueError("runs must name at least one run folder (runs=[runs/a,runs/b] or 'label=path')")
+        if not self.perturbations:
+            raise ValueError("perturbations is empty; pick a perturb group (perturb=default) or list names")
+        for name in self.perturbations:
+            if name not in PERTURBATIONS and not is_absent(name):
+                raise ValueError(f"perturbations: unknown {name!r}; valid: {sorted(PERTURBATIONS)} or "
+                                 f"'<modality>/absent' for a modality in {MODALITIES}")
+        for p in self.levels:
+            if not 0.0 <= float(p) <= 1.0:
+                raise ValueError(f"levels must lie in [0, 1], got {p!r}")
+        for name in ("episodes", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.calibration_episodes < 0:
+            raise ValueError(f"calibration_episodes must be >= 0, got {self.calibration_episodes!r}")
+
+
+def is_absent(name: str) -> bool:
+    mod, _, kind = name.partition("/")
+    return kind == ABSENT and mod in MODALITIES
+
+
+def is_absent(name: str) -> bool:
+    """Whether ``name`` is "<modality>/absent" (not a sim.perturb perturbation)."""
+    mod, _, kind = name.partition("/")
+    return kind == ABSENT and mod in MODALITIES
+
+
 # ---------------------------------------------------------------------------------- Hydra plumbing
 def config_dir() -> Path:
     """The Hydra config folder: ``$MMREP_CONFIG_DIR``, the copy shipped inside the installed package
@@ -188,6 +240,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="collect_schema", node=CollectConfig)
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
 
 
 def group_options(group: str) -> list[str]:
@@ -236,7 +289,7 @@ def _as_app_config(app: str, config) -> Any:
 
     plain = OmegaConf.to_container(config, resolve=False)
     plain.pop("hydra", None)
-    schema = CollectConfig if app == "collect" else TrainConfig
+    schema = {"collect": CollectConfig, "train": TrainConfig, "evaluate": EvaluateConfig}[app]
     return app_config(OmegaConf.merge(OmegaConf.structured(schema), plain))
 
 

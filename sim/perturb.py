@@ -63,15 +63,18 @@ FT_TAP_READINGS = 3  # readings a tap lasts (3 ms at 1 kHz)
 class SensorStats:
     """Per-channel standard deviations that scale the sensor perturbations.
 
-    force_std: (6,) N and N m. proprio_std: (D,) in the proprioception's units (13 for the env's
-    PROPRIO13, 8 for the model's PROPRIO8). The defaults were measured over every reading of a
-    1200-episode collection of the default mixture (``SensorStats.from_arrays`` on ``data/quality``,
-    see ``benchmarks/results/sensor_stats.json``); ``from_arrays`` measures them on other data.
+    force_std: (6,) N and N m. proprio_std: (D,) in the proprioception's units: the env's PROPRIO13
+    or the model's PROPRIO8 (``proprio8_std`` serves 8-D inputs when ``proprio_std`` has 13 values).
+    The defaults were measured over a 1200-episode collection of the default mixture
+    (``benchmarks/sensor_stats.py data/quality``, ``benchmarks/results/sensor_stats.json``);
+    ``from_arrays`` measures them on other data.
     """
 
     force_std: tuple[float, ...] = (1.92, 1.73, 7.55, 0.118, 0.132, 0.0133)
     proprio_std: tuple[float, ...] = (0.0347, 0.0347, 0.0432, 0.00143, 0.00145, 0.183, 0.0095,
                                       0.0372, 0.0372, 0.0497, 0.0209, 0.0209, 0.0547)
+
+    proprio8_std: tuple[float, ...] = (0.0347, 0.0347, 0.0432, 0.183, 0.0372, 0.0372, 0.0497, 0.0547)
 
     @classmethod
     def from_arrays(cls, force: np.ndarray, proprio: np.ndarray) -> SensorStats:
@@ -79,11 +82,14 @@ class SensorStats:
         f = np.asarray(force, dtype=np.float64).reshape(-1, 6).std(axis=0)
         q = np.asarray(proprio, dtype=np.float64)
         q = q.reshape(-1, q.shape[-1]).std(axis=0)
-        return cls(tuple(float(v) for v in np.maximum(f, 1e-6)), tuple(float(v) for v in np.maximum(q, 1e-6)))
+        q = tuple(float(v) for v in np.maximum(q, 1e-6))
+        return cls(tuple(float(v) for v in np.maximum(f, 1e-6)), q, q if len(q) == 8 else cls.proprio8_std)
 
     def std_for(self, key: str, size: int) -> np.ndarray:
         """The (size,) standard deviations of ``key`` ("force" or "proprio")."""
         std = np.asarray(self.force_std if key == "force" else self.proprio_std, dtype=np.float64)
+        if key == "proprio" and size == len(self.proprio8_std) and std.shape != (size,):
+            std = np.asarray(self.proprio8_std, dtype=np.float64)
         if std.shape != (size,):
             raise ValueError(f"SensorStats.{key}_std has {std.size} values but the {key!r} observation has "
                              f"{size} channels; measure them with SensorStats.from_arrays")

@@ -251,6 +251,8 @@ class MultimodalModel(nn.Module):
         out: dict[str, torch.Tensor] = {"z": z}
         if mu is not None:
             out["mu"], out["logvar"] = mu, logvar
+            for m, lv in zip(names, image_logvars + state_logvars):  # the reliability signal (evaluate)
+                out[f"expert_logvar/{m}"] = lv.detach().float().mean(1)
         h = self.feature(torch.cat([z, self.action_encoder(batch["action"])], dim=1))
         if self.flow_decoder is not None:
             if "rgb" in present:  # an absent camera passes nothing to the decoder either

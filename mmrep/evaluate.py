@@ -1,0 +1,267 @@
+"""``mmrep evaluate``: trained representations under perturbation, on held-out episodes.
+
+For each model (a run folder of ``mmrep train``: its heads are needed), each perturbation of
+``sim.perturb`` (plus ``<modality>/absent``: the modality left out of the fusion in a fraction p of
+the samples) and each level p: next-step contact F1 beside the label-only "contact stays" baseline,
+alignment accuracy, flow error on moving pixels, EE MSE, and how often each modality's reliability
+signal flags the sample. The reliability signal is the expert's mean log-variance (the product of
+experts weighs an expert by its precision, so a high log-variance is a down-weighted expert); a
+modality is flagged above the 99th percentile of its clean values on calibration episodes disjoint
+from the evaluated ones (so about 1% of clean samples are flagged by construction).
+
+Writes ``results.json`` (every number), ``report.md`` and one PNG per metric (metric against p, one
+line per model, a panel per perturbation) to ``out``. Deterministic under ``seed``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmrep.config import ABSENT, EvaluateConfig, ModelConfig, is_absent
+from mmrep.data.dataset import MultimodalDataset
+from mmrep.data.transforms import Corrupt
+from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
+
+METRICS = ("contact_f1", "alignment_accuracy", "flow_epe_moving_px", "ee_mse")
+METRIC_LABELS = {"contact_f1": "next-step contact F1", "alignment_accuracy": "alignment accuracy",
+                 "flow_epe_moving_px": "flow error, moving pixels (px)", "ee_mse": "next EE pose MSE"}
+FLAG_QUANTILE = 0.99
+
+
+def parse_run(spec: str) -> tuple[str, Path]:
+    """("label", path) of ``"label=path"`` or ``"path"`` (label: the folder's name)."""
+    label, sep, path = spec.partition("=")
+    if not sep:
+        path, label = label, Path(label).name
+    return label, Path(path)
+
+
+def load_model(run: Path, checkpoint: str = "last.pt") -> MultimodalModel:
+    """The trained model, heads included, of a run folder (loaded with ``weights_only=True``)."""
+    path = run / checkpoint
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (is {run} a finished `mmrep train` run folder?)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "model_config" not in ckpt:
+        raise ValueError(f"{path} is not an mmrep training checkpoint (no model_config)")
+    model = MultimodalModel(ModelConfig.from_dict(json.loads(ckpt["model_config"])))
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def _spread(n_total: int, n: int, offset: float = 0.0) -> list[int]:
+    """``n`` indices spread evenly over ``range(n_total)`` (shifted by ``offset`` of a gap)."""
+    n = min(n, n_total)
+    if n <= 0:
+        return []
+    step = n_total / n
+    return sorted({int(step * (i + offset)) % n_total for i in range(n)})
+
+
+class HeldOut:
+    """The evaluated and the calibration samples of a dataset's held-out split (RAM-cached)."""
+
+    def __init__(self, data: str, episodes: int, calibration: int, seed: int) -> None:
+        self.ds = MultimodalDataset(data, "valid", seed=seed, cache=True)
+        n = len(self.ds.episodes)
+        eval_eps = _spread(n, episodes)
+        rest = [e for e in range(n) if e not in set(eval_eps)]
+        calib_eps = [rest[i] for i in _spread(len(rest), calibration, 0.5)] if rest else []
+        self.eval_index = [self.ds.index_of(e, t) for e in eval_eps for t in range(self.ds.episodes[e].num_obs - 1)]
+        self.calib_index = [self.ds.index_of(e, t) for e in calib_eps for t in range(self.ds.episodes[e].num_obs - 1)]
+        self.eval_episodes, self.calib_episodes = eval_eps, calib_eps
+        self.stats = self.ds.sensor_stats()
+
+    def batches(self, index: list[int], batch_size: int, transform=None):
+        self.ds.transform = transform
+        try:
+            for i in range(0, len(index), batch_size):
+                items = [self.ds[j] for j in index[i:i + batch_size]]
+                yield {k: torch.stack([it[k] for it in items]) for k in items[0]}
+        finally:
+            self.ds.transform = None
+
+
+@torch.no_grad()
+def run_setting(model: MultimodalModel, batches, absent: tuple[str, float] | None, seed: int,
+                thresholds: dict[str, float] | None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Metrics of ``model`` over ``batches`` and each modality's expert log-variances (per sample).
+    ``absent`` = (modality, p): that modality is left out of a fraction p of the samples."""
+    acc = MetricAccumulator()
+    logvars: dict[str, list[np.ndarray]] = {}
+    g = torch.Generator().manual_seed(seed)
+    for batch in batches:
+        b = batch["action"].shape[0]
+        if absent is not None:
+            batch[f"present_{absent[0]}"] = (torch.rand(b, generator=g) >= absent[1]).float()
+        out = model(batch)
+        acc.update(out, batch, compute_losses(model.cfg, out, batch))
+        for m, lv in ((k.split("/")[1], v) for k, v in out.items() if k.startswith("expert_logvar/")):
+            if absent is not None and absent[0] == m:
+                lv = torch.where(batch[f"present_{m}"] > 0, lv, torch.full_like(lv, float("nan")))
+            logvars.setdefault(m, []).append(lv.float().numpy())
+    metrics = acc.compute()
+    lvs = {m: np.concatenate(v) for m, v in logvars.items()}
+    if thresholds:
+        for m, lv in lvs.items():
+            seen = lv[np.isfinite(lv)]
+            metrics[f"flagged/{m}"] = float((seen > thresholds[m]).mean()) if len(seen) else float("nan")
+    return metrics, lvs
+
+
+def evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, Any]:
+    """Run the grid; write ``results.json``, ``report.md`` and the plots to ``cfg.out``."""
+    from tqdm import tqdm
+
+    cfg.validate()
+    progress = cfg.progress if progress is None else progress
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True)
+    runs = [parse_run(r) for r in cfg.runs]
+    labels = [label for label, _ in runs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"two runs share a label {labels}; name them with 'label=path'")
+    models = {label: load_model(path, cfg.checkpoint) for label, path in runs}
+    held = HeldOut(cfg.data, cfg.episodes, cfg.calibration_episodes, cfg.seed)
+    levels = sorted({float(p) for p in cfg.levels})
+    settings = [("clean", 0.0)] + [(n, p) for n in cfg.perturbations for p in levels if p > 0]
+    t0 = time.time()
+    results: list[dict[str, Any]] = []
+    thresholds: dict[str, dict[str, float]] = {}
+    bar = tqdm(total=len(models) * (len(settings) + 1), desc="evaluate", unit="setting",
+               disable=not progress or None, dynamic_ncols=True)
+    for label, model in models.items():
+        if held.calib_index and model.cfg.fusion == "poe":  # only the PoE's experts have a variance that is used
+            _, lvs = run_setting(model, held.batches(held.calib_index, cfg.batch_size), None, cfg.seed, None)
+            thresholds[label] = {m: float(np.quantile(v, FLAG_QUANTILE)) for m, v in lvs.items()}
+        bar.update()
+        for k, (name, p) in enumerate(settings):
+            absent = (name.split("/")[0], p) if is_absent(name) else None
+            transform = None if name == "clean" or absent else Corrupt([f"{name}:{p}"], held.stats)
+            batches = held.batches(held.eval_index, cfg.batch_size, transform)
+            metrics, _ = run_setting(model, batches, absent, cfg.seed + k, thresholds.get(label))
+            results.append({"model": label, "perturbation": name, "p": p, **metrics})
+            bar.update()
+    bar.close()
+    # level 0 of every perturbation is the clean evaluation
+    for row in [r for r in results if r["perturbation"] == "clean"]:
+        for name in cfg.perturbations:
+            if 0.0 in levels:
+                results.append({**row, "perturbation": name, "p": 0.0})
+    summary = {
+        "config": asdict(cfg), "seconds": time.time() - t0,
+        "models": {label: {"path": str(path), "config": models[label].cfg.to_dict()} for label, path in runs},
+        "eval_episodes": held.eval_episodes, "calibration_episodes": held.calib_episodes,
+        "samples": len(held.eval_index), "thresholds": thresholds,
+        "sensor_stats": asdict(held.stats), "results": results,
+    }
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    plots = plot_results(summary, out)
+    (out / "report.md").write_text(report_markdown(summary, plots))
+    return summary
+
+
+def _rows(summary: dict, model: str, name: str) -> list[dict]:
+    return sorted((r for r in summary["results"] if r["model"] == model and r["perturbation"] == name),
+                  key=lambda r: r["p"])
+
+
+def plot_results(summary: dict, out: Path) -> list[str]:
+    """One PNG per metric: a panel per perturbation, metric against p, a line per model (contact F1
+    with the "stays" baseline dashed). Returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = summary["config"]["perturbations"]
+    models = list(summary["models"])
+    files = []
+    for metric in METRICS:
+        if not any(metric in r for r in summary["results"]):
+            continue
+        cols = min(4, len(names))
+        rows = math.ceil(len(names) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
+        for ax, name in zip(axes.flat, names):
+            for model in models:
+                pts = [(r["p"], r[metric]) for r in _rows(summary, model, name) if metric in r]
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", ms=3, label=model)
+            if metric == "contact_f1":
+                base = [(r["p"], r["contact_f1_baseline_stays"]) for r in _rows(summary, models[0], name)
+                        if "contact_f1_baseline_stays" in r]
+                if base:
+                    ax.plot(*zip(*base), "k--", lw=1, label="'stays' baseline")
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("level p", fontsize=8)
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(names):]:
+            ax.axis("off")
+        axes[0, 0].set_ylabel(METRIC_LABELS[metric], fontsize=8)
+        handles, lbls = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, lbls, loc="lower center", ncol=len(lbls), fontsize=8)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        name = f"{metric}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        files.append(name)
+    return files
+
+
+def report_markdown(summary: dict, plots: list[str]) -> str:
+    """The Markdown report: setup, then per metric a table (rows: perturbation x model, columns: p)."""
+    cfg = summary["config"]
+    levels = sorted({r["p"] for r in summary["results"]})
+    lines = [f"# mmrep evaluate: {', '.join(summary['models'])}", "",
+             f"Data `{cfg['data']}`, held-out episodes {summary['eval_episodes']} ({summary['samples']} samples), "
+             f"seed {cfg['seed']}, {summary['seconds'] / 60:.1f} min.", ""]
+    clean = [r for r in summary["results"] if r["perturbation"] == "clean"]
+    lines += ["## Clean", "", "| model | contact F1 | F1 'stays' | alignment | flow EPE moving (px) | EE MSE |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for r in clean:
+        lines.append(f"| {r['model']} | {_fmt(r.get('contact_f1'))} | {_fmt(r.get('contact_f1_baseline_stays'))} | "
+                     f"{_fmt(r.get('alignment_accuracy'))} | {_fmt(r.get('flow_epe_moving_px'), 2)} | "
+                     f"{_fmt(r.get('ee_mse'), 5)} |")
+    for metric in METRICS:
+        if not any(metric in r for r in summary["results"]):
+            continue
+        lines += ["", f"## {METRIC_LABELS[metric]}", "", f"![{metric}]({metric}.png)" if f"{metric}.png" in plots
+                  else "", "", "| perturbation | model | " + " | ".join(f"{p:.1f}" for p in levels) + " |",
+                  "| --- | --- | " + " | ".join("---" for _ in levels) + " |"]
+        for name in cfg["perturbations"]:
+            for model in summary["models"]:
+                by_p = {r["p"]: r.get(metric) for r in _rows(summary, model, name)}
+                digits = 2 if metric == "flow_epe_moving_px" else 5 if metric == "ee_mse" else 3
+                lines.append(f"| {name} | {model} | " + " | ".join(_fmt(by_p.get(p), digits) for p in levels) + " |")
+    flags = sorted({k for r in summary["results"] for k in r if k.startswith("flagged/")})
+    if flags:
+        lines += ["", "## Reliability flags", "",
+                  "Fraction of samples whose expert log-variance exceeds the 99th percentile of its clean values "
+                  "(calibration episodes); at the highest level evaluated, and clean.", "",
+                  "| perturbation | model | p | " + " | ".join(f.split("/")[1] for f in flags) + " |",
+                  "| --- | --- | --- | " + " | ".join("---" for _ in flags) + " |"]
+        top = max(levels)
+        for name in ["clean"] + list(cfg["perturbations"]):
+            for model in summary["models"]:
+                rows = _rows(summary, model, name)
+                row = rows[-1] if name != "clean" else (rows[0] if rows else None)
+                if row is None or (name != "clean" and row["p"] != top):
+                    continue
+                lines.append(f"| {name} | {model} | {row['p']:.1f} | " + " | ".join(_fmt(row.get(f)) for f in flags) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v, digits: int = 3) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"

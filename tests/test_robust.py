@@ -1,0 +1,144 @@
+"""A representation trained to survive missing and corrupted senses, and `mmrep evaluate`."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from mmrep.cli import main
+from mmrep.config import AugmentConfig, EvaluateConfig, train_config
+from mmrep.data import MultimodalDataset
+from mmrep.data.transforms import ROBUST_PERTURBATIONS, Corrupt, RandomCorruption
+from mmrep.encoder import Encoder, load_encoder
+from mmrep.evaluate import evaluate
+from mmrep.models import ModelConfig, MultimodalModel, compute_losses
+from mmrep.models.multimodal import product_of_experts
+from mmrep.train import TrainConfig, train
+from sim.collect import CollectConfig, collect
+
+
+@pytest.fixture(scope="module")
+def data64(tmp_path_factory):
+    out = tmp_path_factory.mktemp("robust64")
+    collect(CollectConfig(episodes=10, out=str(out), env={"max_steps": 30, "image_size": 64}, workers=1,
+                          policies={"noisy_expert": 1.0, "contact_seeking": 1.0}), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def robust_run(data64, tmp_path_factory):
+    out = tmp_path_factory.mktemp("robust_run")
+    cfg = TrainConfig(data=str(data64), out=str(out), epochs=1, batch_size=16, num_workers=0, max_batches_per_epoch=4,
+                      threads=1, progress=False, augment=AugmentConfig(prob=0.5),
+                      model=ModelConfig(modality_dropout=0.3, alignment_input="experts"))
+    train(cfg)
+    return out
+
+
+def test_product_of_experts_leaves_absent_experts_out():
+    mus = [torch.full((2, 3), 2.0), torch.full((2, 3), -4.0)]
+    logvars = [torch.zeros(2, 3), torch.zeros(2, 3)]
+    present = [torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0])]
+    mu, logvar = product_of_experts(mus, logvars, present)
+    # sample 0: prior, 2 and -4 with equal precision -> mean -2/3; sample 1: prior and 2 -> 1
+    assert torch.allclose(mu[0], torch.full((3,), -2 / 3)) and torch.allclose(mu[1], torch.full((3,), 1.0))
+    assert torch.allclose(logvar[1], torch.log(torch.full((3,), 0.5)))
+    mu, logvar = product_of_experts(mus, logvars, [torch.zeros(2), torch.zeros(2)])
+    assert torch.allclose(mu, torch.zeros(2, 3)) and torch.allclose(logvar, torch.zeros(2, 3))  # the prior
+
+
+@pytest.mark.parametrize("fusion", ["poe", "concat"])
+def test_modality_dropout_trains_and_alignment_skips_imageless_samples(fusion, data64):
+    cfg = ModelConfig(image_size=64, fusion=fusion, modality_dropout=0.5, alignment_input="experts" if fusion == "poe"
+                      else "mean")
+    model = MultimodalModel(cfg).train()
+    batch = next(iter(DataLoader(MultimodalDataset(data64, "train"), batch_size=16)))
+    torch.manual_seed(0)
+    out = model(batch)
+    terms = compute_losses(cfg, out, batch)
+    terms["total"].backward()
+    w = out["align_weight"][:, 0]
+    assert 0 < w.sum() < len(w)  # some samples lost their image or both state senses
+    if fusion == "concat":
+        assert model.encoder.missing["rgb"].grad is not None  # the learned "missing" input is trained
+    model.eval()
+    a = model(batch)
+    assert "align_weight" not in a  # no dropout at evaluation
+
+
+def test_encode_accepts_an_absent_modality_or_a_mask(robust_run, data64):
+    enc = load_encoder(robust_run / "encoder.pt")
+    e, t = MultimodalDataset(data64, "valid").episodes[0], 3
+    with h5py.File(e.file, "r") as f:
+        obs = {k: f[e.group]["obs"][k][t] for k in ("rgb", "depth", "force", "proprio")}
+    full = enc.encode(obs)
+    blind = enc.encode({k: v for k, v in obs.items() if k not in ("rgb", "depth")})
+    masked = enc.encode({k: v[None] for k, v in obs.items()}, present={"rgb": [False], "depth": [False]})[0]
+    listed = enc.encode(obs, modalities=["force", "proprio"])
+    assert torch.allclose(blind, masked, atol=1e-6) and torch.allclose(blind, listed, atol=1e-6)
+    assert not torch.allclose(full, blind)
+    logvars = enc.expert_logvars(obs)
+    assert set(logvars) == {"rgb", "depth", "force", "proprio"} and all(v.shape == () for v in logvars.values())
+    with pytest.raises(ValueError, match="holds none of this encoder's modalities"):
+        enc.encode({"contact": np.zeros(50)})
+
+
+def test_concat_encoder_uses_its_missing_vector():
+    enc = Encoder(ModelConfig(image_size=64, fusion="concat")).eval()
+    with torch.no_grad():
+        enc.missing["force"].fill_(1.0)
+    obs = {"rgb": np.zeros((64, 64, 3), np.uint8), "depth": np.zeros((64, 64, 1), np.float32),
+           "force": np.zeros((50, 6), np.float32), "proprio": np.zeros(13, np.float32)}
+    without = enc.encode({k: v for k, v in obs.items() if k != "force"})
+    enc.missing["force"].data.fill_(0.0)
+    assert not torch.allclose(without, enc.encode({k: v for k, v in obs.items() if k != "force"}))
+
+
+def test_transforms_perturb_positives_and_negatives_reproducibly(data64):
+    ds = MultimodalDataset(data64, "train", transform=Corrupt(["force/dead:1"]))
+    s = ds[5]
+    assert not s["force"].any() and not s["force_neg"].any()
+    ds = MultimodalDataset(data64, "train", transform=RandomCorruption(prob=1.0))
+    clean = MultimodalDataset(data64, "train")
+    a, b = ds[7], ds[7]
+    for k in a:
+        assert torch.equal(a[k], b[k])
+    changed = sum(not torch.equal(ds[i][k], clean[i][k]) for i in range(20)
+                  for k in ("rgb", "depth", "force", "proprio"))
+    assert changed >= 8  # some perturbations act with probability p only
+    assert not any("rotation" in n or "flip" in n or "crop" in n for n in ROBUST_PERTURBATIONS)
+
+
+def test_robust_configs_compose():
+    cfg = train_config(["model=robust", "augment=robust"])
+    assert cfg.model.modality_dropout > 0 and cfg.augment.prob > 0 and cfg.model.alignment_input == "experts"
+    with pytest.raises(ValueError, match="augment.perturbations: unknown"):
+        train_config(["augment.perturbations=[rgb/blur]"])
+
+
+def test_evaluate_writes_numbers_report_and_plots_deterministically(robust_run, data64, tmp_path):
+    cfg = EvaluateConfig(runs=[f"robust={robust_run}"], data=str(data64), out=str(tmp_path / "a"),
+                         perturbations=["force/dead", "rgb/occlusion_zeros", "rgb/absent"], levels=[0.0, 0.5, 0.9],
+                         episodes=1, calibration_episodes=1, batch_size=32, progress=False)
+    summary = evaluate(cfg)
+    rows = {(r["perturbation"], r["p"]): r for r in summary["results"]}
+    assert set(rows) >= {("clean", 0.0), ("force/dead", 0.9), ("rgb/occlusion_zeros", 0.5), ("rgb/absent", 0.0)}
+    assert rows[("force/dead", 0.0)]["contact_f1"] == rows[("clean", 0.0)]["contact_f1"]
+    assert "flagged/force" in rows[("force/dead", 0.9)]
+    out = tmp_path / "a"
+    report = (out / "report.md").read_text()
+    assert "force/dead" in report and "contact_f1.png" in report
+    for name in ("contact_f1.png", "alignment_accuracy.png", "results.json"):
+        assert (out / name).stat().st_size > 1000
+    again = evaluate(EvaluateConfig(**{**cfg.__dict__, "out": str(tmp_path / "b")}))
+    strip = [{k: v for k, v in r.items()} for r in again["results"]]
+    assert strip == summary["results"]
+
+
+def test_evaluate_cli_refuses_bad_input(tmp_path, capsys):
+    assert main(["evaluate", "runs=[nowhere]", f"out={tmp_path / 'e'}", "perturbations=[rgb/blur]"]) == 2
+    assert "rgb/blur" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
+    assert main(["evaluate", f"runs=[{tmp_path}]", f"out={tmp_path / 'e'}", "progress=false"]) == 2
+    assert "last.pt" in capsys.readouterr().err
