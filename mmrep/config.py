@@ -207,11 +207,6 @@ class EvaluateConfig:
 
 
 def is_absent(name: str) -> bool:
-    mod, _, kind = name.partition("/")
-    return kind == ABSENT and mod in MODALITIES
-
-
-def is_absent(name: str) -> bool:
     """Whether ``name`` is "<modality>/absent" (not a sim.perturb perturbation)."""
     mod, _, kind = name.partition("/")
     return kind == ABSENT and mod in MODALITIES

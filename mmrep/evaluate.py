@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmrep.config import ABSENT, EvaluateConfig, ModelConfig, is_absent
+from mmrep.config import EvaluateConfig, ModelConfig, is_absent
 from mmrep.data.dataset import MultimodalDataset
 from mmrep.data.transforms import Corrupt
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
@@ -259,7 +259,8 @@ def report_markdown(summary: dict, plots: list[str]) -> str:
                 row = rows[-1] if name != "clean" else (rows[0] if rows else None)
                 if row is None or (name != "clean" and row["p"] != top):
                     continue
-                lines.append(f"| {name} | {model} | {row['p']:.1f} | " + " | ".join(_fmt(row.get(f)) for f in flags) + " |")
+                cells = " | ".join(_fmt(row.get(f)) for f in flags)
+                lines.append(f"| {name} | {model} | {row['p']:.1f} | {cells} |")
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from sim.env import PegInsertionEnv
-from sim.perturb import (PERTURBATIONS, SensorStats, Setting, apply_all, get, patch_box, perturb)
+from sim.perturb import PERTURBATIONS, SensorStats, Setting, apply_all, get, patch_box, perturb
 from sim.wrappers import PerturbObservation
 
 S = 64
