@@ -70,11 +70,11 @@ class SensorStats:
     ``from_arrays`` measures them on other data.
     """
 
-    force_std: tuple[float, ...] = (1.92, 1.73, 7.55, 0.118, 0.132, 0.0133)
-    proprio_std: tuple[float, ...] = (0.0347, 0.0347, 0.0432, 0.00143, 0.00145, 0.183, 0.0095,
-                                      0.0372, 0.0372, 0.0497, 0.0209, 0.0209, 0.0547)
+    force_std: tuple[float, ...] = (1.175, 1.1004, 5.143, 0.0579, 0.0628, 0.0128)
+    proprio_std: tuple[float, ...] = (0.03924, 0.03831, 0.04562, 5e-05, 1e-05, 0.00197, 0.00303,
+                                      0.04035, 0.03949, 0.06347, 0.08496, 0.10113, 0.00443)
 
-    proprio8_std: tuple[float, ...] = (0.0347, 0.0347, 0.0432, 0.183, 0.0372, 0.0372, 0.0497, 0.0547)
+    proprio8_std: tuple[float, ...] = (0.03924, 0.03831, 0.04562, 0.00011, 0.04035, 0.03949, 0.06347, 0.00443)
 
     @classmethod
     def from_arrays(cls, force: np.ndarray, proprio: np.ndarray) -> SensorStats:
