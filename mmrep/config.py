@@ -173,9 +173,10 @@ class EvaluateConfig:
     """Everything ``mmrep evaluate`` reads."""
 
     runs: list[str] = field(default_factory=list)  # run folders ("label=path" names a curve)
-    data: str = "data/sim"  # dataset folder; its held-out ("valid") episodes are evaluated
+    data: str = "data/sim"  # dataset folder
+    split: str = "valid"  # the episodes evaluated: "valid" (held out from training), "train" or "all"
     out: str = "outputs/evaluate"
-    perturbations: list[str] = field(default_factory=list)  # sim.perturb names or "<modality>/absent"
+    perturbations: list[str] = field(default_factory=list)  # sim.perturb names or "<modality>/absent"; []: clean only
     levels: list[float] = field(default_factory=lambda: list(LEVELS))
     episodes: int = 16  # held-out episodes evaluated (evenly spread over the split)
     calibration_episodes: int = 8  # further held-out episodes that set the reliability thresholds
@@ -190,8 +191,6 @@ class EvaluateConfig:
 
         if not self.runs:
             raise ValueError("runs must name at least one run folder (runs=[runs/a,runs/b] or 'label=path')")
-        if not self.perturbations:
-            raise ValueError("perturbations is empty; pick a perturb group (perturb=default) or list names")
         for name in self.perturbations:
             if name not in PERTURBATIONS and not is_absent(name):
                 raise ValueError(f"perturbations: unknown {name!r}; valid: {sorted(PERTURBATIONS)} or "
@@ -199,6 +198,8 @@ class EvaluateConfig:
         for p in self.levels:
             if not 0.0 <= float(p) <= 1.0:
                 raise ValueError(f"levels must lie in [0, 1], got {p!r}")
+        if self.split not in ("valid", "train", "all"):
+            raise ValueError(f"split must be 'valid', 'train' or 'all', got {self.split!r}")
         for name in ("episodes", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")

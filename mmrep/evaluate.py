@@ -67,10 +67,11 @@ def _spread(n_total: int, n: int, offset: float = 0.0) -> list[int]:
 
 
 class HeldOut:
-    """The evaluated and the calibration samples of a dataset's held-out split (RAM-cached)."""
+    """The evaluated and the calibration samples of a dataset's split (RAM-cached); both are spread
+    evenly over the split's episodes and never share an episode."""
 
-    def __init__(self, data: str, episodes: int, calibration: int, seed: int) -> None:
-        self.ds = MultimodalDataset(data, "valid", seed=seed, cache=True)
+    def __init__(self, data: str, episodes: int, calibration: int, seed: int, split: str = "valid") -> None:
+        self.ds = MultimodalDataset(data, None if split == "all" else split, seed=seed, cache=True)
         n = len(self.ds.episodes)
         eval_eps = _spread(n, episodes)
         rest = [e for e in range(n) if e not in set(eval_eps)]
@@ -131,7 +132,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, Any
     if len(set(labels)) != len(labels):
         raise ValueError(f"two runs share a label {labels}; name them with 'label=path'")
     models = {label: load_model(path, cfg.checkpoint) for label, path in runs}
-    held = HeldOut(cfg.data, cfg.episodes, cfg.calibration_episodes, cfg.seed)
+    held = HeldOut(cfg.data, cfg.episodes, cfg.calibration_episodes, cfg.seed, cfg.split)
     levels = sorted({float(p) for p in cfg.levels})
     settings = [("clean", 0.0)] + [(n, p) for n in cfg.perturbations for p in levels if p > 0]
     t0 = time.time()
@@ -225,7 +226,8 @@ def report_markdown(summary: dict, plots: list[str]) -> str:
     cfg = summary["config"]
     levels = sorted({r["p"] for r in summary["results"]})
     lines = [f"# mmrep evaluate: {', '.join(summary['models'])}", "",
-             f"Data `{cfg['data']}`, held-out episodes {summary['eval_episodes']} ({summary['samples']} samples), "
+             f"Data `{cfg['data']}`, split {cfg['split']}, episodes {summary['eval_episodes']} "
+             f"({summary['samples']} samples), "
              f"seed {cfg['seed']}, {summary['seconds'] / 60:.1f} min.", ""]
     clean = [r for r in summary["results"] if r["perturbation"] == "clean"]
     lines += ["## Clean", "", "| model | contact F1 | F1 'stays' | alignment | flow EPE moving (px) | EE MSE |",
