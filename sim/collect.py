@@ -181,8 +181,12 @@ def _check_same_config(out: Path, cfg: CollectConfig) -> None:
     if not path.exists():
         return
     old = json.loads(path.read_text())
-    if "env" in old and "image_size" not in old["env"]:  # written before the env section was typed
-        env = EnvConfig.from_kwargs(**{**COLLECT_ENV_DEFAULTS, "use_camera": True, **old["env"]})
+    if "env" in old:
+        # Options added since the folder was written take their defaults (every new option is off
+        # by default, as the old code was); a file from before the env section was typed lists
+        # only what differed from collection's defaults.
+        base = {**COLLECT_ENV_DEFAULTS, "use_camera": True} if "image_size" not in old["env"] else {}
+        env = EnvConfig.from_kwargs(**{**base, **old["env"]})
         old["env"] = json.loads(json.dumps(env.to_dict()))
     new = cfg.to_dict()
     keys = ("shapes", "policies", "policy_kwargs", "seed", "env", "compression")

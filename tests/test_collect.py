@@ -114,6 +114,20 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         collect(_cfg(tmp_path, episodes=1, seed=9), progress=False)
 
 
+def test_resume_of_a_folder_written_before_new_env_options_existed(tmp_path):
+    collect(_cfg(tmp_path, episodes=1), progress=False)
+    path = tmp_path / "collect_config.json"
+    old = json.loads(path.read_text())
+    for key in ("occluder", "push"):  # options added later, off by default
+        del old["env"][key]
+    del old["env"]["ft_sensor"]["bias"]
+    path.write_text(json.dumps(old))
+    collect(_cfg(tmp_path, episodes=2), progress=False)  # resumes: the missing options take their defaults
+    with pytest.raises(ValueError, match="env"):
+        collect(_cfg(tmp_path, episodes=2, env={**SMALL, "push": {"rate_hz": 1.0}}),
+                progress=False)
+
+
 _COLLECT_SCRIPT = """
 import sys
 from sim.collect import CollectConfig, collect
