@@ -173,7 +173,7 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     last = out / "last.pt"
     if last.exists():
         ckpt = load_checkpoint(last)
-        if json.loads(ckpt["config"]) != _comparable(cfg):
+        if _with_new_defaults(json.loads(ckpt["config"])) != _comparable(cfg):
             raise ValueError(f"{last} was written with another configuration; use another out= folder")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -292,3 +292,18 @@ def _comparable(cfg: TrainConfig) -> dict:
     for key in ("num_workers", "device", "threads", "ckpt_every_steps", "cache"):
         d.pop(key)
     return json.loads(json.dumps(d))
+
+
+def _with_new_defaults(old: dict) -> dict:
+    """A checkpoint's settings with the options added since it was written at their defaults (every
+    new option defaults to the earlier behaviour), so that older runs still resume."""
+    def fill(saved: dict, default: dict) -> dict:
+        out = dict(saved)
+        for key, value in default.items():
+            if key not in out:
+                out[key] = value
+            elif isinstance(value, dict) and isinstance(out[key], dict):
+                out[key] = fill(out[key], value)
+        return out
+
+    return fill(old, _comparable(TrainConfig()))

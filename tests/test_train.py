@@ -105,6 +105,18 @@ def test_resume_with_other_settings_is_refused(data64, tmp_path):
         train(_cfg(data64, tmp_path, epochs=1, lr=1e-3), progress=False)
 
 
+def test_runs_written_before_new_options_existed_still_resume(data64, tmp_path):
+    train(_cfg(data64, tmp_path, epochs=1), progress=False)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    old = json.loads(ckpt["config"])
+    del old["augment"], old["model"]["modality_dropout"]  # options added later, off by default
+    ckpt["config"] = json.dumps(old)
+    torch.save(ckpt, tmp_path / "last.pt")
+    assert train(_cfg(data64, tmp_path, epochs=1), progress=False)["final"]["epoch"] == 1
+    with pytest.raises(ValueError, match="another configuration"):
+        train(_cfg(data64, tmp_path, epochs=1, model=ModelConfig(modality_dropout=0.2)), progress=False)
+
+
 def test_trains_on_reference_layout(data64, tmp_path):
     export_reference(data64, tmp_path / "ref")
     result = train(_cfg(tmp_path / "ref", tmp_path / "run", epochs=1), progress=False)
