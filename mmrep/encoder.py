@@ -51,8 +51,8 @@ class Encoder(MultimodalEncoder):
     Missing modalities: a key absent from ``obs`` (or not named in ``modalities``) is left out of every
     sample, and ``present`` ({modality: (B,) bool}) leaves it out of chosen samples. The product of
     experts then fuses the remaining experts with the N(0, I) prior (z is the prior's mean, 0, when
-    nothing is left); the concatenation puts its learned "missing" vector in the modality's place,
-    which is only meaningful for a model trained with ``model.modality_dropout`` > 0.
+    nothing is left); the concatenation puts its "missing" vector in the modality's place (learned
+    with ``model.modality_dropout`` > 0, zeros otherwise).
     """
 
     @property
@@ -173,7 +173,6 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
         state = {_rename_format_1(k): v for k, v in state.items()}
     enc = Encoder(cfg)
     missing, unexpected = enc.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("missing.")]  # older files: zeros, as untrained
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected "
                          f"{unexpected[:3]})")

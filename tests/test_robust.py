@@ -85,7 +85,7 @@ def test_encode_accepts_an_absent_modality_or_a_mask(robust_run, data64):
 
 
 def test_concat_encoder_uses_its_missing_vector():
-    enc = Encoder(ModelConfig(image_size=64, fusion="concat")).eval()
+    enc = Encoder(ModelConfig(image_size=64, fusion="concat", modality_dropout=0.1)).eval()
     with torch.no_grad():
         enc.missing["force"].fill_(1.0)
     obs = {"rgb": np.zeros((64, 64, 3), np.uint8), "depth": np.zeros((64, 64, 1), np.float32),

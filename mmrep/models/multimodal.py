@@ -96,8 +96,8 @@ class MultimodalEncoder(nn.Module):
 
     A modality can be absent from a sample (``present[m]``, (B,) 0/1): the product of experts leaves
     its expert out of that sample's product (the N(0, I) prior keeps z defined when every expert is
-    out); the concatenation puts a learned "missing" vector (``missing[m]``, z_dim) in its place,
-    which means something once the model was trained with ``model.modality_dropout`` > 0.
+    out); the concatenation puts a "missing" vector (z_dim) in its place: learned (``missing[m]``)
+    when the model is trained with ``model.modality_dropout`` > 0, zeros otherwise.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -108,8 +108,10 @@ class MultimodalEncoder(nn.Module):
                     "force": lambda: ForceEncoder(z), "proprio": lambda: ProprioEncoder(z)}
         self.encoders = nn.ModuleDict({m: builders[m]() for m in cfg.modalities})
         self.fuse = mlp(z * len(cfg.modalities), 2 * z, z)[:-1] if cfg.fusion == "concat" else None
+        # Learned only when modalities are dropped in training; otherwise a fixed zero vector (and
+        # the weights stay those of models trained before modality dropout existed).
         self.missing = (nn.ParameterDict({m: nn.Parameter(torch.zeros(z)) for m in cfg.modalities})
-                        if cfg.fusion == "concat" else None)
+                        if cfg.fusion == "concat" and cfg.modality_dropout > 0 else None)
 
     def image_experts(self, batch: dict[str, torch.Tensor], modalities=None):
         """(mus, logvars, rgb skips, names) of the image modalities (rgb, depth) in ``modalities``."""
@@ -147,7 +149,7 @@ class MultimodalEncoder(nn.Module):
             b = mus[0].shape[0] if mus else batch_size
             parts = []
             for m in self.encoders:
-                missing = self.missing[m].to(mus[0].dtype if mus else torch.float32).expand(b, -1)
+                missing = self.missing_vector(m).to(mus[0].dtype if mus else torch.float32).expand(b, -1)
                 if m not in names:
                     parts.append(missing)
                     continue
@@ -170,6 +172,13 @@ class MultimodalEncoder(nn.Module):
 
     def missing_device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def missing_vector(self, modality: str) -> torch.Tensor:
+        """What the concatenation puts in place of an absent modality (z_dim,): learned with modality
+        dropout, zeros otherwise."""
+        if self.missing is not None:
+            return self.missing[modality]
+        return torch.zeros(self.cfg.z_dim, device=self.missing_device())
 
     def forward(self, batch: dict[str, torch.Tensor], modalities: list[str] | None = None,
                 present: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
