@@ -5,7 +5,7 @@ default in ``mmrep.config``) and the ``data`` tools (``sim.dataset_format``; no 
     mmrep train data=data/sim epochs=5 model=no_force out=runs/no_force
     mmrep train -m data=data/sim model=full,no_force out=runs/ablations    (one folder per run)
     mmrep train --cfg job model=no_force        (print the composed config)   mmrep train --help
-    mmrep evaluate runs=[runs/a,robust=runs/b] data=data/sim perturb=default out=outputs/eval
+    mmrep evaluate runs=[runs/a,robust:runs/b] data=data/sim perturb=default out=outputs/eval
     mmrep data info data/sim
     mmrep data verify data/sim
     mmrep data export --format reference data/sim data/sim_reference

@@ -172,7 +172,7 @@ class TrainConfig:
 class EvaluateConfig:
     """Everything ``mmrep evaluate`` reads."""
 
-    runs: list[str] = field(default_factory=list)  # run folders ("label=path" names a curve)
+    runs: list[str] = field(default_factory=list)  # run folders ("label:path" names a curve)
     data: str = "data/sim"  # dataset folder
     split: str = "valid"  # the episodes evaluated: "valid" (held out from training), "train" or "all"
     out: str = "outputs/evaluate"
@@ -190,7 +190,7 @@ class EvaluateConfig:
         from sim.perturb import PERTURBATIONS
 
         if not self.runs:
-            raise ValueError("runs must name at least one run folder (runs=[runs/a,runs/b] or 'label=path')")
+            raise ValueError("runs must name at least one run folder (runs=[runs/a,runs/b] or 'label:path')")
         for name in self.perturbations:
             if name not in PERTURBATIONS and not is_absent(name):
                 raise ValueError(f"perturbations: unknown {name!r}; valid: {sorted(PERTURBATIONS)} or "

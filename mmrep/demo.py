@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 6. Its robustness curve (`mmrep evaluate`, a reduced grid): held-out contact F1 and alignment
     # with the camera occluded, the F/T noisy, the camera absent.
     t_eval = time.time()
-    evaluation = evaluate(EvaluateConfig(runs=[f"demo={out / 'train'}"], data=str(data_dir),
+    evaluation = evaluate(EvaluateConfig(runs=[f"demo:{out / 'train'}"], data=str(data_dir),
                                          out=str(out / "robustness"), perturbations=list(DEMO_PERTURBATIONS),
                                          levels=[0.0, 0.3, 0.6, 0.9], episodes=8, calibration_episodes=0,
                                          seed=args.seed), progress=True)

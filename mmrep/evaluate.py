@@ -37,8 +37,8 @@ FLAG_QUANTILE = 0.99
 
 
 def parse_run(spec: str) -> tuple[str, Path]:
-    """("label", path) of ``"label=path"`` or ``"path"`` (label: the folder's name)."""
-    label, sep, path = spec.partition("=")
+    """("label", path) of ``"label:path"`` or ``"path"`` (label: the folder's name)."""
+    label, sep, path = spec.partition(":")
     if not sep:
         path, label = label, Path(label).name
     return label, Path(path)
@@ -130,7 +130,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, Any
     runs = [parse_run(r) for r in cfg.runs]
     labels = [label for label, _ in runs]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"two runs share a label {labels}; name them with 'label=path'")
+        raise ValueError(f"two runs share a label {labels}; name them with 'label:path'")
     models = {label: load_model(path, cfg.checkpoint) for label, path in runs}
     held = HeldOut(cfg.data, cfg.episodes, cfg.calibration_episodes, cfg.seed, cfg.split)
     levels = sorted({float(p) for p in cfg.levels})

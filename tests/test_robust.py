@@ -1,5 +1,7 @@
 """A representation trained to survive missing and corrupted senses, and `mmrep evaluate`."""
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -118,7 +120,7 @@ def test_robust_configs_compose():
 
 
 def test_evaluate_writes_numbers_report_and_plots_deterministically(robust_run, data64, tmp_path):
-    cfg = EvaluateConfig(runs=[f"robust={robust_run}"], data=str(data64), out=str(tmp_path / "a"),
+    cfg = EvaluateConfig(runs=[f"robust:{robust_run}"], data=str(data64), out=str(tmp_path / "a"),
                          perturbations=["force/dead", "rgb/occlusion_zeros", "rgb/absent"], levels=[0.0, 0.5, 0.9],
                          episodes=1, calibration_episodes=1, batch_size=32, progress=False)
     summary = evaluate(cfg)
@@ -134,6 +136,14 @@ def test_evaluate_writes_numbers_report_and_plots_deterministically(robust_run, 
     again = evaluate(EvaluateConfig(**{**cfg.__dict__, "out": str(tmp_path / "b")}))
     strip = [{k: v for k, v in r.items()} for r in again["results"]]
     assert strip == summary["results"]
+
+
+def test_evaluate_runs_are_named_label_colon_path_on_the_command_line():
+    from mmrep.config import app_config, compose
+    from mmrep.evaluate import parse_run
+
+    cfg = app_config(compose("evaluate", ["runs=[plain:runs/a,runs/b]"]))
+    assert [parse_run(r) for r in cfg.runs] == [("plain", Path("runs/a")), ("b", Path("runs/b"))]
 
 
 def test_evaluate_cli_refuses_bad_input(tmp_path, capsys):
