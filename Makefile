@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # CPU build of torch that lies on this machine's disk; pyproject keeps the range open for GPU users.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test test-slow bench quality lint clean venv
+.PHONY: demo test test-slow bench quality robustness lint clean venv
 
 venv: $(VENV)/.installed
 
@@ -42,6 +42,12 @@ quality: venv
 	$(VENV)/bin/mmrep train -m 'model=glob(*)' data=data/quality out=runs/ablations epochs=1 \
 		max_batches_per_epoch=2000 max_val_batches=100 lr=3.0e-4 lr_schedule=cosine threads=2
 	$(PY) benchmarks/ablations.py runs/ablations --json outputs/bench/ablations.json
+
+# The robust representation and its evaluation (README, "Robustness"): about 50 + 30 minutes on 2 cores.
+robustness: venv
+	test -f data/quality/manifest.json || $(VENV)/bin/mmrep collect episodes=1200 workers=2 out=data/quality
+	$(VENV)/bin/mmrep train experiment=robust threads=2
+	$(VENV)/bin/mmrep evaluate "runs=[robust:runs/robust]" data=data/quality out=outputs/eval_robust
 
 lint: venv
 	$(VENV)/bin/ruff check sim mmrep tests benchmarks
