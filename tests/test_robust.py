@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import collect_small
 from torch.utils.data import DataLoader
 
 from mmrep.cli import main
@@ -17,15 +18,11 @@ from mmrep.evaluate import evaluate
 from mmrep.models import ModelConfig, MultimodalModel, compute_losses
 from mmrep.models.multimodal import product_of_experts
 from mmrep.train import TrainConfig, train
-from sim.collect import CollectConfig, collect
 
 
 @pytest.fixture(scope="module")
 def data64(tmp_path_factory):
-    out = tmp_path_factory.mktemp("robust64")
-    collect(CollectConfig(episodes=10, out=str(out), env={"max_steps": 30, "image_size": 64}, workers=1,
-                          policies={"noisy_expert": 1.0, "contact_seeking": 1.0}), progress=False)
-    return out
+    return collect_small(tmp_path_factory.mktemp("robust64"), episodes=10, max_steps=30)
 
 
 @pytest.fixture(scope="module")

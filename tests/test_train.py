@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import collect_small
 from torch.utils.data import DataLoader
 
 import mmrep
@@ -20,7 +21,6 @@ from mmrep.config import config_dir, train_config
 from mmrep.data import MultimodalDataset
 from mmrep.models import ModelConfig, MultimodalModel, compute_losses
 from mmrep.train import TrainConfig, load_checkpoint, train
-from sim.collect import CollectConfig, collect
 from sim.reference_layout import export_reference
 
 MODEL_CONFIGS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
@@ -28,10 +28,7 @@ MODEL_CONFIGS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def data64(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data64")
-    collect(CollectConfig(episodes=5, out=str(out), env={"max_steps": 55, "image_size": 64}, workers=1,
-                          policies={"noisy_expert": 1.0, "contact_seeking": 1.0}), progress=False)
-    return out
+    return collect_small(tmp_path_factory.mktemp("data64"), episodes=5, max_steps=55)
 
 
 def _cfg(data, out, **kw):

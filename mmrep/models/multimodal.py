@@ -201,8 +201,9 @@ class MultimodalEncoder(nn.Module):
     def expert_logvars(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each present modality's mean expert log-variance (B,): its own estimate of how unsure it
         is; the product of experts down-weights an expert by exp(-logvar)."""
-        mus, logvars, _, names = self.image_experts(batch, [m for m in self.encoders if m in batch])
-        s_mus, s_logvars, s_names = self.state_experts(batch, modalities=[m for m in self.encoders if m in batch])
+        given = [m for m in self.encoders if m in batch]
+        _, logvars, _, names = self.image_experts(batch, given)
+        _, s_logvars, s_names = self.state_experts(batch, modalities=given)
         return {m: lv.float().mean(1) for m, lv in zip(names + s_names, logvars + s_logvars)}
 
 
