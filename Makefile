@@ -44,10 +44,26 @@ quality: venv
 	$(PY) benchmarks/ablations.py runs/ablations --json outputs/bench/ablations.json
 
 # The robust representation and its evaluation (README, "Robustness"): about 50 + 30 minutes on 2 cores.
+# The robustness comparison (README, "Robustness"): six 57-minute trainings, the in-simulation
+# occluder test sets and the evaluations; about 7 hours on a 2-core CPU. Each step resumes or skips.
+COMPARE = quality_poe robust concat concat_robust vision_only force_only
+COMPARE_RUNS = plain:runs/quality_poe,robust:runs/robust,concat:runs/concat,concat_robust:runs/concat_robust,vision_only:runs/vision_only,force_only:runs/force_only
+OCCLUDER50 = env.occluder.size=[0.146,0.146] env.occluder.offset_range=0.02
 robustness: venv
 	test -f data/quality/manifest.json || $(VENV)/bin/mmrep collect episodes=1200 workers=2 out=data/quality
-	$(VENV)/bin/mmrep train experiment=robust threads=2
-	$(VENV)/bin/mmrep evaluate "runs=[robust:runs/robust]" data=data/quality out=outputs/eval_robust
+	for e in $(COMPARE); do $(VENV)/bin/mmrep train experiment=$$e threads=2 || exit 1; done
+	$(VENV)/bin/mmrep collect episodes=48 workers=2 seed=5000 out=data/clean_test
+	$(VENV)/bin/mmrep collect episodes=48 workers=2 seed=5000 out=data/occluder50_test env.occluder.mode=static $(OCCLUDER50)
+	$(VENV)/bin/mmrep collect episodes=48 workers=2 seed=5000 out=data/occluder50_after_contact_test env.occluder.mode=after_contact $(OCCLUDER50)
+	$(VENV)/bin/mmrep evaluate "runs=[$(COMPARE_RUNS)]" data=data/quality out=outputs/eval_compare threads=2
+	for d in clean_test occluder50_test occluder50_after_contact_test; do \
+	  $(VENV)/bin/mmrep evaluate "runs=[$(COMPARE_RUNS)]" data=data/$$d split=all episodes=48 calibration_episodes=0 \
+	    "perturbations=[]" out=outputs/eval_$$d threads=2 || exit 1; done
+	$(PY) benchmarks/robustness_summary.py --grid outputs/eval_compare \
+	  --sim clean=outputs/eval_clean_test occluder50=outputs/eval_occluder50_test \
+	    occluder50_after_contact=outputs/eval_occluder50_after_contact_test \
+	  --runs $(foreach e,$(COMPARE),$(e)=runs/$(e)) \
+	  --roles fused=robust plain=plain vision=vision_only force=force_only --out outputs/robustness_summary.json
 
 lint: venv
 	$(VENV)/bin/ruff check sim mmrep tests benchmarks

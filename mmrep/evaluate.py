@@ -91,19 +91,34 @@ class HeldOut:
             self.ds.transform = None
 
 
+def keeps_images(name: str) -> bool:
+    """Whether a setting leaves the RGB and depth inputs as they are (clean, an F/T or proprioception
+    perturbation, a modality left out): then the image experts of the clean pass are reused."""
+    return name == "clean" or is_absent(name) or name.split("/")[0] in ("force", "proprio")
+
+
 @torch.no_grad()
 def run_setting(model: MultimodalModel, batches, absent: tuple[str, float] | None, seed: int,
-                thresholds: dict[str, float] | None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+                thresholds: dict[str, float] | None,
+                image_cache: list | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metrics of ``model`` over ``batches`` and each modality's expert log-variances (per sample).
-    ``absent`` = (modality, p): that modality is left out of a fraction p of the samples."""
+    ``absent`` = (modality, p): that modality is left out of a fraction p of the samples.
+    ``image_cache``: a list, empty to record each batch's image experts into, or filled by an earlier
+    call over the same samples (in the same batches) to reuse them."""
     acc = MetricAccumulator()
     logvars: dict[str, list[np.ndarray]] = {}
     g = torch.Generator().manual_seed(seed)
-    for batch in batches:
+    record = image_cache is not None and not image_cache
+    for i, batch in enumerate(batches):
         b = batch["action"].shape[0]
         if absent is not None:
             batch[f"present_{absent[0]}"] = (torch.rand(b, generator=g) >= absent[1]).float()
-        out = model(batch)
+        experts = None
+        if image_cache is not None:
+            if record:
+                image_cache.append(model.encoder.image_experts(batch))
+            experts = image_cache[i]
+        out = model(batch, image_experts=experts)
         acc.update(out, batch, compute_losses(model.cfg, out, batch))
         for m, lv in ((k.split("/")[1], v) for k, v in out.items() if k.startswith("expert_logvar/")):
             if absent is not None and absent[0] == m:
@@ -145,11 +160,13 @@ def evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, Any
             _, lvs = run_setting(model, held.batches(held.calib_index, cfg.batch_size), None, cfg.seed, None)
             thresholds[label] = {m: float(np.quantile(v, FLAG_QUANTILE)) for m, v in lvs.items()}
         bar.update()
+        image_cache: list = []  # the clean pass's image experts, per batch (settings[0] is clean)
         for k, (name, p) in enumerate(settings):
             absent = (name.split("/")[0], p) if is_absent(name) else None
             transform = None if name == "clean" or absent else Corrupt([f"{name}:{p}"], held.stats)
             batches = held.batches(held.eval_index, cfg.batch_size, transform)
-            metrics, _ = run_setting(model, batches, absent, cfg.seed + k, thresholds.get(label))
+            metrics, _ = run_setting(model, batches, absent, cfg.seed + k, thresholds.get(label),
+                                     image_cache if keeps_images(name) else None)
             results.append({"model": label, "perturbation": name, "p": p, **metrics})
             bar.update()
     bar.close()

@@ -135,6 +135,22 @@ def test_evaluate_writes_numbers_report_and_plots_deterministically(robust_run, 
     assert strip == summary["results"]
 
 
+def test_evaluate_reuses_clean_image_experts_for_state_perturbations_exactly(robust_run, data64):
+    from mmrep.evaluate import HeldOut, keeps_images, load_model, run_setting
+
+    assert keeps_images("force/bias") and keeps_images("rgb/absent") and not keeps_images("rgb/occlusion_zeros")
+    model = load_model(Path(robust_run))
+    held = HeldOut(str(data64), episodes=2, calibration=0, seed=0)
+    cache: list = []
+    run_setting(model, held.batches(held.eval_index, 8), None, 0, None, cache)  # clean: records
+    assert len(cache) == -(-len(held.eval_index) // 8)
+    for name, absent in (("force/taps", None), ("proprio/absent", ("proprio", 0.5))):
+        transform = None if absent else Corrupt([f"{name}:0.9"], held.stats)
+        direct, _ = run_setting(model, held.batches(held.eval_index, 8, transform), absent, 3, None)
+        reused, _ = run_setting(model, held.batches(held.eval_index, 8, transform), absent, 3, None, cache)
+        assert reused == pytest.approx(direct, rel=1e-6, abs=1e-7), name
+
+
 def test_evaluate_runs_are_named_label_colon_path_on_the_command_line():
     from mmrep.config import app_config, compose
     from mmrep.evaluate import parse_run

@@ -250,10 +250,13 @@ class MultimodalModel(nn.Module):
             present = {m: drawn[m] * present[m] if m in present else drawn[m] for m in drawn}
         return present
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor], image_experts: tuple | None = None) -> dict[str, torch.Tensor]:
+        """Every head's prediction for a batch. ``image_experts``: the result of
+        ``self.encoder.image_experts(batch)`` when already computed for the same images (evaluation
+        reuses it across F/T and proprioception perturbations: the image encoders are most of the cost)."""
         enc = self.encoder
         present = self.presence(batch)
-        image_mus, image_logvars, skips, image_names = enc.image_experts(batch)
+        image_mus, image_logvars, skips, image_names = image_experts or enc.image_experts(batch)
         state_mus, state_logvars, state_names = enc.state_experts(batch)
         names = image_names + state_names
         z, mu, logvar = enc.fuse_experts(image_mus + state_mus, image_logvars + state_logvars,
