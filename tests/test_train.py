@@ -53,6 +53,20 @@ def test_every_model_config_trains_a_step(name, data64):
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
+def test_moving_pixel_flow_term_adds_its_weighted_masked_error(data64):
+    from mmrep.models.losses import endpoint_error
+
+    batch = next(iter(DataLoader(MultimodalDataset(data64, "train"), batch_size=4)))
+    torch.manual_seed(0)
+    model = MultimodalModel(ModelConfig(image_size=64)).eval()
+    out = model(batch)
+    plain = compute_losses(model.cfg, out, batch)
+    weighted = compute_losses(ModelConfig(image_size=64, w_flow_moving=2.0), out, batch)
+    moving = endpoint_error(out["flow"], batch["flow"], batch["flow_mask"])
+    assert "flow_epe_moving" not in plain and weighted["flow_epe_moving"] == moving
+    torch.testing.assert_close(weighted["total"], plain["total"] + 2.0 * moving)
+
+
 def test_cpu_training_is_deterministic(data64, tmp_path):
     a = train(_cfg(data64, tmp_path / "a"), progress=False)
     b = train(_cfg(data64, tmp_path / "b"), progress=False)

@@ -31,6 +31,9 @@ def compute_losses(cfg: ModelConfig, out: dict[str, torch.Tensor], batch: dict[s
         terms["flow_epe"] = endpoint_error(out["flow"], batch["flow"])
         terms["flow_mask"] = F.binary_cross_entropy_with_logits(out["flow_mask_logit"].float(), batch["flow_mask"])
         total = total + cfg.w_flow * terms["flow_epe"] + cfg.w_flow_mask * terms["flow_mask"]
+        if cfg.w_flow_moving > 0:
+            terms["flow_epe_moving"] = endpoint_error(out["flow"], batch["flow"], batch["flow_mask"])
+            total = total + cfg.w_flow_moving * terms["flow_epe_moving"]
     if "contact_logit" in out:
         terms["contact"] = F.binary_cross_entropy_with_logits(out["contact_logit"].float(), batch["contact_next"])
         total = total + cfg.w_contact * terms["contact"]

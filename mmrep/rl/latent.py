@@ -1,0 +1,96 @@
+"""The frozen encoder as an observation: env observation dicts in, z (plus chosen raw entries) out.
+
+``LatentObservation`` wraps one Gymnasium env; ``LatentVectorObservation`` wraps a Gymnasium vector
+env and encodes every sub-environment's observation in one batch in the main process (torch is never
+loaded in the workers; the SB3 equivalent is ``mmrep.rl.sb3.VecLatentObservation``). Both put
+perturbation wrappers (``sim.wrappers.PerturbObservation``) before them: what is perturbed is the
+observation the encoder sees.
+
+The observation becomes a ``Box`` (D,) float32, D = z_dim + the sizes of ``extra_keys``:
+``[z, obs[extra_keys[0]].ravel(), ...]``; z is the posterior mean (``Encoder.encode``), unbounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
+
+from mmrep.encoder import Encoder, load_encoder
+
+
+class LatentCodec:
+    """Turns (batched) observation dicts into (B, D) float32 latents with a frozen ``Encoder``.
+
+    ``encoder``: an ``Encoder`` or the path of an ``encoder.pt``; ``extra_keys``: raw observation
+    entries appended after z (e.g. ``("proprio",)``: the env's PROPRIO13, 13 floats); ``device``:
+    where the encoder runs ("cpu", "cuda", "auto").
+    """
+
+    def __init__(self, encoder: Encoder | str | Path, obs_space: spaces.Dict, extra_keys: Sequence[str] = (),
+                 device: str = "cpu") -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        enc = load_encoder(encoder, device) if isinstance(encoder, (str, Path)) else encoder.to(device)
+        self.encoder = enc.eval()
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        if not isinstance(obs_space, spaces.Dict):
+            raise TypeError(f"the latent wrappers need a Dict observation space, got {type(obs_space).__name__}")
+        missing = [m for m in self.encoder.cfg.modalities if m not in obs_space.spaces]
+        if missing:
+            raise ValueError(f"the encoder reads {missing}, which the env does not observe (keys "
+                             f"{sorted(obs_space.spaces)}; is the camera off, env use_camera=False?)")
+        unknown = [k for k in extra_keys if k not in obs_space.spaces]
+        if unknown:
+            raise ValueError(f"extra_keys {unknown} are not observation keys ({sorted(obs_space.spaces)})")
+        self.extra_keys = tuple(extra_keys)
+        self.extra_sizes = [int(np.prod(obs_space[k].shape)) for k in self.extra_keys]
+        self.dim = self.encoder.z_dim + sum(self.extra_sizes)
+        self.space = spaces.Box(-np.inf, np.inf, (self.dim,), np.float32)
+
+    def encode(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """(B, D) float32 from a batched observation dict (every value with a leading batch axis)."""
+        inputs = {m: obs[m] for m in self.encoder.cfg.modalities}
+        z = self.encoder.encode(inputs).float().cpu().numpy()
+        parts = [z] + [np.asarray(obs[k], dtype=np.float32).reshape(z.shape[0], -1) for k in self.extra_keys]
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else z
+
+    def encode_one(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """(D,) float32 from a single observation dict."""
+        return self.encode({k: np.asarray(v)[None] for k, v in obs.items()})[0]
+
+
+class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """A Gymnasium env whose observation is the frozen encoder's latent (see the module doc)."""
+
+    def __init__(self, env: gym.Env, encoder: Encoder | str | Path, extra_keys: Sequence[str] = (),
+                 device: str = "cpu") -> None:
+        # recorded so that gym.make can rebuild the wrapped env from its spec (env checkers do)
+        gym.utils.RecordConstructorArgs.__init__(self, encoder=encoder, extra_keys=tuple(extra_keys), device=device)
+        gym.ObservationWrapper.__init__(self, env)
+        self.codec = LatentCodec(encoder, env.observation_space, extra_keys, device)
+        self.observation_space = self.codec.space
+
+    def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        return self.codec.encode_one(observation)
+
+
+class LatentVectorObservation(gym.vector.VectorObservationWrapper):
+    """A Gymnasium vector env whose observations are latents, encoded in one batch per step."""
+
+    def __init__(self, env: gym.vector.VectorEnv, encoder: Encoder | str | Path, extra_keys: Sequence[str] = (),
+                 device: str = "cpu") -> None:
+        super().__init__(env)
+        self.codec = LatentCodec(encoder, env.single_observation_space, extra_keys, device)
+        self.single_observation_space = self.codec.space
+        self.observation_space = batch_space(self.codec.space, env.num_envs)
+
+    def observations(self, observations: dict[str, Any]) -> np.ndarray:
+        return self.codec.encode(observations)
