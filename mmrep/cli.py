@@ -6,6 +6,7 @@ default in ``mmrep.config``) and the ``data`` tools (``sim.dataset_format``; no 
     mmrep train -m data=data/sim model=full,no_force out=runs/ablations    (one folder per run)
     mmrep train --cfg job model=no_force        (print the composed config)   mmrep train --help
     mmrep evaluate runs=[runs/a,robust:runs/b] data=data/sim perturb=default out=outputs/eval
+    mmrep policy train obs=state total_steps=300000 out=runs/policy_state
     mmrep data info data/sim
     mmrep data verify data/sim
     mmrep data export --format reference data/sim data/sim_reference
@@ -71,7 +72,20 @@ def _evaluate_task(cfg) -> int:
     return 0
 
 
-_TASKS = {"collect": _collect_task, "train": _train_task, "evaluate": _evaluate_task}
+def _policy_task(cfg) -> int:
+    from mmrep.policy import train_policy
+
+    try:
+        config = app_config(cfg)
+        final = train_policy(config)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
+        return _fail("policy train", err)
+    print(json.dumps(final, indent=2))
+    print(f"policy: {Path(config.out) / 'policy.pt'}  evaluations: {Path(config.out) / 'eval.jsonl'}")
+    return 0
+
+
+_TASKS = {"collect": _collect_task, "train": _train_task, "evaluate": _evaluate_task, "policy": _policy_task}
 
 
 def run_app(app: str, args: list[str]) -> int:
@@ -122,13 +136,18 @@ def _data(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in APPS:
+    if argv[:2] == ["policy", "train"]:
+        return run_app("policy", argv[2:])
+    if argv and argv[0] in APPS and argv[0] != "policy":
         return run_app(argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="mmrep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("collect", help="collect a simulated dataset (Hydra overrides follow; --help)")
     sub.add_parser("train", help="train the representation (Hydra overrides follow; --help)")
     sub.add_parser("evaluate", help="trained models under perturbation (Hydra overrides follow; --help)")
+    pol = sub.add_parser("policy", help="policies on the representation")
+    pol.add_subparsers(dest="action", required=True).add_parser(
+        "train", help="train a policy (Hydra overrides follow; --help)")
     data = sub.add_parser("data", help="dataset tools")
     dsub = data.add_subparsers(dest="action", required=True)
     p = dsub.add_parser("verify", help="check schema, shapes, dtypes, NaN/inf, checksums")

@@ -22,7 +22,7 @@ from sim.perturb import LEVELS
 
 MODALITIES = ("rgb", "depth", "force", "proprio")
 HEADS = ("flow", "contact", "alignment", "ee")
-APPS = ("collect", "train", "evaluate")
+APPS = ("collect", "train", "evaluate", "policy")
 ABSENT = "absent"  # "<modality>/absent" in mmrep evaluate: the modality left out of the fusion
 
 
@@ -210,6 +210,86 @@ class EvaluateConfig:
             raise ValueError(f"calibration_episodes must be >= 0, got {self.calibration_episodes!r}")
 
 
+ALGOS = ("trpo", "ppo", "sac")
+OBS_KINDS = ("latent", "latent_proprio", "pixels", "state")
+
+
+@dataclass
+class AlgoConfig:
+    """The RL algorithm (``configs/algo/``): ``name`` and the keyword arguments of its SB3 (or
+    sb3-contrib) constructor, e.g. ``{"n_steps": 1024, "learning_rate": 3e-4}``."""
+
+    name: str = "trpo"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObsConfig:
+    """What the policy observes (``configs/obs/``): "latent" (the frozen encoder's z), "latent_proprio"
+    (z and the env's PROPRIO13), "pixels" (the observation dict through the encoder's architecture,
+    randomly initialised and trained end to end), "state" (privileged: tip-to-hole vector, velocity,
+    force, contact). ``encoder``: the ``encoder.pt`` of the latent kinds."""
+
+    kind: str = "latent"
+    encoder: str | None = None
+
+
+@dataclass
+class PolicyConfig:
+    """Everything ``mmrep policy train`` reads."""
+
+    out: str = "runs/policy"
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    obs: ObsConfig = field(default_factory=ObsConfig)
+    env: dict[str, Any] = field(default_factory=dict)  # sim.config.EnvConfig keyword arguments
+    perturbations: list[str] = field(default_factory=list)  # sim.perturb "name:p" on the training envs
+    total_steps: int = 200_000  # env steps, all sub-environments together
+    n_envs: int = 2  # sub-environments (one process each with vec_env=subproc)
+    vec_env: str = "subproc"  # subproc | dummy (in the main process)
+    seed: int = 0  # training envs are seeded seed * 1000 + i, i < n_envs; never an evaluation seed
+    normalize: bool = True  # running mean / std of the observations, clipped at +-5 (the paper's policy code)
+    eval_every_steps: int = 20_000
+    eval_episodes: int = 20
+    eval_seed: int = 1_000_000  # periodic evaluation on seeds eval_seed + k (held out)
+    ckpt_every_steps: int = 10_000
+    device: str = "auto"  # auto | cpu | cuda (where the learner and the encoder run)
+    threads: int | None = None  # torch CPU threads of the main process
+    progress: bool = True
+
+    def validate(self) -> None:
+        from sim.config import EnvConfig
+        from sim.perturb import Setting
+
+        if self.algo.name not in ALGOS:
+            raise ValueError(f"algo.name must be one of {ALGOS}, got {self.algo.name!r}")
+        if self.obs.kind not in OBS_KINDS:
+            raise ValueError(f"obs.kind must be one of {OBS_KINDS}, got {self.obs.kind!r}")
+        if self.obs.kind.startswith("latent") and not self.obs.encoder:
+            raise ValueError(f"obs.kind={self.obs.kind} needs obs.encoder (the encoder.pt of a training run)")
+        if self.obs.encoder and self.obs.kind.startswith("latent") and not Path(self.obs.encoder).exists():
+            raise ValueError(f"obs.encoder: {self.obs.encoder} does not exist")
+        if self.vec_env not in ("subproc", "dummy"):
+            raise ValueError(f"vec_env must be 'subproc' or 'dummy', got {self.vec_env!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        for name in ("total_steps", "n_envs", "eval_every_steps", "ckpt_every_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.eval_episodes < 0:
+            raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes!r}")
+        if self.seed * 1000 + self.n_envs > self.eval_seed:
+            raise ValueError(f"training seeds (seed * 1000 + i) reach eval_seed {self.eval_seed}: lower seed")
+        try:
+            EnvConfig.from_kwargs(**dict(self.env)).validate()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"env: {err}") from err
+        for spec in self.perturbations:
+            try:
+                Setting.parse(spec)
+            except ValueError as err:
+                raise ValueError(f"perturbations: {err}") from err
+
+
 def is_absent(name: str) -> bool:
     """Whether ``name`` is "<modality>/absent" (not a sim.perturb perturbation)."""
     mod, _, kind = name.partition("/")
@@ -240,6 +320,7 @@ def register_configs() -> None:
     cs.store(name="collect_schema", node=CollectConfig)
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="policy_schema", node=PolicyConfig)
 
 
 def group_options(group: str) -> list[str]:
@@ -288,7 +369,7 @@ def _as_app_config(app: str, config) -> Any:
 
     plain = OmegaConf.to_container(config, resolve=False)
     plain.pop("hydra", None)
-    schema = {"collect": CollectConfig, "train": TrainConfig, "evaluate": EvaluateConfig}[app]
+    schema = {"collect": CollectConfig, "train": TrainConfig, "evaluate": EvaluateConfig, "policy": PolicyConfig}[app]
     return app_config(OmegaConf.merge(OmegaConf.structured(schema), plain))
 
 

@@ -1,0 +1,338 @@
+"""``mmrep policy train``: a policy on the representation, with SB3 / sb3-contrib.
+
+The pipeline (``build_venv``): ``SubprocVecEnv`` (or ``DummyVecEnv``) of ``sim.policy_env`` envs, then
+the frozen encoder in the main process (``VecLatentObservation``, latent kinds), then a running
+observation normaliser (``VecNormalize``, clipped at +-5, the paper's policy code; not for pixels).
+The pixels kind trains ``MultimodalExtractor`` (randomly initialised) end to end.
+
+A run folder holds::
+
+    config.json          the PolicyConfig
+    checkpoint.pt        policy and optimiser weights, timesteps, normaliser statistics (weights_only)
+    replay_buffer.npz    SAC only: the replay buffer's arrays
+    eval.jsonl           periodic deterministic evaluations on held-out seeds
+    tb/                  TensorBoard
+    policy.pt            the final policy: weights, config and normaliser statistics (weights_only)
+
+Everything is written atomically; the same command resumes from ``checkpoint.pt`` (the sub-envs
+restart their episodes, the counters and weights continue). Nothing is pickled: a policy file is
+loaded with ``torch.load(weights_only=True)`` and rebuilt from its JSON config.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+
+from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
+from mmrep.encoder import save_atomic
+from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
+from sim.policy_env import make_policy_env
+
+POLICY_FORMAT = "mmrep-policy-1"
+CLIP_OBS = 5.0
+
+
+def algo_class(name: str):
+    """The SB3 / sb3-contrib class of ``algo.name``."""
+    if name == "trpo":
+        from sb3_contrib import TRPO
+
+        return TRPO
+    from stable_baselines3 import PPO, SAC
+
+    return {"ppo": PPO, "sac": SAC}[name]
+
+
+def resolve_device(device: str) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = None,
+               env_overrides: dict[str, Any] | None = None, perturbations: list[str] | None = None) -> VecEnv:
+    """The vectorised env of ``cfg`` (before normalisation), its sub-envs seeded ``seed + i``."""
+    env = {**cfg.env, **(env_overrides or {})}
+    perturbations = cfg.perturbations if perturbations is None else perturbations
+    fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i)
+           for i in range(n_envs)]
+    kind = vec_env or cfg.vec_env
+    venv: VecEnv = SubprocVecEnv(fns) if kind == "subproc" and n_envs > 1 else DummyVecEnv(fns)
+    venv.seed(seed)
+    if cfg.obs.kind in ("latent", "latent_proprio"):
+        extra = ("proprio",) if cfg.obs.kind == "latent_proprio" else ()
+        venv = VecLatentObservation(venv, cfg.obs.encoder, extra_keys=extra, device=resolve_device(cfg.device))
+    return venv
+
+
+def normalizes(cfg: PolicyConfig) -> bool:
+    return cfg.normalize and cfg.obs.kind != "pixels"
+
+
+def build_model(cfg: PolicyConfig, venv: VecEnv, tensorboard_log: str | None = None):
+    """The algorithm with its policy on ``venv`` (pixels: a MultiInputPolicy with the trainable
+    multimodal extractor; otherwise an MlpPolicy)."""
+    cls = algo_class(cfg.algo.name)
+    policy_kwargs: dict[str, Any] = {}
+    policy = "MlpPolicy"
+    if cfg.obs.kind == "pixels":
+        policy = "MultiInputPolicy"
+        image_size = int(cfg.env.get("image_size", 128))
+        policy_kwargs = dict(features_extractor_class=MultimodalExtractor,
+                             features_extractor_kwargs=dict(model_config={"image_size": image_size}, freeze=False))
+    return cls(policy, venv, seed=cfg.seed, device=resolve_device(cfg.device), verbose=0,
+               tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs or None, **dict(cfg.algo.params))
+
+
+# ------------------------------------------------------------------------------ weights, no pickles
+def _optimizers(model) -> dict[str, torch.optim.Optimizer]:
+    opts = {}
+    for name, owner in (("policy", model.policy), ("actor", getattr(model, "actor", None)),
+                        ("critic", getattr(model, "critic", None))):
+        opt = getattr(owner, "optimizer", None) if owner is not None else None
+        if opt is not None and all(opt is not o for o in opts.values()):
+            opts[name] = opt
+    if getattr(model, "ent_coef_optimizer", None) is not None:
+        opts["ent_coef"] = model.ent_coef_optimizer
+    return opts
+
+
+def _rms_state(venv) -> dict[str, Any] | None:
+    if not isinstance(venv, VecNormalize):
+        return None
+    rms = venv.obs_rms
+    return {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
+
+
+def _load_rms(venv, state: dict[str, Any] | None) -> None:
+    if state is None or not isinstance(venv, VecNormalize):
+        return
+    venv.obs_rms = _rms(state)
+
+
+def _rms(state: dict[str, Any]) -> RunningMeanStd:
+    rms = RunningMeanStd(shape=tuple(state["mean"].shape))
+    rms.mean = state["mean"].numpy().astype(np.float64)
+    rms.var = state["var"].numpy().astype(np.float64)
+    rms.count = state["count"]
+    return rms
+
+
+def save_checkpoint(model, venv, out: Path) -> None:
+    """Weights, optimiser states, counters and normaliser statistics; SAC's replay buffer as arrays."""
+    state = {"format": POLICY_FORMAT, "num_timesteps": int(model.num_timesteps),
+             "n_updates": int(getattr(model, "_n_updates", 0)), "policy": model.policy.state_dict(),
+             "optimizers": {k: o.state_dict() for k, o in _optimizers(model).items()}, "obs_rms": _rms_state(venv)}
+    if getattr(model, "log_ent_coef", None) is not None:
+        state["log_ent_coef"] = model.log_ent_coef.detach().cpu()
+    buf = getattr(model, "replay_buffer", None)
+    if buf is not None:
+        tmp = out / "replay_buffer.tmp.npz"
+        np.savez(tmp, observations=buf.observations, next_observations=buf.next_observations, actions=buf.actions,
+                 rewards=buf.rewards, dones=buf.dones, timeouts=buf.timeouts, pos=buf.pos, full=buf.full)
+        tmp.replace(out / "replay_buffer.npz")
+    save_atomic(state, out / "checkpoint.pt")
+
+
+def load_checkpoint(model, venv, out: Path) -> int:
+    """Restore what ``save_checkpoint`` wrote; returns the timesteps done (0 without a checkpoint)."""
+    path = out / "checkpoint.pt"
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location=model.device, weights_only=True)
+    if state.get("format") != POLICY_FORMAT:
+        raise ValueError(f"{path} is not an mmrep policy checkpoint (format {state.get('format')!r})")
+    model.policy.load_state_dict(state["policy"])
+    for name, opt in _optimizers(model).items():
+        opt.load_state_dict(state["optimizers"][name])
+    if "log_ent_coef" in state:
+        with torch.no_grad():
+            model.log_ent_coef.copy_(state["log_ent_coef"])
+    _load_rms(venv, state["obs_rms"])
+    buf = getattr(model, "replay_buffer", None)
+    if buf is not None and (out / "replay_buffer.npz").exists():
+        arrays = np.load(out / "replay_buffer.npz")
+        for key in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+            getattr(buf, key)[...] = arrays[key]
+        buf.pos, buf.full = int(arrays["pos"]), bool(arrays["full"])
+    model.num_timesteps = state["num_timesteps"]
+    model._n_updates = state["n_updates"]
+    return int(state["num_timesteps"])
+
+
+def save_policy(model, venv, cfg: PolicyConfig, path: Path) -> None:
+    """The final policy: weights, its config as JSON and the normaliser statistics."""
+    save_atomic({"format": POLICY_FORMAT, "config": json.dumps(asdict(cfg)), "policy": model.policy.state_dict(),
+                 "obs_rms": _rms_state(venv), "num_timesteps": int(model.num_timesteps)}, path)
+
+
+# ------------------------------------------------------------------------------ evaluation
+def run_episodes(model, venv: VecEnv, seeds: list[int], deterministic: bool = True,
+                 obs_rms: RunningMeanStd | None = None) -> list[dict[str, Any]]:
+    """One episode per seed on a single-env ``venv`` (``venv.seed(s)`` then reset): success, steps,
+    return, peak step-mean and peak substep contact force (N, from the wrist sensor)."""
+    episodes = []
+    for s in seeds:
+        venv.seed(int(s))
+        obs = venv.reset()
+        ret, steps, peak_mean, peak_sub = 0.0, 0, 0.0, 0.0
+        while True:
+            x = obs if obs_rms is None else np.clip((obs - obs_rms.mean) / np.sqrt(obs_rms.var + 1e-8),
+                                                    -CLIP_OBS, CLIP_OBS).astype(np.float32)
+            action, _ = model.predict(x, deterministic=deterministic)
+            obs, reward, done, infos = venv.step(action)
+            ret += float(reward[0])
+            steps += 1
+            raw = infos[0].get("raw_force")
+            if raw is not None:
+                norms = np.linalg.norm(np.asarray(raw)[:, :3], axis=1)
+                peak_sub = max(peak_sub, float(norms.max()))
+                peak_mean = max(peak_mean, float(norms.mean()))
+            if done[0]:
+                episodes.append({"seed": int(s), "success": bool(infos[0].get("is_success", False)), "steps": steps,
+                                 "return": ret, "peak_force_step_mean_n": peak_mean, "peak_force_substep_n": peak_sub})
+                break
+    return episodes
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a success rate (robust at 0 and n, unlike mean +- 2 SE)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(episodes)
+    wins = [e for e in episodes if e["success"]]
+    lo, hi = wilson_interval(len(wins), n)
+    return {"episodes": n, "success_rate": len(wins) / n if n else float("nan"), "success_ci95": [lo, hi],
+            "mean_steps_to_success": float(np.mean([e["steps"] for e in wins])) if wins else None,
+            "mean_return": float(np.mean([e["return"] for e in episodes])) if n else None,
+            "peak_force_step_mean_n": max((e["peak_force_step_mean_n"] for e in episodes), default=None),
+            "peak_force_substep_n": max((e["peak_force_substep_n"] for e in episodes), default=None)}
+
+
+class TrainingCallback(BaseCallback):
+    """Checkpoints every ``ckpt_every_steps`` and evaluates (deterministic actions, held-out seeds)
+    every ``eval_every_steps``: ``eval.jsonl`` and TensorBoard ``eval/success_rate``."""
+
+    def __init__(self, cfg: PolicyConfig, out: Path, venv: VecEnv, eval_venv: VecEnv | None) -> None:
+        super().__init__()
+        self.cfg, self.out, self.venv, self.eval_venv = cfg, out, venv, eval_venv
+        self.next_ckpt = self.next_eval = 0
+
+    def _on_training_start(self) -> None:
+        n = self.model.num_timesteps
+        self.next_ckpt = (n // self.cfg.ckpt_every_steps + 1) * self.cfg.ckpt_every_steps
+        self.next_eval = (n // self.cfg.eval_every_steps + 1) * self.cfg.eval_every_steps
+
+    def _on_step(self) -> bool:
+        n = self.model.num_timesteps
+        if n >= self.next_ckpt:
+            save_checkpoint(self.model, self.venv, self.out)
+            self.next_ckpt += self.cfg.ckpt_every_steps
+        if n >= self.next_eval and self.eval_venv is not None:
+            self.evaluate()
+            self.next_eval += self.cfg.eval_every_steps
+        return True
+
+    def evaluate(self) -> dict[str, Any]:
+        row = evaluate_held_out(self.model, self.cfg, self.venv, self.eval_venv, self.out)
+        self.logger.record("eval/success_rate", row["success_rate"])
+        if row["mean_steps_to_success"] is not None:
+            self.logger.record("eval/steps_to_success", row["mean_steps_to_success"])
+        return row
+
+
+def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv, out: Path) -> dict[str, Any]:
+    """Deterministic episodes on the held-out seeds ``eval_seed + k``; appended to ``eval.jsonl``."""
+    seeds = [cfg.eval_seed + k for k in range(cfg.eval_episodes)]
+    rms = venv.obs_rms if isinstance(venv, VecNormalize) else None
+    t0 = time.time()
+    summary = summarize(run_episodes(model, eval_venv, seeds, True, rms))
+    row = {"timesteps": int(model.num_timesteps), **summary, "seconds": time.time() - t0}
+    with open(out / "eval.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    return row
+
+
+def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
+    path = out / "config.json"
+    new = asdict(cfg)
+    if path.exists():
+        old = json.loads(path.read_text())
+        keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "ckpt_every_steps",
+                "total_steps", "vec_env")
+        diff = sorted(k for k in new if k not in keep and old.get(k) != new[k])
+        if diff:
+            raise ValueError(f"{path} was written with other {diff}; resume with the same settings or pick "
+                             f"another out")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(new, indent=2))
+    tmp.replace(path)
+
+
+def train_policy(cfg: PolicyConfig) -> dict[str, Any]:
+    """Train (or resume) a policy; write the run folder (module doc). Returns the final evaluation."""
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_same_config(out, cfg)
+    venv = build_venv(cfg, cfg.n_envs, cfg.seed * 1000)
+    if normalizes(cfg):
+        venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=CLIP_OBS)
+    eval_venv = build_venv(cfg, 1, cfg.eval_seed, vec_env="dummy") if cfg.eval_episodes else None
+    model = build_model(cfg, venv, tensorboard_log=str(out / "tb"))
+    done = load_checkpoint(model, venv, out)
+    callback = TrainingCallback(cfg, out, venv, eval_venv)
+    try:
+        if done < cfg.total_steps:
+            model.learn(cfg.total_steps - done, callback=callback, reset_num_timesteps=done == 0,
+                        progress_bar=cfg.progress, tb_log_name="run")
+        save_checkpoint(model, venv, out)
+        final = (evaluate_held_out(model, cfg, venv, eval_venv, out) if eval_venv is not None
+                 else {"timesteps": int(model.num_timesteps)})
+        save_policy(model, venv, cfg, out / "policy.pt")
+    finally:
+        venv.close()
+        if eval_venv is not None:
+            eval_venv.close()
+    return final
+
+
+def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, perturbations: list[str] | None = None,
+                device: str = "cpu"):
+    """(model, venv, cfg, obs_rms) of a saved ``policy.pt``: the algorithm rebuilt from its JSON config on
+    a single-env ``venv`` (with ``env_overrides`` and ``perturbations`` for evaluation)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"policy file {path} does not exist (a finished `mmrep policy train` run?)")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != POLICY_FORMAT:
+        raise ValueError(f"{path} is not an mmrep policy file")
+    raw = json.loads(blob["config"])
+    cfg = PolicyConfig(**{**raw, "algo": AlgoConfig(**raw["algo"]), "obs": ObsConfig(**raw["obs"]), "device": device})
+    venv = build_venv(cfg, 1, 0, vec_env="dummy", env_overrides=env_overrides, perturbations=perturbations)
+    params = dict(cfg.algo.params)
+    if cfg.algo.name == "sac":
+        params["buffer_size"] = 1  # acting needs no replay buffer
+    model = build_model(replace(cfg, algo=AlgoConfig(cfg.algo.name, params)), venv)
+    model.policy.load_state_dict(blob["policy"])
+    return model, venv, cfg, (_rms(blob["obs_rms"]) if blob["obs_rms"] is not None else None)

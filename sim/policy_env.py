@@ -1,0 +1,31 @@
+"""The environments a policy trains and is evaluated on, built in one place (numpy only: a vector
+env's worker processes import this, not the learner's torch code).
+
+``make_policy_env(env, perturbations, state)`` is a picklable factory argument set for
+``SubprocVecEnv``: the peg-insertion env with the given options, perturbation wrappers
+(``sim.wrappers.PerturbObservation``), optionally the privileged state observation
+(``sim.wrappers.StateObservation``), and Gymnasium's episode statistics (``info["episode"]``, which
+SB3 logs as rollout/ep_rew_mean and ep_len_mean; ``info["is_success"]`` is the env's own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+
+import sim  # noqa: F401  (registers the env ids)
+from sim.registration import BASE_ID
+from sim.wrappers import PerturbObservation, StateObservation
+
+
+def make_policy_env(env: dict[str, Any] | None = None, perturbations: Sequence[str] = (), state: bool = False,
+                    perturb_seed: int = 0, render_mode: str | None = None) -> gym.Env:
+    """One env: ``gym.make(BASE_ID, **env)``, then perturbations (``"name:p"``), then the state view."""
+    e = gym.make(BASE_ID, render_mode=render_mode, **dict(env or {}))
+    if perturbations:
+        e = PerturbObservation(e, list(perturbations), seed=perturb_seed)
+    if state:
+        e = StateObservation(e)
+    return gym.wrappers.RecordEpisodeStatistics(e)

@@ -1,0 +1,104 @@
+"""`mmrep policy train`: configs, the privileged state view, checkpoints and resume, the saved policy,
+held-out evaluation and its confidence interval."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mmrep.cli import main
+from mmrep.config import app_config, compose, group_options
+from mmrep.encoder import export_encoder
+from mmrep.models import ModelConfig
+from mmrep.models.multimodal import MultimodalEncoder
+from mmrep.policy import load_policy, run_episodes, summarize, train_policy, wilson_interval
+from sim.policy_env import make_policy_env
+from sim.wrappers import STATE_FIELDS
+
+FAST_ENV = ["env.max_steps=8", "env.physics_hz=240.0", "env.image_size=64"]
+TINY_PPO = ["algo=ppo", "algo.params.n_steps=16", "algo.params.batch_size=16", "algo.params.n_epochs=1"]
+
+
+def policy_cfg(tmp_path, *overrides):
+    return app_config(compose("policy", [f"out={tmp_path}", "progress=false", "vec_env=dummy", "eval_episodes=2",
+                                         "eval_every_steps=32", "ckpt_every_steps=32", *FAST_ENV, *overrides]))
+
+
+def test_every_algo_and_obs_option_composes(tmp_path):
+    enc = tmp_path / "encoder.pt"
+    export_encoder(MultimodalEncoder(ModelConfig(image_size=64, z_dim=8)), enc)
+    for algo in group_options("algo"):
+        for obs in group_options("obs"):
+            cfg = app_config(compose("policy", [f"algo={algo}", f"obs={obs}", f"obs.encoder={enc}"]))
+            assert cfg.algo.name == algo and cfg.obs.kind == obs
+    assert app_config(compose("policy", ["obs=state"])).env["use_camera"] is False
+
+
+def test_policy_config_refuses_bad_values_naming_the_field(tmp_path, capsys):
+    with pytest.raises(ValueError, match="obs.encoder"):
+        app_config(compose("policy", ["obs=latent"]))
+    with pytest.raises(ValueError, match="env: "):
+        app_config(compose("policy", ["obs=state", "+env.no_such_option=1"]))
+    assert main(["policy", "train", "obs=state", "algo.name=a2c", f"out={tmp_path / 'p'}"]) == 2
+    assert "algo.name" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+
+
+def test_state_observation_is_the_tip_to_hole_vector():
+    env = make_policy_env({"use_camera": False, "physics_hz": 240.0}, state=True)
+    try:
+        obs, info = env.reset(seed=4)
+        assert obs.shape == (len(STATE_FIELDS),) and obs.dtype == np.float32
+        np.testing.assert_allclose(obs[:3], info["tip_pos"] - info["hole_pos"], atol=1e-6)
+    finally:
+        env.close()
+
+
+def test_wilson_interval_is_the_known_one():
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-3)
+    lo, hi = wilson_interval(10, 10)
+    assert lo == pytest.approx(0.7225, abs=1e-3) and hi == 1.0
+    lo, hi = wilson_interval(45, 100)
+    assert lo == pytest.approx(0.3557, abs=1e-3) and hi == pytest.approx(0.5476, abs=1e-3)
+
+
+def test_state_policy_trains_checkpoints_resumes_and_saves_a_weights_only_policy(tmp_path):
+    cfg = policy_cfg(tmp_path, "obs=state", "total_steps=32", *TINY_PPO)
+    first = train_policy(cfg)
+    assert first["timesteps"] == 32 and 0.0 <= first["success_rate"] <= 1.0
+    rows = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    assert rows and rows[-1]["episodes"] == 2 and len(rows[-1]["success_ci95"]) == 2
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["num_timesteps"] == 32 and ckpt["obs_rms"]["mean"].shape == (len(STATE_FIELDS),)
+
+    more = policy_cfg(tmp_path, "obs=state", "total_steps=64", *TINY_PPO)  # the same command, a larger budget
+    assert train_policy(more)["timesteps"] == 64
+    with pytest.raises(ValueError, match="seed"):
+        train_policy(policy_cfg(tmp_path, "obs=state", "total_steps=64", "seed=3", *TINY_PPO))
+
+    model, venv, saved, rms = load_policy(tmp_path / "policy.pt")
+    try:
+        assert saved.obs.kind == "state" and rms is not None
+        a = run_episodes(model, venv, [7, 8], deterministic=True, obs_rms=rms)
+        b = run_episodes(model, venv, [7, 8], deterministic=True, obs_rms=rms)
+        assert a == b and all(e["steps"] <= 8 for e in a)  # seeded episodes replay
+        assert summarize(a)["episodes"] == 2
+    finally:
+        venv.close()
+
+
+def test_latent_policy_encodes_subprocess_envs_in_the_main_process(tmp_path):
+    enc = tmp_path / "encoder.pt"
+    torch.manual_seed(0)
+    export_encoder(MultimodalEncoder(ModelConfig(image_size=64, z_dim=8)), enc)
+    cfg = policy_cfg(tmp_path / "run", "obs=latent_proprio", f"obs.encoder={enc}", "total_steps=32", "algo=trpo",
+                     "algo.params.n_steps=16", "algo.params.batch_size=16", "vec_env=subproc", "eval_episodes=1")
+    final = train_policy(cfg)
+    assert final["timesteps"] == 32
+    model, venv, _, rms = load_policy(tmp_path / "run" / "policy.pt")
+    try:
+        assert venv.observation_space.shape == (8 + 13,) and rms.mean.shape == (21,)
+    finally:
+        venv.close()
