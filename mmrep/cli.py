@@ -7,6 +7,7 @@ default in ``mmrep.config``) and the ``data`` tools (``sim.dataset_format``; no 
     mmrep train --cfg job model=no_force        (print the composed config)   mmrep train --help
     mmrep evaluate runs=[runs/a,robust:runs/b] data=data/sim perturb=default out=outputs/eval
     mmrep policy train obs=state total_steps=300000 out=runs/policy_state
+    mmrep policy eval policy=runs/policy_state episodes=100 "settings=[clean,pushes,ft_dead]"
     mmrep data info data/sim
     mmrep data verify data/sim
     mmrep data export --format reference data/sim data/sim_reference
@@ -85,7 +86,22 @@ def _policy_task(cfg) -> int:
     return 0
 
 
-_TASKS = {"collect": _collect_task, "train": _train_task, "evaluate": _evaluate_task, "policy": _policy_task}
+def _policy_eval_task(cfg) -> int:
+    from mmrep.policy_eval import evaluate_policy_run
+
+    try:
+        config = app_config(cfg)
+        summary = evaluate_policy_run(config)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
+        return _fail("policy eval", err)
+    for r in summary["results"]:
+        print(f"{r['setting']:24s} {r['shape']:10s} {r['mode']:13s} success {r['success_rate']:.2f} "
+              f"(95% CI {r['success_ci95'][0]:.2f}-{r['success_ci95'][1]:.2f})")
+    return 0
+
+
+_TASKS = {"collect": _collect_task, "train": _train_task, "evaluate": _evaluate_task, "policy": _policy_task,
+          "policy_eval": _policy_eval_task}
 
 
 def run_app(app: str, args: list[str]) -> int:
@@ -138,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:2] == ["policy", "train"]:
         return run_app("policy", argv[2:])
-    if argv and argv[0] in APPS and argv[0] != "policy":
+    if argv[:2] == ["policy", "eval"]:
+        return run_app("policy_eval", argv[2:])
+    if argv and argv[0] in APPS and not argv[0].startswith("policy"):
         return run_app(argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="mmrep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("train", help="train the representation (Hydra overrides follow; --help)")
     sub.add_parser("evaluate", help="trained models under perturbation (Hydra overrides follow; --help)")
     pol = sub.add_parser("policy", help="policies on the representation")
-    pol.add_subparsers(dest="action", required=True).add_parser(
-        "train", help="train a policy (Hydra overrides follow; --help)")
+    pol_sub = pol.add_subparsers(dest="action", required=True)
+    pol_sub.add_parser("train", help="train a policy (Hydra overrides follow; --help)")
+    pol_sub.add_parser("eval", help="a trained policy on held-out seeds (Hydra overrides follow; --help)")
     data = sub.add_parser("data", help="dataset tools")
     dsub = data.add_subparsers(dest="action", required=True)
     p = dsub.add_parser("verify", help="check schema, shapes, dtypes, NaN/inf, checksums")

@@ -22,7 +22,7 @@ from sim.perturb import LEVELS
 
 MODALITIES = ("rgb", "depth", "force", "proprio")
 HEADS = ("flow", "contact", "alignment", "ee")
-APPS = ("collect", "train", "evaluate", "policy")
+APPS = ("collect", "train", "evaluate", "policy", "policy_eval")
 ABSENT = "absent"  # "<modality>/absent" in mmrep evaluate: the modality left out of the fusion
 
 
@@ -290,6 +290,39 @@ class PolicyConfig:
                 raise ValueError(f"perturbations: {err}") from err
 
 
+@dataclass
+class PolicyEvalConfig:
+    """Everything ``mmrep policy eval`` reads."""
+
+    policy: str = "runs/policy"  # a policy run folder (its policy.pt) or a policy.pt
+    out: str | None = None  # default: <run folder>/eval
+    episodes: int = 100  # per setting, shape and action mode
+    seed: int = 2_000_000  # evaluation seeds seed + k: disjoint from training (< 1e6) and its periodic evaluation
+    settings: list[str] = field(default_factory=lambda: ["clean"])  # sim.policy_env.CLOSED_LOOP names
+    shapes: list[str] = field(default_factory=list)  # peg shapes; []: the one the policy was trained on
+    modes: list[str] = field(default_factory=lambda: ["deterministic", "stochastic"])
+    video: bool = True  # one rollout per setting (the first shape, deterministic) as an MP4
+    device: str = "cpu"
+    progress: bool = True
+
+    def validate(self) -> None:
+        from sim.config import PEG_SHAPES
+        from sim.policy_env import CLOSED_LOOP
+
+        unknown = [s for s in self.settings if s not in CLOSED_LOOP]
+        if unknown or not self.settings:
+            raise ValueError(f"settings: unknown {unknown}; valid: {sorted(CLOSED_LOOP)}")
+        bad = [s for s in self.shapes if s not in PEG_SHAPES]
+        if bad:
+            raise ValueError(f"shapes: unknown {bad}; valid: {list(PEG_SHAPES)}")
+        if not self.modes or any(m not in ("deterministic", "stochastic") for m in self.modes):
+            raise ValueError(f"modes must be a non-empty list of 'deterministic' / 'stochastic', got {self.modes!r}")
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes!r}")
+        if self.seed < 1_000_000:
+            raise ValueError(f"seed must be >= 1000000 (training envs use seeds below), got {self.seed!r}")
+
+
 def is_absent(name: str) -> bool:
     """Whether ``name`` is "<modality>/absent" (not a sim.perturb perturbation)."""
     mod, _, kind = name.partition("/")
@@ -321,6 +354,7 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="policy_schema", node=PolicyConfig)
+    cs.store(name="policy_eval_schema", node=PolicyEvalConfig)
 
 
 def group_options(group: str) -> list[str]:
@@ -369,7 +403,8 @@ def _as_app_config(app: str, config) -> Any:
 
     plain = OmegaConf.to_container(config, resolve=False)
     plain.pop("hydra", None)
-    schema = {"collect": CollectConfig, "train": TrainConfig, "evaluate": EvaluateConfig, "policy": PolicyConfig}[app]
+    schema = {"collect": CollectConfig, "train": TrainConfig, "evaluate": EvaluateConfig, "policy": PolicyConfig,
+              "policy_eval": PolicyEvalConfig}[app]
     return app_config(OmegaConf.merge(OmegaConf.structured(schema), plain))
 
 

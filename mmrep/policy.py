@@ -60,12 +60,14 @@ def resolve_device(device: str) -> str:
 
 
 def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = None,
-               env_overrides: dict[str, Any] | None = None, perturbations: list[str] | None = None) -> VecEnv:
-    """The vectorised env of ``cfg`` (before normalisation), its sub-envs seeded ``seed + i``."""
-    env = {**cfg.env, **(env_overrides or {})}
+               env_overrides: dict[str, Any] | None = None, perturbations: list[str] | None = None,
+               render: bool = False) -> VecEnv:
+    """The vectorised env of ``cfg`` (before normalisation), its sub-envs seeded ``seed + i``;
+    ``env_overrides`` merge into ``cfg.env`` (nested sections too)."""
+    env = _merge(dict(cfg.env), env_overrides or {})
     perturbations = cfg.perturbations if perturbations is None else perturbations
-    fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i)
-           for i in range(n_envs)]
+    fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
+                   "rgb_array" if render else None) for i in range(n_envs)]
     kind = vec_env or cfg.vec_env
     venv: VecEnv = SubprocVecEnv(fns) if kind == "subproc" and n_envs > 1 else DummyVecEnv(fns)
     venv.seed(seed)
@@ -73,6 +75,13 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
         extra = ("proprio",) if cfg.obs.kind == "latent_proprio" else ()
         venv = VecLatentObservation(venv, cfg.obs.encoder, extra_keys=extra, device=resolve_device(cfg.device))
     return venv
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(dict(out[k]), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def normalizes(cfg: PolicyConfig) -> bool:
@@ -178,11 +187,13 @@ def save_policy(model, venv, cfg: PolicyConfig, path: Path) -> None:
 
 # ------------------------------------------------------------------------------ evaluation
 def run_episodes(model, venv: VecEnv, seeds: list[int], deterministic: bool = True,
-                 obs_rms: RunningMeanStd | None = None) -> list[dict[str, Any]]:
+                 obs_rms: RunningMeanStd | None = None, recorder: list | None = None) -> list[dict[str, Any]]:
     """One episode per seed on a single-env ``venv`` (``venv.seed(s)`` then reset): success, steps,
-    return, peak step-mean and peak substep contact force (N, from the wrist sensor)."""
+    return, peak step-mean and peak substep contact force (N, from the wrist sensor). ``recorder``
+    (a list, with a ``render=True`` venv) receives (camera frame, F/T readings) per step of the first
+    episode."""
     episodes = []
-    for s in seeds:
+    for k, s in enumerate(seeds):
         venv.seed(int(s))
         obs = venv.reset()
         ret, steps, peak_mean, peak_sub = 0.0, 0, 0.0, 0.0
@@ -194,6 +205,8 @@ def run_episodes(model, venv: VecEnv, seeds: list[int], deterministic: bool = Tr
             ret += float(reward[0])
             steps += 1
             raw = infos[0].get("raw_force")
+            if recorder is not None and k == 0 and not done[0]:  # after done the env has already reset
+                recorder.append((venv.get_images()[0], None if raw is None else np.asarray(raw)))
             if raw is not None:
                 norms = np.linalg.norm(np.asarray(raw)[:, :3], axis=1)
                 peak_sub = max(peak_sub, float(norms.max()))
@@ -318,7 +331,7 @@ def train_policy(cfg: PolicyConfig) -> dict[str, Any]:
 
 
 def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, perturbations: list[str] | None = None,
-                device: str = "cpu"):
+                device: str = "cpu", render: bool = False):
     """(model, venv, cfg, obs_rms) of a saved ``policy.pt``: the algorithm rebuilt from its JSON config on
     a single-env ``venv`` (with ``env_overrides`` and ``perturbations`` for evaluation)."""
     path = Path(path)
@@ -329,7 +342,8 @@ def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, p
         raise ValueError(f"{path} is not an mmrep policy file")
     raw = json.loads(blob["config"])
     cfg = PolicyConfig(**{**raw, "algo": AlgoConfig(**raw["algo"]), "obs": ObsConfig(**raw["obs"]), "device": device})
-    venv = build_venv(cfg, 1, 0, vec_env="dummy", env_overrides=env_overrides, perturbations=perturbations)
+    venv = build_venv(cfg, 1, 0, vec_env="dummy", env_overrides=env_overrides, perturbations=perturbations,
+                      render=render)
     params = dict(cfg.algo.params)
     if cfg.algo.name == "sac":
         params["buffer_size"] = 1  # acting needs no replay buffer

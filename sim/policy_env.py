@@ -29,3 +29,15 @@ def make_policy_env(env: dict[str, Any] | None = None, perturbations: Sequence[s
     if state:
         e = StateObservation(e)
     return gym.wrappers.RecordEpisodeStatistics(e)
+
+
+# Closed-loop evaluation settings: (env option overrides, sim.perturb settings "name:p").
+CLOSED_LOOP: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "clean": ({}, ()),
+    "occluder": ({"occluder": {"mode": "static"}}, ()),  # 0.1 m at 0.25 m: about 23% of the view
+    "occluder_after_contact": ({"occluder": {"mode": "after_contact"}}, ()),  # the paper's video
+    "pushes": ({"push": {"rate_hz": 1.0}}, ()),  # 0.5 N s pushes on the arm, one a second on average
+    "ft_noise": ({}, ("force/gaussian_noise:0.5",)),  # sigma half the channel's std
+    "ft_bias": ({}, ("force/bias:1",)),  # 3 std per channel, random signs, constant per episode
+    "ft_dead": ({}, ("force/dead:1",)),  # the F/T sensor reads zeros
+}

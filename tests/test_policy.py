@@ -42,6 +42,8 @@ def test_policy_config_refuses_bad_values_naming_the_field(tmp_path, capsys):
         app_config(compose("policy", ["obs=state", "+env.no_such_option=1"]))
     assert main(["policy", "train", "obs=state", "algo.name=a2c", f"out={tmp_path / 'p'}"]) == 2
     assert "algo.name" in capsys.readouterr().err
+    assert main(["policy", "eval", "settings=[foggy]"]) == 2
+    assert "settings" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
 
 
@@ -87,6 +89,15 @@ def test_state_policy_trains_checkpoints_resumes_and_saves_a_weights_only_policy
         assert summarize(a)["episodes"] == 2
     finally:
         venv.close()
+
+    assert main(["policy", "eval", f"policy={tmp_path}", "episodes=2", "settings=[clean,pushes,ft_dead]",
+                 "shapes=[square,round]", f"out={tmp_path / 'eval'}", "progress=false"]) == 0
+    result = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert len(result["results"]) == 3 * 2 * 2  # settings x shapes x action modes
+    assert {r["mode"] for r in result["results"]} == {"deterministic", "stochastic"}
+    assert all(r["episode_results"][0]["seed"] == 2_000_000 for r in result["results"])
+    assert (tmp_path / "eval" / "rollout_pushes.gif").stat().st_size > 10_000
+    assert "95% CI" in (tmp_path / "eval" / "report.md").read_text()
 
 
 def test_latent_policy_encodes_subprocess_envs_in_the_main_process(tmp_path):

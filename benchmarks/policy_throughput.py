@@ -1,0 +1,106 @@
+"""Policy-training throughput: env steps/s of PPO on the frozen encoder's latent (camera on), against
+stepping the same envs alone with random actions on the same cores, in one run; 1 and 2 workers;
+and where the time goes (physics, rendering, encoder, learner).
+
+    python benchmarks/policy_throughput.py --encoder runs/quality_poe/encoder.pt \
+        --out benchmarks/results/policy_throughput.json
+
+Prints a table and writes JSON. Target: training / random stepping >= 0.8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from functools import partial
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+
+from mmrep.rl.sb3 import VecLatentObservation
+from sim.policy_env import make_policy_env
+
+
+def vec(n: int, env: dict) -> SubprocVecEnv | DummyVecEnv:
+    fns = [partial(make_policy_env, env) for _ in range(n)]
+    v = SubprocVecEnv(fns) if n > 1 else DummyVecEnv(fns)
+    v.seed(0)
+    return v
+
+
+def random_steps_per_s(venv, steps: int) -> float:
+    venv.reset()
+    n = venv.num_envs
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for _ in range(steps // n):
+        venv.step(rng.uniform(-1, 1, (n,) + venv.action_space.shape).astype(np.float32))
+    return (steps // n) * n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--encoder", required=True)
+    ap.add_argument("--steps", type=int, default=1024, help="env steps per measurement (all workers)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    env = {"physics_hz": 1000.0}
+    result: dict = {"benchmark": "policy_throughput", "machine": platform.platform(), "torch_threads": args.threads,
+                    "steps": args.steps, "encoder": args.encoder, "env": env, "workers": {}}
+    for n in args.workers:
+        row: dict = {}
+        v = vec(n, env)
+        row["random_steps_per_s"] = random_steps_per_s(v, args.steps)
+        v.close()
+        v = vec(n, {**env, "use_camera": False})
+        row["random_steps_per_s_camera_off"] = random_steps_per_s(v, args.steps)
+        v.close()
+        v = VecLatentObservation(vec(n, env), args.encoder)
+        row["random_steps_per_s_with_encoder"] = random_steps_per_s(v, args.steps)
+        obs = v.venv.reset()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            v.codec.encode(obs)
+        row["encoder_ms_per_batch"] = (time.perf_counter() - t0) / 20 * 1000
+        v.close()
+        v = VecNormalize(VecLatentObservation(vec(n, env), args.encoder), norm_reward=False, clip_obs=5.0)
+        model = PPO("MlpPolicy", v, n_steps=args.steps // n, batch_size=64, n_epochs=10, seed=0, device="cpu")
+        t0 = time.perf_counter()
+        model.learn(args.steps)
+        row["training_steps_per_s"] = args.steps / (time.perf_counter() - t0)
+        v.close()
+        row["ratio_training_vs_random"] = row["training_steps_per_s"] / row["random_steps_per_s"]
+        per_step = {  # seconds per env step, all workers together
+            "physics_and_control": 1 / row["random_steps_per_s_camera_off"],
+            "render": 1 / row["random_steps_per_s"] - 1 / row["random_steps_per_s_camera_off"],
+            "encoder": 1 / row["random_steps_per_s_with_encoder"] - 1 / row["random_steps_per_s"],
+            "learner": 1 / row["training_steps_per_s"] - 1 / row["random_steps_per_s_with_encoder"],
+        }
+        total = sum(max(v_, 0.0) for v_ in per_step.values())
+        row["time_share"] = {k: max(v_, 0.0) / total for k, v_ in per_step.items()}
+        result["workers"][str(n)] = row
+        print(f"{n} worker(s): random {row['random_steps_per_s']:.1f} steps/s (camera off "
+              f"{row['random_steps_per_s_camera_off']:.1f}, with encoder "
+              f"{row['random_steps_per_s_with_encoder']:.1f}), "
+              f"PPO on z {row['training_steps_per_s']:.1f} steps/s, ratio {row['ratio_training_vs_random']:.2f}; "
+              f"shares {json.dumps({k: round(v_, 2) for k, v_ in row['time_share'].items()})}")
+    if len(args.workers) > 1:
+        a, b = (result["workers"][str(n)] for n in args.workers[:2])
+        result["scaling_training"] = b["training_steps_per_s"] / a["training_steps_per_s"]
+        result["scaling_random"] = b["random_steps_per_s"] / a["random_steps_per_s"]
+    result["meets_target"] = all(r["ratio_training_vs_random"] >= 0.8 for r in result["workers"].values())
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
