@@ -18,6 +18,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from sim.config import EnvConfig
 from sim.perturb import LEVELS
 
 MODALITIES = ("rgb", "depth", "force", "proprio")
@@ -241,7 +242,7 @@ class PolicyConfig:
     out: str = "runs/policy"
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     obs: ObsConfig = field(default_factory=ObsConfig)
-    env: dict[str, Any] = field(default_factory=dict)  # sim.config.EnvConfig keyword arguments
+    env: EnvConfig = field(default_factory=EnvConfig)  # the peg-insertion env's options
     perturbations: list[str] = field(default_factory=list)  # sim.perturb "name:p" on the training envs
     total_steps: int = 200_000  # env steps, all sub-environments together
     n_envs: int = 2  # sub-environments (one process each with vec_env=subproc)
@@ -257,7 +258,6 @@ class PolicyConfig:
     progress: bool = True
 
     def validate(self) -> None:
-        from sim.config import EnvConfig
         from sim.perturb import Setting
 
         if self.algo.name not in ALGOS:
@@ -279,9 +279,11 @@ class PolicyConfig:
             raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes!r}")
         if self.seed * 1000 + self.n_envs > self.eval_seed:
             raise ValueError(f"training seeds (seed * 1000 + i) reach eval_seed {self.eval_seed}: lower seed")
+        if isinstance(self.env, dict):  # built by hand from plain dicts (or a policy file's JSON)
+            self.env = EnvConfig.from_kwargs(**self.env)
         try:
-            EnvConfig.from_kwargs(**dict(self.env)).validate()
-        except (TypeError, ValueError) as err:
+            self.env.validate()
+        except ValueError as err:
             raise ValueError(f"env: {err}") from err
         for spec in self.perturbations:
             try:

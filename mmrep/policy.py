@@ -38,6 +38,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import save_atomic
 from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
+from sim.config import EnvConfig
 from sim.policy_env import make_policy_env
 
 POLICY_FORMAT = "mmrep-policy-1"
@@ -64,7 +65,7 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
                render: bool = False) -> VecEnv:
     """The vectorised env of ``cfg`` (before normalisation), its sub-envs seeded ``seed + i``;
     ``env_overrides`` merge into ``cfg.env`` (nested sections too)."""
-    env = _merge(dict(cfg.env), env_overrides or {})
+    env = _merge(asdict(cfg.env), env_overrides or {})
     perturbations = cfg.perturbations if perturbations is None else perturbations
     fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
                    "rgb_array" if render else None) for i in range(n_envs)]
@@ -96,7 +97,7 @@ def build_model(cfg: PolicyConfig, venv: VecEnv, tensorboard_log: str | None = N
     policy = "MlpPolicy"
     if cfg.obs.kind == "pixels":
         policy = "MultiInputPolicy"
-        image_size = int(cfg.env.get("image_size", 128))
+        image_size = int(cfg.env.image_size)
         policy_kwargs = dict(features_extractor_class=MultimodalExtractor,
                              features_extractor_kwargs=dict(model_config={"image_size": image_size}, freeze=False))
     return cls(policy, venv, seed=cfg.seed, device=resolve_device(cfg.device), verbose=0,
@@ -286,7 +287,7 @@ def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv,
 
 def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
     path = out / "config.json"
-    new = asdict(cfg)
+    new = json.loads(json.dumps(asdict(cfg)))  # as the file holds it (tuples become lists)
     if path.exists():
         old = json.loads(path.read_text())
         keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "ckpt_every_steps",
@@ -341,7 +342,8 @@ def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, p
     if not isinstance(blob, dict) or blob.get("format") != POLICY_FORMAT:
         raise ValueError(f"{path} is not an mmrep policy file")
     raw = json.loads(blob["config"])
-    cfg = PolicyConfig(**{**raw, "algo": AlgoConfig(**raw["algo"]), "obs": ObsConfig(**raw["obs"]), "device": device})
+    cfg = PolicyConfig(**{**raw, "algo": AlgoConfig(**raw["algo"]), "obs": ObsConfig(**raw["obs"]),
+                          "env": EnvConfig.from_kwargs(**raw["env"]), "device": device})
     venv = build_venv(cfg, 1, 0, vec_env="dummy", env_overrides=env_overrides, perturbations=perturbations,
                       render=render)
     params = dict(cfg.algo.params)

@@ -81,7 +81,7 @@ def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
         env_over, perturbations = CLOSED_LOOP[setting]
         env_over = {**env_over, **({"peg_shape": shape} if shape else {})}
         model, venv, pcfg, rms = load_policy(path, env_over, list(perturbations), cfg.device, render=cfg.video)
-        trained_shape = pcfg.env.get("peg_shape", "square")
+        trained_shape = pcfg.env.peg_shape
         try:
             for mode in cfg.modes:
                 record = [] if cfg.video and mode == cfg.modes[0] and shape == (cfg.shapes or [None])[0] else None

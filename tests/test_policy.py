@@ -32,14 +32,14 @@ def test_every_algo_and_obs_option_composes(tmp_path):
         for obs in group_options("obs"):
             cfg = app_config(compose("policy", [f"algo={algo}", f"obs={obs}", f"obs.encoder={enc}"]))
             assert cfg.algo.name == algo and cfg.obs.kind == obs
-    assert app_config(compose("policy", ["obs=state"])).env["use_camera"] is False
+    assert app_config(compose("policy", ["obs=state"])).env.use_camera is False
 
 
 def test_policy_config_refuses_bad_values_naming_the_field(tmp_path, capsys):
     with pytest.raises(ValueError, match="obs.encoder"):
         app_config(compose("policy", ["obs=latent"]))
     with pytest.raises(ValueError, match="env: "):
-        app_config(compose("policy", ["obs=state", "+env.no_such_option=1"]))
+        app_config(compose("policy", ["obs=state", "env.max_steps=0"]))
     assert main(["policy", "train", "obs=state", "algo.name=a2c", f"out={tmp_path / 'p'}"]) == 2
     assert "algo.name" in capsys.readouterr().err
     assert main(["policy", "eval", "settings=[foggy]"]) == 2
