@@ -53,6 +53,22 @@ def test_every_model_config_trains_a_step(name, data64):
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
+def test_endpoint_error_is_the_euclidean_flow_error_with_finite_gradients():
+    from mmrep.models.losses import endpoint_error
+
+    pred = torch.zeros(2, 2, 4, 4, requires_grad=True)
+    target = torch.zeros(2, 2, 4, 4)
+    target[0, 0], target[0, 1] = 3.0, 4.0  # 5 px everywhere in sample 0, 0 in sample 1
+    assert endpoint_error(pred, target).item() == pytest.approx(2.5)
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[0] = 1.0
+    assert endpoint_error(pred, target, mask).item() == pytest.approx(5.0)
+    endpoint_error(pred, torch.zeros_like(target)).backward()  # zero error: the norm's kink
+    assert torch.isfinite(pred.grad).all()
+    x, y = torch.randn(3, 2, 8, 8), torch.randn(3, 2, 8, 8)
+    torch.testing.assert_close(endpoint_error(x, y), torch.linalg.vector_norm(x - y, dim=1).mean())
+
+
 def test_moving_pixel_flow_term_adds_its_weighted_masked_error(data64):
     from mmrep.models.losses import endpoint_error
 

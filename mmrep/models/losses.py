@@ -15,7 +15,11 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 
 def endpoint_error(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean Euclidean flow error (pixels) over all pixels, or over ``mask`` > 0 (B, 1, H, W)."""
-    epe = torch.linalg.vector_norm(pred.float() - target.float(), dim=1, keepdim=True)
+    d = pred.float() - target.float()
+    # Written out, not torch.linalg.vector_norm(d, dim=1): on the CPU that reduction over the 2-long
+    # channel axis took 0.32 s forward and backward for a batch of 64 at 128x128, this 0.04 s (half
+    # of `mmrep evaluate`'s time went there). The clamp keeps the gradient finite at zero error.
+    epe = (d[:, 0:1].square() + d[:, 1:2].square()).clamp_min(1e-12).sqrt()
     if mask is None:
         return epe.mean()
     return (epe * mask).sum() / mask.sum().clamp_min(1.0)
