@@ -147,5 +147,6 @@ def test_extractor_randomly_initialised_and_with_sac_and_trpo(encoder_file):
                      policy_kwargs=dict(features_extractor_class=MultimodalExtractor,
                                         features_extractor_kwargs=dict(model_config=cfg)))
         model.learn(8)
-        assert model.policy.features_extractor.features_dim == 8 if algo is TRPO else True
+        ext = model.policy.actor.features_extractor if algo is SAC else model.policy.features_extractor
+        assert isinstance(ext, MultimodalExtractor) and ext.features_dim == 8
         env.close()
