@@ -1,10 +1,10 @@
 """The README's robustness tables from `mmrep evaluate` outputs and the runs' training metrics.
 
-    python benchmarks/robustness_summary.py --grid outputs/eval_compare \
+    python benchmarks/robustness_summary.py --grid outputs/eval_compare [outputs/eval_more ...] \
         --sim clean=outputs/eval_clean_test occluder50=outputs/eval_occluder50_test \
         --runs robust=runs/robust plain=runs/quality_poe \
         --roles fused=robust plain=plain vision=vision_only force=force_only \
-        --out benchmarks/results/robustness/summary.json
+        --out benchmarks/results/robustness/summary.json --report benchmarks/results/robustness/compare
 
 Prints Markdown tables and the issue's targets (met or missed, with the numbers); writes every number
 it used to ``--out``. ``--roles`` names which evaluated model plays which part in the targets.
@@ -38,8 +38,14 @@ def main() -> None:
                     help="role=model label, roles: fused (the robust fused model), plain (the same without "
                          "robust training), vision, force (the single-sense models)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--report", default=None,
+                    help="folder: one results.json, report.md and plots of every --grid model together")
     args = ap.parse_args()
     grid = [r for folder in args.grid for r in load(folder)["results"]]
+    if args.report:
+        from mmrep.evaluate import merge_summaries, write_outputs
+
+        write_outputs(merge_summaries([load(folder) for folder in args.grid]), Path(args.report))
     models = list(dict.fromkeys(r["model"] for r in grid))
     out: dict = {"grid": args.grid, "models": models, "clean": {}, "at_0.5": {}, "sim": {}, "training": {}}
     print("| model | contact F1 | F1 'stays' | alignment | flow EPE moving (px) | zero flow (px) | EE MSE |")

@@ -187,6 +187,7 @@ class EvaluateConfig:
     batch_size: int = 64
     seed: int = 0
     checkpoint: str = "last.pt"  # which checkpoint of each run
+    reject: bool = False  # also evaluate each PoE model with its flagged experts left out ("<label>+reject")
     threads: int | None = None
     progress: bool = True
 

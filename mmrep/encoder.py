@@ -3,7 +3,8 @@
 An encoder file (``encoder.pt``) is a ``torch.save`` of plain data only (loaded with
 ``weights_only=True``)::
 
-    {"format": "mmrep-encoder-2", "config": <ModelConfig as JSON>, "state_dict": {name: tensor}}
+    {"format": "mmrep-encoder-2", "config": <ModelConfig as JSON>, "state_dict": {name: tensor},
+     "reliability": <mmrep.reliability.Reliability as JSON>}     (optional: the flag thresholds)
 
 ``state_dict`` is that of a ``MultimodalEncoder`` (``encoders.<modality>.*``, ``fuse.*``). Files of
 the first format (``mmrep-encoder-1``, keys ``rgb_encoder.*`` ...) are read too.
@@ -21,6 +22,7 @@ import torch
 
 from mmrep.models import ModelConfig
 from mmrep.models.multimodal import DEFAULT_IMAGE_SIZE, MultimodalEncoder
+from mmrep.reliability import Reliability
 from sim.observation import PROPRIO13_DIM, ObservationShapeError, check_shape, proprio8_from_proprio13
 
 FORMAT = "mmrep-encoder-2"
@@ -53,7 +55,14 @@ class Encoder(MultimodalEncoder):
     experts then fuses the remaining experts with the N(0, I) prior (z is the prior's mean, 0, when
     nothing is left); the concatenation puts its "missing" vector in the modality's place (learned
     with ``model.modality_dropout`` > 0, zeros otherwise).
+
+    Reliability (product of experts): ``reliability`` holds per-modality thresholds on each expert's
+    mean log-variance, set on clean held-out samples when ``mmrep train`` exports the encoder
+    (``mmrep.reliability``); ``flags(obs)`` says which modalities look corrupted, and
+    ``encode(obs, reject=True)`` leaves the flagged experts out of those samples' product.
     """
+
+    reliability: Reliability | None = None
 
     @property
     def z_dim(self) -> int:
@@ -105,10 +114,11 @@ class Encoder(MultimodalEncoder):
 
     @torch.no_grad()
     def encode(self, obs: dict[str, Any], modalities: list[str] | None = None,
-               present: dict[str, Any] | None = None) -> torch.Tensor:
+               present: dict[str, Any] | None = None, reject: bool = False) -> torch.Tensor:
         """z of an env observation dict (single or batched). ``modalities`` uses only those; a
         modality absent from ``obs`` is left out; ``present`` ({modality: (B,) bool, or a bool for
-        a single observation}) leaves a modality out of chosen samples (see the class doc)."""
+        a single observation}) leaves a modality out of chosen samples (see the class doc);
+        ``reject`` also leaves out each sample's flagged modalities (``flags``)."""
         inputs, single = self.model_inputs(obs)
         mods = [m for m in (modalities if modalities is not None else self.cfg.modalities) if m in inputs]
         masks = None
@@ -124,8 +134,27 @@ class Encoder(MultimodalEncoder):
                 if t.numel() != b:
                     raise ObservationShapeError(f"present[{m!r}] has {t.numel()} values for a batch of {b}")
                 masks[m] = t
+        if reject:
+            masks = masks or {}
+            for m, flagged in self._flags(inputs).items():
+                keep = (~flagged).float()
+                masks[m] = masks[m] * keep if m in masks else keep
         z = self(inputs, mods, present=masks)
         return z[0] if single else z
+
+    def _flags(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.reliability is None or not self.reliability.thresholds:
+            raise ValueError("this encoder has no reliability thresholds (an encoder of the concatenation, or "
+                             "one exported before they existed: `python -m mmrep.reliability ENCODER DATA` sets them)")
+        return self.reliability.flags(MultimodalEncoder.expert_logvars(self, inputs))
+
+    @torch.no_grad()
+    def flags(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """{modality: () or (B,) bool}: True where that modality's expert is less sure of the input than
+        it was of 99% of clean held-out inputs (``reliability``): a likely corrupted sense."""
+        inputs, single = self.model_inputs(obs)
+        out = self._flags(inputs)
+        return {m: v[0] if single else v for m, v in out.items()}
 
     @torch.no_grad()
     def expert_logvars(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:  # type: ignore[override]
@@ -146,11 +175,15 @@ def save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def export_encoder(encoder: MultimodalEncoder, path: Path) -> None:
-    """Write ``encoder`` (weights and config) atomically; refuses non-finite weights."""
+def export_encoder(encoder: MultimodalEncoder, path: Path, reliability: Reliability | None = None) -> None:
+    """Write ``encoder`` (weights, config and, when given, its reliability thresholds) atomically;
+    refuses non-finite weights."""
     assert_finite_weights(encoder, f"encoder for {path}")
     weights = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    save_atomic({"format": FORMAT, "config": json.dumps(encoder.cfg.to_dict()), "state_dict": weights}, path)
+    blob = {"format": FORMAT, "config": json.dumps(encoder.cfg.to_dict()), "state_dict": weights}
+    if reliability is not None:
+        blob["reliability"] = reliability.to_json()
+    save_atomic(blob, path)
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
@@ -177,6 +210,8 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
         raise ValueError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected "
                          f"{unexpected[:3]})")
     assert_finite_weights(enc, str(path))
+    if blob.get("reliability"):
+        enc.reliability = Reliability.from_json(blob["reliability"])
     return enc.to(device).eval()
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,11 @@ from mmrep.config import EvaluateConfig, ModelConfig, is_absent
 from mmrep.data.dataset import MultimodalDataset
 from mmrep.data.transforms import Corrupt
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
+from mmrep.reliability import FLAG_QUANTILE, Reliability, calibrate
 
 METRICS = ("contact_f1", "alignment_accuracy", "flow_epe_moving_px", "ee_mse")
 METRIC_LABELS = {"contact_f1": "next-step contact F1", "alignment_accuracy": "alignment accuracy",
                  "flow_epe_moving_px": "flow error, moving pixels (px)", "ee_mse": "next EE pose MSE"}
-FLAG_QUANTILE = 0.99
 
 
 def parse_run(spec: str) -> tuple[str, Path]:
@@ -55,6 +56,13 @@ def load_model(run: Path, checkpoint: str = "last.pt") -> MultimodalModel:
     model = MultimodalModel(ModelConfig.from_dict(json.loads(ckpt["model_config"])))
     model.load_state_dict(ckpt["model"])
     return model.eval()
+
+
+def setting_seed(seed: int, name: str, p: float) -> int:
+    """The seed of one setting's random draws (which samples lose a modality): a function of the
+    setting itself, not of its place in the grid, so that models evaluated in separate runs with
+    different grids see the same draws."""
+    return (seed * 1_000_003 + zlib.crc32(f"{name}:{p:.6f}".encode())) % 2**31
 
 
 def _spread(n_total: int, n: int, offset: float = 0.0) -> list[int]:
@@ -100,11 +108,13 @@ def keeps_images(name: str) -> bool:
 @torch.no_grad()
 def run_setting(model: MultimodalModel, batches, absent: tuple[str, float] | None, seed: int,
                 thresholds: dict[str, float] | None,
-                image_cache: list | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+                image_cache: list | None = None,
+                reject: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metrics of ``model`` over ``batches`` and each modality's expert log-variances (per sample).
     ``absent`` = (modality, p): that modality is left out of a fraction p of the samples.
     ``image_cache``: a list, empty to record each batch's image experts into, or filled by an earlier
-    call over the same samples (in the same batches) to reuse them."""
+    call over the same samples (in the same batches) to reuse them. ``reject`` (thresholds): each
+    sample's flagged modalities are left out of its product of experts, as ``Encoder.encode(reject=True)``."""
     acc = MetricAccumulator()
     logvars: dict[str, list[np.ndarray]] = {}
     g = torch.Generator().manual_seed(seed)
@@ -118,6 +128,14 @@ def run_setting(model: MultimodalModel, batches, absent: tuple[str, float] | Non
             if record:
                 image_cache.append(model.encoder.image_experts(batch))
             experts = image_cache[i]
+        if reject is not None:
+            experts = experts or model.encoder.image_experts(batch)
+            _, state_logvars, state_names = model.encoder.state_experts(batch)
+            lvs = {m: lv.float().mean(1) for m, lv in zip(experts[3] + state_names, experts[1] + state_logvars)}
+            for m, flagged in Reliability(reject).flags(lvs).items():
+                keep = (~flagged).float()
+                key = f"present_{m}"
+                batch[key] = batch[key] * keep if key in batch else keep
         out = model(batch, image_experts=experts)
         acc.update(out, batch, compute_losses(model.cfg, out, batch))
         for m, lv in ((k.split("/")[1], v) for k, v in out.items() if k.startswith("expert_logvar/")):
@@ -158,17 +176,22 @@ def evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, Any
     for label, model in models.items():
         if held.calib_index and model.cfg.fusion == "poe":  # only the PoE's experts have a variance that is used
             _, lvs = run_setting(model, held.batches(held.calib_index, cfg.batch_size), None, cfg.seed, None)
-            thresholds[label] = {m: float(np.quantile(v, FLAG_QUANTILE)) for m, v in lvs.items()}
+            thresholds[label] = calibrate(lvs, FLAG_QUANTILE).thresholds
         bar.update()
         image_cache: list = []  # the clean pass's image experts, per batch (settings[0] is clean)
-        for k, (name, p) in enumerate(settings):
-            absent = (name.split("/")[0], p) if is_absent(name) else None
-            transform = None if name == "clean" or absent else Corrupt([f"{name}:{p}"], held.stats)
-            batches = held.batches(held.eval_index, cfg.batch_size, transform)
-            metrics, _ = run_setting(model, batches, absent, cfg.seed + k, thresholds.get(label),
-                                     image_cache if keeps_images(name) else None)
-            results.append({"model": label, "perturbation": name, "p": p, **metrics})
-            bar.update()
+        variants = [(label, None)]
+        if cfg.reject and label in thresholds:
+            variants.append((f"{label}+reject", thresholds[label]))
+            bar.total += len(settings)
+        for variant, reject in variants:
+            for name, p in settings:
+                absent = (name.split("/")[0], p) if is_absent(name) else None
+                transform = None if name == "clean" or absent else Corrupt([f"{name}:{p}"], held.stats)
+                batches = held.batches(held.eval_index, cfg.batch_size, transform)
+                metrics, _ = run_setting(model, batches, absent, setting_seed(cfg.seed, name, p),
+                                         thresholds.get(label), image_cache if keeps_images(name) else None, reject)
+                results.append({"model": variant, "perturbation": name, "p": p, **metrics})
+                bar.update()
     bar.close()
     # level 0 of every perturbation is the clean evaluation
     for row in [r for r in results if r["perturbation"] == "clean"]:
@@ -177,17 +200,55 @@ def evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, Any
                 results.append({**row, "perturbation": name, "p": 0.0})
     summary = {
         "config": asdict(cfg), "seconds": time.time() - t0,
-        "models": {label: {"path": str(path), "config": models[label].cfg.to_dict()} for label, path in runs},
+        "models": {variant: {"path": str(path), "config": models[label].cfg.to_dict(),
+                             **({"reject": True} if variant != label else {})}
+                   for label, path in runs for variant in (label, f"{label}+reject")
+                   if variant == label or label in thresholds and cfg.reject},
         "eval_episodes": held.eval_episodes, "calibration_episodes": held.calib_episodes,
         "samples": len(held.eval_index), "thresholds": thresholds,
         "sensor_stats": asdict(held.stats), "results": results,
     }
-    out = Path(cfg.out)
+    write_outputs(summary, Path(cfg.out))
+    return summary
+
+
+def write_outputs(summary: dict, out: Path) -> None:
+    """``results.json``, the PNG plots and ``report.md`` of a summary, in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     plots = plot_results(summary, out)
     (out / "report.md").write_text(report_markdown(summary, plots))
-    return summary
+
+
+def merge_summaries(summaries: list[dict]) -> dict:
+    """One summary of models evaluated in separate ``mmrep evaluate`` runs (for example two at a time
+    on two cores, or with different grids), as if evaluated together: the runs must share the data,
+    split, seed and evaluated episodes (then every model saw the same samples and the same
+    perturbations); a perturbation evaluated for only some of the models is plotted for those."""
+    if not summaries:
+        raise ValueError("merge_summaries needs at least one summary")
+    first = summaries[0]
+    for s in summaries[1:]:
+        for key in ("data", "split", "seed"):
+            if s["config"][key] != first["config"][key]:
+                raise ValueError(f"cannot merge evaluations with different {key}: "
+                                 f"{first['config'][key]!r} vs {s['config'][key]!r}")
+        if s["eval_episodes"] != first["eval_episodes"]:
+            raise ValueError("cannot merge evaluations of different episodes "
+                             f"({first['eval_episodes']} vs {s['eval_episodes']}): set the same episodes")
+    models: dict = {}
+    for s in summaries:
+        clash = sorted(set(models) & set(s["models"]))
+        if clash:
+            raise ValueError(f"model label(s) {clash} appear in two evaluations; name them apart ('label:path')")
+        models.update(s["models"])
+    perturbations = list(dict.fromkeys(n for s in summaries for n in s["config"]["perturbations"]))
+    levels = sorted({float(p) for s in summaries for p in s["config"]["levels"]})
+    return {**first, "config": {**first["config"], "perturbations": perturbations, "levels": levels,
+                                "runs": [r for s in summaries for r in s["config"]["runs"]]},
+            "seconds": sum(s["seconds"] for s in summaries), "models": models,
+            "thresholds": {k: v for s in summaries for k, v in s["thresholds"].items()},
+            "results": [r for s in summaries for r in s["results"]]}
 
 
 def _rows(summary: dict, model: str, name: str) -> list[dict]:
@@ -205,7 +266,9 @@ def plot_results(summary: dict, out: Path) -> list[str]:
 
     names = summary["config"]["perturbations"]
     models = list(summary["models"])
-    files = []
+    files: list[str] = []
+    if not names:  # clean only: the report's table says it all
+        return files
     for metric in METRICS:
         if not any(metric in r for r in summary["results"]):
             continue
@@ -262,6 +325,8 @@ def report_markdown(summary: dict, plots: list[str]) -> str:
         for name in cfg["perturbations"]:
             for model in summary["models"]:
                 by_p = {r["p"]: r.get(metric) for r in _rows(summary, model, name)}
+                if not by_p:  # a model of a merged summary not evaluated under this perturbation
+                    continue
                 digits = 2 if metric == "flow_epe_moving_px" else 5 if metric == "ee_mse" else 3
                 lines.append(f"| {name} | {model} | " + " | ".join(_fmt(by_p.get(p), digits) for p in levels) + " |")
     flags = sorted({k for r in summary["results"] for k in r if k.startswith("flagged/")})
@@ -275,7 +340,7 @@ def report_markdown(summary: dict, plots: list[str]) -> str:
         for name in ["clean"] + list(cfg["perturbations"]):
             for model in summary["models"]:
                 rows = _rows(summary, model, name)
-                row = rows[-1] if name != "clean" else (rows[0] if rows else None)
+                row = (rows[-1] if name != "clean" else rows[0]) if rows else None
                 if row is None or (name != "clean" and row["p"] != top):
                     continue
                 cells = " | ".join(_fmt(row.get(f)) for f in flags)

@@ -29,6 +29,7 @@ from mmrep.data.dataset import MultimodalDataset
 from mmrep.data.transforms import ROBUST_PERTURBATIONS, RandomCorruption
 from mmrep.encoder import assert_finite_weights, export_encoder, save_atomic
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
+from mmrep.reliability import Reliability, calibrate, collect_logvars
 
 IMAGE_KEYS = ("rgb", "depth", "flow", "flow_mask")
 
@@ -257,8 +258,27 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     final = {"final": state["history"][-1], "best_valid_loss": state["best"], "epochs": cfg.epochs,
              "device": device.type, "skipped_samples": state["skipped_samples"], "config": asdict(cfg)}
     (out / "metrics.json").write_text(json.dumps(final, indent=2))
-    export_encoder(model.encoder, out / "encoder.pt")
+    export_encoder(model.encoder, out / "encoder.pt",
+                   reliability=calibrate_reliability(model, valid_loader, device, cfg.max_val_batches))
     return final
+
+
+def calibrate_reliability(model: MultimodalModel, loader, device: torch.device,
+                          max_batches: int | None = None) -> Reliability | None:
+    """The encoder's flag thresholds (``mmrep.reliability``) on clean validation batches; None for the
+    concatenation, whose expert variances are not trained."""
+    if model.cfg.fusion != "poe":
+        return None
+
+    def batches():
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                return
+            batch, _ = valid_rows(batch)
+            if len(batch["valid"]):
+                yield to_device(batch, device)
+
+    return calibrate(collect_logvars(model.encoder, batches()))
 
 
 def proprio_stats(ds: MultimodalDataset) -> tuple[torch.Tensor, torch.Tensor]:

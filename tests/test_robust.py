@@ -83,6 +83,57 @@ def test_encode_accepts_an_absent_modality_or_a_mask(robust_run, data64):
         enc.encode({"contact": np.zeros(50)})
 
 
+def _batch_of_observations(data64, n: int = 6) -> dict[str, np.ndarray]:
+    e = MultimodalDataset(data64, "valid").episodes[0]
+    with h5py.File(e.file, "r") as f:
+        return {k: f[e.group]["obs"][k][:n] for k in ("rgb", "depth", "force", "proprio")}
+
+
+def test_trained_encoder_carries_reliability_thresholds_that_flag_and_reject(robust_run, data64):
+    from mmrep.reliability import Reliability
+
+    enc = load_encoder(robust_run / "encoder.pt")
+    rel = enc.reliability
+    assert rel is not None and set(rel.thresholds) == {"rgb", "depth", "force", "proprio"}
+    assert rel.quantile == 0.99 and rel.samples > 0 and all(np.isfinite(list(rel.thresholds.values())))
+    obs = _batch_of_observations(data64)
+    flags = enc.flags(obs)
+    assert set(flags) == set(rel.thresholds) and all(f.shape == (6,) and f.dtype == torch.bool for f in flags.values())
+    # thresholds above everything flag nothing: reject changes nothing
+    enc.reliability = Reliability({m: float("inf") for m in rel.thresholds})
+    assert torch.equal(enc.encode(obs, reject=True), enc.encode(obs))
+    # depth flagged in every sample: reject leaves it out, as an explicit mask does
+    enc.reliability = Reliability({"depth": float("-inf")})
+    assert bool(enc.flags({k: v[0] for k, v in obs.items()})["depth"])
+    no_depth = enc.encode(obs, present={"depth": np.zeros(6, bool)})
+    assert torch.allclose(enc.encode(obs, reject=True), no_depth, atol=1e-6)
+    assert not torch.allclose(enc.encode(obs), no_depth)
+    enc.reliability = None
+    with pytest.raises(ValueError, match="no reliability thresholds"):
+        enc.flags(obs)
+
+
+def test_reliability_thresholds_are_the_clean_quantile_and_can_be_set_on_an_old_encoder(robust_run, data64,
+                                                                                       tmp_path):
+    from mmrep.encoder import export_encoder
+    from mmrep.reliability import calibrate
+    from mmrep.reliability import main as calibrate_main
+
+    lv = {"rgb": np.arange(1000, dtype=np.float64), "force": np.array([np.nan, 1.0, 2.0])}
+    rel = calibrate(lv, 0.9)
+    assert (lv["rgb"] > rel.thresholds["rgb"]).mean() == pytest.approx(0.1, abs=0.002)
+    assert rel.thresholds["force"] == pytest.approx(1.9) and rel.samples == 1000
+    old = tmp_path / "encoder.pt"
+    export_encoder(load_encoder(robust_run / "encoder.pt"), old)  # as written before thresholds existed
+    assert load_encoder(old).reliability is None
+    assert calibrate_main([str(old), str(data64), "--batches", "2", "--batch-size", "8"]) == 0
+    set_now = load_encoder(old).reliability
+    assert set(set_now.thresholds) == {"rgb", "depth", "force", "proprio"} and set_now.samples == 16
+    concat = tmp_path / "concat.pt"
+    export_encoder(Encoder(ModelConfig(image_size=64, fusion="concat")), concat)
+    assert calibrate_main([str(concat), str(data64)]) == 2
+
+
 def test_concat_encoder_uses_its_missing_vector():
     enc = Encoder(ModelConfig(image_size=64, fusion="concat", modality_dropout=0.1)).eval()
     with torch.no_grad():
@@ -149,6 +200,53 @@ def test_evaluate_reuses_clean_image_experts_for_state_perturbations_exactly(rob
         direct, _ = run_setting(model, held.batches(held.eval_index, 8, transform), absent, 3, None)
         reused, _ = run_setting(model, held.batches(held.eval_index, 8, transform), absent, 3, None, cache)
         assert reused == pytest.approx(direct, rel=1e-6, abs=1e-7), name
+
+
+def test_evaluations_run_apart_merge_into_the_joint_evaluation(robust_run, data64, tmp_path):
+    from mmrep.evaluate import merge_summaries, write_outputs
+
+    common = dict(data=str(data64), levels=[0.0, 0.5], episodes=1, calibration_episodes=1, batch_size=32,
+                  progress=False)
+    joint = evaluate(EvaluateConfig(runs=[f"a:{robust_run}", f"b:{robust_run}"], out=str(tmp_path / "joint"),
+                                    perturbations=["force/dead", "rgb/absent"], **common))
+    # b alone with another grid: "rgb/absent" sits at another place in it, and draws the same samples
+    part_a = evaluate(EvaluateConfig(runs=[f"a:{robust_run}"], out=str(tmp_path / "a"),
+                                     perturbations=["force/dead", "rgb/absent"], **common))
+    part_b = evaluate(EvaluateConfig(runs=[f"b:{robust_run}"], out=str(tmp_path / "b"),
+                                     perturbations=["rgb/absent"], **common))
+    merged = merge_summaries([part_a, part_b])
+    key = lambda r: (r["model"], r["perturbation"], r["p"])  # noqa: E731
+    joint_rows = {key(r): r for r in joint["results"]}
+    assert {key(r) for r in merged["results"]} <= set(joint_rows)
+    for r in merged["results"]:
+        assert r == joint_rows[key(r)], key(r)
+    write_outputs(merged, tmp_path / "merged")
+    report = (tmp_path / "merged" / "report.md").read_text()
+    assert "| rgb/absent | b |" in report and "| force/dead | a |" in report
+    with pytest.raises(ValueError, match="label"):
+        merge_summaries([part_a, part_a])
+    other = evaluate(EvaluateConfig(**{**common, "episodes": 2}, runs=[f"c:{robust_run}"], out=str(tmp_path / "c")))
+    with pytest.raises(ValueError, match="episodes"):
+        merge_summaries([part_a, other])
+
+
+def test_evaluate_reject_leaves_flagged_experts_out(robust_run, data64, tmp_path):
+    from mmrep.evaluate import HeldOut, load_model, run_setting
+
+    model = load_model(Path(robust_run))
+    held = HeldOut(str(data64), episodes=2, calibration=0, seed=0)
+    always_depth = {"depth": float("-inf"), "rgb": float("inf")}
+    rejected, _ = run_setting(model, held.batches(held.eval_index, 8), None, 0, None, reject=always_depth)
+    absent, _ = run_setting(model, held.batches(held.eval_index, 8), ("depth", 1.0), 0, None)
+    assert rejected == pytest.approx(absent, rel=1e-6, abs=1e-7)
+    clean, _ = run_setting(model, held.batches(held.eval_index, 8), None, 0, None)
+    assert rejected != pytest.approx(clean, rel=1e-6, abs=1e-7)
+    summary = evaluate(EvaluateConfig(runs=[f"robust:{robust_run}"], data=str(data64), out=str(tmp_path / "r"),
+                                      perturbations=["depth/missing"], levels=[0.0, 0.9], episodes=1,
+                                      calibration_episodes=1, batch_size=32, progress=False, reject=True))
+    assert set(summary["models"]) == {"robust", "robust+reject"}
+    got = {(r["model"], r["perturbation"], r["p"]) for r in summary["results"]}
+    assert ("robust+reject", "depth/missing", 0.9) in got and ("robust+reject", "clean", 0.0) in got
 
 
 def test_evaluate_runs_are_named_label_colon_path_on_the_command_line():

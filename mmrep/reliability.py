@@ -1,0 +1,130 @@
+"""Each modality's reliability signal: is this input unlike the clean inputs its expert was trained on?
+
+The signal is the expert's own uncertainty, its mean log-variance over z's dimensions (the product of
+experts weighs an expert by exp(-logvar), so a high log-variance is already a down-weighted expert).
+A modality is *flagged* when the signal exceeds a threshold: a high quantile (default the 99th) of its
+values on clean held-out samples, so that about 1% of clean samples are flagged by construction.
+Flagged experts can then be left out of the product altogether (``Encoder.encode(obs, reject=True)``).
+
+Only the product of experts has variances that are trained; the concatenation has no signal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+FLAG_QUANTILE = 0.99
+
+
+@dataclass
+class Reliability:
+    """Per-modality flag thresholds on the expert mean log-variance, and where they came from.
+
+    ``thresholds``: {modality: log-variance (nats, mean over z's dimensions)}; ``quantile``: the
+    quantile of clean values each threshold is; ``samples``: how many clean samples set them."""
+
+    thresholds: dict[str, float] = field(default_factory=dict)
+    quantile: float = FLAG_QUANTILE
+    samples: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps({"thresholds": self.thresholds, "quantile": self.quantile, "samples": self.samples})
+
+    @classmethod
+    def from_json(cls, text: str) -> Reliability:
+        d = json.loads(text)
+        return cls({m: float(v) for m, v in d["thresholds"].items()}, float(d["quantile"]), int(d["samples"]))
+
+    def flags(self, logvars: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{modality: (B,) bool}: True where that expert's mean log-variance exceeds its threshold
+        (modalities without a threshold are never flagged)."""
+        return {m: lv > self.thresholds[m] for m, lv in logvars.items() if m in self.thresholds}
+
+
+def calibrate(logvars: dict[str, np.ndarray], quantile: float = FLAG_QUANTILE) -> Reliability:
+    """Thresholds from clean samples' expert mean log-variances ({modality: (N,)}); NaN values (a
+    modality left out of a sample) are ignored."""
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must lie in (0, 1), got {quantile!r}")
+    thresholds, n = {}, 0
+    for m, lv in logvars.items():
+        seen = np.asarray(lv, dtype=np.float64)
+        seen = seen[np.isfinite(seen)]
+        if len(seen):
+            thresholds[m] = float(np.quantile(seen, quantile))
+            n = max(n, len(seen))
+    return Reliability(thresholds, quantile, n)
+
+
+@torch.no_grad()
+def collect_logvars(encoder, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
+    """{modality: (N,)} expert mean log-variances of a ``MultimodalEncoder`` over batches of model
+    inputs (the dataset's batches: CHW images, PROPRIO8)."""
+    from mmrep.models.multimodal import MultimodalEncoder
+
+    out: dict[str, list[np.ndarray]] = {}
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        for batch in batches:
+            # the model-input method, also for an ``Encoder`` (whose own takes env observations)
+            for m, lv in MultimodalEncoder.expert_logvars(encoder, batch).items():
+                out.setdefault(m, []).append(lv.float().cpu().numpy())
+    finally:
+        encoder.train(was_training)
+    return {m: np.concatenate(v) for m, v in out.items()}
+
+
+def calibrate_encoder_file(encoder_path: str, data: str, batches: int = 120, batch_size: int = 32,
+                           quantile: float = FLAG_QUANTILE, seed: int = 0) -> Reliability:
+    """Set the reliability thresholds of an encoder file (one exported before they existed) from the
+    clean samples of a dataset's validation split (the first ``batches`` x ``batch_size``, in order),
+    and write them into the file (atomically: the old file or the new one, never half of one)."""
+    from mmrep.data.dataset import MultimodalDataset
+    from mmrep.encoder import export_encoder, load_encoder
+
+    encoder = load_encoder(encoder_path)
+    if encoder.cfg.fusion != "poe":
+        raise ValueError(f"{encoder_path}: fusion {encoder.cfg.fusion!r} has no trained expert variances; "
+                         "reliability thresholds are for the product of experts")
+    ds = MultimodalDataset(data, "valid", seed=seed)
+    n = min(len(ds), batches * batch_size)
+
+    def model_batches():
+        for i in range(0, n, batch_size):
+            items = [ds[j] for j in range(i, min(n, i + batch_size))]
+            yield {k: torch.stack([it[k] for it in items]) for k in encoder.cfg.modalities}
+
+    reliability = calibrate(collect_logvars(encoder, model_batches()), quantile)
+    export_encoder(encoder, encoder_path, reliability)
+    return reliability
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description="Set an encoder file's reliability thresholds from a dataset's "
+                                             "clean validation samples (python -m mmrep.reliability ENCODER DATA).")
+    ap.add_argument("encoder", help="an encoder.pt of the product of experts")
+    ap.add_argument("data", help="dataset folder (its validation split is used)")
+    ap.add_argument("--batches", type=int, default=120)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--quantile", type=float, default=FLAG_QUANTILE)
+    args = ap.parse_args(argv)
+    try:
+        rel = calibrate_encoder_file(args.encoder, args.data, args.batches, args.batch_size, args.quantile)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"mmrep.reliability: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.encoder}: thresholds {rel.to_json()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
