@@ -82,6 +82,14 @@ def main() -> None:
         label, folder = spec.split("=", 1)
         history = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
         out["training"][label] = {"history": history, "train_minutes": sum(h["train_seconds"] for h in history) / 60}
+    if out["training"]:
+        print("\n| model | training (min, without validation) | validation contact F1 | alignment | "
+              "flow EPE moving (px) |\n| --- | --- | --- | --- | --- |")
+        for label, t in out["training"].items():
+            last = t["history"][-1]
+            print(f"| {label} | {t['train_minutes']:.1f} | {last.get('contact_f1', float('nan')):.3f} | "
+                  f"{last.get('alignment_accuracy', float('nan')):.3f} | "
+                  f"{last.get('flow_epe_moving_px', float('nan')):.2f} |")
     roles = dict(spec.split("=", 1) for spec in args.roles)
     if roles:
         out["targets"] = targets(grid, out["sim"], roles)
