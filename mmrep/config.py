@@ -56,6 +56,9 @@ class ModelConfig:
     # sampled z, as the reference code), "experts" (the experts' means side by side)
     alignment_input: str = "mean"
     modality_dropout: float = 0.0  # probability that a modality is left out of a training sample
+    # The flow losses count only samples whose RGB is present (the flow decoder reads the RGB encoder's
+    # feature maps; without them flow is a different, much blurrier task). False: every sample counts.
+    flow_needs_rgb: bool = False
 
     def validate(self) -> None:
         if self.fusion not in ("poe", "concat"):

@@ -66,6 +66,26 @@ def test_modality_dropout_trains_and_alignment_skips_imageless_samples(fusion, d
     assert "align_weight" not in a  # no dropout at evaluation
 
 
+def test_flow_needs_rgb_counts_only_the_samples_with_an_image(data64):
+    ds = MultimodalDataset(data64, "train")
+    batch = next(iter(DataLoader(ds, batch_size=6)))
+    torch.manual_seed(0)
+    model = MultimodalModel(ModelConfig(image_size=64, flow_needs_rgb=True, w_flow_moving=1.0)).eval()
+    keep = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    with torch.no_grad():
+        out = model({**batch, "present_rgb": keep})
+        terms = compute_losses(model.cfg, out, batch)
+        sub = {k: v[keep > 0] for k, v in batch.items()}
+        sub_out = {k: v[keep > 0] for k, v in out.items() if k.startswith("flow") and k != "flow_weight"}
+        sub_terms = compute_losses(ModelConfig(image_size=64, w_flow_moving=1.0), {**sub_out, "z": out["z"]}, sub)
+    for key in ("flow_epe", "flow_mask", "flow_epe_moving"):
+        assert terms[key] == pytest.approx(float(sub_terms[key]), rel=1e-5), key
+    plain = MultimodalModel(ModelConfig(image_size=64, w_flow_moving=1.0)).eval()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert "flow_weight" not in plain({**batch, "present_rgb": keep})
+
+
 def test_encode_accepts_an_absent_modality_or_a_mask(robust_run, data64):
     enc = load_encoder(robust_run / "encoder.pt")
     e, t = MultimodalDataset(data64, "valid").episodes[0], 3

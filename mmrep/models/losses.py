@@ -32,11 +32,20 @@ def compute_losses(cfg: ModelConfig, out: dict[str, torch.Tensor], batch: dict[s
     terms: dict[str, torch.Tensor] = {}
     total = torch.zeros((), device=out["z"].device)
     if "flow" in out:
-        terms["flow_epe"] = endpoint_error(out["flow"], batch["flow"])
-        terms["flow_mask"] = F.binary_cross_entropy_with_logits(out["flow_mask_logit"].float(), batch["flow_mask"])
+        if "flow_weight" in out:  # model.flow_needs_rgb: only the samples with an image count
+            w = out["flow_weight"].float()[:, None, None, None].expand_as(batch["flow_mask"])
+            terms["flow_epe"] = endpoint_error(out["flow"], batch["flow"], w)
+            bce = F.binary_cross_entropy_with_logits(out["flow_mask_logit"].float(), batch["flow_mask"],
+                                                     reduction="none")
+            terms["flow_mask"] = (bce * w).sum() / w.sum().clamp_min(1.0)
+            moving = batch["flow_mask"] * w
+        else:
+            terms["flow_epe"] = endpoint_error(out["flow"], batch["flow"])
+            terms["flow_mask"] = F.binary_cross_entropy_with_logits(out["flow_mask_logit"].float(), batch["flow_mask"])
+            moving = batch["flow_mask"]
         total = total + cfg.w_flow * terms["flow_epe"] + cfg.w_flow_mask * terms["flow_mask"]
         if cfg.w_flow_moving > 0:
-            terms["flow_epe_moving"] = endpoint_error(out["flow"], batch["flow"], batch["flow_mask"])
+            terms["flow_epe_moving"] = endpoint_error(out["flow"], batch["flow"], moving)
             total = total + cfg.w_flow_moving * terms["flow_epe_moving"]
     if "contact_logit" in out:
         terms["contact"] = F.binary_cross_entropy_with_logits(out["contact_logit"].float(), batch["contact_next"])

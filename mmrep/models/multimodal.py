@@ -271,6 +271,8 @@ class MultimodalModel(nn.Module):
             if "rgb" in present:  # an absent camera passes nothing to the decoder either
                 keep = present["rgb"][:, None, None, None]
                 skips = [s * keep.to(s.dtype) for s in skips]
+                if self.cfg.flow_needs_rgb:
+                    out["flow_weight"] = present["rgb"]
             out["flow"], out["flow_mask_logit"] = self.flow_decoder(h, skips)
         if self.contact_head is not None:
             out["contact_logit"] = self.contact_head(h)
