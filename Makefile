@@ -49,14 +49,15 @@ quality: venv
 # evaluation is its own target with one torch thread, so `make -j2 robustness` runs two at a time:
 # on this 2-core machine 1.5x the throughput of one 2-thread job (0.265 s a step each against 0.20
 # alone, measured), about 2.5 hours in all. Each step resumes (trainings) or is skipped when done.
-COMPARE = quality_poe robust concat concat_robust vision_only force_only
+COMPARE = quality_poe robust robust_flow_rgb concat concat_robust vision_only force_only
 LABEL_quality_poe = plain
 # The full grid where the targets need every perturbation of a sense (fused against single-sense).
 GRID_robust = full
+GRID_robust_flow_rgb = full
 GRID_vision_only = full
 GRID_force_only = full
 SIM_SETS = clean_test occluder50_test occluder50_after_contact_test
-SIM_RUNS = plain:runs/quality_poe,robust:runs/robust,concat_robust:runs/concat_robust,vision_only:runs/vision_only
+SIM_RUNS = plain:runs/quality_poe,robust:runs/robust,robust_flow_rgb:runs/robust_flow_rgb,vision_only:runs/vision_only
 OCCLUDER50 = env.occluder.size=[0.146,0.146] env.occluder.offset_range=0.02
 OPTS_clean_test =
 OPTS_occluder50_test = env.occluder.mode=static $(OCCLUDER50)
@@ -75,13 +76,14 @@ outputs/eval/%/results.json: runs/%/encoder.pt
 data/%/manifest.json: | venv
 	$(VENV)/bin/mmrep collect episodes=48 workers=2 seed=5000 out=data/$* $(OPTS_$*)
 
-outputs/eval_sim/%/results.json: data/%/manifest.json $(foreach e,$(COMPARE),runs/$(e)/encoder.pt)
+outputs/eval_sim/%/results.json: data/%/manifest.json runs/quality_poe/encoder.pt runs/robust/encoder.pt \
+                                  runs/robust_flow_rgb/encoder.pt runs/concat_robust/encoder.pt runs/vision_only/encoder.pt
 	$(VENV)/bin/mmrep evaluate "runs=[$(SIM_RUNS)]" data=data/$* split=all episodes=48 calibration_episodes=0 \
 	  "perturbations=[]" out=outputs/eval_sim/$* threads=1 progress=false
 
 # The plain and the robust model with and without their flagged experts left out (default grid).
-outputs/eval_reject/results.json: runs/quality_poe/encoder.pt runs/robust/encoder.pt
-	$(VENV)/bin/mmrep evaluate "runs=[plain:runs/quality_poe,robust:runs/robust]" data=data/quality \
+outputs/eval_reject/results.json: runs/quality_poe/encoder.pt runs/robust_flow_rgb/encoder.pt
+	$(VENV)/bin/mmrep evaluate "runs=[plain:runs/quality_poe,robust_flow_rgb:runs/robust_flow_rgb]" data=data/quality \
 	  reject=true out=outputs/eval_reject threads=1 progress=false
 
 robustness: $(foreach e,$(COMPARE),outputs/eval/$(e)/results.json) \
@@ -89,7 +91,7 @@ robustness: $(foreach e,$(COMPARE),outputs/eval/$(e)/results.json) \
 	$(PY) benchmarks/robustness_summary.py --grid $(foreach e,$(COMPARE),outputs/eval/$(e)) \
 	  --sim $(foreach d,$(SIM_SETS),$(subst _test,,$(d))=outputs/eval_sim/$(d)) \
 	  --runs $(foreach e,$(COMPARE),$(or $(LABEL_$(e)),$(e))=runs/$(e)) \
-	  --roles fused=robust plain=plain vision=vision_only force=force_only \
+	  --roles fused=robust_flow_rgb plain=plain vision=vision_only force=force_only \
 	  --out outputs/robustness_summary.json --report outputs/eval_compare
 
 lint: venv
