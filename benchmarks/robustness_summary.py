@@ -24,6 +24,11 @@ def load(folder: str) -> dict:
     return json.loads((Path(folder) / "results.json").read_text())
 
 
+def cell(row: dict, metric: str, digits: int = 3) -> str:
+    """A table cell: the metric, or "-" for a model without that head (vision-only has no alignment)."""
+    return f"{row[metric]:.{digits}f}" if metric in row else "-"
+
+
 def pick(results: list[dict], model: str, name: str, p: float) -> dict | None:
     return next((r for r in results if r["model"] == model and r["perturbation"] == name and abs(r["p"] - p) < 1e-9),
                 None)
@@ -53,8 +58,9 @@ def main() -> None:
     for m in models:
         r = pick(grid, m, "clean", 0.0)
         out["clean"][m] = r
-        print(f"| {m} | {r['contact_f1']:.3f} | {r['contact_f1_baseline_stays']:.3f} | {r['alignment_accuracy']:.3f} | "
-              f"{r['flow_epe_moving_px']:.2f} | {r['flow_epe_moving_zero_px']:.2f} | {r['ee_mse']:.4f} |")
+        print(f"| {m} | {cell(r, 'contact_f1')} | {cell(r, 'contact_f1_baseline_stays')} | "
+              f"{cell(r, 'alignment_accuracy')} | {cell(r, 'flow_epe_moving_px', 2)} | "
+              f"{cell(r, 'flow_epe_moving_zero_px', 2)} | {cell(r, 'ee_mse', 4)} |")
     names = list(dict.fromkeys(r["perturbation"] for r in grid if r["perturbation"] != "clean"))
     heads = " | ".join(f"{m}: contact F1 / alignment" for m in models)
     print(f"\n| perturbation at p = {TARGET_LEVEL} | {heads} |")
@@ -64,8 +70,7 @@ def main() -> None:
         for m in models:
             r = pick(grid, m, name, TARGET_LEVEL)
             out["at_0.5"].setdefault(name, {})[m] = r
-            cells.append("-" if r is None else f"{r.get('contact_f1', float('nan')):.3f} / "
-                                                f"{r.get('alignment_accuracy', float('nan')):.3f}")
+            cells.append("-" if r is None else f"{cell(r, 'contact_f1')} / {cell(r, 'alignment_accuracy')}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.sim:
         print("\n| dataset (48 episodes, seed 5000) | model | contact F1 | F1 'stays' | alignment | "
@@ -76,8 +81,8 @@ def main() -> None:
             for r in load(folder)["results"]:
                 if r["perturbation"] == "clean":
                     out["sim"].setdefault(label, {})[r["model"]] = r
-                    print(f"| {label} | {r['model']} | {r['contact_f1']:.3f} | {r['contact_f1_baseline_stays']:.3f} | "
-                          f"{r['alignment_accuracy']:.3f} | {r['flow_epe_moving_px']:.2f} |")
+                    print(f"| {label} | {r['model']} | {cell(r, 'contact_f1')} | {cell(r, 'contact_f1_baseline_stays')} | "
+                          f"{cell(r, 'alignment_accuracy')} | {cell(r, 'flow_epe_moving_px', 2)} |")
     for spec in args.runs:
         label, folder = spec.split("=", 1)
         history = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]

@@ -276,13 +276,14 @@ def plot_results(summary: dict, out: Path) -> list[str]:
         rows = math.ceil(len(names) / cols)
         fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
         for ax, name in zip(axes.flat, names):
-            for model in models:
+            for k, model in enumerate(models):  # one colour per model in every panel
                 pts = [(r["p"], r[metric]) for r in _rows(summary, model, name) if metric in r]
                 if pts:
-                    ax.plot(*zip(*pts), marker="o", ms=3, label=model)
+                    ax.plot(*zip(*pts), marker="o", ms=3, color=f"C{k % 10}", label=model)
             if metric == "contact_f1":
-                base = [(r["p"], r["contact_f1_baseline_stays"]) for r in _rows(summary, models[0], name)
-                        if "contact_f1_baseline_stays" in r]
+                evaluated = [m for m in models if _rows(summary, m, name)]
+                base = [(r["p"], r["contact_f1_baseline_stays"]) for r in _rows(summary, evaluated[0], name)
+                        if "contact_f1_baseline_stays" in r] if evaluated else []
                 if base:
                     ax.plot(*zip(*base), "k--", lw=1, label="'stays' baseline")
             ax.set_title(name, fontsize=9)
@@ -291,7 +292,11 @@ def plot_results(summary: dict, out: Path) -> list[str]:
         for ax in list(axes.flat)[len(names):]:
             ax.axis("off")
         axes[0, 0].set_ylabel(METRIC_LABELS[metric], fontsize=8)
-        handles, lbls = axes[0, 0].get_legend_handles_labels()
+        seen = {}  # the legend of every panel together (a merged summary's first panel may lack a model)
+        for ax in axes.flat:
+            for h, lbl in zip(*ax.get_legend_handles_labels()):
+                seen.setdefault(lbl, h)
+        handles, lbls = list(seen.values()), list(seen)
         fig.legend(handles, lbls, loc="lower center", ncol=len(lbls), fontsize=8)
         fig.tight_layout(rect=(0, 0.06, 1, 1))
         name = f"{metric}.png"
