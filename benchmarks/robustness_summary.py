@@ -81,8 +81,9 @@ def main() -> None:
             for r in load(folder)["results"]:
                 if r["perturbation"] == "clean":
                     out["sim"].setdefault(label, {})[r["model"]] = r
-                    print(f"| {label} | {r['model']} | {cell(r, 'contact_f1')} | {cell(r, 'contact_f1_baseline_stays')} | "
-                          f"{cell(r, 'alignment_accuracy')} | {cell(r, 'flow_epe_moving_px', 2)} |")
+                    print(f"| {label} | {r['model']} | {cell(r, 'contact_f1')} | "
+                          f"{cell(r, 'contact_f1_baseline_stays')} | {cell(r, 'alignment_accuracy')} | "
+                          f"{cell(r, 'flow_epe_moving_px', 2)} |")
     for spec in args.runs:
         label, folder = spec.split("=", 1)
         history = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
