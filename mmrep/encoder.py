@@ -135,25 +135,22 @@ class Encoder(MultimodalEncoder):
                     raise ObservationShapeError(f"present[{m!r}] has {t.numel()} values for a batch of {b}")
                 masks[m] = t
         if reject:
-            masks = masks or {}
-            for m, flagged in self._flags(inputs).items():
-                keep = (~flagged).float()
-                masks[m] = masks[m] * keep if m in masks else keep
+            masks = self._reliability().keep(MultimodalEncoder.expert_logvars(self, inputs), masks)
         z = self(inputs, mods, present=masks)
         return z[0] if single else z
 
-    def _flags(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _reliability(self) -> Reliability:
         if self.reliability is None or not self.reliability.thresholds:
             raise ValueError("this encoder has no reliability thresholds (an encoder of the concatenation, or "
                              "one exported before they existed: `python -m mmrep.reliability ENCODER DATA` sets them)")
-        return self.reliability.flags(MultimodalEncoder.expert_logvars(self, inputs))
+        return self.reliability
 
     @torch.no_grad()
     def flags(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """{modality: () or (B,) bool}: True where that modality's expert is less sure of the input than
         it was of 99% of clean held-out inputs (``reliability``): a likely corrupted sense."""
         inputs, single = self.model_inputs(obs)
-        out = self._flags(inputs)
+        out = self._reliability().flags(MultimodalEncoder.expert_logvars(self, inputs))
         return {m: v[0] if single else v for m, v in out.items()}
 
     @torch.no_grad()

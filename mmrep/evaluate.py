@@ -132,10 +132,8 @@ def run_setting(model: MultimodalModel, batches, absent: tuple[str, float] | Non
             experts = experts or model.encoder.image_experts(batch)
             _, state_logvars, state_names = model.encoder.state_experts(batch)
             lvs = {m: lv.float().mean(1) for m, lv in zip(experts[3] + state_names, experts[1] + state_logvars)}
-            for m, flagged in Reliability(reject).flags(lvs).items():
-                keep = (~flagged).float()
-                key = f"present_{m}"
-                batch[key] = batch[key] * keep if key in batch else keep
+            present = {m: batch[f"present_{m}"] for m in lvs if f"present_{m}" in batch}
+            batch.update({f"present_{m}": v for m, v in Reliability(reject).keep(lvs, present).items()})
         out = model(batch, image_experts=experts)
         acc.update(out, batch, compute_losses(model.cfg, out, batch))
         for m, lv in ((k.split("/")[1], v) for k, v in out.items() if k.startswith("expert_logvar/")):
@@ -171,6 +169,8 @@ def evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, Any
     t0 = time.time()
     results: list[dict[str, Any]] = []
     thresholds: dict[str, dict[str, float]] = {}
+    paths = dict(runs)
+    entries: dict[str, dict[str, Any]] = {}  # every evaluated model (and "<label>+reject" variant)
     bar = tqdm(total=len(models) * (len(settings) + 1), desc="evaluate", unit="setting",
                disable=not progress or None, dynamic_ncols=True)
     for label, model in models.items():
@@ -180,8 +180,10 @@ def evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, Any
         bar.update()
         image_cache: list = []  # the clean pass's image experts, per batch (settings[0] is clean)
         variants = [(label, None)]
+        entries[label] = {"path": str(paths[label]), "config": model.cfg.to_dict()}
         if cfg.reject and label in thresholds:
             variants.append((f"{label}+reject", thresholds[label]))
+            entries[f"{label}+reject"] = {**entries[label], "reject": True}
             bar.total += len(settings)
         for variant, reject in variants:
             for name, p in settings:
@@ -200,10 +202,7 @@ def evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, Any
                 results.append({**row, "perturbation": name, "p": 0.0})
     summary = {
         "config": asdict(cfg), "seconds": time.time() - t0,
-        "models": {variant: {"path": str(path), "config": models[label].cfg.to_dict(),
-                             **({"reject": True} if variant != label else {})}
-                   for label, path in runs for variant in (label, f"{label}+reject")
-                   if variant == label or label in thresholds and cfg.reject},
+        "models": entries,
         "eval_episodes": held.eval_episodes, "calibration_episodes": held.calib_episodes,
         "samples": len(held.eval_index), "thresholds": thresholds,
         "sensor_stats": asdict(held.stats), "results": results,

@@ -45,6 +45,16 @@ class Reliability:
         (modalities without a threshold are never flagged)."""
         return {m: lv > self.thresholds[m] for m, lv in logvars.items() if m in self.thresholds}
 
+    def keep(self, logvars: dict[str, torch.Tensor],
+             present: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Per-sample presence masks ({modality: (B,) float 0/1}) with the flagged modalities left out:
+        ``present`` (kept as it is where nothing is flagged) times "not flagged"."""
+        out = dict(present or {})
+        for m, flagged in self.flags(logvars).items():
+            keep = (~flagged).float()
+            out[m] = out[m] * keep if m in out else keep
+        return out
+
 
 def calibrate(logvars: dict[str, np.ndarray], quantile: float = FLAG_QUANTILE) -> Reliability:
     """Thresholds from clean samples' expert mean log-variances ({modality: (N,)}); NaN values (a
