@@ -233,10 +233,13 @@ class ObsConfig:
     """What the policy observes (``configs/obs/``): "latent" (the frozen encoder's z), "latent_proprio"
     (z and the env's PROPRIO13), "pixels" (the observation dict through the encoder's architecture,
     randomly initialised and trained end to end), "state" (privileged: tip-to-hole vector, velocity,
-    force, contact). ``encoder``: the ``encoder.pt`` of the latent kinds."""
+    force, contact). ``encoder``: the ``encoder.pt`` of the latent kinds. ``fine_scale`` (m, state
+    only): the tip-to-hole offset is also observed as ``tanh(offset / fine_scale)``; 0 leaves those
+    channels out (``sim.wrappers.StateObservation``)."""
 
     kind: str = "latent"
     encoder: str | None = None
+    fine_scale: float = 0.002
 
 
 @dataclass
@@ -255,6 +258,7 @@ class PolicyConfig:
     normalize: bool = True  # running mean / std of the observations, clipped at +-5 (the paper's policy code)
     eval_every_steps: int = 20_000
     eval_episodes: int = 20
+    eval_stochastic: bool = True  # the periodic evaluation also samples actions (both curves, issue 11)
     eval_seed: int = 1_000_000  # periodic evaluation on seeds eval_seed + k (held out)
     ckpt_every_steps: int = 10_000
     device: str = "auto"  # auto | cpu | cuda (where the learner and the encoder run)
@@ -272,6 +276,8 @@ class PolicyConfig:
             raise ValueError(f"obs.kind={self.obs.kind} needs obs.encoder (the encoder.pt of a training run)")
         if self.obs.encoder and self.obs.kind.startswith("latent") and not Path(self.obs.encoder).exists():
             raise ValueError(f"obs.encoder: {self.obs.encoder} does not exist")
+        if self.obs.fine_scale < 0:
+            raise ValueError(f"obs.fine_scale must be >= 0 (m; 0: no fine channels), got {self.obs.fine_scale!r}")
         if self.vec_env not in ("subproc", "dummy"):
             raise ValueError(f"vec_env must be 'subproc' or 'dummy', got {self.vec_env!r}")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -68,7 +68,7 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
     env = _merge(asdict(cfg.env), env_overrides or {})
     perturbations = cfg.perturbations if perturbations is None else perturbations
     fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
-                   "rgb_array" if render else None) for i in range(n_envs)]
+                   "rgb_array" if render else None, cfg.obs.fine_scale) for i in range(n_envs)]
     kind = vec_env or cfg.vec_env
     venv: VecEnv = SubprocVecEnv(fns) if kind == "subproc" and n_envs > 1 else DummyVecEnv(fns)
     venv.seed(seed)
@@ -89,19 +89,33 @@ def normalizes(cfg: PolicyConfig) -> bool:
     return cfg.normalize and cfg.obs.kind != "pixels"
 
 
+ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}
+
+
 def build_model(cfg: PolicyConfig, venv: VecEnv, tensorboard_log: str | None = None):
     """The algorithm with its policy on ``venv`` (pixels: a MultiInputPolicy with the trainable
-    multimodal extractor; otherwise an MlpPolicy)."""
+    multimodal extractor; otherwise an MlpPolicy).
+
+    ``algo.params.policy_kwargs`` (e.g. ``{"net_arch": [256, 256], "log_std_init": -1.0,
+    "activation_fn": "relu"}``) merge into the policy's own; ``activation_fn`` is a name of
+    ``ACTIVATIONS`` because a config holds no classes."""
     cls = algo_class(cfg.algo.name)
-    policy_kwargs: dict[str, Any] = {}
+    params = dict(cfg.algo.params)
+    policy_kwargs: dict[str, Any] = dict(params.pop("policy_kwargs", None) or {})
+    if isinstance(policy_kwargs.get("activation_fn"), str):
+        name = policy_kwargs["activation_fn"]
+        if name not in ACTIVATIONS:
+            raise ValueError(f"algo.params.policy_kwargs.activation_fn must be one of {sorted(ACTIVATIONS)}, "
+                             f"got {name!r}")
+        policy_kwargs["activation_fn"] = ACTIVATIONS[name]
     policy = "MlpPolicy"
     if cfg.obs.kind == "pixels":
         policy = "MultiInputPolicy"
         image_size = int(cfg.env.image_size)
-        policy_kwargs = dict(features_extractor_class=MultimodalExtractor,
+        policy_kwargs.update(features_extractor_class=MultimodalExtractor,
                              features_extractor_kwargs=dict(model_config={"image_size": image_size}, freeze=False))
     return cls(policy, venv, seed=cfg.seed, device=resolve_device(cfg.device), verbose=0,
-               tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs or None, **dict(cfg.algo.params))
+               tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs or None, **params)
 
 
 # ------------------------------------------------------------------------------ weights, no pickles
@@ -268,18 +282,25 @@ class TrainingCallback(BaseCallback):
     def evaluate(self) -> dict[str, Any]:
         row = evaluate_held_out(self.model, self.cfg, self.venv, self.eval_venv, self.out)
         self.logger.record("eval/success_rate", row["success_rate"])
+        if "stochastic" in row:
+            self.logger.record("eval/success_rate_stochastic", row["stochastic"]["success_rate"])
         if row["mean_steps_to_success"] is not None:
             self.logger.record("eval/steps_to_success", row["mean_steps_to_success"])
         return row
 
 
 def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv, out: Path) -> dict[str, Any]:
-    """Deterministic episodes on the held-out seeds ``eval_seed + k``; appended to ``eval.jsonl``."""
+    """Episodes on the held-out seeds ``eval_seed + k`` with the mean action (the row's top level) and,
+    with ``cfg.eval_stochastic``, the same seeds with sampled actions (``row["stochastic"]``: training's
+    success can come from the action noise alone, issue 11); appended to ``eval.jsonl``."""
     seeds = [cfg.eval_seed + k for k in range(cfg.eval_episodes)]
     rms = venv.obs_rms if isinstance(venv, VecNormalize) else None
     t0 = time.time()
     summary = summarize(run_episodes(model, eval_venv, seeds, True, rms))
-    row = {"timesteps": int(model.num_timesteps), **summary, "seconds": time.time() - t0}
+    row = {"timesteps": int(model.num_timesteps), **summary}
+    if cfg.eval_stochastic:
+        row["stochastic"] = summarize(run_episodes(model, eval_venv, seeds, False, rms))
+    row["seconds"] = time.time() - t0
     with open(out / "eval.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
     return row
@@ -290,8 +311,8 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
     new = json.loads(json.dumps(asdict(cfg)))  # as the file holds it (tuples become lists)
     if path.exists():
         old = json.loads(path.read_text())
-        keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "ckpt_every_steps",
-                "total_steps", "vec_env")
+        keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "eval_stochastic",
+                "ckpt_every_steps", "total_steps", "vec_env")
         diff = sorted(k for k in new if k not in keep and old.get(k) != new[k])
         if diff:
             raise ValueError(f"{path} was written with other {diff}; resume with the same settings or pick "

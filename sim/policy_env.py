@@ -17,17 +17,19 @@ import gymnasium as gym
 
 import sim  # noqa: F401  (registers the env ids)
 from sim.registration import BASE_ID
-from sim.wrappers import PerturbObservation, StateObservation
+from sim.wrappers import FINE_SCALE, PerturbObservation, StateObservation
 
 
 def make_policy_env(env: dict[str, Any] | None = None, perturbations: Sequence[str] = (), state: bool = False,
-                    perturb_seed: int = 0, render_mode: str | None = None) -> gym.Env:
-    """One env: ``gym.make(BASE_ID, **env)``, then perturbations (``"name:p"``), then the state view."""
+                    perturb_seed: int = 0, render_mode: str | None = None,
+                    fine_scale: float = FINE_SCALE) -> gym.Env:
+    """One env: ``gym.make(BASE_ID, **env)``, then perturbations (``"name:p"``), then the state view
+    (with ``fine_scale``, m: ``StateObservation``)."""
     e = gym.make(BASE_ID, render_mode=render_mode, **dict(env or {}))
     if perturbations:
         e = PerturbObservation(e, list(perturbations), seed=perturb_seed)
     if state:
-        e = StateObservation(e)
+        e = StateObservation(e, fine_scale)
     return gym.wrappers.RecordEpisodeStatistics(e)
 
 

@@ -12,9 +12,9 @@ from mmrep.config import app_config, compose, group_options
 from mmrep.encoder import export_encoder
 from mmrep.models import ModelConfig
 from mmrep.models.multimodal import MultimodalEncoder
-from mmrep.policy import load_policy, run_episodes, summarize, train_policy, wilson_interval
+from mmrep.policy import build_model, build_venv, load_policy, run_episodes, summarize, train_policy, wilson_interval
 from sim.policy_env import make_policy_env
-from sim.wrappers import STATE_FIELDS
+from sim.wrappers import FINE_SCALE, STATE_FIELDS
 
 FAST_ENV = ["env.max_steps=8", "env.physics_hz=240.0", "env.image_size=64"]
 TINY_PPO = ["algo=ppo", "algo.params.n_steps=16", "algo.params.batch_size=16", "algo.params.n_epochs=1"]
@@ -38,6 +38,8 @@ def test_every_algo_and_obs_option_composes(tmp_path):
 def test_policy_config_refuses_bad_values_naming_the_field(tmp_path, capsys):
     with pytest.raises(ValueError, match="obs.encoder"):
         app_config(compose("policy", ["obs=latent"]))
+    with pytest.raises(ValueError, match="obs.fine_scale"):
+        app_config(compose("policy", ["obs=state", "obs.fine_scale=-1"]))
     with pytest.raises(ValueError, match="env: "):
         app_config(compose("policy", ["obs=state", "env.max_steps=0"]))
     assert main(["policy", "train", "obs=state", "algo.name=a2c", f"out={tmp_path / 'p'}"]) == 2
@@ -52,9 +54,37 @@ def test_state_observation_is_the_tip_to_hole_vector():
     try:
         obs, info = env.reset(seed=4)
         assert obs.shape == (len(STATE_FIELDS),) and obs.dtype == np.float32
-        np.testing.assert_allclose(obs[:3], info["tip_pos"] - info["hole_pos"], atol=1e-6)
+        offset = info["tip_pos"] - info["hole_pos"]
+        np.testing.assert_allclose(obs[:3], offset, atol=1e-6)
+        fine = obs[[STATE_FIELDS.index(k) for k in ("dx_fine", "dy_fine", "dz_fine")]]
+        np.testing.assert_allclose(fine, np.tanh(offset / FINE_SCALE), atol=1e-6)
+        assert np.all(np.abs(fine) <= 1.0)
     finally:
         env.close()
+    coarse = make_policy_env({"use_camera": False, "physics_hz": 240.0}, state=True, fine_scale=0.0)
+    try:
+        obs2, _ = coarse.reset(seed=4)
+        keep = [i for i, f in enumerate(STATE_FIELDS) if not f.endswith("_fine")]
+        assert obs2.shape == (len(keep),) and np.allclose(obs2, obs[keep])
+    finally:
+        coarse.close()
+
+
+def test_policy_kwargs_from_the_config_reach_the_policy(tmp_path):
+    cfg = policy_cfg(tmp_path, "obs=state", *TINY_PPO,
+                     "+algo.params.policy_kwargs={net_arch:[32,16],log_std_init:-1.5,activation_fn:relu}")
+    venv = build_venv(cfg, 1, 0, vec_env="dummy")
+    try:
+        model = build_model(cfg, venv)
+        layers = [m for m in model.policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
+        assert [m.out_features for m in layers] == [32, 16]
+        assert isinstance(model.policy.mlp_extractor.policy_net[1], torch.nn.ReLU)
+        assert torch.allclose(model.policy.log_std, torch.full((3,), -1.5))
+        bad = policy_cfg(tmp_path, "obs=state", *TINY_PPO, "+algo.params.policy_kwargs={activation_fn:swish}")
+        with pytest.raises(ValueError, match="activation_fn"):
+            build_model(bad, venv)
+    finally:
+        venv.close()
 
 
 def test_wilson_interval_is_the_known_one():
@@ -72,6 +102,7 @@ def test_state_policy_trains_checkpoints_resumes_and_saves_a_weights_only_policy
     assert first["timesteps"] == 32 and 0.0 <= first["success_rate"] <= 1.0
     rows = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
     assert rows and rows[-1]["episodes"] == 2 and len(rows[-1]["success_ci95"]) == 2
+    assert rows[-1]["stochastic"]["episodes"] == 2  # both curves: mean and sampled actions
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert ckpt["num_timesteps"] == 32 and ckpt["obs_rms"]["mean"].shape == (len(STATE_FIELDS),)
 
