@@ -10,7 +10,8 @@ A run folder holds::
     config.json          the PolicyConfig
     checkpoint.pt        policy and optimiser weights, timesteps, normaliser statistics (weights_only)
     replay_buffer.npz    SAC only: the replay buffer's arrays
-    eval.jsonl           periodic deterministic evaluations on held-out seeds
+    eval.jsonl           periodic evaluations on held-out seeds, mean and sampled actions
+    curves.png           their success rates against env steps (``mmrep.policy_curves``)
     tb/                  TensorBoard
     policy.pt            the final policy: weights, config and normaliser statistics (weights_only)
 
@@ -37,6 +38,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import save_atomic
+from mmrep.policy_curves import plot_curves
 from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
 from sim.config import EnvConfig
 from sim.policy_env import make_policy_env
@@ -345,6 +347,8 @@ def train_policy(cfg: PolicyConfig) -> dict[str, Any]:
         final = (evaluate_held_out(model, cfg, venv, eval_venv, out) if eval_venv is not None
                  else {"timesteps": int(model.num_timesteps)})
         save_policy(model, venv, cfg, out / "policy.pt")
+        if eval_venv is not None:
+            plot_curves({out.name: out}, out / "curves.png")
     finally:
         venv.close()
         if eval_venv is not None:

@@ -70,8 +70,8 @@ class StateObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
     Observation: ``Box`` (13,) float32, ``STATE_FIELDS``: the peg tip relative to the hole's top
     centre (m, world), the same offset at millimetre resolution (``tanh(offset / fine_scale)``,
-    unitless; left out with ``fine_scale=0``, 10 values), the tip's linear velocity (m/s), the mean wrist force of the last control step
-    (N, sensor frame), and the fraction of its substeps in contact.
+    unitless; left out with ``fine_scale=0``: 10 values), the tip's linear velocity (m/s), the mean
+    wrist force of the last control step (N, sensor frame), and the fraction of its substeps in contact.
 
     A tip-to-hole vector rather than absolute positions: PPO on absolute positions near (0.6, 0, 0.04) m
     that vary by centimetres did not learn (issue 11). The fine channels because the hole's clearance

@@ -13,6 +13,7 @@ from mmrep.encoder import export_encoder
 from mmrep.models import ModelConfig
 from mmrep.models.multimodal import MultimodalEncoder
 from mmrep.policy import build_model, build_venv, load_policy, run_episodes, summarize, train_policy, wilson_interval
+from mmrep.policy_curves import read_evaluations
 from sim.policy_env import make_policy_env
 from sim.wrappers import FINE_SCALE, STATE_FIELDS
 
@@ -103,11 +104,13 @@ def test_state_policy_trains_checkpoints_resumes_and_saves_a_weights_only_policy
     rows = [json.loads(line) for line in (tmp_path / "eval.jsonl").read_text().splitlines()]
     assert rows and rows[-1]["episodes"] == 2 and len(rows[-1]["success_ci95"]) == 2
     assert rows[-1]["stochastic"]["episodes"] == 2  # both curves: mean and sampled actions
+    assert (tmp_path / "curves.png").stat().st_size > 5_000
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert ckpt["num_timesteps"] == 32 and ckpt["obs_rms"]["mean"].shape == (len(STATE_FIELDS),)
 
     more = policy_cfg(tmp_path, "obs=state", "total_steps=64", *TINY_PPO)  # the same command, a larger budget
     assert train_policy(more)["timesteps"] == 64
+    assert [r["timesteps"] for r in read_evaluations(tmp_path)] == [32, 64]  # the repeated step kept once
     with pytest.raises(ValueError, match="seed"):
         train_policy(policy_cfg(tmp_path, "obs=state", "total_steps=64", "seed=3", *TINY_PPO))
 

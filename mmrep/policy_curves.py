@@ -1,0 +1,74 @@
+"""Learning curves of policy runs: held-out success against env steps, with the mean action
+(deterministic) and with sampled actions, from each run's ``eval.jsonl``.
+
+    python -m mmrep.policy_curves runs/policy_state runs/policy_state_coarse --out curves.png
+
+``mmrep policy train`` writes ``curves.png`` into its run folder the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def read_evaluations(run: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``<run>/eval.jsonl``, in order; a resumed run's repeated step keeps its last row."""
+    path = Path(run) / "eval.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (a `mmrep policy train` run with eval_episodes > 0?)")
+    rows: dict[int, dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows[int(row["timesteps"])] = row
+    return [rows[k] for k in sorted(rows)]
+
+
+def plot_curves(runs: dict[str, str | Path], out: str | Path) -> Path:
+    """One panel: success rate (with its 95% Wilson interval, shaded) against env steps per run;
+    solid: deterministic, dashed: stochastic. ``runs``: {label: run folder}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    for i, (label, run) in enumerate(runs.items()):
+        rows = read_evaluations(run)
+        colour = f"C{i}"
+        for mode, style in (("deterministic", "-"), ("stochastic", "--")):
+            stats = [r if mode == "deterministic" else r.get("stochastic") for r in rows]
+            pts = [(r["timesteps"], s) for r, s in zip(rows, stats) if s is not None]
+            if not pts:
+                continue
+            steps = [t for t, _ in pts]
+            ax.plot(steps, [s["success_rate"] for _, s in pts], style, color=colour, marker="o", ms=3,
+                    label=f"{label}, {mode}")
+            ax.fill_between(steps, [s["success_ci95"][0] for _, s in pts], [s["success_ci95"][1] for _, s in pts],
+                            color=colour, alpha=0.08 if mode == "stochastic" else 0.15, lw=0)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("held-out success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="run folders, or label=folder")
+    ap.add_argument("--out", default="curves.png")
+    args = ap.parse_args(argv)
+    runs = dict(r.split("=", 1) if "=" in r else (Path(r).name, r) for r in args.runs)
+    print(plot_curves(runs, args.out))
+
+
+if __name__ == "__main__":
+    main()
