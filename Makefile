@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # CPU build of torch that lies on this machine's disk; pyproject keeps the range open for GPU users.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test test-slow bench quality robustness lint clean venv
+.PHONY: demo test test-slow bench quality robustness state-policy lint clean venv
 .SECONDARY:  # keep every training, dataset and evaluation a pattern rule made
 
 venv: $(VENV)/.installed
@@ -93,6 +93,26 @@ robustness: $(foreach e,$(COMPARE),outputs/eval/$(e)/results.json) \
 	  --runs $(foreach e,$(COMPARE),$(or $(LABEL_$(e)),$(e))=runs/$(e)) \
 	  --roles fused=robust_flow_rgb plain=plain vision=vision_only force=force_only \
 	  --out outputs/robustness_summary.json --report outputs/eval_compare
+
+# Issue 11 item 5, the RL machinery on the privileged state: PPO, 100k env steps, 3 training seeds,
+# with the millimetre tip-to-hole channels (fine) and without them (coarse, obs.fine_scale=0); each
+# policy on 100 held-out seeds, mean and sampled actions. One core a run: `make -j2 state-policy`,
+# about 9 minutes a run, two at a time (README, "Policies on the representation").
+STATE_SEEDS = 0 1 2
+STATE_TRAIN = $(VENV)/bin/mmrep policy train obs=state algo=ppo total_steps=100000 n_envs=4 vec_env=dummy \
+	threads=1 eval_episodes=30 eval_every_steps=20000 progress=false
+STATE_RUNS = $(foreach v,fine coarse,$(foreach s,$(STATE_SEEDS),state_$(v)_s$(s)))
+
+runs/state_fine_s%/policy.pt: | venv
+	$(STATE_TRAIN) seed=$* out=runs/state_fine_s$*
+runs/state_coarse_s%/policy.pt: | venv
+	$(STATE_TRAIN) seed=$* obs.fine_scale=0 out=runs/state_coarse_s$*
+runs/state_%/eval/results.json: runs/state_%/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/state_$* episodes=100 progress=false
+
+state-policy: $(foreach r,$(STATE_RUNS),runs/$(r)/eval/results.json)
+	$(PY) benchmarks/state_policy_summary.py $(foreach r,$(STATE_RUNS),runs/$(r)) \
+		--out benchmarks/results/state_policy
 
 lint: venv
 	$(VENV)/bin/ruff check sim mmrep tests benchmarks

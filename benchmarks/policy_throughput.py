@@ -42,15 +42,51 @@ def random_steps_per_s(venv, steps: int) -> float:
     return (steps // n) * n / (time.perf_counter() - t0)
 
 
+def measure_training(n: int, threads: int, env: dict, args, row: dict) -> dict:
+    """With ``threads`` torch threads in the main process: random stepping with the encoder in the
+    loop, the encoder alone, and PPO on z; where the time goes."""
+    torch.set_num_threads(threads)
+    out: dict = {}
+    v = VecLatentObservation(vec(n, env), args.encoder)
+    out["random_steps_per_s_with_encoder"] = random_steps_per_s(v, args.steps)
+    obs = v.venv.reset()
+    t0 = time.perf_counter()
+    for _ in range(20):
+        v.codec.encode(obs)
+    out["encoder_ms_per_batch"] = (time.perf_counter() - t0) / 20 * 1000
+    v.close()
+    v = VecNormalize(VecLatentObservation(vec(n, env), args.encoder), norm_reward=False, clip_obs=5.0)
+    model = PPO("MlpPolicy", v, n_steps=args.steps // n, batch_size=64, n_epochs=10, seed=0, device="cpu")
+    t0 = time.perf_counter()
+    model.learn(args.steps)
+    out["training_steps_per_s"] = args.steps / (time.perf_counter() - t0)
+    v.close()
+    out["ratio_training_vs_random"] = out["training_steps_per_s"] / row["random_steps_per_s"]
+    per_step = {  # seconds per env step, all workers together
+        "physics_and_control": 1 / row["random_steps_per_s_camera_off"],
+        "render": 1 / row["random_steps_per_s"] - 1 / row["random_steps_per_s_camera_off"],
+        "encoder": 1 / out["random_steps_per_s_with_encoder"] - 1 / row["random_steps_per_s"],
+        "learner": 1 / out["training_steps_per_s"] - 1 / out["random_steps_per_s_with_encoder"],
+    }
+    total = sum(max(v_, 0.0) for v_ in per_step.values())
+    out["time_share"] = {k: max(v_, 0.0) / total for k, v_ in per_step.items()}
+    print(f"{n} worker(s), {threads} thread(s): random {row['random_steps_per_s']:.1f} steps/s (camera off "
+          f"{row['random_steps_per_s_camera_off']:.1f}, with encoder {out['random_steps_per_s_with_encoder']:.1f}; "
+          f"encoder {out['encoder_ms_per_batch']:.2f} ms a batch), PPO on z {out['training_steps_per_s']:.1f} "
+          f"steps/s, ratio {out['ratio_training_vs_random']:.2f}; "
+          f"shares {json.dumps({k: round(v_, 2) for k, v_ in out['time_share'].items()})}", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--encoder", required=True)
     ap.add_argument("--steps", type=int, default=1024, help="env steps per measurement (all workers)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="torch threads of the main process (encoder and learner); each is measured")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     env = {"physics_hz": 1000.0}
     result: dict = {"benchmark": "policy_throughput", "machine": platform.platform(), "torch_threads": args.threads,
                     "steps": args.steps, "encoder": args.encoder, "env": env, "workers": {}}
@@ -62,35 +98,12 @@ def main() -> None:
         v = vec(n, {**env, "use_camera": False})
         row["random_steps_per_s_camera_off"] = random_steps_per_s(v, args.steps)
         v.close()
-        v = VecLatentObservation(vec(n, env), args.encoder)
-        row["random_steps_per_s_with_encoder"] = random_steps_per_s(v, args.steps)
-        obs = v.venv.reset()
-        t0 = time.perf_counter()
-        for _ in range(20):
-            v.codec.encode(obs)
-        row["encoder_ms_per_batch"] = (time.perf_counter() - t0) / 20 * 1000
-        v.close()
-        v = VecNormalize(VecLatentObservation(vec(n, env), args.encoder), norm_reward=False, clip_obs=5.0)
-        model = PPO("MlpPolicy", v, n_steps=args.steps // n, batch_size=64, n_epochs=10, seed=0, device="cpu")
-        t0 = time.perf_counter()
-        model.learn(args.steps)
-        row["training_steps_per_s"] = args.steps / (time.perf_counter() - t0)
-        v.close()
-        row["ratio_training_vs_random"] = row["training_steps_per_s"] / row["random_steps_per_s"]
-        per_step = {  # seconds per env step, all workers together
-            "physics_and_control": 1 / row["random_steps_per_s_camera_off"],
-            "render": 1 / row["random_steps_per_s"] - 1 / row["random_steps_per_s_camera_off"],
-            "encoder": 1 / row["random_steps_per_s_with_encoder"] - 1 / row["random_steps_per_s"],
-            "learner": 1 / row["training_steps_per_s"] - 1 / row["random_steps_per_s_with_encoder"],
-        }
-        total = sum(max(v_, 0.0) for v_ in per_step.values())
-        row["time_share"] = {k: max(v_, 0.0) / total for k, v_ in per_step.items()}
+        row["threads"] = {str(t): measure_training(n, t, env, args, row) for t in args.threads}
+        best = max(row["threads"], key=lambda t: row["threads"][t]["training_steps_per_s"])
+        row["best_threads"] = int(best)
+        row["ratio_training_vs_random"] = row["threads"][best]["ratio_training_vs_random"]
+        row["training_steps_per_s"] = row["threads"][best]["training_steps_per_s"]
         result["workers"][str(n)] = row
-        print(f"{n} worker(s): random {row['random_steps_per_s']:.1f} steps/s (camera off "
-              f"{row['random_steps_per_s_camera_off']:.1f}, with encoder "
-              f"{row['random_steps_per_s_with_encoder']:.1f}), "
-              f"PPO on z {row['training_steps_per_s']:.1f} steps/s, ratio {row['ratio_training_vs_random']:.2f}; "
-              f"shares {json.dumps({k: round(v_, 2) for k, v_ in row['time_share'].items()})}")
     if len(args.workers) > 1:
         a, b = (result["workers"][str(n)] for n in args.workers[:2])
         result["scaling_training"] = b["training_steps_per_s"] / a["training_steps_per_s"]

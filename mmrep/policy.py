@@ -206,7 +206,8 @@ def save_policy(model, venv, cfg: PolicyConfig, path: Path) -> None:
 def run_episodes(model, venv: VecEnv, seeds: list[int], deterministic: bool = True,
                  obs_rms: RunningMeanStd | None = None, recorder: list | None = None) -> list[dict[str, Any]]:
     """One episode per seed on a single-env ``venv`` (``venv.seed(s)`` then reset): success, steps,
-    return, peak step-mean and peak substep contact force (N, from the wrist sensor). ``recorder``
+    return, peak step-mean and peak substep contact force (N, from the wrist sensor), and the tip's
+    final distance from the hole's axis and depth below its top (mm). ``recorder``
     (a list, with a ``render=True`` venv) receives (camera frame, F/T readings) per step of the first
     episode."""
     episodes = []
@@ -229,8 +230,12 @@ def run_episodes(model, venv: VecEnv, seeds: list[int], deterministic: bool = Tr
                 peak_sub = max(peak_sub, float(norms.max()))
                 peak_mean = max(peak_mean, float(norms.mean()))
             if done[0]:
-                episodes.append({"seed": int(s), "success": bool(infos[0].get("is_success", False)), "steps": steps,
-                                 "return": ret, "peak_force_step_mean_n": peak_mean, "peak_force_substep_n": peak_sub})
+                info = infos[0]
+                episodes.append({"seed": int(s), "success": bool(info.get("is_success", False)), "steps": steps,
+                                 "return": ret, "peak_force_step_mean_n": peak_mean, "peak_force_substep_n": peak_sub,
+                                 # where the episode ended: how far off the hole's axis and how deep (mm)
+                                 "final_offset_mm": 1000 * float(info.get("hole_distance", float("nan"))),
+                                 "final_depth_mm": 1000 * float(info.get("insertion_depth", float("nan")))})
                 break
     return episodes
 
@@ -254,7 +259,15 @@ def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_steps_to_success": float(np.mean([e["steps"] for e in wins])) if wins else None,
             "mean_return": float(np.mean([e["return"] for e in episodes])) if n else None,
             "peak_force_step_mean_n": max((e["peak_force_step_mean_n"] for e in episodes), default=None),
-            "peak_force_substep_n": max((e["peak_force_substep_n"] for e in episodes), default=None)}
+            "peak_force_substep_n": max((e["peak_force_substep_n"] for e in episodes), default=None),
+            # why failures fail: a median offset above the clearance is a peg on the rim, beside the hole
+            "failures_median_offset_mm": _median([e.get("final_offset_mm") for e in episodes if not e["success"]]),
+            "failures_median_depth_mm": _median([e.get("final_depth_mm") for e in episodes if not e["success"]])}
+
+
+def _median(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.median(vals)) if vals else None
 
 
 class TrainingCallback(BaseCallback):
