@@ -97,7 +97,7 @@ robustness: $(foreach e,$(COMPARE),outputs/eval/$(e)/results.json) \
 # Issue 11 item 5, the RL machinery on the privileged state: PPO, 100k env steps, 3 training seeds,
 # with the millimetre tip-to-hole channels (fine) and without them (coarse, obs.fine_scale=0); each
 # policy on 100 held-out seeds, mean and sampled actions. One core a run: `make -j2 state-policy`,
-# about 9 minutes a run, two at a time (README, "Policies on the representation").
+# 8-11 minutes a run, two at a time, about 35 minutes in all (README, "Policies on the representation").
 STATE_SEEDS = 0 1 2
 STATE_TRAIN = $(VENV)/bin/mmrep policy train obs=state algo=ppo total_steps=100000 n_envs=4 vec_env=dummy \
 	threads=1 eval_episodes=30 eval_every_steps=20000 progress=false
