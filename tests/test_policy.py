@@ -147,3 +147,29 @@ def test_latent_policy_encodes_subprocess_envs_in_the_main_process(tmp_path):
         assert venv.observation_space.shape == (8 + 13,) and rms.mean.shape == (21,)
     finally:
         venv.close()
+
+
+def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    runs = []
+    for name, extra in (("state_fine_s0", []), ("state_coarse_s0", ["obs.fine_scale=0"])):
+        run = tmp_path / name
+        train_policy(policy_cfg(run, "obs=state", "total_steps=32", *TINY_PPO, *extra))
+        assert main(["policy", "eval", f"policy={run}", "episodes=2", "video=false", "progress=false"]) == 0
+        runs.append(str(run))
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "summary"
+    subprocess.run([sys.executable, str(root / "benchmarks" / "state_policy_summary.py"), *runs, "--out", str(out)],
+                   check=True, capture_output=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["variants"]) == {"fine", "coarse"}
+    assert [r["fine_scale"] for r in summary["runs"]] == [0.002, 0.0]
+    assert all(r["final_100_seeds"]["deterministic"]["episodes"] == 2 for r in summary["runs"])
+    assert (out / "curves.png").stat().st_size > 5_000 and "state_coarse_s0" in (out / "table.md").read_text()
+    assert (out / "runs" / "state_fine_s0" / "eval.jsonl").exists()
+    subprocess.run([sys.executable, "-m", "mmrep.policy_curves", *runs, "--out", str(tmp_path / "c.png")], check=True,
+                   capture_output=True)
+    assert (tmp_path / "c.png").stat().st_size > 5_000
