@@ -1,0 +1,235 @@
+"""What a representation carries for control: small MLP probes that read, from z (and optionally
+proprioception), the peg tip's offset from the hole and the contact state, on held-out episodes.
+
+A policy cannot use what z does not carry: the hole's clearance is 2 mm, so z must locate the hole to
+about that near it. The labels are privileged (the hole's pose is replayed from each episode's seed
+and env config: ``env.reset(seed)`` draws it first) and are used by the probes only, never by the
+representation.
+
+    python -m mmrep.probe data/probe plain=runs/quality_poe/encoder.pt robust=runs/robust/encoder.pt \
+        --out outputs/probe
+
+For each encoder, and for proprioception alone as the baseline, features per step t of every
+episode: z (posterior mean, clean inputs) with or without PROPRIO8. Probes train on the dataset's
+``train`` episodes and are scored on its ``valid`` episodes:
+
+    offset_mm_median        median horizontal error of the tip-to-hole offset (mm)
+    offset_mm_median_near   the same where the tip is within 2 cm of the hole's top centre
+    contact_f1              F1 of "the peg touches the block during the step that ended at t"
+
+Writes ``probe.json`` (every figure and the settings) and ``probe.md`` (a table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from mmrep.encoder import load_encoder
+from sim.dataset_format import read_manifest
+from sim.observation import proprio8_from_proprio13
+
+NEAR_M = 0.02  # m: "near the hole" for the near-hole figure
+
+
+@dataclass
+class ProbeConfig:
+    hidden: int = 256
+    epochs: int = 60
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass
+class Steps:
+    """Every observation row of a split, flattened over episodes.
+
+    obs: the env observation dict (rgb (N, S, S, 3) uint8, depth, force (N, n, 6), proprio (N, 13));
+    offset: (N, 3) float32, m, tip minus the hole's top centre (world); contact: (N,) float32, 1 if
+    the peg touched the block during the step that ended at the row (0 at reset); episode: (N,) int.
+    """
+
+    obs: dict[str, np.ndarray]
+    offset: np.ndarray
+    contact: np.ndarray
+    episode: np.ndarray
+
+
+def hole_position(env_config: str, seed: int) -> np.ndarray:
+    """(3,) m: the hole's top centre of the episode collected with ``seed`` under ``env_config``
+    (JSON), by replaying the env's reset."""
+    import gymnasium as gym
+
+    import sim  # noqa: F401  (registers the env ids)
+    from sim.registration import BASE_ID
+
+    cfg = json.loads(env_config)
+    env = gym.make(BASE_ID, **{**cfg, "use_camera": False, "compute_flow": False})
+    try:
+        _, info = env.reset(seed=int(seed))
+        return np.asarray(info["hole_pos"], dtype=np.float64)
+    finally:
+        env.close()
+
+
+def load_steps(path: str | Path, split: str, keys: tuple[str, ...], max_episodes: int | None = None) -> Steps:
+    """Every row of the ``split`` episodes of a native dataset folder, with its labels."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    chosen = [e for e in manifest["episodes"] if e["split"] == split][:max_episodes]
+    if not chosen:
+        raise ValueError(f"{path}: no episodes in split {split!r}")
+    obs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    offsets, contacts, episodes = [], [], []
+    holes: dict[tuple[str, int], np.ndarray] = {}
+    for i, e in enumerate(chosen):
+        with h5py.File(path / e["shard"], "r") as f:
+            g = f["data"][e["name"]]
+            cfg_json, seed = g.attrs["env_config"], int(g.attrs["seed"])
+            if (cfg_json, seed) not in holes:
+                holes[(cfg_json, seed)] = hole_position(cfg_json, seed)
+            for k in keys:
+                x = g[f"obs/{k}"][:]
+                obs[k].append(x.astype(np.float32) if k == "depth" else x)
+            proprio = g["obs/proprio"][:]
+            offsets.append((proprio[:, :3] - holes[(cfg_json, seed)]).astype(np.float32))
+            contacts.append(g["obs/contact"][:].any(axis=1).astype(np.float32))
+            episodes.append(np.full(len(proprio), i))
+    return Steps({k: np.concatenate(v) for k, v in obs.items()}, np.concatenate(offsets), np.concatenate(contacts),
+                 np.concatenate(episodes))
+
+
+@torch.no_grad()
+def encode_steps(encoder, obs: dict[str, np.ndarray], batch: int = 64) -> np.ndarray:
+    """(N, z_dim) float32 posterior means of clean observations, in batches."""
+    n = len(next(iter(obs.values())))
+    out = [encoder.encode({k: v[i:i + batch] for k, v in obs.items()}).float().cpu().numpy()
+           for i in range(0, n, batch)]
+    return np.concatenate(out)
+
+
+def fit_probe(x_train: np.ndarray, y_train: np.ndarray, kind: str, cfg: ProbeConfig) -> torch.nn.Module:
+    """An MLP (two hidden layers) on standardised features; ``kind`` "regression" (Huber, targets in
+    mm) or "binary" (logits, BCE)."""
+    torch.manual_seed(cfg.seed)
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    net = torch.nn.Sequential(torch.nn.Linear(x_train.shape[1], cfg.hidden), torch.nn.ReLU(),
+                              torch.nn.Linear(cfg.hidden, cfg.hidden), torch.nn.ReLU(),
+                              torch.nn.Linear(cfg.hidden, y_train.shape[1]))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
+    x = torch.from_numpy((x_train - mean) / std).float()
+    y = torch.from_numpy(y_train).float()
+    loss_fn = torch.nn.HuberLoss(delta=1.0) if kind == "regression" else torch.nn.BCEWithLogitsLoss()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
+            opt.zero_grad()
+            loss_fn(net(x[idx]), y[idx]).backward()
+            opt.step()
+        sched.step()
+    net.eval()
+    net.mean, net.std = torch.from_numpy(mean).float(), torch.from_numpy(std).float()  # type: ignore[attr-defined]
+    return net
+
+
+@torch.no_grad()
+def predict(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    return net((torch.from_numpy(x).float() - net.mean) / net.std).numpy()  # type: ignore[attr-defined]
+
+
+def f1_score(pred: np.ndarray, truth: np.ndarray) -> float:
+    tp = float(np.sum(pred & truth))
+    denom = float(np.sum(pred) + np.sum(truth))
+    return 2 * tp / denom if denom else 1.0
+
+
+def probe_features(name: str, train_x: np.ndarray, valid_x: np.ndarray, train: Steps, valid: Steps,
+                   cfg: ProbeConfig) -> dict[str, Any]:
+    """Fit the offset and contact probes on ``train_x`` and score them on ``valid_x``."""
+    mm = 1000.0
+    reg = fit_probe(train_x, train.offset * mm, "regression", cfg)
+    err = np.linalg.norm(predict(reg, valid_x)[:, :2] - valid.offset[:, :2] * mm, axis=1)
+    near = np.linalg.norm(valid.offset, axis=1) < NEAR_M
+    clf = fit_probe(train_x, train.contact[:, None], "binary", cfg)
+    contact = predict(clf, valid_x)[:, 0] > 0
+    return {"features": name, "dim": int(train_x.shape[1]), "offset_mm_median": float(np.median(err)),
+            "offset_mm_median_near": float(np.median(err[near])) if near.any() else None,
+            "offset_mm_p90_near": float(np.percentile(err[near], 90)) if near.any() else None,
+            "near_samples": int(near.sum()), "contact_f1": f1_score(contact, valid.contact > 0.5),
+            "contact_rate": float(valid.contact.mean())}
+
+
+def run_probes(data: str | Path, encoders: dict[str, str], out: str | Path, cfg: ProbeConfig,
+               with_proprio: bool = True, max_episodes: int | None = None) -> dict[str, Any]:
+    """Probe each encoder (z, and z with PROPRIO8) and proprioception alone; write the outputs."""
+    t0 = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = ("rgb", "depth", "force", "proprio")
+    train = load_steps(data, "train", keys, max_episodes)
+    valid = load_steps(data, "valid", keys, max_episodes)
+    p8_train, p8_valid = (proprio8_from_proprio13(s.obs["proprio"]) for s in (train, valid))
+    rows = [probe_features("proprio", p8_train, p8_valid, train, valid, cfg)]
+    for label, path in encoders.items():
+        enc = load_encoder(path)
+        z_train, z_valid = encode_steps(enc, train.obs), encode_steps(enc, valid.obs)
+        row = probe_features("z", z_train, z_valid, train, valid, cfg)
+        rows.append({"encoder": label, **row})
+        if with_proprio:
+            row = probe_features("z+proprio", np.concatenate([z_train, p8_train], 1),
+                                 np.concatenate([z_valid, p8_valid], 1), train, valid, cfg)
+            rows.append({"encoder": label, **row})
+        print(f"probed {label}", flush=True)
+    result = {"data": str(data), "encoders": encoders, "config": asdict(cfg),
+              "train_samples": len(train.offset), "valid_samples": len(valid.offset),
+              "train_episodes": int(train.episode.max() + 1), "valid_episodes": int(valid.episode.max() + 1),
+              "seconds": time.time() - t0, "results": rows}
+    (out / "probe.json").write_text(json.dumps(result, indent=2))
+    (out / "probe.md").write_text(probe_table(result))
+    return result
+
+
+def probe_table(result: dict[str, Any]) -> str:
+    lines = [f"Probes on `{result['data']}`: {result['train_episodes']} train / {result['valid_episodes']} held-out "
+             f"episodes ({result['valid_samples']} samples).", "",
+             "| representation | features | offset error, median (mm) | near the hole (mm) | near, 90th pct (mm) | "
+             "contact F1 |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in result["results"]:
+        near = "-" if r["offset_mm_median_near"] is None else f"{r['offset_mm_median_near']:.1f}"
+        p90 = "-" if r["offset_mm_p90_near"] is None else f"{r['offset_mm_p90_near']:.1f}"
+        lines.append(f"| {r.get('encoder', '-')} | {r['features']} | {r['offset_mm_median']:.1f} | {near} | {p90} | "
+                     f"{r['contact_f1']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", help="a native dataset folder (its train episodes fit, its valid episodes score)")
+    ap.add_argument("encoders", nargs="*", help="label=encoder.pt")
+    ap.add_argument("--out", default="outputs/probe")
+    ap.add_argument("--epochs", type=int, default=ProbeConfig.epochs)
+    ap.add_argument("--max-episodes", type=int, default=None, help="per split")
+    args = ap.parse_args(argv)
+    encoders = {}
+    for spec in args.encoders:
+        label, _, path = spec.rpartition("=")
+        encoders[label or Path(path).stem] = path
+        if not Path(path).exists():
+            raise SystemExit(f"encoder {path} does not exist")
+    result = run_probes(args.data, encoders, args.out, ProbeConfig(epochs=args.epochs),
+                        max_episodes=args.max_episodes)
+    print(probe_table(result))
+
+
+if __name__ == "__main__":
+    main()
