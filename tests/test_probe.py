@@ -1,0 +1,51 @@
+"""Probes of what z carries (mmrep.probe): labels replayed from the episode seeds, probes that learn,
+the outputs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import collect_small
+from mmrep.encoder import export_encoder
+from mmrep.models import ModelConfig
+from mmrep.models.multimodal import MultimodalEncoder
+from mmrep.probe import ProbeConfig, fit_probe, load_steps, predict, run_probes
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return collect_small(tmp_path_factory.mktemp("probe64"), episodes=6, max_steps=25)
+
+
+def test_offsets_are_the_tip_to_hole_vector_of_the_replayed_episode(data):
+    steps = load_steps(data, "train", ("proprio",))
+    first = steps.episode == 0
+    # at reset the tip starts 10-16 cm above the block top and within 6 + 5 cm of the hole on x and y
+    assert 0.09 < steps.offset[first][0, 2] < 0.17 and np.all(np.abs(steps.offset[first][0, :2]) < 0.12)
+    # offsets change only by the tip's motion: the hole does not move within an episode
+    motion = np.diff(steps.obs["proprio"][first][:, :3], axis=0)
+    np.testing.assert_allclose(np.diff(steps.offset[first], axis=0), motion, atol=1e-6)
+    assert set(np.unique(steps.contact)) <= {0.0, 1.0}
+
+
+def test_probe_learns_a_linear_target():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 5)).astype(np.float32)
+    y = (x[:, :2] * 10).astype(np.float32)
+    net = fit_probe(x[:1500], y[:1500], "regression", ProbeConfig(epochs=30))
+    err = np.abs(predict(net, x[1500:]) - y[1500:]).mean()
+    assert err < 0.5  # the targets' spread is 10
+
+
+def test_run_probes_writes_every_feature_set(data, tmp_path):
+    torch.manual_seed(0)
+    enc = tmp_path / "encoder.pt"
+    export_encoder(MultimodalEncoder(ModelConfig(image_size=64, z_dim=8)), enc)
+    result = run_probes(data, {"random": str(enc)}, tmp_path / "out", ProbeConfig(epochs=2))
+    assert [(r.get("encoder"), r["features"]) for r in result["results"]] == [
+        (None, "proprio"), ("random", "z"), ("random", "z+proprio")]
+    assert all(r["offset_mm_median"] > 0 and 0 <= r["contact_f1"] <= 1 for r in result["results"])
+    assert json.loads((tmp_path / "out" / "probe.json").read_text())["valid_samples"] == result["valid_samples"]
+    assert "z+proprio" in (tmp_path / "out" / "probe.md").read_text()
