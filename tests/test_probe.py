@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import collect_small
+
 from mmrep.encoder import export_encoder
 from mmrep.models import ModelConfig
 from mmrep.models.multimodal import MultimodalEncoder
