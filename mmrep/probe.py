@@ -3,7 +3,7 @@ proprioception), the peg tip's offset from the hole and the contact state, on he
 
 A policy cannot use what z does not carry: the hole's clearance is 2 mm, so z must locate the hole to
 about that near it. The labels are privileged (the hole's pose is replayed from each episode's seed
-and env config: ``env.reset(seed)`` draws it first) and are used by the probes only, never by the
+and env config: ``env.reset(seed)`` draws it first, ``HoleReplay``) and are used by the probes only, never by the
 representation.
 
     python -m mmrep.probe data/probe plain=runs/quality_poe/encoder.pt robust=runs/robust/encoder.pt \
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from mmrep.encoder import load_encoder
-from sim.dataset_format import read_manifest
+from sim.dataset_format import DATA_GROUP, read_manifest
 from sim.observation import proprio8_from_proprio13
 
 NEAR_M = 0.02  # m: "near the hole" for the near-hole figure
@@ -64,21 +64,29 @@ class Steps:
     episode: np.ndarray
 
 
-def hole_position(env_config: str, seed: int) -> np.ndarray:
-    """(3,) m: the hole's top centre of the episode collected with ``seed`` under ``env_config``
-    (JSON), by replaying the env's reset."""
-    import gymnasium as gym
+class HoleReplay:
+    """The hole's top centre (3,) m of a collected episode, by replaying the env's reset with the
+    episode's seed and env config (JSON): one camera-less env per config, reused across episodes."""
 
-    import sim  # noqa: F401  (registers the env ids)
-    from sim.registration import BASE_ID
+    def __init__(self) -> None:
+        self._envs: dict[str, Any] = {}
 
-    cfg = json.loads(env_config)
-    env = gym.make(BASE_ID, **{**cfg, "use_camera": False, "compute_flow": False})
-    try:
-        _, info = env.reset(seed=int(seed))
+    def __call__(self, env_config: str, seed: int) -> np.ndarray:
+        import gymnasium as gym
+
+        import sim  # noqa: F401  (registers the env ids)
+        from sim.registration import BASE_ID
+
+        if env_config not in self._envs:
+            cfg = json.loads(env_config)
+            self._envs[env_config] = gym.make(BASE_ID, **{**cfg, "use_camera": False, "compute_flow": False})
+        _, info = self._envs[env_config].reset(seed=int(seed))
         return np.asarray(info["hole_pos"], dtype=np.float64)
-    finally:
-        env.close()
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
 
 
 def load_steps(path: str | Path, split: str, keys: tuple[str, ...], max_episodes: int | None = None) -> Steps:
@@ -90,20 +98,21 @@ def load_steps(path: str | Path, split: str, keys: tuple[str, ...], max_episodes
         raise ValueError(f"{path}: no episodes in split {split!r}")
     obs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     offsets, contacts, episodes = [], [], []
-    holes: dict[tuple[str, int], np.ndarray] = {}
-    for i, e in enumerate(chosen):
-        with h5py.File(path / e["shard"], "r") as f:
-            g = f["data"][e["name"]]
-            cfg_json, seed = g.attrs["env_config"], int(g.attrs["seed"])
-            if (cfg_json, seed) not in holes:
-                holes[(cfg_json, seed)] = hole_position(cfg_json, seed)
-            for k in keys:
-                x = g[f"obs/{k}"][:]
-                obs[k].append(x.astype(np.float32) if k == "depth" else x)
-            proprio = g["obs/proprio"][:]
-            offsets.append((proprio[:, :3] - holes[(cfg_json, seed)]).astype(np.float32))
-            contacts.append(g["obs/contact"][:].any(axis=1).astype(np.float32))
-            episodes.append(np.full(len(proprio), i))
+    hole_of = HoleReplay()
+    try:
+        for i, e in enumerate(chosen):
+            with h5py.File(path / e["shard"], "r") as f:
+                g = f[DATA_GROUP][e["name"]]
+                hole = hole_of(g.attrs["env_config"], int(g.attrs["seed"]))
+                for k in keys:
+                    x = g[f"obs/{k}"][:]
+                    obs[k].append(x.astype(np.float32) if k == "depth" else x)
+                proprio = g["obs/proprio"][:]
+                offsets.append((proprio[:, :3] - hole).astype(np.float32))
+                contacts.append(g["obs/contact"][:].any(axis=1).astype(np.float32))
+                episodes.append(np.full(len(proprio), i))
+    finally:
+        hole_of.close()
     return Steps({k: np.concatenate(v) for k, v in obs.items()}, np.concatenate(offsets), np.concatenate(contacts),
                  np.concatenate(episodes))
 
@@ -117,18 +126,29 @@ def encode_steps(encoder, obs: dict[str, np.ndarray], batch: int = 64) -> np.nda
     return np.concatenate(out)
 
 
-def fit_probe(x_train: np.ndarray, y_train: np.ndarray, kind: str, cfg: ProbeConfig) -> torch.nn.Module:
-    """An MLP (two hidden layers) on standardised features; ``kind`` "regression" (Huber, targets in
-    mm) or "binary" (logits, BCE)."""
+class Probe(torch.nn.Module):
+    """An MLP (two hidden layers, ReLU) on features standardised with its training statistics."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, out_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.from_numpy(mean).float())
+        self.register_buffer("std", torch.from_numpy(std).float())
+        self.net = torch.nn.Sequential(torch.nn.Linear(len(mean), hidden), torch.nn.ReLU(),
+                                       torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                                       torch.nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def fit_probe(x_train: np.ndarray, y_train: np.ndarray, kind: str, cfg: ProbeConfig) -> Probe:
+    """A ``Probe`` fitted with Adam (cosine schedule); ``kind`` "regression" (Huber, targets in mm)
+    or "binary" (logits, BCE)."""
     torch.manual_seed(cfg.seed)
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-    net = torch.nn.Sequential(torch.nn.Linear(x_train.shape[1], cfg.hidden), torch.nn.ReLU(),
-                              torch.nn.Linear(cfg.hidden, cfg.hidden), torch.nn.ReLU(),
-                              torch.nn.Linear(cfg.hidden, y_train.shape[1]))
+    net = Probe(x_train.mean(0), x_train.std(0) + 1e-6, y_train.shape[1], cfg.hidden)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
-    x = torch.from_numpy((x_train - mean) / std).float()
-    y = torch.from_numpy(y_train).float()
+    x, y = torch.from_numpy(x_train).float(), torch.from_numpy(y_train).float()
     loss_fn = torch.nn.HuberLoss(delta=1.0) if kind == "regression" else torch.nn.BCEWithLogitsLoss()
     gen = torch.Generator().manual_seed(cfg.seed)
     for _ in range(cfg.epochs):
@@ -137,14 +157,12 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, kind: str, cfg: ProbeCon
             loss_fn(net(x[idx]), y[idx]).backward()
             opt.step()
         sched.step()
-    net.eval()
-    net.mean, net.std = torch.from_numpy(mean).float(), torch.from_numpy(std).float()  # type: ignore[attr-defined]
-    return net
+    return net.eval()
 
 
 @torch.no_grad()
-def predict(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    return net((torch.from_numpy(x).float() - net.mean) / net.std).numpy()  # type: ignore[attr-defined]
+def predict(net: Probe, x: np.ndarray) -> np.ndarray:
+    return net(torch.from_numpy(x).float()).numpy()
 
 
 def f1_score(pred: np.ndarray, truth: np.ndarray) -> float:
