@@ -233,12 +233,15 @@ class ObsConfig:
     """What the policy observes (``configs/obs/``): "latent" (the frozen encoder's z), "latent_proprio"
     (z and the env's PROPRIO13), "pixels" (the observation dict through the encoder's architecture,
     randomly initialised and trained end to end), "state" (privileged: tip-to-hole vector, velocity,
-    force, contact). ``encoder``: the ``encoder.pt`` of the latent kinds. ``fine_scale`` (m, state
-    only): the tip-to-hole offset is also observed as ``tanh(offset / fine_scale)``; 0 leaves those
-    channels out (``sim.wrappers.StateObservation``)."""
+    force, contact). ``encoder``: the ``encoder.pt`` of the latent kinds; ``random_init``: its
+    architecture with fresh weights seeded by the policy's seed, frozen (the random-features baseline,
+    ``mmrep.encoder.random_like``). ``fine_scale`` (m, state only): the tip-to-hole offset is also
+    observed as ``tanh(offset / fine_scale)``; 0 leaves those channels out
+    (``sim.wrappers.StateObservation``)."""
 
     kind: str = "latent"
     encoder: str | None = None
+    random_init: bool = False
     fine_scale: float = 0.002
 
 
@@ -276,6 +279,9 @@ class PolicyConfig:
             raise ValueError(f"obs.kind={self.obs.kind} needs obs.encoder (the encoder.pt of a training run)")
         if self.obs.encoder and self.obs.kind.startswith("latent") and not Path(self.obs.encoder).exists():
             raise ValueError(f"obs.encoder: {self.obs.encoder} does not exist")
+        if self.obs.random_init and not self.obs.kind.startswith("latent"):
+            raise ValueError(f"obs.random_init needs a latent kind (latent, latent_proprio), got "
+                             f"obs.kind={self.obs.kind}")
         if self.obs.fine_scale < 0:
             raise ValueError(f"obs.fine_scale must be >= 0 (m; 0: no fine channels), got {self.obs.fine_scale!r}")
         if self.vec_env not in ("subproc", "dummy"):

@@ -212,6 +212,23 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
     return enc.to(device).eval()
 
 
+def random_like(encoder: Encoder, seed: int = 0) -> Encoder:
+    """The same architecture with freshly initialised weights (``torch.manual_seed(seed)``), for the
+    "random features" baseline: the input standardisation (buffers: proprioception mean / std, F/T
+    scale) is kept, since it is data statistics rather than learned features."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        fresh = Encoder(encoder.cfg)
+    finally:
+        torch.random.set_rng_state(state)  # the caller's stream is left as it was
+    buffers = dict(encoder.named_buffers())
+    for name, buf in fresh.named_buffers():
+        buf.copy_(buffers[name])
+    device = next(encoder.parameters()).device
+    return fresh.to(device).eval()
+
+
 def _rename_format_1(key: str) -> str:
     for old, new in _FORMAT_1_PREFIXES.items():
         if key.startswith(old):

@@ -37,7 +37,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
 from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
-from mmrep.encoder import save_atomic
+from mmrep.encoder import load_encoder, random_like, save_atomic
 from mmrep.policy_curves import plot_curves
 from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
 from sim.config import EnvConfig
@@ -76,7 +76,10 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
     venv.seed(seed)
     if cfg.obs.kind in ("latent", "latent_proprio"):
         extra = ("proprio",) if cfg.obs.kind == "latent_proprio" else ()
-        venv = VecLatentObservation(venv, cfg.obs.encoder, extra_keys=extra, device=resolve_device(cfg.device))
+        encoder = load_encoder(cfg.obs.encoder)
+        if cfg.obs.random_init:
+            encoder = random_like(encoder, seed=cfg.seed)
+        venv = VecLatentObservation(venv, encoder, extra_keys=extra, device=resolve_device(cfg.device))
     return venv
 
 

@@ -173,3 +173,30 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     subprocess.run([sys.executable, "-m", "mmrep.policy_curves", *runs, "--out", str(tmp_path / "c.png")], check=True,
                    capture_output=True)
     assert (tmp_path / "c.png").stat().st_size > 5_000
+
+
+def test_random_init_encoder_keeps_the_architecture_and_statistics_not_the_weights(tmp_path):
+    from mmrep.encoder import load_encoder, random_like
+
+    torch.manual_seed(123)  # not a seed random_like is asked for below
+    net = MultimodalEncoder(ModelConfig(image_size=64, z_dim=8))
+    with torch.no_grad():
+        for _, buf in net.named_buffers():
+            buf.add_(0.5)  # statistics that differ from a fresh module's defaults
+    export_encoder(net, tmp_path / "encoder.pt")
+    trained = load_encoder(tmp_path / "encoder.pt")
+    rng_before = torch.random.get_rng_state()
+    a, b, c = random_like(trained, 0), random_like(trained, 0), random_like(trained, 1)
+    assert torch.equal(torch.random.get_rng_state(), rng_before)  # the caller's stream is untouched
+    for (name, p), (_, q), (_, r), (_, t) in zip(a.named_parameters(), b.named_parameters(), c.named_parameters(),
+                                                 trained.named_parameters()):
+        assert torch.equal(p, q), name  # seeded
+        if p.numel() > 1 and p.dim() > 1:
+            assert not torch.equal(p, r) and not torch.equal(p, t), name
+    for (name, x), (_, y) in zip(a.named_buffers(), trained.named_buffers()):
+        assert torch.equal(x, y), name
+    cfg = policy_cfg(tmp_path / "run", "obs=latent_proprio", f"obs.encoder={tmp_path / 'encoder.pt'}",
+                     "obs.random_init=true", "total_steps=16", *TINY_PPO, "eval_episodes=1")
+    assert train_policy(cfg)["timesteps"] >= 16
+    with pytest.raises(ValueError, match="obs.random_init"):
+        app_config(compose("policy", ["obs=state", "obs.random_init=true"]))
