@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # CPU build of torch that lies on this machine's disk; pyproject keeps the range open for GPU users.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test test-slow bench quality robustness state-policy lint clean venv
+.PHONY: demo test test-slow bench quality robustness state-policy paper lint clean venv
 .SECONDARY:  # keep every training, dataset and evaluation a pattern rule made
 
 venv: $(VENV)/.installed
@@ -113,6 +113,28 @@ runs/state_%/eval/results.json: runs/state_%/policy.pt
 state-policy: $(foreach r,$(STATE_RUNS),runs/$(r)/eval/results.json)
 	$(PY) benchmarks/state_policy_summary.py $(foreach r,$(STATE_RUNS),runs/$(r)) \
 		--out benchmarks/results/state_policy
+
+# Issue 12, the paper's policy experiment: every row of configs/paper/ (the same PPO, budget of
+# 300k env steps, training seeds and evaluation seeds), 100 held-out episodes per row and seed, clean;
+# the perturbed closed-loop settings for the rows that compare senses under faults. A run uses both
+# cores (2 env workers): about 65 min of training and 8 of clean evaluation, 50 more with the
+# perturbed settings; all rows x 3 seeds is about 36 hours here, so run it across sessions (every
+# step resumes or is skipped when done): `make paper PAPER_ROWS=fused_poe PAPER_SEEDS=0`.
+PAPER_ROWS ?= fused_poe fused_robust fused_concat no_haptics no_vision random_init pixels state
+PAPER_SEEDS ?= 0 1 2
+PAPER_PERTURBED = fused_poe fused_robust no_haptics
+PAPER_SETTINGS = clean,occluder,occluder_after_contact,pushes,ft_noise,ft_bias,ft_dead
+
+define PAPER_RUN
+runs/paper/$(1)_s$(2)/policy.pt: | venv
+	$(VENV)/bin/mmrep policy train +paper=$(1) seed=$(2) progress=false out=runs/paper/$(1)_s$(2)
+runs/paper/$(1)_s$(2)/eval/results.json: runs/paper/$(1)_s$(2)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(2) episodes=100 progress=false \
+		"settings=[$(if $(filter $(1),$(PAPER_PERTURBED)),$(PAPER_SETTINGS),clean)]"
+endef
+$(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_RUN,$(r),$(s)))))
+
+paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json))
 
 lint: venv
 	$(VENV)/bin/ruff check sim mmrep tests benchmarks

@@ -200,3 +200,17 @@ def test_random_init_encoder_keeps_the_architecture_and_statistics_not_the_weigh
     assert train_policy(cfg)["timesteps"] >= 16
     with pytest.raises(ValueError, match="obs.random_init"):
         app_config(compose("policy", ["obs=state", "obs.random_init=true"]))
+
+
+def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
+    rows = [r for r in group_options("paper") if r != "base"]
+    assert {"fused_poe", "fused_concat", "no_haptics", "no_vision", "random_init", "pixels", "state"} <= set(rows)
+    cfgs = {r: app_config(compose("policy", [f"+paper={r}", "seed=2"])) for r in rows}
+    shared = {(c.algo.name, json.dumps(c.algo.params, sort_keys=True), c.total_steps, c.n_envs, c.eval_every_steps,
+               c.eval_episodes, c.eval_seed, c.seed, c.env.peg_shape) for c in cfgs.values()}
+    assert len(shared) == 1 and next(iter(shared))[0] == "ppo"
+    assert cfgs["state"].obs.kind == "state" and cfgs["pixels"].obs.kind == "pixels"
+    assert cfgs["random_init"].obs.random_init and not cfgs["fused_poe"].obs.random_init
+    for r in ("fused_poe", "fused_concat", "no_haptics", "no_vision", "random_init"):
+        assert cfgs[r].obs.kind == "latent_proprio"  # every frozen representation beside proprioception
+    assert len({cfgs[r].obs.encoder for r in ("fused_poe", "fused_concat", "no_haptics", "no_vision")}) == 4
