@@ -40,7 +40,8 @@ def test_every_option_of_every_group_composes_and_validates(app, group, option):
 
 def test_groups_are_globbed_from_the_folders():
     folders = sorted(p.name for p in config_dir().iterdir() if p.is_dir())
-    policy_groups = ["algo", "obs"]  # tests/test_policy.py composes every option (a latent one needs an encoder file)
+    # tests/test_policy.py composes every option of these (a latent one needs an encoder file)
+    policy_groups = ["algo", "obs", "paper"]
     assert sorted([g for groups in GROUPS.values() for g in groups] + policy_groups) == folders
     assert "no_force" in group_options("model") and "fast" in group_options("env")
 
