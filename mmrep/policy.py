@@ -328,7 +328,8 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
     path = out / "config.json"
     new = json.loads(json.dumps(asdict(cfg)))  # as the file holds it (tuples become lists)
     if path.exists():
-        old = json.loads(path.read_text())
+        # A field added to the config since the run started reads as its default, so an older run resumes.
+        old = _merge(json.loads(json.dumps(asdict(PolicyConfig()))), json.loads(path.read_text()))
         keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "eval_stochastic",
                 "ckpt_every_steps", "total_steps", "vec_env")
         diff = sorted(k for k in new if k not in keep and old.get(k) != new[k])

@@ -214,3 +214,16 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     for r in ("fused_poe", "fused_concat", "no_haptics", "no_vision", "random_init"):
         assert cfgs[r].obs.kind == "latent_proprio"  # every frozen representation beside proprioception
     assert len({cfgs[r].obs.encoder for r in ("fused_poe", "fused_concat", "no_haptics", "no_vision")}) == 4
+
+
+def test_a_run_from_before_a_new_config_field_resumes(tmp_path):
+    cfg = policy_cfg(tmp_path, "obs=state", "total_steps=32", *TINY_PPO)
+    train_policy(cfg)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["obs"]["random_init"], saved["eval_stochastic"]  # as a run started before these existed wrote it
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert train_policy(policy_cfg(tmp_path, "obs=state", "total_steps=64", *TINY_PPO))["timesteps"] == 64
+    saved["obs"]["fine_scale"] = 0.0  # a real difference still refuses
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="obs"):
+        train_policy(policy_cfg(tmp_path, "obs=state", "total_steps=96", *TINY_PPO))
