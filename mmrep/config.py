@@ -265,7 +265,10 @@ class PolicyConfig:
     eval_seed: int = 1_000_000  # periodic evaluation on seeds eval_seed + k (held out)
     ckpt_every_steps: int = 10_000
     device: str = "auto"  # auto | cpu | cuda (where the learner and the encoder run)
-    threads: int | None = None  # torch CPU threads of the main process
+    # torch CPU threads of the main process (None: torch's default, all cores). 1 is as fast as 2 with
+    # env workers on 2 cores (benchmarks/results/policy_throughput.json), and 2 threads beside any other
+    # busy process stalled a run to 8 steps/s (each parallel region waits for a descheduled thread).
+    threads: int | None = 1
     progress: bool = True
 
     def validate(self) -> None:

@@ -237,7 +237,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="outputs/probe")
     ap.add_argument("--epochs", type=int, default=ProbeConfig.epochs)
     ap.add_argument("--max-episodes", type=int, default=None, help="per split")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (1 beside another torch job: two jobs' idle threads spin on 2 cores)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     encoders = {}
     for spec in args.encoders:
         label, _, path = spec.rpartition("=")
