@@ -322,8 +322,9 @@ class PolicyEvalConfig:
     settings: list[str] = field(default_factory=lambda: ["clean"])  # sim.policy_env.CLOSED_LOOP names
     shapes: list[str] = field(default_factory=list)  # peg shapes; []: the one the policy was trained on
     modes: list[str] = field(default_factory=lambda: ["deterministic", "stochastic"])
-    video: bool = True  # one rollout per setting (the first shape, deterministic) as an MP4
+    video: bool = True  # one rollout per setting (the first shape, deterministic) as a GIF
     device: str = "cpu"
+    threads: int | None = 1  # torch CPU threads (as PolicyConfig.threads)
     progress: bool = True
 
     def validate(self) -> None:

@@ -67,6 +67,10 @@ def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
     cfg.validate()
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     path = policy_file(cfg.policy)
     out = Path(cfg.out) if cfg.out else path.parent / "eval"
     out.mkdir(parents=True, exist_ok=True)
