@@ -83,7 +83,7 @@ def test_cfg_job_and_info_work(capsys):
     assert "collect" in capsys.readouterr().out
     assert main(["collect", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "episodes: 20" in out and "env: default, fast, small" in out
+    assert "episodes: 20" in out and "env: close, default, fast, small" in out
 
 
 def test_gym_make_with_a_config_or_keyword_arguments():
