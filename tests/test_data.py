@@ -184,6 +184,6 @@ def test_collect_cli_runs(tmp_path, capsys):
 def test_app_help_and_bad_group_option(capsys):
     assert main(["collect", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "episodes: 20" in out and "env: default, fast, small" in out
+    assert "episodes: 20" in out and "env: close, default, fast, small" in out
     assert main(["train", "model=nonexistent"]) == 2
     assert "model/nonexistent" in capsys.readouterr().err
