@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 
 from sim.config import EnvConfig
 from sim.perturb import LEVELS
+from sim.wrappers import FINE_SCALE
 
 MODALITIES = ("rgb", "depth", "force", "proprio")
 HEADS = ("flow", "contact", "alignment", "ee")
@@ -242,7 +243,7 @@ class ObsConfig:
     kind: str = "latent"
     encoder: str | None = None
     random_init: bool = False
-    fine_scale: float = 0.002
+    fine_scale: float = FINE_SCALE
 
 
 @dataclass
