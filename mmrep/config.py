@@ -60,6 +60,9 @@ class ModelConfig:
     # The flow losses count only samples whose RGB is present (the flow decoder reads the RGB encoder's
     # feature maps; without them flow is a different, much blurrier task). False: every sample counts.
     flow_needs_rgb: bool = False
+    # not in the paper: a head on z predicting where the peg will go in, relative to the tip, a
+    # hindsight label from the robot's own proprioception (``mmrep.data.insertion_point``); 0: no head
+    w_insertion: float = 0.0
 
     def validate(self) -> None:
         if self.fusion not in ("poe", "concat"):
@@ -85,6 +88,8 @@ class ModelConfig:
                              f"got {self.image_size!r}")
         if self.action_dim < 1:
             raise ValueError(f"model.action_dim must be >= 1, got {self.action_dim!r}")
+        if self.w_insertion < 0:
+            raise ValueError(f"model.w_insertion must be >= 0 (0: no insertion head), got {self.w_insertion!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:

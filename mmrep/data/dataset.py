@@ -15,6 +15,9 @@ One sample (``__getitem__``), shapes for a 128x128 camera and 50 F/T readings pe
     force_neg    (50, 6)       float32   F/T from another moment: the alignment negative
     proprio_neg  (8,)          float32   proprioception from that same other moment
     neg_kind     ()            int64     0: same episode, shifted in time; 1: another episode
+    insertion_offset (2,)      float32   m, from the tip at t to where this episode's peg went into the
+                                         hole (``mmrep.data.hindsight``); zeros where it never did
+    insertion_known  (1,)      float32   1 if the episode has that point, else 0
     valid        ()            float32   1; 0 for a sample with NaN/inf inputs (``skip_nonfinite``)
 
 Alignment negatives are time-shifted (at least ``min_shift`` steps away, ICRA version) or
@@ -39,12 +42,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mmrep.data.hindsight import insertion_point
 from mmrep.data.sources import Episode, ReferenceSource, open_source
 from sim.dataset_format import SPLITS, is_dataset_folder, is_native_shard, split_of
 from sim.perturb import SensorStats
 
 STEP_SECONDS = 0.05  # s per control step (20 Hz), the time base of a transform's drift
-FLOAT_KEYS = ("depth", "force", "proprio", "action", "flow", "ee_next", "force_neg", "proprio_neg")
+FLOAT_KEYS = ("depth", "force", "proprio", "action", "flow", "ee_next", "force_neg", "proprio_neg",
+              "insertion_offset")
 
 
 class NonFiniteDataError(ValueError):
@@ -102,6 +107,7 @@ class MultimodalDataset(Dataset):
         self.proprio = [source.read(e, "proprio8", slice(None)) for e in episodes]
         self.contact_any = [source.read(e, "contact", slice(None)).any(axis=-1) for e in episodes]
         self.actions = [source.read(e, "actions", slice(None)) for e in episodes]
+        self.insertion = [insertion_point(p, c) for p, c in zip(self.proprio, self.contact_any)]
         if not skip_nonfinite:  # the small arrays are all in memory: check them now, not mid-epoch
             for e, proprio, actions in zip(episodes, self.proprio, self.actions):
                 for key, arr in (("proprio", proprio), ("actions", actions)):
@@ -204,6 +210,10 @@ class MultimodalDataset(Dataset):
             "proprio_neg": torch.from_numpy(np.asarray(rows["proprio_neg"], dtype=np.float32)),
             "neg_kind": torch.tensor(kind, dtype=torch.int64),
         }
+        point = self.insertion[ep]
+        offset = np.zeros(2, np.float32) if point is None else point - self.proprio[ep][t, :2]
+        sample["insertion_offset"] = torch.from_numpy(offset.astype(np.float32))
+        sample["insertion_known"] = torch.tensor([float(point is not None)])
         sample["flow_mask"] = (sample["flow"].abs().sum(0, keepdim=True) > 0).float()
         sample["valid"] = torch.tensor(1.0)
         # One sum per array finds any NaN or inf (they propagate) at a fraction of the cost of an

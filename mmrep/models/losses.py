@@ -6,6 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from mmrep.config import ModelConfig
+from mmrep.models.multimodal import INSERTION_SCALE
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -23,6 +24,15 @@ def endpoint_error(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor 
     if mask is None:
         return epe.mean()
     return (epe * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def insertion_l1(pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean absolute error (in ``INSERTION_SCALE`` units, per axis) of the predicted offset to the
+    insertion point, over the samples whose episode has one. L1 rather than squared: millimetres
+    matter near the hole, and a squared loss is dominated by the far, easy, large offsets."""
+    known = batch["insertion_known"]
+    err = (pred.float() - batch["insertion_offset"] / INSERTION_SCALE).abs()
+    return (err * known).sum() / (2 * known.sum()).clamp_min(1.0)
 
 
 def compute_losses(cfg: ModelConfig, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
@@ -53,6 +63,9 @@ def compute_losses(cfg: ModelConfig, out: dict[str, torch.Tensor], batch: dict[s
     if "ee" in out:
         terms["ee"] = F.mse_loss(out["ee"].float(), batch["ee_next"])
         total = total + cfg.w_ee * terms["ee"]
+    if "insertion" in out:
+        terms["insertion"] = insertion_l1(out["insertion"], batch)
+        total = total + cfg.w_insertion * terms["insertion"]
     if "align_logit" in out:
         logits = torch.cat([out["align_logit"], out["align_logit_neg"]]).float()
         labels = torch.cat([torch.ones_like(out["align_logit"]), torch.zeros_like(out["align_logit_neg"])])
@@ -74,7 +87,7 @@ class MetricAccumulator:
     """Validation metrics over many batches: contact accuracy and F1 (and two baselines: "always in
     contact", the best constant predictor, and "contact stays as it is now"), alignment accuracy,
     flow endpoint error on all pixels and on moving pixels (and that of predicting zero flow), EE MSE,
-    KL, and the mean of every loss term."""
+    KL, the insertion head's error (mm; and within 2 cm of the point), and the mean of every loss term."""
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = {}
@@ -118,6 +131,14 @@ class MetricAccumulator:
                 self._add("flow_epe_moving_px", float(endpoint_error(out["flow"], batch["flow"], moving)), m)
                 zero = torch.zeros_like(batch["flow"])
                 self._add("flow_epe_moving_zero_px", float(endpoint_error(zero, batch["flow"], moving)), m)
+        if "insertion" in out:
+            known = batch["insertion_known"][:, 0] > 0.5
+            if known.any():
+                err = (out["insertion"].float() * INSERTION_SCALE - batch["insertion_offset"]).norm(dim=1) * 1000
+                self._add("insertion_error_mm", float(err[known].mean()), float(known.sum()))
+                near = known & (batch["insertion_offset"].norm(dim=1) < 0.02)
+                if near.any():
+                    self._add("insertion_error_near_mm", float(err[near].mean()), float(near.sum()))
         if "ee" in out:
             self._add("ee_mse", float(F.mse_loss(out["ee"].float(), batch["ee_next"])), n)
         if "mu" in out:

@@ -13,7 +13,9 @@ Heads, on the action-conditioned feature h = MLP([z, MLP(action)]) (128):
               multiplied by a predicted mask, upsampled to 128x128
     contact   next-step contact logit
     ee        next end-effector pose (x, y, z in m, yaw in rad)
-and on z: alignment (is this F/T and proprioception from the same moment as the image?) logit. With
+and on z: alignment (is this F/T and proprioception from the same moment as the image?) logit, and
+(``cfg.w_insertion`` > 0) insertion: the offset from the tip to where the peg will go in (x, y, in
+units of ``INSERTION_SCALE``), a hindsight label (``mmrep.data.hindsight``). With
 the product of experts the alignment head reads the posterior mean by default
 (``alignment_input="mean"``; the reference code feeds it the sampled z, ``"sample"``): on a sampled z
 the head stayed at chance for 1000 steps, on the mean it reached 0.80 (README, "Quality").
@@ -84,6 +86,7 @@ class FlowDecoder(nn.Module):
         return flow, mask_logit
 
 
+INSERTION_SCALE = 0.01  # m per unit of the insertion head's output (cm: offsets are up to ~10)
 DEFAULT_IMAGE_SIZE = 128  # px, when ``ModelConfig.image_size`` is left to the data and no data is at hand
 
 
@@ -235,6 +238,7 @@ class MultimodalModel(nn.Module):
         self.ee_head = nn.Linear(128, 4) if cfg.ee else None
         align_in = z * len(cfg.modalities) if cfg.alignment_input == "experts" else z
         self.alignment_head = nn.Sequential(mlp(align_in, 128), nn.Linear(128, 1)) if cfg.alignment else None
+        self.insertion_head = nn.Sequential(mlp(z, 128), nn.Linear(128, 2)) if cfg.w_insertion > 0 else None
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The representation z (B, z_dim) of a batch of model inputs (mean of the posterior)."""
@@ -278,6 +282,8 @@ class MultimodalModel(nn.Module):
             out["contact_logit"] = self.contact_head(h)
         if self.ee_head is not None:
             out["ee"] = self.ee_head(h)
+        if self.insertion_head is not None:  # on z, not h: where the hole is does not depend on the action
+            out["insertion"] = self.insertion_head(z)
         if self.alignment_head is not None:
             # Negatives reuse the image experts: only F/T, proprioception and fusion run again.
             neg_mus, neg_logvars, _ = enc.state_experts(batch, "force_neg", "proprio_neg")
