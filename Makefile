@@ -135,6 +135,7 @@ endef
 $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_RUN,$(r),$(s)))))
 
 paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json))
+	$(PY) benchmarks/paper_summary.py runs/paper --out benchmarks/results/paper
 
 lint: venv
 	$(VENV)/bin/ruff check sim mmrep tests benchmarks

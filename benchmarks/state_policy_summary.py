@@ -13,7 +13,6 @@ each run's ``config.json``, ``eval.jsonl`` and ``eval/results.json`` (episodes i
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import re
 import shutil
@@ -21,22 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrep.policy_curves import read_evaluations
-
-
-def wall_seconds(run: Path) -> float:
-    """Training wall time from TensorBoard's event times: first to last event of each file (a resumed
-    run writes a new file; the time it lay killed is not counted)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    total = 0.0
-    for path in sorted(glob.glob(str(run / "tb" / "*" / "events*"))):
-        acc = EventAccumulator(path, size_guidance={"scalars": 0})
-        acc.Reload()
-        times = [e.wall_time for tag in acc.Tags()["scalars"] for e in acc.Scalars(tag)]
-        if times:
-            total += max(times) - min(times)
-    return total
+from mmrep.policy_curves import read_evaluations, wall_seconds
 
 
 def run_summary(run: Path) -> dict:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,21 @@ def read_evaluations(run: str | Path) -> list[dict[str, Any]]:
             row = json.loads(line)
             rows[int(row["timesteps"])] = row
     return [rows[k] for k in sorted(rows)]
+
+
+def wall_seconds(run: str | Path) -> float:
+    """Training wall time from TensorBoard's event times: first to last event of each file (a resumed
+    run writes a new file; the time it lay killed is not counted)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    total = 0.0
+    for path in sorted(glob.glob(str(Path(run) / "tb" / "*" / "events*"))):
+        acc = EventAccumulator(path, size_guidance={"scalars": 0})
+        acc.Reload()
+        times = [e.wall_time for tag in acc.Tags()["scalars"] for e in acc.Scalars(tag)]
+        if times:
+            total += max(times) - min(times)
+    return total
 
 
 def plot_curves(runs: dict[str, str | Path], out: str | Path) -> Path:

@@ -173,6 +173,14 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     subprocess.run([sys.executable, "-m", "mmrep.policy_curves", *runs, "--out", str(tmp_path / "c.png")], check=True,
                    capture_output=True)
     assert (tmp_path / "c.png").stat().st_size > 5_000
+    paper = tmp_path / "paper_summary"  # the paper table reads the same run folders as rows
+    subprocess.run([sys.executable, str(root / "benchmarks" / "paper_summary.py"), str(tmp_path), "--out", str(paper)],
+                   check=True, capture_output=True)
+    rows = json.loads((paper / "summary.json").read_text())["rows"]
+    assert set(rows) == {"state_fine", "state_coarse"}
+    cell = rows["state_fine"]["cells"]["clean/square/deterministic"]
+    assert cell["episodes"] == 2 and 0 <= cell["pooled_ci95"][0] <= cell["pooled"] <= cell["pooled_ci95"][1]
+    assert "| state_coarse (square) | 1 | 32 |" in (paper / "table.md").read_text()
 
 
 def test_random_init_encoder_keeps_the_architecture_and_statistics_not_the_weights(tmp_path):
