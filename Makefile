@@ -118,11 +118,11 @@ state-policy: $(foreach r,$(STATE_RUNS),runs/$(r)/eval/results.json)
 # 300k env steps, training seeds and evaluation seeds), 100 held-out episodes per row and seed, clean;
 # the perturbed closed-loop settings for the rows that compare senses under faults. A run uses both
 # cores (2 env workers): about 65 min of training and 8 of clean evaluation, 50 more with the
-# perturbed settings; all rows x 3 seeds is about 36 hours here, so run it across sessions (every
+# perturbed settings; all nine rows x 3 seeds is about 40 hours here, so run it across sessions (every
 # step resumes or is skipped when done): `make paper PAPER_ROWS=fused_poe PAPER_SEEDS=0`.
-PAPER_ROWS ?= fused_poe fused_robust fused_concat no_haptics no_vision random_init pixels state
+PAPER_ROWS ?= fused_poe fused_insertion fused_robust fused_concat no_haptics no_vision random_init pixels state
 PAPER_SEEDS ?= 0 1 2
-PAPER_PERTURBED = fused_poe fused_robust no_haptics
+PAPER_PERTURBED = fused_poe fused_insertion fused_robust no_haptics
 PAPER_SETTINGS = clean,occluder,occluder_after_contact,pushes,ft_noise,ft_bias,ft_dead
 
 define PAPER_RUN
