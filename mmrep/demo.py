@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--policy-steps", type=int, default=40_000,
                     help="env steps of the briefly trained state policy (0: no policy section)")
     ap.add_argument("--policy-episodes", type=int, default=20, help="held-out seeds per action mode")
-    ap.add_argument("--paper-policy", type=Path, default=Path("runs/paper/fused_poe_s0"),
+    ap.add_argument("--paper-policy", type=Path, default=Path("runs/paper/fused_insertion_s0"),
                     help="a make-paper policy run to evaluate instead of training one, when it holds policy.pt")
     args = ap.parse_args(argv)
     out: Path = args.out
@@ -219,9 +219,9 @@ def demo_policy(out: Path, paper_run: Path, steps: int, episodes: int, seed: int
     rows = {r["mode"]: {k: r[k] for k in ("success_rate", "success_ci95", "mean_steps_to_success",
                                             "peak_force_substep_n")} for r in result["results"]}
     video = next(r["video"] for r in result["results"] if r.get("video"))
-    return {"kind": kind, "run": str(run), "steps": steps if trained else None, "train_minutes": train_minutes,
-            "eval_minutes": result["seconds"] / 60, "episodes": episodes, "seeds": result["seeds"],
-            "results": rows, "video": f"policy/eval/{video}"}
+    return {"kind": kind, "run": str(run), "run_if_present": str(paper_run), "steps": steps if trained else None,
+            "train_minutes": train_minutes, "eval_minutes": result["seconds"] / 60, "episodes": episodes,
+            "seeds": result["seeds"], "results": rows, "video": f"policy/eval/{video}"}
 
 
 def policy_section(summary: dict) -> str:
@@ -237,7 +237,7 @@ def policy_section(summary: dict) -> str:
                 f"velocity, wrist force and contact), "
                 f"{p['steps']:,} env steps in {p['train_minutes']:.1f} min: the RL machinery end to end. The "
                 f"paper's policies on the learned representation take hours on this CPU (`make paper`, "
-                f"`configs/paper/`); once `runs/paper/fused_poe_s0` exists, the demo evaluates it here instead.")
+                f"`configs/paper/`); once `{p['run_if_present']}` exists, the demo evaluates it here instead.")
     rows = [f"| {mode} | {r['success_rate']:.2f} | {r['success_ci95'][0]:.2f}-{r['success_ci95'][1]:.2f} | "
             f"{'-' if r['mean_steps_to_success'] is None else format(r['mean_steps_to_success'], '.1f')} | "
             f"{r['peak_force_substep_n']:.0f} |" for mode, r in p["results"].items()]
