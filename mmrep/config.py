@@ -61,7 +61,7 @@ class ModelConfig:
     # feature maps; without them flow is a different, much blurrier task). False: every sample counts.
     flow_needs_rgb: bool = False
     # not in the paper: a head on z predicting where the peg will go in, relative to the tip, a
-    # hindsight label from the robot's own proprioception (``mmrep.data.insertion_point``); 0: no head
+    # hindsight label from the robot's own sensing (``mmrep.data.hindsight``); 0: no head
     w_insertion: float = 0.0
 
     def validate(self) -> None:

@@ -30,6 +30,13 @@ def test_insertion_point_is_the_lowest_tip_after_a_deep_drop_past_first_contact(
     np.testing.assert_allclose(insertion_point(proprio, contact), proprio[5, :2])
 
 
+def test_a_non_finite_reading_costs_no_label():
+    proprio, contact = _track([0.10, 0.06, 0.04, 0.04, 0.035, 0.02, 0.025], contact_from=2)
+    proprio[3, :3] = np.nan
+    proprio[6, 2] = -np.inf
+    np.testing.assert_allclose(insertion_point(proprio, contact), proprio[5, :2])
+
+
 @pytest.mark.parametrize("z, contact_from", [
     ([0.10, 0.06, 0.04, 0.04, 0.035], 2),  # 5 mm below first contact: pressing on the rim, not in
     ([0.10, 0.06, 0.02, 0.01, 0.00], None),  # never touched the block: no evidence of a hole

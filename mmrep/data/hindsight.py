@@ -10,7 +10,7 @@ replayed hole pose (``data/frame_default``: 123 episodes; the peg has 2 mm of cl
 
 Every step of an episode that ends inserted then has a label, the offset from the tip to that point:
 the quantity a policy needs to the millimetre and the representation should carry (README,
-"What z knows").
+"What z carries for control").
 """
 
 from __future__ import annotations
@@ -28,11 +28,14 @@ def insertion_point(proprio: np.ndarray, contact: np.ndarray, min_drop: float = 
         proprio: (T, >=3) tip x, y, z in m (PROPRIO8 or the raw proprio), one row per observation.
         contact: (T,) or (T, n) peg-block contact flags per observation.
     """
-    touched = np.asarray(contact).reshape(len(contact), -1).any(axis=1)
+    # Rows with a NaN or inf position are skipped, so one bad reading (a dataset read with
+    # skip_nonfinite) costs its own sample, not every label of the episode.
+    finite = np.isfinite(proprio[:, :3]).all(axis=1)
+    touched = np.asarray(contact).reshape(len(contact), -1).any(axis=1) & finite
     if not touched.any():
         return None
     first = int(np.argmax(touched))
-    z = proprio[first:, 2]
+    z = np.where(finite[first:], proprio[first:, 2], np.inf)
     lowest = first + int(np.argmin(z))
     if proprio[first, 2] - proprio[lowest, 2] < min_drop:
         return None
