@@ -63,15 +63,15 @@ def row_summary(runs: list[Path]) -> dict:
             "eval_seeds": results[0]["seeds"], "cells": cells}
 
 
-def table(rows: dict[str, dict], setting: str, shape_of_row: bool = False) -> list[str]:
-    """Markdown rows: one line per row of the experiment for ``setting``."""
+def table(rows: dict[str, dict], setting: str) -> list[str]:
+    """Markdown rows: one line per row of the experiment and peg shape for ``setting``."""
     lines = ["| row | seeds | env steps | wall (min, per seed) | deterministic (pooled) | 95% CI | per seed | "
              "sampled (pooled) | 95% CI | per seed |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in rows.items():
         det = [c for c in row["cells"].values() if c["setting"] == setting and c["mode"] == "deterministic"]
         sto = [c for c in row["cells"].values() if c["setting"] == setting and c["mode"] == "stochastic"]
         for d, s in zip(det, sto):
-            label = f"{name} ({d['shape']})" if shape_of_row else name
+            label = f"{name} ({d['shape']})"
             wall = ", ".join(f"{m:.0f}" for m in row["wall_minutes"].values())
             lines.append(
                 f"| {label} | {len(row['runs'])} | {'/'.join(f'{t:,}' for t in row['total_steps'])} | {wall} | "
@@ -96,7 +96,7 @@ def main() -> None:
     for setting in settings:
         text += [f"### {setting}", ""] + table({n: r for n, r in rows.items()
                                                if any(c["setting"] == setting for c in r["cells"].values())},
-                                              setting, shape_of_row=True) + [""]
+                                              setting) + [""]
     (args.out / "table.md").write_text("\n".join(text))
     (args.out / "summary.json").write_text(json.dumps({"benchmark": "paper", "rows": rows}, indent=2))
     curves = {run.name: run for runs in found.values() for run in runs if (run / "eval.jsonl").exists()}
