@@ -7,7 +7,10 @@ and env config: ``env.reset(seed)`` draws it first, ``HoleReplay``) and are used
 representation.
 
     python -m mmrep.probe data/probe plain=runs/quality_poe/encoder.pt robust=runs/robust/encoder.pt \
-        --out outputs/probe
+        random_init=random:runs/quality_poe/encoder.pt --out outputs/probe
+
+``random:PATH`` probes PATH's architecture with fresh seeded weights (``mmrep.encoder.random_like``, seed 0),
+the random-features row of the paper experiment.
 
 For each encoder, and for proprioception alone as the baseline, features per step t of every
 episode: z (posterior mean, clean inputs) with or without PROPRIO8. Probes train on the dataset's
@@ -33,11 +36,12 @@ import h5py
 import numpy as np
 import torch
 
-from mmrep.encoder import load_encoder
+from mmrep.encoder import load_encoder, random_like
 from sim.dataset_format import DATA_GROUP, read_manifest
 from sim.observation import proprio8_from_proprio13
 
 NEAR_M = 0.02  # m: "near the hole" for the near-hole figure
+RANDOM_PREFIX = "random:"  # an encoder spec "random:PATH": PATH's architecture, fresh weights
 
 
 @dataclass
@@ -187,6 +191,13 @@ def probe_features(name: str, train_x: np.ndarray, valid_x: np.ndarray, train: S
             "contact_rate": float(valid.contact.mean())}
 
 
+def load_probed_encoder(spec: str):
+    """The encoder of a spec: a path, or ``random:PATH`` for PATH's architecture with fresh weights (seed 0)."""
+    if spec.startswith(RANDOM_PREFIX):
+        return random_like(load_encoder(spec[len(RANDOM_PREFIX):]), seed=0)
+    return load_encoder(spec)
+
+
 def run_probes(data: str | Path, encoders: dict[str, str], out: str | Path, cfg: ProbeConfig,
                with_proprio: bool = True, max_episodes: int | None = None) -> dict[str, Any]:
     """Probe each encoder (z, and z with PROPRIO8) and proprioception alone; write the outputs."""
@@ -199,7 +210,7 @@ def run_probes(data: str | Path, encoders: dict[str, str], out: str | Path, cfg:
     p8_train, p8_valid = (proprio8_from_proprio13(s.obs["proprio"]) for s in (train, valid))
     rows = [probe_features("proprio", p8_train, p8_valid, train, valid, cfg)]
     for label, path in encoders.items():
-        enc = load_encoder(path)
+        enc = load_probed_encoder(path)
         z_train, z_valid = encode_steps(enc, train.obs), encode_steps(enc, valid.obs)
         row = probe_features("z", z_train, z_valid, train, valid, cfg)
         rows.append({"encoder": label, **row})
@@ -233,7 +244,7 @@ def probe_table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", help="a native dataset folder (its train episodes fit, its valid episodes score)")
-    ap.add_argument("encoders", nargs="*", help="label=encoder.pt")
+    ap.add_argument("encoders", nargs="*", help="label=encoder.pt, or label=random:encoder.pt (fresh weights)")
     ap.add_argument("--out", default="outputs/probe")
     ap.add_argument("--epochs", type=int, default=ProbeConfig.epochs)
     ap.add_argument("--max-episodes", type=int, default=None, help="per split")
@@ -246,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     for spec in args.encoders:
         label, _, path = spec.rpartition("=")
         encoders[label or Path(path).stem] = path
-        if not Path(path).exists():
+        if not Path(path.removeprefix(RANDOM_PREFIX)).exists():
             raise SystemExit(f"encoder {path} does not exist")
     result = run_probes(args.data, encoders, args.out, ProbeConfig(epochs=args.epochs),
                         max_episodes=args.max_episodes)

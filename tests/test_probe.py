@@ -49,3 +49,18 @@ def test_run_probes_writes_every_feature_set(data, tmp_path):
     assert all(r["offset_mm_median"] > 0 and 0 <= r["contact_f1"] <= 1 for r in result["results"])
     assert json.loads((tmp_path / "out" / "probe.json").read_text())["valid_samples"] == result["valid_samples"]
     assert "z+proprio" in (tmp_path / "out" / "probe.md").read_text()
+
+
+def test_random_spec_probes_the_architecture_with_fresh_weights(tmp_path):
+    from mmrep.encoder import load_encoder
+    from mmrep.probe import load_probed_encoder
+
+    torch.manual_seed(1)  # random_like draws with seed 0: these weights stand for trained ones
+    path = tmp_path / "encoder.pt"
+    export_encoder(MultimodalEncoder(ModelConfig(image_size=64, z_dim=8)), path)
+    trained, fresh = load_encoder(path), load_probed_encoder(f"random:{path}")
+    again = load_probed_encoder(f"random:{path}")
+    params = lambda e: torch.cat([p.flatten() for p in e.parameters()])  # noqa: E731
+    assert params(trained).shape == params(fresh).shape
+    assert not torch.equal(params(trained), params(fresh))
+    assert torch.equal(params(fresh), params(again))  # seeded: the same random row every time
