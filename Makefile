@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # CPU build of torch that lies on this machine's disk; pyproject keeps the range open for GPU users.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test test-slow bench quality robustness state-policy paper lint clean venv
+.PHONY: demo test test-slow bench quality robustness state-policy paper paper-shapes lint clean venv
 .SECONDARY:  # keep every training, dataset and evaluation a pattern rule made
 
 venv: $(VENV)/.installed
@@ -133,6 +133,31 @@ runs/paper/$(1)_s$(2)/eval/results.json: runs/paper/$(1)_s$(2)/policy.pt
 		"settings=[$(if $(filter $(1),$(PAPER_PERTURBED)),$(PAPER_SETTINGS),clean)]"
 endef
 $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_RUN,$(r),$(s)))))
+
+# Shape transfer (item 5): the square fused_insertion policies on the other pegs without retraining
+# (eval_transfer/, 100 seeds a shape, about 16 min a seed), and a new policy per shape on the same
+# frozen representation (rows fused_insertion_<shape>, seed 0, one training each).
+PAPER_SHAPES ?= round hexagon triangle semicircle
+comma := ,
+space := $(subst ,, )
+define PAPER_TRANSFER_RUN
+runs/paper/fused_insertion_s$(1)/eval_transfer/results.json: runs/paper/fused_insertion_s$(1)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/fused_insertion_s$(1) out=runs/paper/fused_insertion_s$(1)/eval_transfer \
+		episodes=100 progress=false "shapes=[$(subst $(space),$(comma),$(strip $(PAPER_SHAPES)))]"
+endef
+$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_TRANSFER_RUN,$(s))))
+define PAPER_SHAPE_RUN
+runs/paper/fused_insertion_$(1)_s0/policy.pt: | venv
+	$(VENV)/bin/mmrep policy train +paper=fused_insertion env.peg_shape=$(1) seed=0 progress=false \
+		out=runs/paper/fused_insertion_$(1)_s0
+runs/paper/fused_insertion_$(1)_s0/eval/results.json: runs/paper/fused_insertion_$(1)_s0/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/fused_insertion_$(1)_s0 episodes=100 progress=false
+endef
+$(foreach sh,$(PAPER_SHAPES),$(eval $(call PAPER_SHAPE_RUN,$(sh))))
+
+paper-shapes: $(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_transfer/results.json) \
+		$(foreach sh,$(PAPER_SHAPES),runs/paper/fused_insertion_$(sh)_s0/eval/results.json)
+	$(PY) benchmarks/paper_summary.py runs/paper --out benchmarks/results/paper
 
 paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json))
 	$(PY) benchmarks/paper_summary.py runs/paper --out benchmarks/results/paper

@@ -6,7 +6,9 @@ paper`` has trained and evaluated, per closed-loop setting and action mode.
 Reads every ``<row>_s<seed>/`` run folder holding ``eval/results.json`` (``mmrep policy eval``) and
 reports per row: the budget in env steps, the training wall time per seed (TensorBoard event times,
 killed time not counted), and per setting and mode each seed's success on the held-out seeds, their
-mean, and the pooled rate over all seeds' episodes with its 95% Wilson interval. Writes
+mean, and the pooled rate over all seeds' episodes with its 95% Wilson interval. A run's other
+evaluation folders (``eval_<name>/results.json``, e.g. ``eval_transfer`` on the other peg shapes) add
+their settings and shapes as further cells. Writes
 ``summary.json``, ``table.md`` (the README's tables) and ``curves.png`` (every run's held-out curve),
 and copies each run's ``config.json``, ``eval.jsonl`` and ``eval/results.json`` beside them.
 """
@@ -39,13 +41,18 @@ def find_runs(root: Path) -> dict[str, list[Path]]:
     return rows
 
 
+def eval_results(run: Path) -> list[Path]:
+    """Every ``results.json`` of a run's evaluation folders: ``eval/`` first, then ``eval_*/`` by name."""
+    return [run / "eval" / "results.json"] + sorted(run.glob("eval_*/results.json"))
+
+
 def row_summary(runs: list[Path]) -> dict:
     """Budget, wall time and per-(setting, mode) success of one row's seeds."""
     configs = [json.loads((r / "config.json").read_text()) for r in runs]
     results = [json.loads((r / "eval" / "results.json").read_text()) for r in runs]
     cells: dict[str, dict] = {}
-    for run, res in zip(runs, results):
-        for r in res["results"]:
+    for run in runs:
+        for r in (r for path in eval_results(run) for r in json.loads(path.read_text())["results"]):
             key = f"{r['setting']}/{r['shape']}/{r['mode']}"
             cell = cells.setdefault(key, {"setting": r["setting"], "shape": r["shape"], "mode": r["mode"],
                                           "seeds": {}, "successes": 0, "episodes": 0})
@@ -63,22 +70,25 @@ def row_summary(runs: list[Path]) -> dict:
             "eval_seeds": results[0]["seeds"], "cells": cells}
 
 
+def mode_cells(cell: dict | None) -> str:
+    """The pooled rate, its interval and the per-seed rates of one cell; dashes where it was not evaluated."""
+    if cell is None:
+        return "- | - | -"
+    lo, hi = cell["pooled_ci95"]
+    return f"{cell['pooled']:.2f} | {lo:.2f}-{hi:.2f} | " + ", ".join(f"{v:.2f}" for v in cell["seeds"].values())
+
+
 def table(rows: dict[str, dict], setting: str) -> list[str]:
     """Markdown rows: one line per row of the experiment and peg shape for ``setting``."""
     lines = ["| row | seeds | env steps | wall (min, per seed) | deterministic (pooled) | 95% CI | per seed | "
              "sampled (pooled) | 95% CI | per seed |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in rows.items():
-        det = [c for c in row["cells"].values() if c["setting"] == setting and c["mode"] == "deterministic"]
-        sto = [c for c in row["cells"].values() if c["setting"] == setting and c["mode"] == "stochastic"]
-        for d, s in zip(det, sto):
-            label = f"{name} ({d['shape']})"
-            wall = ", ".join(f"{m:.0f}" for m in row["wall_minutes"].values())
-            lines.append(
-                f"| {label} | {len(row['runs'])} | {'/'.join(f'{t:,}' for t in row['total_steps'])} | {wall} | "
-                f"{d['pooled']:.2f} | {d['pooled_ci95'][0]:.2f}-{d['pooled_ci95'][1]:.2f} | "
-                f"{', '.join(f'{v:.2f}' for v in d['seeds'].values())} | {s['pooled']:.2f} | "
-                f"{s['pooled_ci95'][0]:.2f}-{s['pooled_ci95'][1]:.2f} | "
-                f"{', '.join(f'{v:.2f}' for v in s['seeds'].values())} |")
+        wall = ", ".join(f"{m:.0f}" for m in row["wall_minutes"].values())
+        shapes = dict.fromkeys(c["shape"] for c in row["cells"].values() if c["setting"] == setting)
+        for shape in shapes:
+            modes = [row["cells"].get(f"{setting}/{shape}/{mode}") for mode in ("deterministic", "stochastic")]
+            lines.append(f"| {name} ({shape}) | {len(row['runs'])} | {'/'.join(f'{t:,}' for t in row['total_steps'])} | "
+                         f"{wall} | " + " | ".join(mode_cells(c) for c in modes) + " |")
     return lines
 
 
@@ -105,9 +115,11 @@ def main() -> None:
     for runs in found.values():
         for run in runs:
             dest = args.out / "runs" / run.name
-            (dest / "eval").mkdir(parents=True, exist_ok=True)
-            for name in ("config.json", "eval.jsonl", "eval/results.json", "eval/report.md"):
+            names = ["config.json", "eval.jsonl"] + [str(p.relative_to(run)) for p in eval_results(run)]
+            names += [str(p.relative_to(run).parent / "report.md") for p in eval_results(run)]
+            for name in names:
                 if (run / name).exists():
+                    (dest / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy(run / name, dest / name)
     print("\n".join(text))
     print(f"wrote {args.out}/summary.json, table.md" + (", curves.png" if curves else ""))

@@ -174,6 +174,8 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
                    capture_output=True)
     assert (tmp_path / "c.png").stat().st_size > 5_000
     paper = tmp_path / "paper_summary"  # the paper table reads the same run folders as rows
+    assert main(["policy", "eval", f"policy={runs[0]}", f"out={runs[0]}/eval_transfer", "episodes=1", "video=false",
+                 "progress=false", "shapes=[round]", "modes=[deterministic]"]) == 0
     subprocess.run([sys.executable, str(root / "benchmarks" / "paper_summary.py"), str(tmp_path), "--out", str(paper)],
                    check=True, capture_output=True)
     rows = json.loads((paper / "summary.json").read_text())["rows"]
@@ -181,6 +183,9 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     cell = rows["state_fine"]["cells"]["clean/square/deterministic"]
     assert cell["episodes"] == 2 and 0 <= cell["pooled_ci95"][0] <= cell["pooled"] <= cell["pooled_ci95"][1]
     assert "| state_coarse (square) | 1 | 32 |" in (paper / "table.md").read_text()
+    assert rows["state_fine"]["cells"]["clean/round/deterministic"]["episodes"] == 1  # from eval_transfer/
+    assert "| state_fine (round) | 1 | 32 |" in (paper / "table.md").read_text()  # a mode left out: dashes
+    assert (paper / "runs" / "state_fine_s0" / "eval_transfer" / "results.json").exists()
 
 
 def test_random_init_encoder_keeps_the_architecture_and_statistics_not_the_weights(tmp_path):
