@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrep.policy import wilson_interval
-from mmrep.policy_curves import plot_curves, wall_seconds
+from mmrep.policy_curves import plot_curves, read_evaluations, wall_seconds
 
 RUN_NAME = re.compile(r"(?P<row>.+)_s(?P<seed>\d+)$")
 
@@ -39,6 +39,12 @@ def find_runs(root: Path) -> dict[str, list[Path]]:
     if not rows:
         raise SystemExit(f"{root}: no <row>_s<seed>/eval/results.json (run `make paper` first)")
     return rows
+
+
+def steps_done(run: Path) -> int:
+    """The env steps a run trained on: its final evaluation's (fewer than total_steps where the
+    wall-clock budget, max_train_minutes, stopped it first)."""
+    return int(read_evaluations(run)[-1]["timesteps"]) if (run / "eval.jsonl").exists() else 0
 
 
 def eval_results(run: Path) -> list[Path]:
@@ -66,8 +72,19 @@ def row_summary(runs: list[Path]) -> dict:
         cell["pooled_ci95"] = wilson_interval(cell["successes"], cell["episodes"])
     return {"runs": [r.name for r in runs], "obs": configs[0]["obs"], "algo": configs[0]["algo"]["name"],
             "total_steps": sorted({c["total_steps"] for c in configs}),
+            "max_train_minutes": sorted({c.get("max_train_minutes") or 0 for c in configs}),
+            "env_steps_done": {r.name: steps_done(r) for r in runs},
             "wall_minutes": {r.name: wall_seconds(r) / 60 for r in runs},
             "eval_seeds": results[0]["seeds"], "cells": cells}
+
+
+def budget(row: dict) -> str:
+    """The row's budget in env steps; where a wall-clock budget stopped a run first, the steps it got."""
+    text = "/".join(f"{t:,}" for t in row["total_steps"])
+    done = row["env_steps_done"].values()
+    if any(d < min(row["total_steps"]) for d in done):
+        text += f" ({', '.join(f'{d:,}' for d in done)} in {max(row['max_train_minutes']):g} min)"
+    return text
 
 
 def mode_cells(cell: dict | None) -> str:
@@ -87,7 +104,7 @@ def table(rows: dict[str, dict], setting: str) -> list[str]:
         shapes = dict.fromkeys(c["shape"] for c in row["cells"].values() if c["setting"] == setting)
         for shape in shapes:
             modes = [row["cells"].get(f"{setting}/{shape}/{mode}") for mode in ("deterministic", "stochastic")]
-            lines.append(f"| {name} ({shape}) | {len(row['runs'])} | {'/'.join(f'{t:,}' for t in row['total_steps'])} | "
+            lines.append(f"| {name} ({shape}) | {len(row['runs'])} | {budget(row)} | "
                          f"{wall} | " + " | ".join(mode_cells(c) for c in modes) + " |")
     return lines
 

@@ -261,6 +261,9 @@ class PolicyConfig:
     env: EnvConfig = field(default_factory=EnvConfig)  # the peg-insertion env's options
     perturbations: list[str] = field(default_factory=list)  # sim.perturb "name:p" on the training envs
     total_steps: int = 200_000  # env steps, all sub-environments together
+    # A wall-clock budget (minutes of training over every resume, periodic evaluations included):
+    # training stops at whichever of it and total_steps comes first. None: total_steps alone.
+    max_train_minutes: float | None = None
     n_envs: int = 2  # sub-environments (one process each with vec_env=subproc)
     vec_env: str = "subproc"  # subproc | dummy (in the main process)
     seed: int = 0  # training envs are seeded seed * 1000 + i, i < n_envs; never an evaluation seed
@@ -300,6 +303,8 @@ class PolicyConfig:
         for name in ("total_steps", "n_envs", "eval_every_steps", "ckpt_every_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.max_train_minutes is not None and not self.max_train_minutes > 0:
+            raise ValueError(f"max_train_minutes must be > 0 or null, got {self.max_train_minutes!r}")
         if self.eval_episodes < 0:
             raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes!r}")
         if self.seed * 1000 + self.n_envs > self.eval_seed:

@@ -157,9 +157,10 @@ def _rms(state: dict[str, Any]) -> RunningMeanStd:
     return rms
 
 
-def save_checkpoint(model, venv, out: Path) -> None:
-    """Weights, optimiser states, counters and normaliser statistics; SAC's replay buffer as arrays."""
-    state = {"format": POLICY_FORMAT, "num_timesteps": int(model.num_timesteps),
+def save_checkpoint(model, venv, out: Path, train_seconds: float = 0.0) -> None:
+    """Weights, optimiser states, counters (env steps, updates, training wall seconds over every
+    resume) and normaliser statistics; SAC's replay buffer as arrays."""
+    state = {"format": POLICY_FORMAT, "num_timesteps": int(model.num_timesteps), "train_seconds": float(train_seconds),
              "n_updates": int(getattr(model, "_n_updates", 0)), "policy": model.policy.state_dict(),
              "optimizers": {k: o.state_dict() for k, o in _optimizers(model).items()}, "obs_rms": _rms_state(venv)}
     if getattr(model, "log_ent_coef", None) is not None:
@@ -173,11 +174,12 @@ def save_checkpoint(model, venv, out: Path) -> None:
     save_atomic(state, out / "checkpoint.pt")
 
 
-def load_checkpoint(model, venv, out: Path) -> int:
-    """Restore what ``save_checkpoint`` wrote; returns the timesteps done (0 without a checkpoint)."""
+def load_checkpoint(model, venv, out: Path) -> tuple[int, float]:
+    """Restore what ``save_checkpoint`` wrote; returns the timesteps done and the training wall seconds
+    spent on them ((0, 0.0) without a checkpoint; a checkpoint older than the field reads 0 seconds)."""
     path = out / "checkpoint.pt"
     if not path.exists():
-        return 0
+        return 0, 0.0
     state = torch.load(path, map_location=model.device, weights_only=True)
     if state.get("format") != POLICY_FORMAT:
         raise ValueError(f"{path} is not an mmrep policy checkpoint (format {state.get('format')!r})")
@@ -196,13 +198,15 @@ def load_checkpoint(model, venv, out: Path) -> int:
         buf.pos, buf.full = int(arrays["pos"]), bool(arrays["full"])
     model.num_timesteps = state["num_timesteps"]
     model._n_updates = state["n_updates"]
-    return int(state["num_timesteps"])
+    return int(state["num_timesteps"]), float(state.get("train_seconds", 0.0))
 
 
-def save_policy(model, venv, cfg: PolicyConfig, path: Path) -> None:
-    """The final policy: weights, its config as JSON and the normaliser statistics."""
+def save_policy(model, venv, cfg: PolicyConfig, path: Path, train_seconds: float = 0.0) -> None:
+    """The final policy: weights, its config as JSON, the normaliser statistics, the env steps it
+    trained on and the training wall seconds they took."""
     save_atomic({"format": POLICY_FORMAT, "config": json.dumps(asdict(cfg)), "policy": model.policy.state_dict(),
-                 "obs_rms": _rms_state(venv), "num_timesteps": int(model.num_timesteps)}, path)
+                 "obs_rms": _rms_state(venv), "num_timesteps": int(model.num_timesteps),
+                 "train_seconds": float(train_seconds)}, path)
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -275,12 +279,21 @@ def _median(values: list[float | None]) -> float | None:
 
 class TrainingCallback(BaseCallback):
     """Checkpoints every ``ckpt_every_steps`` and evaluates (deterministic actions, held-out seeds)
-    every ``eval_every_steps``: ``eval.jsonl`` and TensorBoard ``eval/success_rate``."""
+    every ``eval_every_steps``: ``eval.jsonl`` and TensorBoard ``eval/success_rate``. With
+    ``max_train_minutes`` it stops training once that much wall clock (over every resume, periodic
+    evaluations included) is spent."""
 
-    def __init__(self, cfg: PolicyConfig, out: Path, venv: VecEnv, eval_venv: VecEnv | None) -> None:
+    def __init__(self, cfg: PolicyConfig, out: Path, venv: VecEnv, eval_venv: VecEnv | None,
+                 prior_seconds: float = 0.0) -> None:
         super().__init__()
         self.cfg, self.out, self.venv, self.eval_venv = cfg, out, venv, eval_venv
         self.next_ckpt = self.next_eval = 0
+        self.prior_seconds, self.started = prior_seconds, time.time()
+
+    @property
+    def train_seconds(self) -> float:
+        """Training wall seconds of this run so far, earlier sessions of it included."""
+        return self.prior_seconds + time.time() - self.started
 
     def _on_training_start(self) -> None:
         n = self.model.num_timesteps
@@ -290,12 +303,12 @@ class TrainingCallback(BaseCallback):
     def _on_step(self) -> bool:
         n = self.model.num_timesteps
         if n >= self.next_ckpt:
-            save_checkpoint(self.model, self.venv, self.out)
+            save_checkpoint(self.model, self.venv, self.out, self.train_seconds)
             self.next_ckpt += self.cfg.ckpt_every_steps
         if n >= self.next_eval and self.eval_venv is not None:
             self.evaluate()
             self.next_eval += self.cfg.eval_every_steps
-        return True
+        return not out_of_time(self.cfg, self.train_seconds)
 
     def evaluate(self) -> dict[str, Any]:
         row = evaluate_held_out(self.model, self.cfg, self.venv, self.eval_venv, self.out)
@@ -305,6 +318,11 @@ class TrainingCallback(BaseCallback):
         if row["mean_steps_to_success"] is not None:
             self.logger.record("eval/steps_to_success", row["mean_steps_to_success"])
         return row
+
+
+def out_of_time(cfg: PolicyConfig, train_seconds: float) -> bool:
+    """Whether the wall-clock budget (``max_train_minutes``; None: no budget) is spent."""
+    return cfg.max_train_minutes is not None and train_seconds >= cfg.max_train_minutes * 60
 
 
 def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv, out: Path) -> dict[str, Any]:
@@ -331,7 +349,7 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
         # A field added to the config since the run started reads as its default, so an older run resumes.
         old = _merge(json.loads(json.dumps(asdict(PolicyConfig()))), json.loads(path.read_text()))
         keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "eval_stochastic",
-                "ckpt_every_steps", "total_steps", "vec_env")
+                "ckpt_every_steps", "total_steps", "max_train_minutes", "vec_env")
         diff = sorted(k for k in new if k not in keep and old.get(k) != new[k])
         if diff:
             raise ValueError(f"{path} was written with other {diff}; resume with the same settings or pick "
@@ -354,16 +372,18 @@ def train_policy(cfg: PolicyConfig) -> dict[str, Any]:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=CLIP_OBS)
     eval_venv = build_venv(cfg, 1, cfg.eval_seed, vec_env="dummy") if cfg.eval_episodes else None
     model = build_model(cfg, venv, tensorboard_log=str(out / "tb"))
-    done = load_checkpoint(model, venv, out)
-    callback = TrainingCallback(cfg, out, venv, eval_venv)
+    done, spent = load_checkpoint(model, venv, out)
+    callback = TrainingCallback(cfg, out, venv, eval_venv, prior_seconds=spent)
     try:
-        if done < cfg.total_steps:
+        learns = done < cfg.total_steps and not out_of_time(cfg, spent)
+        if learns:
             model.learn(cfg.total_steps - done, callback=callback, reset_num_timesteps=done == 0,
                         progress_bar=cfg.progress, tb_log_name="run")
-        save_checkpoint(model, venv, out)
+        spent = callback.train_seconds if learns else spent
+        save_checkpoint(model, venv, out, spent)
         final = (evaluate_held_out(model, cfg, venv, eval_venv, out) if eval_venv is not None
                  else {"timesteps": int(model.num_timesteps)})
-        save_policy(model, venv, cfg, out / "policy.pt")
+        save_policy(model, venv, cfg, out / "policy.pt", spent)
         if eval_venv is not None:
             plot_curves({out.name: out}, out / "curves.png")
     finally:

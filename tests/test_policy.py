@@ -240,3 +240,19 @@ def test_a_run_from_before_a_new_config_field_resumes(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ValueError, match="obs"):
         train_policy(policy_cfg(tmp_path, "obs=state", "total_steps=96", *TINY_PPO))
+
+
+def test_a_wall_clock_budget_stops_training_and_holds_across_resume(tmp_path):
+    # 0.002 min is about 0.1 s: spent inside the first rollout, long before the 100,000 steps
+    cfg = policy_cfg(tmp_path, "obs=state", "total_steps=100000", "max_train_minutes=0.002", *TINY_PPO)
+    first = train_policy(cfg)
+    assert 0 < first["timesteps"] < 1000
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ckpt["train_seconds"] >= 0.12 and ckpt["num_timesteps"] == first["timesteps"]
+    saved = torch.load(tmp_path / "policy.pt", weights_only=True)
+    assert saved["num_timesteps"] == first["timesteps"] and saved["train_seconds"] == ckpt["train_seconds"]
+    assert train_policy(cfg)["timesteps"] == first["timesteps"]  # resumed with the budget spent: no more steps
+    more = policy_cfg(tmp_path, "obs=state", "total_steps=100000", "max_train_minutes=0.01", *TINY_PPO)
+    assert train_policy(more)["timesteps"] > first["timesteps"]  # a larger budget continues the run
+    with pytest.raises(ValueError, match="max_train_minutes"):
+        app_config(compose("policy", ["obs=state", "max_train_minutes=0"]))
