@@ -219,32 +219,42 @@ def run_episodes(model, venv: VecEnv, seeds: list[int], deterministic: bool = Tr
     episode."""
     episodes = []
     for k, s in enumerate(seeds):
-        venv.seed(int(s))
-        obs = venv.reset()
-        ret, steps, peak_mean, peak_sub = 0.0, 0, 0.0, 0.0
-        while True:
-            x = obs if obs_rms is None else np.clip((obs - obs_rms.mean) / np.sqrt(obs_rms.var + 1e-8),
-                                                    -CLIP_OBS, CLIP_OBS).astype(np.float32)
-            action, _ = model.predict(x, deterministic=deterministic)
-            obs, reward, done, infos = venv.step(action)
-            ret += float(reward[0])
-            steps += 1
-            raw = infos[0].get("raw_force")
-            if recorder is not None and k == 0 and not done[0]:  # after done the env has already reset
-                recorder.append((venv.get_images()[0], None if raw is None else np.asarray(raw)))
-            if raw is not None:
-                norms = np.linalg.norm(np.asarray(raw)[:, :3], axis=1)
-                peak_sub = max(peak_sub, float(norms.max()))
-                peak_mean = max(peak_mean, float(norms.mean()))
-            if done[0]:
-                info = infos[0]
-                episodes.append({"seed": int(s), "success": bool(info.get("is_success", False)), "steps": steps,
-                                 "return": ret, "peak_force_step_mean_n": peak_mean, "peak_force_substep_n": peak_sub,
-                                 # where the episode ended: how far off the hole's axis and how deep (mm)
-                                 "final_offset_mm": 1000 * float(info.get("hole_distance", float("nan"))),
-                                 "final_depth_mm": 1000 * float(info.get("insertion_depth", float("nan")))})
-                break
+        # Sampled actions draw from torch's global stream: seeding it per episode (in a fork, so the
+        # caller's stream is left as it was) makes each episode replay alone, in any order or resume.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(s))
+            episodes.append(_run_episode(model, venv, int(s), deterministic, obs_rms,
+                                         recorder if k == 0 else None))
     return episodes
+
+
+def _run_episode(model, venv: VecEnv, s: int, deterministic: bool, obs_rms: RunningMeanStd | None,
+                 recorder: list | None) -> dict[str, Any]:
+    """One episode of ``run_episodes`` on seed ``s``."""
+    venv.seed(s)
+    obs = venv.reset()
+    ret, steps, peak_mean, peak_sub = 0.0, 0, 0.0, 0.0
+    while True:
+        x = obs if obs_rms is None else np.clip((obs - obs_rms.mean) / np.sqrt(obs_rms.var + 1e-8),
+                                                -CLIP_OBS, CLIP_OBS).astype(np.float32)
+        action, _ = model.predict(x, deterministic=deterministic)
+        obs, reward, done, infos = venv.step(action)
+        ret += float(reward[0])
+        steps += 1
+        raw = infos[0].get("raw_force")
+        if recorder is not None and not done[0]:  # after done the env has already reset
+            recorder.append((venv.get_images()[0], None if raw is None else np.asarray(raw)))
+        if raw is not None:
+            norms = np.linalg.norm(np.asarray(raw)[:, :3], axis=1)
+            peak_sub = max(peak_sub, float(norms.max()))
+            peak_mean = max(peak_mean, float(norms.mean()))
+        if done[0]:
+            info = infos[0]
+            return {"seed": s, "success": bool(info.get("is_success", False)), "steps": steps,
+                    "return": ret, "peak_force_step_mean_n": peak_mean, "peak_force_substep_n": peak_sub,
+                    # where the episode ended: how far off the hole's axis and how deep (mm)
+                    "final_offset_mm": 1000 * float(info.get("hole_distance", float("nan"))),
+                    "final_depth_mm": 1000 * float(info.get("insertion_depth", float("nan")))}
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

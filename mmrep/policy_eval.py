@@ -4,7 +4,10 @@ stochastic: sampled, as the paper's evaluation code did).
 
 Writes ``results.json`` (every episode and every summary), ``report.md`` (success rate with its 95%
 Wilson interval, mean steps to success, peak contact forces) and one rollout GIF per setting (the
-camera view, the wrist force trace, and the outcome) to ``out``.
+camera view, the wrist force trace, and the outcome) to ``out``. Each finished (setting, shape,
+mode) is appended to ``rows.partial.jsonl`` as it ends, so a killed evaluation, run again with the
+same command, keeps those and runs only the rest (every episode is seeded, sampled actions included,
+so the resumed results equal an uninterrupted run's); the file goes once ``results.json`` is written.
 """
 
 from __future__ import annotations
@@ -62,6 +65,28 @@ def rollout_gif(frames: list[tuple[np.ndarray, np.ndarray | None]], success: boo
     iio.imwrite(path, np.stack(images), duration=1000 / fps, loop=0)
 
 
+PARTIAL = "rows.partial.jsonl"
+
+
+def finished_rows(out: Path, run_key: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
+    """The rows a killed evaluation of the same policy file, seeds and episodes already wrote, by
+    (setting, shape asked, mode), each with the policy's ``trained_shape``; rows of any other
+    evaluation are ignored (and overwritten)."""
+    path = out / PARTIAL
+    if not path.exists():
+        return {}
+    rows = {}
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by the kill
+            continue
+        if entry.get("run") == run_key:
+            row = entry["row"]
+            rows[(row["setting"], entry["shape_asked"], row["mode"])] = {**row, "trained_shape": entry["trained_shape"]}
+    return rows
+
+
 def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
     """Run every (setting, shape, mode) and write the outputs (module doc)."""
     from tqdm import tqdm
@@ -79,15 +104,31 @@ def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
     t0 = time.time()
     trained_shape = None
     jobs = [(s, sh) for s in cfg.settings for sh in (cfg.shapes or [None])]
+    stat = path.stat()
+    run_key = {"policy": str(path.resolve()), "policy_bytes": stat.st_size, "policy_mtime_ns": stat.st_mtime_ns,
+               "seed": cfg.seed, "episodes": cfg.episodes}
+    done = finished_rows(out, run_key)
+    if not done:
+        (out / PARTIAL).unlink(missing_ok=True)
     bar = tqdm(total=len(jobs) * len(cfg.modes) * cfg.episodes, desc="policy eval", unit="episode",
                disable=not cfg.progress or None, dynamic_ncols=True)
     for setting, shape in jobs:
+        kept = [done.get((setting, shape, mode)) for mode in cfg.modes]
+        if all(kept):
+            trained_shape = kept[0].pop("trained_shape")
+            rows += [{k: v for k, v in r.items() if k != "trained_shape"} for r in kept]
+            bar.update(len(cfg.modes) * cfg.episodes)
+            continue
         env_over, perturbations = CLOSED_LOOP[setting]
         env_over = {**env_over, **({"peg_shape": shape} if shape else {})}
         model, venv, pcfg, rms = load_policy(path, env_over, list(perturbations), cfg.device, render=cfg.video)
         trained_shape = pcfg.env.peg_shape
         try:
             for mode in cfg.modes:
+                if (setting, shape, mode) in done:
+                    rows.append({k: v for k, v in done[(setting, shape, mode)].items() if k != "trained_shape"})
+                    bar.update(cfg.episodes)
+                    continue
                 record = [] if cfg.video and mode == cfg.modes[0] and shape == (cfg.shapes or [None])[0] else None
                 episodes = []
                 for s in seeds:  # one at a time, for the progress bar
@@ -101,6 +142,9 @@ def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                     rollout_gif(record, episodes[0]["success"], out / name)
                     row["video"] = name
                 rows.append(row)
+                with open(out / PARTIAL, "a") as f:
+                    f.write(json.dumps({"run": run_key, "shape_asked": shape, "trained_shape": trained_shape,
+                                        "row": row}) + "\n")
         finally:
             venv.close()
     bar.close()
@@ -108,6 +152,7 @@ def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                "seeds": [seeds[0], seeds[-1]], "seconds": time.time() - t0, "results": rows}
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     (out / "report.md").write_text(report_markdown(summary))
+    (out / PARTIAL).unlink(missing_ok=True)
     return summary
 
 

@@ -256,3 +256,33 @@ def test_a_wall_clock_budget_stops_training_and_holds_across_resume(tmp_path):
     assert train_policy(more)["timesteps"] > first["timesteps"]  # a larger budget continues the run
     with pytest.raises(ValueError, match="max_train_minutes"):
         app_config(compose("policy", ["obs=state", "max_train_minutes=0"]))
+
+
+def test_killed_evaluation_resumes_keeping_finished_rows_and_replays_sampled_actions(tmp_path):
+    from mmrep.policy_eval import PARTIAL
+
+    train_policy(policy_cfg(tmp_path, "obs=state", "total_steps=32", *TINY_PPO))
+    args = ["policy", "eval", f"policy={tmp_path}", "episodes=3", "settings=[clean,pushes]", "video=false",
+            "progress=false", f"out={tmp_path / 'eval'}"]
+    assert main(args) == 0
+    full = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert not (tmp_path / "eval" / PARTIAL).exists()  # removed once results.json is written
+    assert main(args) == 0  # sampled actions are seeded per episode: a second run replays the first
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["results"] == full["results"]
+
+    # What a kill after the first row leaves: that row (marked, to see it kept rather than re-run), a row
+    # of another evaluation (other episodes: ignored) and a line cut short by the kill.
+    stat = (tmp_path / "policy.pt").stat()
+    key = {"policy": str((tmp_path / "policy.pt").resolve()), "policy_bytes": stat.st_size,
+           "policy_mtime_ns": stat.st_mtime_ns, "seed": 2_000_000, "episodes": 3}
+    first = {**full["results"][0], "marker": "kept"}
+    other = {**full["results"][1], "marker": "other evaluation"}
+    (tmp_path / "eval" / PARTIAL).write_text(
+        json.dumps({"run": key, "shape_asked": None, "trained_shape": "square", "row": first}) + "\n"
+        + json.dumps({"run": {**key, "episodes": 5}, "shape_asked": None, "trained_shape": "square", "row": other})
+        + "\n" + '{"run": {"poli')
+    assert main(args) == 0
+    resumed = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert resumed["results"][0] == first and resumed["trained_shape"] == "square"
+    assert resumed["results"][1:] == full["results"][1:]  # the rest re-run, equal to the uninterrupted run's
+    assert [(r["setting"], r["mode"]) for r in resumed["results"]] == [(r["setting"], r["mode"]) for r in full["results"]]
