@@ -4,13 +4,13 @@ paper`` has trained and evaluated, per closed-loop setting and action mode.
     python benchmarks/paper_summary.py runs/paper --out benchmarks/results/paper
 
 Reads every ``<row>_s<seed>/`` run folder holding ``eval/results.json`` (``mmrep policy eval``) and
-reports per row: the budget in env steps, the training wall time per seed (TensorBoard event times,
-killed time not counted), and per setting and mode each seed's success on the held-out seeds, their
-mean, and the pooled rate over all seeds' episodes with its 95% Wilson interval. A run's other
-evaluation folders (``eval_<name>/results.json``, e.g. ``eval_transfer`` on the other peg shapes) add
-their settings and shapes as further cells. Writes
-``summary.json``, ``table.md`` (the README's tables) and ``curves.png`` (every run's held-out curve),
-and copies each run's ``config.json``, ``eval.jsonl`` and ``eval/results.json`` beside them.
+reports issue 12's targets (met, not met, or not measured yet) and per row: the budget in env steps,
+the training wall time per seed (TensorBoard event times, killed time not counted), and per setting
+and mode each seed's success on the held-out seeds, their mean, and the pooled rate over all seeds'
+episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_<name>/results.json``,
+e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells.
+Writes ``summary.json``, ``table.md`` (the README's tables) and ``curves.png`` (every run's held-out
+curve), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations beside them.
 """
 
 from __future__ import annotations
@@ -109,6 +109,53 @@ def table(rows: dict[str, dict], setting: str) -> list[str]:
     return lines
 
 
+FUSED_TARGET = 0.90  # issue 12: the fused representation's success on the square peg
+PERTURBED_WITHIN = 0.10  # issue 12: under the occluder and pushes, within 10 points of clean
+
+
+def targets(rows: dict[str, dict], fused: str = "fused_insertion", shape: str = "square") -> list[dict]:
+    """Issue 12's targets, per action mode, from the pooled cells: the fused row at least 90%; no
+    haptics and no vision clearly below it (their 95% interval entirely under the fused row's); the
+    fused row under the occluder (also after first contact) and pushes within 10 points of its clean
+    rate. A target whose rows or settings have not run yet is reported as not measured (met None)."""
+    def cell(row: str, setting: str, mode: str) -> dict | None:
+        return rows.get(row, {}).get("cells", {}).get(f"{setting}/{shape}/{mode}")
+
+    out = []
+    for mode in ("deterministic", "stochastic"):
+        clean = cell(fused, "clean", mode)
+        out.append({"target": f"{fused} >= {FUSED_TARGET:.0%}", "mode": mode,
+                    "measured": None if clean is None else rate(clean),
+                    "met": None if clean is None else clean["pooled"] >= FUSED_TARGET})
+        for base in ("no_haptics", "no_vision"):
+            other = cell(base, "clean", mode)
+            both = clean is not None and other is not None
+            out.append({"target": f"{base} clearly below {fused}", "mode": mode,
+                        "measured": f"{rate(other)} against {rate(clean)}" if both else None,
+                        "met": other["pooled_ci95"][1] < clean["pooled_ci95"][0] if both else None})
+        for setting in ("occluder", "occluder_after_contact", "pushes"):
+            pert = cell(fused, setting, mode)
+            both = clean is not None and pert is not None
+            out.append({"target": f"{fused} under {setting} within {PERTURBED_WITHIN * 100:.0f} points of clean",
+                        "mode": mode,
+                        "measured": f"{rate(pert)} against {rate(clean)}" if both else None,
+                        "met": clean["pooled"] - pert["pooled"] <= PERTURBED_WITHIN + 1e-9 if both else None})
+    return out
+
+
+def rate(cell: dict) -> str:
+    """A pooled rate with its 95% interval: "0.81 (0.72-0.87)"."""
+    return f"{cell['pooled']:.2f} ({cell['pooled_ci95'][0]:.2f}-{cell['pooled_ci95'][1]:.2f})"
+
+
+def targets_table(items: list[dict]) -> list[str]:
+    lines = ["| target | actions | measured (pooled, 95% CI) | met |", "| --- | --- | --- | --- |"]
+    for t in items:
+        met = "not measured yet" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        lines.append(f"| {t['target']} | {t['mode']} | {t['measured'] or '-'} | {met} |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path, help="the folder of the row runs (runs/paper)")
@@ -124,8 +171,11 @@ def main() -> None:
         text += [f"### {setting}", ""] + table({n: r for n, r in rows.items()
                                                if any(c["setting"] == setting for c in r["cells"].values())},
                                               setting) + [""]
+    goals = targets(rows)
+    text = ["### targets", ""] + targets_table(goals) + [""] + text
     (args.out / "table.md").write_text("\n".join(text))
-    (args.out / "summary.json").write_text(json.dumps({"benchmark": "paper", "rows": rows}, indent=2))
+    (args.out / "summary.json").write_text(json.dumps({"benchmark": "paper", "targets": goals, "rows": rows},
+                                                      indent=2))
     curves = {run.name: run for runs in found.values() for run in runs if (run / "eval.jsonl").exists()}
     if curves:
         plot_curves(curves, args.out / "curves.png")

@@ -285,4 +285,34 @@ def test_killed_evaluation_resumes_keeping_finished_rows_and_replays_sampled_act
     resumed = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert resumed["results"][0] == first and resumed["trained_shape"] == "square"
     assert resumed["results"][1:] == full["results"][1:]  # the rest re-run, equal to the uninterrupted run's
-    assert [(r["setting"], r["mode"]) for r in resumed["results"]] == [(r["setting"], r["mode"]) for r in full["results"]]
+    order = [(r["setting"], r["mode"]) for r in full["results"]]
+    assert [(r["setting"], r["mode"]) for r in resumed["results"]] == order
+
+
+def test_paper_targets_compare_pooled_cells_and_say_what_has_not_run():
+    import importlib.util
+    from pathlib import Path
+
+    from mmrep.policy import wilson_interval
+
+    spec = importlib.util.spec_from_file_location(
+        "paper_summary", Path(__file__).resolve().parents[1] / "benchmarks" / "paper_summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(**rates):  # setting -> successes of 100, both modes alike
+        return {"cells": {f"{s}/square/{m}": {"pooled": k / 100, "pooled_ci95": wilson_interval(k, 100)}
+                          for s, k in rates.items() for m in ("deterministic", "stochastic")}}
+
+    goals = mod.targets({"fused_insertion": row(clean=95, occluder=80, pushes=90), "no_haptics": row(clean=60),
+                         "no_vision": row(clean=92)})
+    assert len(goals) == 2 * 6  # six targets, each for the mean and the sampled action
+    for mode in ("deterministic", "stochastic"):
+        met = {t["target"]: t["met"] for t in goals if t["mode"] == mode}
+        assert met["fused_insertion >= 90%"] is True
+        assert met["no_haptics clearly below fused_insertion"] is True  # 0.50-0.69 wholly under 0.89-0.98
+        assert met["no_vision clearly below fused_insertion"] is False  # overlapping intervals
+        assert met["fused_insertion under occluder within 10 points of clean"] is False  # 15 points
+        assert met["fused_insertion under pushes within 10 points of clean"] is True
+        assert met["fused_insertion under occluder_after_contact within 10 points of clean"] is None  # not run
+    assert "not measured yet" in "\n".join(mod.targets_table(goals))
