@@ -10,7 +10,8 @@ and mode each seed's success on the held-out seeds, their mean, and the pooled r
 episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_<name>/results.json``,
 e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells.
 Writes ``summary.json``, ``table.md`` (the README's tables) and ``curves.png`` (every run's held-out
-curve), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations beside them.
+curve), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations beside them (with the
+rollout GIFs of each row's first seed).
 """
 
 from __future__ import annotations
@@ -180,10 +181,12 @@ def main() -> None:
     if curves:
         plot_curves(curves, args.out / "curves.png")
     for runs in found.values():
-        for run in runs:
+        for k, run in enumerate(runs):
             dest = args.out / "runs" / run.name
             names = ["config.json", "eval.jsonl"] + [str(p.relative_to(run)) for p in eval_results(run)]
             names += [str(p.relative_to(run).parent / "report.md") for p in eval_results(run)]
+            if k == 0:  # the rollout GIFs of each row's first seed, to watch rows side by side
+                names += [str(g.relative_to(run)) for p in eval_results(run) for g in sorted(p.parent.glob("*.gif"))]
             for name in names:
                 if (run / name).exists():
                     (dest / name).parent.mkdir(parents=True, exist_ok=True)
