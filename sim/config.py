@@ -74,7 +74,7 @@ class OccluderConfig:
     offset by ``offset`` (right, up) m in the image plane plus a uniform draw of +- ``offset_range``
     m on each axis per episode (seeded). It covers about (size / (2 distance tan(fov / 2)))^2 of the
     image: 0.1 m at 0.25 m with the 45 deg camera is about 23%. "moving" sweeps +- ``amplitude`` m
-    sideways with period ``period`` s.
+    sideways with period ``period`` s. ``probability``: the share of episodes it appears in at all.
     """
 
     mode: str = "off"
@@ -85,6 +85,9 @@ class OccluderConfig:
     amplitude: float = 0.08  # m, "moving": sideways sweep
     period: float = 2.0  # s, "moving": one full sweep
     color: tuple[float, float, float] = (0.55, 0.35, 0.2)  # RGB in [0, 1]
+    # The share of episodes it is in, drawn per episode from the env's generator (only when below 1,
+    # so episodes with the default draw nothing more): to train a policy on occluded and clear views.
+    probability: float = 1.0
 
     def __post_init__(self) -> None:
         _tuples(self, "size", "offset", "color")
@@ -253,6 +256,8 @@ class EnvConfig:
                              f"camera_distance ({self.camera_distance} m), got {o.distance!r}")
         if o.offset_range < 0 or o.amplitude < 0 or not o.period > 0:
             raise ValueError("occluder.offset_range and occluder.amplitude must be >= 0, occluder.period > 0")
+        if not 0.0 <= o.probability <= 1.0:
+            raise ValueError(f"occluder.probability must be in [0, 1], got {o.probability!r}")
         u = self.push
         if u.rate_hz < 0 or u.impulse < 0 or not u.duration > 0:
             raise ValueError(f"push.rate_hz and push.impulse must be >= 0 and push.duration > 0, got "

@@ -39,17 +39,19 @@ class Occluder:
         self.uid = p.createMultiBody(0.0, -1, vis, basePosition=HIDDEN_POS, physicsClientId=client)
         self.offset = np.asarray(cfg.offset, dtype=float)
         self.visible = False
+        self.active = True  # whether this episode has the occluder at all (OccluderConfig.probability)
 
     def reset(self, rng: np.random.Generator) -> None:
         c = self.cfg
         jitter = rng.uniform(-c.offset_range, c.offset_range, size=2) if c.offset_range > 0 else np.zeros(2)
         self.offset = np.asarray(c.offset, dtype=float) + jitter
-        self.visible = c.mode in ("static", "moving")
+        self.active = c.probability >= 1.0 or bool(rng.random() < c.probability)
+        self.visible = self.active and c.mode in ("static", "moving")
         self.update(0.0, False)
 
     def update(self, t: float, contact: bool) -> None:
         c = self.cfg
-        if c.mode == "after_contact" and contact:
+        if c.mode == "after_contact" and contact and self.active:
             self.visible = True
         dx = c.amplitude * math.sin(2 * math.pi * t / c.period) if c.mode == "moving" else 0.0
         pos = (self.centre + (self.offset[0] + dx) * self.right + self.offset[1] * self.up

@@ -33,13 +33,19 @@ def make_policy_env(env: dict[str, Any] | None = None, perturbations: Sequence[s
     return gym.wrappers.RecordEpisodeStatistics(e)
 
 
+def _only(occluder: str = "off", push_hz: float = 0.0) -> dict[str, Any]:
+    """Env overrides that set every in-simulation disturbance, so a setting means the same for a
+    policy trained with disturbances in its own env options (an occluder in half its episodes)."""
+    return {"occluder": {"mode": occluder, "probability": 1.0}, "push": {"rate_hz": push_hz}}
+
+
 # Closed-loop evaluation settings: (env option overrides, sim.perturb settings "name:p").
 CLOSED_LOOP: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
-    "clean": ({}, ()),
-    "occluder": ({"occluder": {"mode": "static"}}, ()),  # 0.1 m at 0.25 m: about 23% of the view
-    "occluder_after_contact": ({"occluder": {"mode": "after_contact"}}, ()),  # the paper's video
-    "pushes": ({"push": {"rate_hz": 1.0}}, ()),  # 0.5 N s pushes on the arm, one a second on average
-    "ft_noise": ({}, ("force/gaussian_noise:0.5",)),  # sigma half the channel's std
-    "ft_bias": ({}, ("force/bias:1",)),  # 3 std per channel, random signs, constant per episode
-    "ft_dead": ({}, ("force/dead:1",)),  # the F/T sensor reads zeros
+    "clean": (_only(), ()),
+    "occluder": (_only(occluder="static"), ()),  # 0.1 m at 0.25 m: about 23% of the view, the whole block
+    "occluder_after_contact": (_only(occluder="after_contact"), ()),  # the paper's video
+    "pushes": (_only(push_hz=1.0), ()),  # 0.5 N s pushes on the arm, one a second on average
+    "ft_noise": (_only(), ("force/gaussian_noise:0.5",)),  # sigma half the channel's std
+    "ft_bias": (_only(), ("force/bias:1",)),  # 3 std per channel, random signs, constant per episode
+    "ft_dead": (_only(), ("force/dead:1",)),  # the F/T sensor reads zeros
 }

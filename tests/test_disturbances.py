@@ -1,6 +1,8 @@
 """Disturbances in the simulation: the occluder the camera renders, pushes the wrist sensor feels,
 F/T bias and drift; all off by default and seeded."""
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 
@@ -59,6 +61,28 @@ def test_occluder_appears_after_first_contact():
         assert not seen_before and first_contact is not None and info["occluder_visible"]
     finally:
         env.close()
+
+
+def test_occluder_probability_puts_it_in_that_share_of_episodes_seeded():
+    env = PegInsertionEnv(image_size=64, occluder={"mode": "static", "probability": 0.5}, max_steps=5)
+    try:
+        seen = [env.reset(seed=s)[1]["occluder_visible"] for s in range(40)]
+        again = [env.reset(seed=s)[1]["occluder_visible"] for s in range(40)]
+    finally:
+        env.close()
+    assert seen == again and 10 <= sum(seen) <= 30  # seeded, and about half
+
+
+def test_closed_loop_settings_set_every_disturbance_whatever_the_policy_trained_with():
+    from mmrep.policy import _merge
+    from sim.policy_env import CLOSED_LOOP
+
+    trained = EnvConfig.from_kwargs(occluder={"mode": "after_contact", "probability": 0.5}, push={"rate_hz": 2.0})
+    for name, (over, _) in CLOSED_LOOP.items():
+        cfg = EnvConfig.from_kwargs(**_merge(asdict(trained), over))  # as build_venv merges them
+        assert cfg.occluder.probability == 1.0
+        assert cfg.occluder.mode == {"occluder": "static", "occluder_after_contact": "after_contact"}.get(name, "off")
+        assert cfg.push.rate_hz == (1.0 if name == "pushes" else 0.0)
 
 
 def test_moving_occluder_moves_and_its_flow_is_exact():
@@ -121,6 +145,7 @@ def test_ft_bias_and_drift_are_added_to_the_readings():
     ({"occluder": {"mode": "sometimes"}}, "occluder.mode"),
     ({"occluder": {"mode": "static", "distance": 0.9}}, "occluder.distance"),
     ({"use_camera": False, "occluder": {"mode": "static"}}, "occluder.mode needs use_camera"),
+    ({"occluder": {"mode": "static", "probability": 1.5}}, "occluder.probability"),
     ({"push": {"rate_hz": 1.0, "duration": 0.2}}, "push.duration"),
     ({"push": {"azimuth_range": [90, -90]}}, "push.azimuth_range"),
     ({"ft_sensor": {"bias": [1.0, 2.0]}}, "ft_sensor.bias"),
