@@ -117,12 +117,14 @@ state-policy: $(foreach r,$(STATE_RUNS),runs/$(r)/eval/results.json)
 # Issue 12, the paper's policy experiment: every row of configs/paper/ (the same PPO, budget of
 # 300k env steps, training seeds and evaluation seeds), 100 held-out episodes per row and seed, clean;
 # the perturbed closed-loop settings for the rows that compare senses under faults. A run uses both
-# cores (2 env workers): about 65 min of training and 8 of clean evaluation, 50 more with the
-# perturbed settings; all nine rows x 3 seeds is about 40 hours here, so run it across sessions (every
-# step resumes or is skipped when done): `make paper PAPER_ROWS=fused_poe PAPER_SEEDS=0`.
-PAPER_ROWS ?= fused_poe fused_insertion fused_robust fused_concat no_haptics no_vision random_init pixels state
+# cores (2 env workers): about 65-70 min of training and 8 of clean evaluation, about 50 more with
+# the perturbed settings (76 min beside other jobs); all ten rows x 3 seeds is about 45 hours here, so
+# run it across sessions (every step, evaluations included, resumes or is skipped when done):
+# `make paper PAPER_ROWS=fused_insertion PAPER_SEEDS=0`.
+PAPER_ROWS ?= fused_insertion no_haptics no_vision fused_robust fused_robust_occluder fused_poe fused_concat \
+	random_init pixels state
 PAPER_SEEDS ?= 0 1 2
-PAPER_PERTURBED = fused_poe fused_insertion fused_robust no_haptics
+PAPER_PERTURBED = fused_poe fused_insertion fused_robust fused_robust_occluder no_haptics no_vision
 PAPER_SETTINGS = clean,occluder,occluder_after_contact,pushes,ft_noise,ft_bias,ft_dead
 
 define PAPER_RUN

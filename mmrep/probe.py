@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-episodes", type=int, default=None, help="per split")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (1 beside another torch job: two jobs' idle threads spin on 2 cores)")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # options before or after the encoders
     if args.threads:
         torch.set_num_threads(args.threads)
     encoders = {}
