@@ -150,10 +150,17 @@ def rate(cell: dict) -> str:
 
 
 def targets_table(items: list[dict]) -> list[str]:
-    lines = ["| target | actions | measured (pooled, 95% CI) | met |", "| --- | --- | --- | --- |"]
+    """One line per target: the measured rates and the verdict for the mean and the sampled action."""
+    def verdict(t: dict) -> str:
+        met = "not measured yet" if t["met"] is None else ("met" if t["met"] else "**not met**")
+        return f"{t['measured'] or '-'}: {met}"
+
+    by_target: dict[str, dict[str, dict]] = {}
     for t in items:
-        met = "not measured yet" if t["met"] is None else ("yes" if t["met"] else "**no**")
-        lines.append(f"| {t['target']} | {t['mode']} | {t['measured'] or '-'} | {met} |")
+        by_target.setdefault(t["target"], {})[t["mode"]] = t
+    lines = ["| target (issue 12, square peg, held-out seeds) | mean action | sampled |", "| --- | --- | --- |"]
+    for name, modes in by_target.items():
+        lines.append(f"| {name} | {verdict(modes['deterministic'])} | {verdict(modes['stochastic'])} |")
     return lines
 
 
