@@ -68,10 +68,10 @@ def rollout_gif(frames: list[tuple[np.ndarray, np.ndarray | None]], success: boo
 PARTIAL = "rows.partial.jsonl"
 
 
-def finished_rows(out: Path, run_key: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
-    """The rows a killed evaluation of the same policy file, seeds and episodes already wrote, by
-    (setting, shape asked, mode), each with the policy's ``trained_shape``; rows of any other
-    evaluation are ignored (and overwritten)."""
+def finished_rows(out: Path, run_key: dict[str, Any]) -> dict[tuple, tuple[dict[str, Any], str]]:
+    """The rows a killed evaluation of the same policy file, seeds and episodes already wrote, with the
+    policy's trained shape, by (setting, shape asked, mode); rows of any other evaluation are ignored
+    (and overwritten)."""
     path = out / PARTIAL
     if not path.exists():
         return {}
@@ -83,7 +83,7 @@ def finished_rows(out: Path, run_key: dict[str, Any]) -> dict[tuple, dict[str, A
             continue
         if entry.get("run") == run_key:
             row = entry["row"]
-            rows[(row["setting"], entry["shape_asked"], row["mode"])] = {**row, "trained_shape": entry["trained_shape"]}
+            rows[(row["setting"], entry["shape_asked"], row["mode"])] = (row, entry["trained_shape"])
     return rows
 
 
@@ -113,10 +113,9 @@ def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
     bar = tqdm(total=len(jobs) * len(cfg.modes) * cfg.episodes, desc="policy eval", unit="episode",
                disable=not cfg.progress or None, dynamic_ncols=True)
     for setting, shape in jobs:
-        kept = [done.get((setting, shape, mode)) for mode in cfg.modes]
-        if all(kept):
-            trained_shape = kept[0].pop("trained_shape")
-            rows += [{k: v for k, v in r.items() if k != "trained_shape"} for r in kept]
+        if all((setting, shape, mode) in done for mode in cfg.modes):  # no env to build
+            rows += [done[(setting, shape, mode)][0] for mode in cfg.modes]
+            trained_shape = done[(setting, shape, cfg.modes[0])][1]
             bar.update(len(cfg.modes) * cfg.episodes)
             continue
         env_over, perturbations = CLOSED_LOOP[setting]
@@ -126,7 +125,7 @@ def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
         try:
             for mode in cfg.modes:
                 if (setting, shape, mode) in done:
-                    rows.append({k: v for k, v in done[(setting, shape, mode)].items() if k != "trained_shape"})
+                    rows.append(done[(setting, shape, mode)][0])
                     bar.update(cfg.episodes)
                     continue
                 record = [] if cfg.video and mode == cfg.modes[0] and shape == (cfg.shapes or [None])[0] else None
