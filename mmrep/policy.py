@@ -40,7 +40,7 @@ from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import load_encoder, random_like, save_atomic
 from mmrep.policy_curves import plot_curves
 from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
-from sim.config import EnvConfig
+from sim.config import EnvConfig, merge_nested
 from sim.policy_env import make_policy_env
 
 POLICY_FORMAT = "mmrep-policy-1"
@@ -67,7 +67,7 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
                render: bool = False) -> VecEnv:
     """The vectorised env of ``cfg`` (before normalisation), its sub-envs seeded ``seed + i``;
     ``env_overrides`` merge into ``cfg.env`` (nested sections too)."""
-    env = _merge(asdict(cfg.env), env_overrides or {})
+    env = merge_nested(asdict(cfg.env), env_overrides or {})
     perturbations = cfg.perturbations if perturbations is None else perturbations
     fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
                    "rgb_array" if render else None, cfg.obs.fine_scale) for i in range(n_envs)]
@@ -81,13 +81,6 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
             encoder = random_like(encoder, seed=cfg.seed)
         venv = VecLatentObservation(venv, encoder, extra_keys=extra, device=resolve_device(cfg.device))
     return venv
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(dict(out[k]), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def normalizes(cfg: PolicyConfig) -> bool:
@@ -357,7 +350,7 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
     new = json.loads(json.dumps(asdict(cfg)))  # as the file holds it (tuples become lists)
     if path.exists():
         # A field added to the config since the run started reads as its default, so an older run resumes.
-        old = _merge(json.loads(json.dumps(asdict(PolicyConfig()))), json.loads(path.read_text()))
+        old = merge_nested(json.loads(json.dumps(asdict(PolicyConfig()))), json.loads(path.read_text()))
         keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "eval_stochastic",
                 "ckpt_every_steps", "total_steps", "max_train_minutes", "vec_env")
         diff = sorted(k for k in new if k not in keep and old.get(k) != new[k])

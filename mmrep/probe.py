@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from mmrep.encoder import load_encoder, random_like
+from mmrep.models.losses import f1_from_counts
 from sim.dataset_format import DATA_GROUP, read_manifest
 from sim.observation import proprio8_from_proprio13
 
@@ -169,12 +170,6 @@ def predict(net: Probe, x: np.ndarray) -> np.ndarray:
     return net(torch.from_numpy(x).float()).numpy()
 
 
-def f1_score(pred: np.ndarray, truth: np.ndarray) -> float:
-    tp = float(np.sum(pred & truth))
-    denom = float(np.sum(pred) + np.sum(truth))
-    return 2 * tp / denom if denom else 1.0
-
-
 def probe_features(name: str, train_x: np.ndarray, valid_x: np.ndarray, train: Steps, valid: Steps,
                    cfg: ProbeConfig) -> dict[str, Any]:
     """Fit the offset and contact probes on ``train_x`` and score them on ``valid_x``."""
@@ -184,10 +179,12 @@ def probe_features(name: str, train_x: np.ndarray, valid_x: np.ndarray, train: S
     near = np.linalg.norm(valid.offset, axis=1) < NEAR_M
     clf = fit_probe(train_x, train.contact[:, None], "binary", cfg)
     contact = predict(clf, valid_x)[:, 0] > 0
+    truth = valid.contact > 0.5
+    f1 = f1_from_counts(float(np.sum(contact & truth)), float(np.sum(contact & ~truth)), float(np.sum(~contact & truth)))
     return {"features": name, "dim": int(train_x.shape[1]), "offset_mm_median": float(np.median(err)),
             "offset_mm_median_near": float(np.median(err[near])) if near.any() else None,
             "offset_mm_p90_near": float(np.percentile(err[near], 90)) if near.any() else None,
-            "near_samples": int(near.sum()), "contact_f1": f1_score(contact, valid.contact > 0.5),
+            "near_samples": int(near.sum()), "contact_f1": f1,
             "contact_rate": float(valid.contact.mean())}
 
 

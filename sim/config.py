@@ -286,6 +286,15 @@ class EnvConfig:
                              f"got {r.start_height!r}")
 
 
+def merge_nested(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in, section by section: ``{"occluder": {"mode": "static"}}``
+    changes the occluder's mode and keeps its other fields. Neither input is modified."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge_nested(dict(out[k]), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def _tuples(obj: Any, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)

@@ -6,7 +6,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from sim.config import EnvConfig
+from sim.config import EnvConfig, merge_nested
 from sim.env import PegInsertionEnv
 from sim.policies import PushDownPolicy
 
@@ -74,12 +74,11 @@ def test_occluder_probability_puts_it_in_that_share_of_episodes_seeded():
 
 
 def test_closed_loop_settings_set_every_disturbance_whatever_the_policy_trained_with():
-    from mmrep.policy import _merge
     from sim.policy_env import CLOSED_LOOP
 
     trained = EnvConfig.from_kwargs(occluder={"mode": "after_contact", "probability": 0.5}, push={"rate_hz": 2.0})
     for name, (over, _) in CLOSED_LOOP.items():
-        cfg = EnvConfig.from_kwargs(**_merge(asdict(trained), over))  # as build_venv merges them
+        cfg = EnvConfig.from_kwargs(**merge_nested(asdict(trained), over))  # as build_venv merges them
         assert cfg.occluder.probability == 1.0
         assert cfg.occluder.mode == {"occluder": "static", "occluder_after_contact": "after_contact"}.get(name, "off")
         assert cfg.push.rate_hz == (1.0 if name == "pushes" else 0.0)

@@ -64,3 +64,11 @@ def test_random_spec_probes_the_architecture_with_fresh_weights(tmp_path):
     assert params(trained).shape == params(fresh).shape
     assert not torch.equal(params(trained), params(fresh))
     assert torch.equal(params(fresh), params(again))  # seeded: the same random row every time
+
+
+def test_contact_f1_counts_match_the_training_metric_and_handle_no_positives():
+    from mmrep.models.losses import f1_from_counts
+
+    assert f1_from_counts(3, 1, 1) == pytest.approx(0.75)
+    assert f1_from_counts(0, 0, 0) == 1.0  # nothing to find, nothing claimed
+    assert f1_from_counts(0, 2, 0) == 0.0

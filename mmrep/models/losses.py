@@ -83,6 +83,13 @@ def compute_losses(cfg: ModelConfig, out: dict[str, torch.Tensor], batch: dict[s
     return terms
 
 
+
+def f1_from_counts(tp: float, fp: float, fn: float) -> float:
+    """F1 of the positive class from its counts; 1.0 when there is nothing to find and nothing was
+    predicted (no positives, no false alarms)."""
+    denom = 2 * tp + fp + fn
+    return 2 * tp / denom if denom else 1.0
+
 class MetricAccumulator:
     """Validation metrics over many batches: contact accuracy and F1 (and two baselines: "always in
     contact", the best constant predictor, and "contact stays as it is now"), alignment accuracy,
@@ -147,9 +154,9 @@ class MetricAccumulator:
     def compute(self) -> dict[str, float]:
         result = {k: self.sums[k] / self.counts[k] for k in self.sums if self.counts[k] > 0}
         if self.tp + self.fp + self.fn > 0:
-            result["contact_f1"] = 2 * self.tp / max(2 * self.tp + self.fp + self.fn, 1e-9)
+            result["contact_f1"] = f1_from_counts(self.tp, self.fp, self.fn)
         if self.n_contact_pos > 0:  # baseline: always predict contact (the best constant predictor's F1)
             result["contact_f1_baseline_always"] = 2 * self.n_contact_pos / (self.n_contact_pos + self.n_contact)
         if self.tp0 + self.fp0 + self.fn0 > 0:
-            result["contact_f1_baseline_stays"] = 2 * self.tp0 / max(2 * self.tp0 + self.fp0 + self.fn0, 1e-9)
+            result["contact_f1_baseline_stays"] = f1_from_counts(self.tp0, self.fp0, self.fn0)
         return result
