@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pybullet_data
 
+from sim.detmath import matmul, norm
+
 ROUND_SEGMENTS = 32  # polygon sides standing in for a circle (radial error 0.07 mm at 30 mm)
 FLANGE_OFFSET = 0.045  # m, iiwa link-7 frame to the flange face, along link-7 z
 PEG_MASS = 0.1  # kg
@@ -85,7 +87,7 @@ def hole_wall_boxes(shape: str, peg_width: float, clearance: float, height: floa
     for i in range(n):
         a, b = poly[i], poly[(i + 1) % n]
         edge = b - a
-        length = float(np.linalg.norm(edge))
+        length = norm(edge)
         tangent = edge / length
         normal = np.array([tangent[1], -tangent[0]])  # outward for a counter-clockwise polygon
         mid = (a + b) / 2 + normal * thickness / 2
@@ -132,7 +134,7 @@ def boxes_obj(boxes: list[tuple[np.ndarray, float, np.ndarray]]) -> str:
     for k, (half, yaw, centre) in enumerate(boxes):
         c, s = math.cos(yaw), math.sin(yaw)
         rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-        for v in (corners * half) @ rot.T + centre:
+        for v in matmul(corners * half, rot.T) + centre:
             lines.append(f"v {v[0]:.7f} {v[1]:.7f} {v[2]:.7f}")
         faces += [f"f {8 * k + a + 1} {8 * k + b + 1} {8 * k + d + 1}" for a, b, d in _BOX_FACES]
     return "\n".join(lines + faces) + "\n"

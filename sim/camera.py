@@ -9,6 +9,7 @@ import numpy as np
 import pybullet as p
 
 from sim.config import NEAR_PLANE
+from sim.detmath import matmul
 
 NEAR = NEAR_PLANE  # m, clipping planes (defined with the config, which checks against it)
 FAR = 2.0
@@ -80,7 +81,7 @@ class Camera:
             lo, hi = lo * np.asarray(scale) - margin, hi * np.asarray(scale) + margin
             corners = np.where(_CORNER_SIGNS, hi, lo)
             rot = np.asarray(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
-            self._cull.append((body, link, colour, corners @ rot.T + np.asarray(pos)))
+            self._cull.append((body, link, colour, matmul(corners, rot.T) + np.asarray(pos)))
             self._shown[(body, link)] = True
 
     def show_all(self) -> None:
@@ -104,7 +105,7 @@ class Camera:
         trans = np.stack([poses[(b, k)][0] for b, k, _, _ in self._cull])
         corners = np.stack([c[3] for c in self._cull])
         world = np.einsum("lij,lkj->lki", rots, corners) + trans[:, None, :]
-        clip = np.concatenate([world, np.ones(world.shape[:2] + (1,))], axis=2) @ (self.proj @ self.view).T
+        clip = matmul(np.concatenate([world, np.ones(world.shape[:2] + (1,))], axis=2), matmul(self.proj, self.view).T)
         x, y, z, w = np.moveaxis(clip, 2, 0)
         outside = ((x < -w).all(1) | (x > w).all(1) | (y < -w).all(1) | (y > w).all(1)
                    | (z < -w).all(1) | (w <= 0).all(1))

@@ -11,6 +11,7 @@ import numpy as np
 import pybullet as p
 
 from sim.config import OccluderConfig, PushConfig
+from sim.detmath import matmul
 
 HIDDEN_POS = (0.0, 0.0, -50.0)  # m: far below the floor, outside every view
 
@@ -28,7 +29,7 @@ class Occluder:
         self.client, self.cfg = client, cfg
         rot = view[:3, :3]  # rows: camera right, up, backward, in world coordinates
         self.right, self.up, back = rot[0], rot[1], rot[2]
-        self.eye = -rot.T @ view[:3, 3]
+        self.eye = -matmul(rot.T, view[:3, 3])
         self.centre = self.eye - cfg.distance * back
         # box axes: x along right, y along up, z along the optical axis
         m = np.stack([self.right, self.up, back], axis=1)

@@ -17,6 +17,7 @@ from gymnasium import spaces
 from sim.assets import peg_hull, robot_urdf
 from sim.camera import FAR, Camera, Frame
 from sim.config import EnvConfig
+from sim.detmath import norm
 from sim.disturbances import Occluder, Pushes
 from sim.flow import body_link_poses, optical_flow
 from sim.observation import tool_down_quat
@@ -201,7 +202,7 @@ class PegInsertionEnv(gym.Env):
             tip = robot.tip_state()
             if not all(np.isfinite(v).all() for v in (tip.pos, tip.quat, tip.lin_vel, tip.ang_vel)):
                 reason = "nan"
-            elif float(np.linalg.norm(tip.lin_vel)) > cfg.max_ee_speed:
+            elif norm(tip.lin_vel) > cfg.max_ee_speed:
                 reason = "runaway"
             elif np.any(tip.pos < cfg.workspace_low) or np.any(tip.pos > cfg.workspace_high):
                 reason = "workspace"
@@ -269,7 +270,7 @@ class PegInsertionEnv(gym.Env):
         target = robot.target_pos + a[:3] * cfg.action_scale
         target = np.clip(target, cfg.workspace_low, cfg.workspace_high)
         lead = target - tip_pos
-        dist = float(np.linalg.norm(lead))
+        dist = norm(lead)
         max_lead = cfg.controller.max_lead
         if dist > max_lead:  # the lead bound is what caps the contact force
             target = tip_pos + lead * (max_lead / dist)

@@ -11,6 +11,7 @@ import numpy as np
 import pybullet as p
 
 from sim.camera import FAR, NEAR
+from sim.detmath import inv, matmul
 
 Pose = np.ndarray  # (4, 4) homogeneous transform, world from body
 
@@ -53,14 +54,14 @@ def unproject(depth: np.ndarray, view: np.ndarray, proj: np.ndarray) -> np.ndarr
     # Metric depth back to the NDC depth that the projection produced.
     zbuf = (FAR - FAR * NEAR / d) / (FAR - NEAR)
     clip = np.stack([ndc_x, ndc_y, 2.0 * zbuf - 1.0, np.ones_like(d)], axis=-1)
-    world = clip @ np.linalg.inv(proj @ view).T
+    world = matmul(clip, inv(matmul(proj, view)).T)
     return world[..., :3] / world[..., 3:4]
 
 
 def project(points: np.ndarray, view: np.ndarray, proj: np.ndarray, size: int) -> np.ndarray:
     """(..., 2) pixel coordinates (column, row; pixel centres at integers) of world ``points`` (..., 3)."""
     hom = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], axis=-1)
-    clip = hom @ (proj @ view).T
+    clip = matmul(hom, matmul(proj, view).T)
     ndc = clip[..., :2] / clip[..., 3:4]
     col = (ndc[..., 0] + 1.0) / 2.0 * size - 0.5
     row = (1.0 - ndc[..., 1]) / 2.0 * size - 0.5
@@ -86,7 +87,7 @@ def optical_flow(depth_t: np.ndarray, seg_t: np.ndarray, poses_t: dict[int, Pose
     for key, T0 in poses_t.items():
         T1 = poses_t1.get(key)
         if T1 is not None and not np.allclose(T0, T1, atol=1e-12, rtol=0):
-            moving.append((key, T1 @ np.linalg.inv(T0)))
+            moving.append((key, matmul(T1, inv(T0))))
     if not moving:
         return flow
     points = unproject(depth_t, view, proj)
@@ -98,6 +99,6 @@ def optical_flow(depth_t: np.ndarray, seg_t: np.ndarray, poses_t: dict[int, Pose
         if pixels is None:
             pixels = project(points, view, proj, size)
         pts = points[mask]
-        moved = pts @ motion[:3, :3].T + motion[:3, 3]
+        moved = matmul(pts, motion[:3, :3].T) + motion[:3, 3]
         flow[mask] = (project(moved, view, proj, size) - pixels[mask]).astype(np.float32)
     return flow

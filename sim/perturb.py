@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.detmath import norm
+
 MODALITIES = ("rgb", "depth", "force", "proprio")
 LEVELS = tuple(round(0.1 * i, 1) for i in range(10))
 """The MultiBench grid of levels p: 0.0, 0.1, ..., 0.9."""
@@ -222,7 +224,8 @@ def _occlude(fill: str, depth: bool) -> Fn:
 
 # ------------------------------------------------------------------------------------------ RGB
 def _gray(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
-    y = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    # Spelled out rather than ``x @ w``: a BLAS product would round differently per CPU (sim.detmath).
+    y = x[..., 0] * np.float32(0.299) + x[..., 1] * np.float32(0.587) + x[..., 2] * np.float32(0.114)
     return np.repeat(y[..., None], 3, axis=-1)
 
 
@@ -349,7 +352,7 @@ def _drift(x, p, ctx):
         return x
     std = ctx.stats.std_for("force", 6)
     direction = ctx.fault_rng.normal(size=6)
-    direction /= np.linalg.norm(direction)
+    direction /= norm(direction)
     t = ctx.time_s + ctx.reading_dt * np.arange(x.shape[0])
     return (x + t[:, None] * (p * FT_DRIFT_STD_PER_S * math.sqrt(6)) * std * direction).astype(np.float32)
 

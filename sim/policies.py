@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sim.config import EnvConfig
+from sim.detmath import norm
 
 
 class StepRecord(NamedTuple):
@@ -155,7 +156,7 @@ class PushDownPolicy(ScriptedPolicy):
         est = info["hole_estimate"]
         tip = obs["proprio"][:3].astype(np.float64)
         above = np.array([est[0], est[1], est[2] + 0.01])
-        if np.linalg.norm(tip[:2] - est[:2]) > 0.0015 and tip[2] > est[2] + 0.003:
+        if norm(tip[:2] - est[:2]) > 0.0015 and tip[2] > est[2] + 0.003:
             return self._toward(info, above, yaw_goal=info["hole_yaw"])
         return self._toward(info, np.array([est[0], est[1], tip[2] - 0.01]), yaw_goal=info["hole_yaw"])
 
@@ -179,7 +180,7 @@ class RandomExplorer(ScriptedPolicy):
     def act(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
         tip = obs["proprio"][:3].astype(np.float64)
         centre = info["hole_estimate"] + np.array([0.0, 0.0, 0.05])
-        if np.linalg.norm(tip - centre) > self.radius:
+        if norm(tip - centre) > self.radius:
             return self._toward(info, centre, speed=0.7)
         if self.hold <= 0:
             self.action = self.rng.uniform(-1, 1, self.cfg.action_dim).astype(np.float32)
@@ -217,7 +218,7 @@ class ContactSeekingPolicy(ScriptedPolicy):
         touching = bool(obs["contact"].any())
         if self.phase == "move":
             goal = np.array([*self.goal_xy, top + 0.015])
-            if np.linalg.norm(tip[:2] - self.goal_xy) < 0.003:
+            if norm(tip[:2] - self.goal_xy) < 0.003:
                 self.phase = "press"
             return self._toward(info, goal)
         if self.phase == "press":

@@ -18,6 +18,7 @@ import pybullet as p
 
 from sim.assets import PEG_MARGIN, PEG_MASS
 from sim.config import ControllerConfig
+from sim.detmath import inv, matmul
 
 ARM_JOINTS = tuple(range(7))
 FT_JOINT = 7  # fixed joint between link 7 and the peg, with a force/torque sensor
@@ -173,7 +174,7 @@ class Robot:
         ls = p.getLinkState(self.uid, PEG_LINK, computeLinkVelocity=1, computeForwardKinematics=1,
                             physicsClientId=self.client)
         com, quat = np.asarray(ls[0]), np.asarray(ls[1])
-        offset = quat_to_matrix(quat) @ self._tip_in_com
+        offset = matmul(quat_to_matrix(quat), self._tip_in_com)
         ang = np.asarray(ls[7])
         return TipState(com + offset, quat, np.asarray(ls[6]) + np.cross(ang, offset), ang)
 
@@ -228,22 +229,22 @@ class Robot:
         ql, qdl = q.tolist(), qd.tolist()
         ls = p.getLinkState(self.uid, PEG_LINK, computeForwardKinematics=1, physicsClientId=c)
         com, quat = np.asarray(ls[0]), np.asarray(ls[1])
-        x0 = com + quat_to_matrix(quat) @ self._tip_in_com
+        x0 = com + matmul(quat_to_matrix(quat), self._tip_in_com)
         e_ref = np.concatenate([self.target_pos - x0, orientation_error(self.target_quat, quat)])
         jl, ja = p.calculateJacobian(self.uid, PEG_LINK, self._tip_in_com.tolist(), ql, self._zeros7,
                                      self._zeros7, physicsClientId=c)
         J = np.vstack([np.asarray(jl), np.asarray(ja)])
         M = np.asarray(p.calculateMassMatrix(self.uid, ql, physicsClientId=c))
         bias = np.asarray(p.calculateInverseDynamics(self.uid, ql, qdl, self._zeros7, physicsClientId=c))
-        Minv = np.linalg.inv(M)
-        lam = np.linalg.inv(J @ Minv @ J.T + 1e-6 * np.eye(6))
+        Minv = inv(M)
+        lam = inv(matmul(matmul(J, Minv), J.T) + 1e-6 * np.eye(6))
         # Dynamically consistent nullspace projector (transposed), so posture torques do not disturb the tip.
-        null_t = np.eye(7) - J.T @ lam @ J @ Minv
+        null_t = np.eye(7) - matmul(matmul(matmul(J.T, lam), J), Minv)
         null_m = null_t * np.diag(M)[None, :]
         K, D = self._stiffness, self._damping
         KJ, DJ = K[:, None] * J, D[:, None] * J
-        self._affine_a = J.T @ (K * e_ref + KJ @ q) + bias + cfg.kp_null * (null_m @ self.posture)
-        self._affine_c = np.hstack([-J.T @ KJ - cfg.kp_null * null_m, -J.T @ DJ - cfg.kd_null * null_m])
+        self._affine_a = matmul(J.T, K * e_ref + matmul(KJ, q)) + bias + cfg.kp_null * matmul(null_m, self.posture)
+        self._affine_c = np.hstack([-matmul(J.T, KJ) - cfg.kp_null * null_m, -matmul(J.T, DJ) - cfg.kd_null * null_m])
 
     def begin_step(self) -> None:
         """Call after changing the target: the next substep refreshes the model with it."""
@@ -258,7 +259,7 @@ class Robot:
         if self._substep % self.update_every == 0:
             self._update_model(state[:7], state[7:])
         self._substep += 1
-        tau = self._affine_a + self._affine_c @ state
+        tau = self._affine_a + matmul(self._affine_c, state)
         p.setJointMotorControlArray(self.uid, self._arm_joints, p.TORQUE_CONTROL, forces=tau.tolist(),
                                     physicsClientId=self.client)
 
@@ -278,5 +279,5 @@ class Robot:
         R = quat_to_matrix(quat)
         f_world = np.array([0.0, 0.0, PEG_MASS * GRAVITY])
         com = np.array([0.0, 0.0, self.peg_length / 2])
-        f = R.T @ f_world
+        f = matmul(R.T, f_world)
         return np.concatenate([f, np.cross(com, f)])

@@ -10,6 +10,7 @@ import pybullet as p
 
 from sim.assets import BOX_MARGIN, block_visual_mesh, hole_wall_boxes
 from sim.config import EnvConfig
+from sim.detmath import norm
 
 BOX_COLOR = (0.25, 0.45, 0.75, 1.0)
 MAX_STEP_REWARD = 4.0  # reach (<= 1) + align (<= 1) + insertion (<= 2)
@@ -86,7 +87,7 @@ class PegHoleTask:
         insert: 2 x depth / insertion_depth (capped at 2), once the tip is inside the hole.
         """
         dist, depth = self.insertion(tip)
-        reach = 1.0 - math.tanh(10.0 * float(np.linalg.norm(tip - self.hole.pos)))
+        reach = 1.0 - math.tanh(10.0 * norm(tip - self.hole.pos))
         align = 1.0 - math.tanh(dist / 0.005) if depth > -0.02 else 0.0
         inside = dist < self.cfg.peg_width / 2 and depth > 0
         insert = 2.0 * min(depth / self.cfg.insertion_depth, 1.0) if inside else 0.0
