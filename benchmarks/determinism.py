@@ -10,6 +10,7 @@ way another CPU would, and compares every episode's arrays to the first variant'
   * ``numpy_baseline_simd``: NumPy's runtime-dispatched SIMD loops off (``NPY_DISABLE_CPU_FEATURES``),
     as on a CPU without AVX2 / AVX-512;
   * ``workers_2``: 2 worker processes instead of 1;
+  * ``ray_2_actors``: ``backend=ray`` with 2 actors on a local Ray instance (the driver writes);
   * ``libm_no_fma``: glibc's libm without its FMA / AVX2 variants (``GLIBC_TUNABLES``), as on a CPU
     without FMA (x86 before Haswell / Piledriver). Outside the guarantee: PyBullet itself calls libm's
     sin, cos, atan2, acos, exp and pow, whose FMA and SSE2 variants differ in the last bit, so this
@@ -49,6 +50,7 @@ VARIANTS: dict[str, tuple[dict[str, str], list[str]]] = {
     "openblas_sandybridge": ({"OPENBLAS_CORETYPE": "Sandybridge"}, []),
     "numpy_baseline_simd": ({"NPY_DISABLE_CPU_FEATURES": NUMPY_DISPATCHED}, []),
     "workers_2": ({}, ["workers=2"]),
+    "ray_2_actors": ({}, ["backend=ray", "workers=2"]),
     "libm_no_fma": ({"GLIBC_TUNABLES": LIBM_SSE2}, []),
 }
 OUTSIDE_GUARANTEE = {"libm_no_fma"}

@@ -5,6 +5,11 @@ mixture) and its env seed. So a dataset does not depend on how many workers made
 it was interrupted: a killed run, run again with the same command, collects only the missing
 episodes and ends with the same per-episode checksums as an uninterrupted run.
 
+Two backends run the workers: ``local`` (the default), worker processes on this machine, each writing
+its own shard; and ``ray`` (``sim.collect_ray``), Ray actors anywhere on a cluster that send finished
+episodes back to this process, which writes them (no shared filesystem needed). Both give the same
+episodes, byte for byte.
+
 The manifest (``manifest.json``) indexes shards, episodes, step counts, checksums and the
 train/valid split (by episode); it is rebuilt from the shards' complete episodes at the end of
 every run, so it never lists a partial episode. The same split is written into each shard as
@@ -29,7 +34,7 @@ import gymnasium as gym
 import numpy as np
 
 from sim.config import PEG_SHAPES, EnvConfig
-from sim.dataset_format import COLLECT_CONFIG, scan_shards, shard_name, split_of, write_manifest
+from sim.dataset_format import COLLECT_CONFIG, ArraySpec, scan_shards, shard_name, split_of, write_manifest
 from sim.policies import POLICIES, make_policy
 from sim.recording import COMPRESSIONS, ShardWriter, record_episode, specs_for_env
 from sim.registration import env_id
@@ -37,6 +42,9 @@ from sim.registration import env_id
 COLLECT_ENV_DEFAULTS: dict[str, Any] = {"max_steps": 100, "compute_flow": True}
 """Where collection's env differs from ``EnvConfig``'s defaults: short episodes, exact flow on (the
 training labels need the camera and the flow)."""
+
+
+BACKENDS = ("local", "ray")
 
 
 def _collect_env() -> EnvConfig:
@@ -54,7 +62,9 @@ class CollectConfig:
     policy_kwargs: dict[str, dict[str, Any]] = field(default_factory=lambda: {"noisy_expert": {"noise_std": 0.3}})
     seed: int = 0
     out: str = "data/sim"
-    workers: int | None = None  # None: all cores; one PyBullet client and one shard per worker
+    workers: int | None = None  # None: all cores (ray: all the cluster's CPUs); one PyBullet client each
+    backend: str = "local"  # local: processes on this machine | ray: Ray actors (pip install 'mmrep[ray]')
+    ray_address: str | None = None  # backend=ray: None starts a local Ray instance; "auto" or "host:6379" joins one
     compression: str = "lzf"  # lzf | gzip | none
     valid_fraction: float = 0.2  # of episodes, for the train/valid split
     progress: bool = True  # progress bar
@@ -80,6 +90,10 @@ class CollectConfig:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.ray_address is not None and self.backend != "ray":
+            raise ValueError(f"ray_address={self.ray_address!r} needs backend=ray (backend is {self.backend!r})")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise ValueError(f"workers must be a positive int or None, got {self.workers!r}")
         if self.env.peg_shape != EnvConfig.peg_shape:
@@ -114,26 +128,48 @@ def plan_episode(cfg: CollectConfig, index: int) -> tuple[int, str, str]:
     return int(rng.integers(0, 2**31 - 1)), shape, policy
 
 
-def _make_env(cfg: CollectConfig, shape: str):
-    return gym.make(env_id(shape), config=cfg.env_config(shape))
+class EpisodeRecorder:
+    """Records a collection's episodes by index, keeping one env (one PyBullet client) per peg shape.
+
+    A local worker process holds one; a Ray actor is one (``sim.collect_ray``)."""
+
+    def __init__(self, cfg: CollectConfig) -> None:
+        self.cfg = cfg
+        self._envs: dict[str, Any] = {}
+
+    def record(self, index: int, should_stop=None) -> tuple[dict[str, np.ndarray], dict[str, Any], list[ArraySpec]]:
+        """Episode ``index``'s arrays, attributes and array specs (``sim.recording.record_episode``)."""
+        seed, shape, policy_name = plan_episode(self.cfg, index)
+        env = self._envs.get(shape) or self._envs.setdefault(
+            shape, gym.make(env_id(shape), config=self.cfg.env_config(shape)))
+        policy = make_policy(policy_name, env.unwrapped.cfg, **self.cfg.policy_kwargs.get(policy_name, {}))
+        arrays, attrs = record_episode(env, policy, seed, should_stop=should_stop)
+        return arrays, attrs, specs_for_env(env)
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+
+def dispatch_order(cfg: CollectConfig, todo: list[int]) -> list[int]:
+    """The order to hand episodes out in: long ones first (exploration policies run to the step limit;
+    experts usually stop early on success), so the workers finish together instead of one idling."""
+    return sorted(todo, key=lambda i: ("expert" in plan_episode(cfg, i)[2], i))
 
 
 def _collect_into(cfg: CollectConfig, indices, shard: Path, report, should_stop=None) -> None:
     """Record the episodes ``indices`` yields into ``shard``; ``report(index, steps, success)`` after
     each one."""
-    envs: dict[str, Any] = {}
+    recorder = EpisodeRecorder(cfg)
     try:
         with ShardWriter(shard, cfg.compression) as writer:
             for index in indices:
-                seed, shape, policy_name = plan_episode(cfg, index)
-                env = envs.get(shape) or envs.setdefault(shape, _make_env(cfg, shape))
-                policy = make_policy(policy_name, env.unwrapped.cfg, **cfg.policy_kwargs.get(policy_name, {}))
-                arrays, attrs = record_episode(env, policy, seed, should_stop=should_stop)
-                writer.write(index, arrays, attrs, specs_for_env(env))
+                arrays, attrs, specs = recorder.record(index, should_stop=should_stop)
+                writer.write(index, arrays, attrs, specs)
                 report(index, attrs["num_steps"], attrs["success"])
     finally:
-        for env in envs.values():
-            env.close()
+        recorder.close()
 
 
 def _worker(worker: int, tasks, cfg: CollectConfig, shard: str, q, parent: int) -> None:
@@ -169,7 +205,11 @@ def collect(cfg: CollectConfig, progress: bool | None = None) -> dict[str, Any]:
         done = scan_shards(out, quarantine=True)
         todo = [i for i in range(cfg.episodes) if i not in done]
         n_workers = min(cfg.workers or os.cpu_count() or 1, len(todo)) if todo else 0
-        if todo:
+        if todo and cfg.backend == "ray":
+            from sim.collect_ray import collect_on_ray
+
+            collect_on_ray(cfg, todo, out, resumed=len(done), progress=progress)
+        elif todo:
             _run_workers(cfg, todo, n_workers, out, progress, resumed=len(done))
         return write_manifest(out, cfg.to_dict(), cfg.episodes,
                               split_of(cfg.episodes, cfg.seed, cfg.valid_fraction))
@@ -196,31 +236,38 @@ def _check_same_config(out: Path, cfg: CollectConfig) -> None:
                          f"differ); use another output folder or the same settings to resume")
 
 
+class Progress:
+    """The progress bar of a collection run; ``tick(index, steps, success)`` after each episode."""
+
+    def __init__(self, total: int, n_workers: int, backend: str, out: Path, enabled: bool, resumed: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="ep", desc=f"collect ({n_workers} {backend} workers)",
+                        disable=not enabled or None, dynamic_ncols=True)
+        if resumed:
+            self.bar.write(f"resuming: {resumed} episodes already complete in {out}")
+        self.start, self.steps = time.time(), 0
+
+    def tick(self, index: int, n: int, success: bool) -> None:
+        self.steps += n
+        self.bar.update()
+        self.bar.set_postfix(steps=self.steps, steps_per_s=f"{self.steps / max(time.time() - self.start, 1e-9):.0f}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _run_workers(cfg: CollectConfig, todo: list[int], n_workers: int, out: Path, progress: bool,
                  resumed: int) -> None:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(todo), unit="ep", desc=f"collect ({n_workers} workers)", disable=not progress
-               or None, dynamic_ncols=True)
-    if resumed:
-        bar.write(f"resuming: {resumed} episodes already complete in {out}")
-    start, steps = time.time(), 0
-
-    def tick(index: int, n: int, success: bool) -> None:
-        nonlocal steps
-        steps += n
-        bar.update()
-        bar.set_postfix(steps=steps, steps_per_s=f"{steps / max(time.time() - start, 1e-9):.0f}")
-
+    bar = Progress(len(todo), n_workers, "local", out, progress, resumed)
+    tick = bar.tick
     try:
         if n_workers == 1:
             _collect_into(cfg, todo, out / shard_name(0), tick)
             return
         ctx = mp.get_context("spawn")
         q, tasks = ctx.Queue(), ctx.Queue()
-        # Long episodes first (exploration policies run to the step limit; experts usually stop
-        # early on success), so the workers finish together instead of one idling at the end.
-        for index in sorted(todo, key=lambda i: ("expert" in plan_episode(cfg, i)[2], i)):
+        for index in dispatch_order(cfg, todo):
             tasks.put(index)
         for _ in range(n_workers):
             tasks.put(None)

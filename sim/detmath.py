@@ -23,7 +23,8 @@ import numpy as np
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for float64 ``a`` (..., n, k) or (k,) and ``b`` (k, m) or (k,), summed in a fixed order.
 
-    The multiply and the sum are separate ufuncs, so no multiply-add is fused whatever the CPU.
+    The multiply and the sum are separate ufuncs, so no multiply-add is fused whatever the CPU. For
+    many points through one small matrix, ``transform`` is faster.
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if b.ndim == 1:
@@ -33,6 +34,35 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.ndim == 1:
         return (a[:, None] * b).sum(axis=0)
     return (a[..., :, :, None] * b).sum(axis=-2)
+
+
+def transform(points: np.ndarray | list[np.ndarray], m: np.ndarray) -> np.ndarray:
+    """``[points, 1] @ m.T``: points (..., k - 1), or their k - 1 coordinate planes, through an
+    (n, k) matrix ``m`` whose last column multiplies the implicit 1; returns (..., n).
+
+    Computed plane by plane over whole arrays, each output coordinate summed over k in index order:
+    the same value as ``matmul`` of the homogeneous points, far faster for a few thousand pixels.
+    """
+    m = np.asarray(m, dtype=np.float64)
+    planes = points if isinstance(points, list) else list(np.moveaxis(np.asarray(points, dtype=np.float64), -1, 0))
+    if len(planes) != m.shape[1] - 1:
+        raise ValueError(f"transform: {len(planes)} coordinates for a matrix of shape {m.shape}")
+    out = []
+    for row in m:
+        acc = planes[0] * row[0]
+        for k in range(1, len(planes)):
+            acc = acc + planes[k] * row[k]
+        out.append(acc + row[-1])
+    return np.stack(out, axis=-1)
+
+
+def rigid_inv(t: np.ndarray) -> np.ndarray:
+    """The inverse of a (4, 4) rigid transform ``[R p; 0 1]``: ``[R^T -R^T p; 0 1]``."""
+    t = np.asarray(t, dtype=np.float64)
+    out = np.eye(4)
+    out[:3, :3] = t[:3, :3].T
+    out[:3, 3] = -matmul(t[:3, :3].T, t[:3, 3])
+    return out
 
 
 def inv(a: np.ndarray) -> np.ndarray:

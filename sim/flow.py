@@ -11,7 +11,9 @@ import numpy as np
 import pybullet as p
 
 from sim.camera import FAR, NEAR
-from sim.detmath import inv, matmul
+from functools import lru_cache
+
+from sim.detmath import inv, matmul, rigid_inv, transform
 
 Pose = np.ndarray  # (4, 4) homogeneous transform, world from body
 
@@ -40,6 +42,18 @@ def body_link_poses(client: int, bodies: list[int]) -> dict[int, Pose]:
     return poses
 
 
+def _as_bytes(*matrices: np.ndarray) -> list[bytes]:
+    return [np.ascontiguousarray(m, dtype=np.float64).tobytes() for m in matrices]
+
+
+@lru_cache(maxsize=8)
+def _clip_matrices(view: bytes, proj: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """World-to-clip matrix ``proj @ view`` (4, 4) and its inverse, of a camera's matrices (as bytes:
+    a camera's are fixed, so they are computed once per camera)."""
+    pv = matmul(np.frombuffer(proj).reshape(4, 4), np.frombuffer(view).reshape(4, 4))
+    return pv, inv(pv)
+
+
 def pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel-centre NDC coordinates (x right, y up) of a size x size image, each (size, size)."""
     c = (np.arange(size) + 0.5) / size * 2.0 - 1.0
@@ -53,15 +67,13 @@ def unproject(depth: np.ndarray, view: np.ndarray, proj: np.ndarray) -> np.ndarr
     ndc_x, ndc_y = pixel_grid(d.shape[0])
     # Metric depth back to the NDC depth that the projection produced.
     zbuf = (FAR - FAR * NEAR / d) / (FAR - NEAR)
-    clip = np.stack([ndc_x, ndc_y, 2.0 * zbuf - 1.0, np.ones_like(d)], axis=-1)
-    world = matmul(clip, inv(matmul(proj, view)).T)
+    world = transform([ndc_x, ndc_y, 2.0 * zbuf - 1.0], _clip_matrices(*_as_bytes(view, proj))[1])
     return world[..., :3] / world[..., 3:4]
 
 
 def project(points: np.ndarray, view: np.ndarray, proj: np.ndarray, size: int) -> np.ndarray:
     """(..., 2) pixel coordinates (column, row; pixel centres at integers) of world ``points`` (..., 3)."""
-    hom = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], axis=-1)
-    clip = matmul(hom, matmul(proj, view).T)
+    clip = transform(points, _clip_matrices(*_as_bytes(view, proj))[0])
     ndc = clip[..., :2] / clip[..., 3:4]
     col = (ndc[..., 0] + 1.0) / 2.0 * size - 0.5
     row = (1.0 - ndc[..., 1]) / 2.0 * size - 0.5
@@ -87,7 +99,7 @@ def optical_flow(depth_t: np.ndarray, seg_t: np.ndarray, poses_t: dict[int, Pose
     for key, T0 in poses_t.items():
         T1 = poses_t1.get(key)
         if T1 is not None and not np.allclose(T0, T1, atol=1e-12, rtol=0):
-            moving.append((key, matmul(T1, inv(T0))))
+            moving.append((key, matmul(T1, rigid_inv(T0))))
     if not moving:
         return flow
     points = unproject(depth_t, view, proj)
@@ -99,6 +111,6 @@ def optical_flow(depth_t: np.ndarray, seg_t: np.ndarray, poses_t: dict[int, Pose
         if pixels is None:
             pixels = project(points, view, proj, size)
         pts = points[mask]
-        moved = matmul(pts, motion[:3, :3].T) + motion[:3, 3]
+        moved = transform(pts, motion[:3])
         flow[mask] = (project(moved, view, proj, size) - pixels[mask]).astype(np.float32)
     return flow

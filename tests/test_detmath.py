@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.detmath import inv, matmul, norm
+from sim.detmath import inv, matmul, norm, rigid_inv, transform
 
 SIM = Path(__file__).resolve().parents[1] / "sim"
 
@@ -60,3 +60,18 @@ def test_the_simulation_calls_no_blas_so_its_numbers_do_not_depend_on_the_cpu():
     found = {path.name: lines for path in sorted(SIM.glob("*.py")) if path.name != "detmath.py"
              if (lines := _blas_calls(ast.parse(path.read_text())))}
     assert found == {}
+
+
+def test_transform_of_points_and_planes_and_the_rigid_inverse():
+    rng = np.random.default_rng(2)
+    m = rng.normal(size=(4, 4))
+    pts = rng.normal(size=(5, 7, 3))
+    hom = np.concatenate([pts, np.ones((5, 7, 1))], axis=-1)
+    np.testing.assert_allclose(transform(pts, m), hom @ m.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(transform(list(np.moveaxis(pts, -1, 0)), m), transform(pts, m))
+    with pytest.raises(ValueError, match="3 coordinates"):
+        transform(pts, np.eye(3))
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    t = np.eye(4)
+    t[:3, :3], t[:3, 3] = q, rng.normal(size=3)
+    np.testing.assert_allclose(rigid_inv(t) @ t, np.eye(4), atol=1e-12)

@@ -1,0 +1,125 @@
+"""``mmrep collect backend=ray`` against a local Ray instance: the same dataset as the local backend."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from sim.collect import CollectConfig, collect
+from sim.dataset_format import DATA_GROUP, is_complete, read_manifest
+
+ray = pytest.importorskip("ray")
+
+EPISODES = 4
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             namespace="mmrep")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("local")
+    collect(CollectConfig(episodes=EPISODES, workers=1, out=str(out), seed=3), progress=False)
+    return out
+
+
+def _arrays(folder) -> dict:
+    out = {}
+    for entry in read_manifest(folder)["episodes"]:
+        with h5py.File(folder / entry["shard"], "r") as f:
+            group = f[f"{DATA_GROUP}/{entry['name']}"]
+            group.visititems(lambda name, obj: out.__setitem__((entry["name"], name), obj[()])
+                             if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def _assert_same_dataset(a, b):
+    ma, mb = read_manifest(a), read_manifest(b)
+    assert [e["checksum"] for e in ma["episodes"]] == [e["checksum"] for e in mb["episodes"]]
+    assert ma["splits"] == mb["splits"] and ma["complete"] and mb["complete"]
+    xa, xb = _arrays(a), _arrays(b)
+    assert xa.keys() == xb.keys()
+    for key in xa:
+        np.testing.assert_array_equal(xa[key], xb[key], err_msg=str(key))
+
+
+def test_ray_collection_equals_the_local_one_array_by_array(ray_instance, local_dataset, tmp_path):
+    out = tmp_path / "ray"
+    manifest = collect(CollectConfig(episodes=EPISODES, workers=2, backend="ray", out=str(out), seed=3),
+                       progress=False)
+    assert manifest["shards"] == ["shard_000.h5"]  # the driver writes every episode
+    _assert_same_dataset(local_dataset, out)
+
+
+def test_a_killed_ray_actor_is_restarted_and_the_dataset_is_unchanged(ray_instance, local_dataset, tmp_path):
+    out = tmp_path / "ray_killed"
+    cfg = CollectConfig(episodes=EPISODES, workers=2, backend="ray", out=str(out), seed=3)
+    errors = []
+    worker = threading.Thread(target=lambda: _run(cfg, errors))
+    worker.start()
+    deadline = time.time() + 120
+    names = []
+    while time.time() < deadline and not names:
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                 if a["name"].startswith(f"collect-{os.getpid()}-")]
+        time.sleep(0.2)
+    assert names, "the collection's actors never appeared"
+    time.sleep(2.0)  # mid-episode
+    ray.kill(ray.get_actor(names[0], namespace="mmrep"), no_restart=False)  # a crash: Ray restarts it
+    worker.join(timeout=600)
+    assert not worker.is_alive() and not errors, errors
+    _assert_same_dataset(local_dataset, out)
+
+
+def _run(cfg, errors):
+    try:
+        collect(cfg, progress=False)
+    except BaseException as err:  # reported to the test thread
+        errors.append(err)
+
+
+@pytest.mark.slow  # two Ray instances started from scratch: about a minute
+def test_a_killed_ray_driver_resumes_with_the_same_command(local_dataset, tmp_path):
+    out = tmp_path / "ray_driver"
+    cmd = [sys.executable, "-m", "mmrep.cli", "collect", f"episodes={EPISODES}", "workers=2", "backend=ray",
+           "seed=3", f"out={out}", "progress=false"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    shard = out / "shard_000.h5"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if shard.exists() and _complete_episodes(shard) >= 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the collection ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+    proc.wait()
+    assert not (out / "manifest.json").exists() or not json.loads((out / "manifest.json").read_text())["complete"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    _assert_same_dataset(local_dataset, out)
+
+
+def _complete_episodes(shard) -> int:
+    try:
+        with h5py.File(shard, "r", locking=False) as f:
+            return sum(1 for g in f.get(DATA_GROUP, {}).values() if is_complete(g))
+    except OSError:  # being written
+        return 0
+
+
+def test_bad_backend_settings_are_refused_by_name():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        CollectConfig(backend="dask").validate()
+    with pytest.raises(ValueError, match="ray_address=.*needs backend=ray"):
+        CollectConfig(ray_address="auto").validate()
