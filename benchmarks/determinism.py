@@ -40,7 +40,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sim.dataset_format import DATA_GROUP, read_manifest
+from sim.dataset_format import DATA_GROUP, read_episode_arrays, read_manifest, specs_from_group
 
 NUMPY_DISPATCHED = "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"  # NumPy 2.4's groups above its x86-64-v2 baseline
 LIBM_SSE2 = "glibc.cpu.hwcaps=-AVX2,-FMA"  # glibc then resolves libm to its baseline (SSE2) variants
@@ -73,10 +73,7 @@ def episode_arrays(folder: Path) -> dict[str, dict[str, np.ndarray]]:
     for entry in read_manifest(folder)["episodes"]:
         with h5py.File(folder / entry["shard"], "r") as f:
             group = f[f"{DATA_GROUP}/{entry['name']}"]
-            arrays: dict[str, np.ndarray] = {}
-            group.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
-                             if isinstance(obj, h5py.Dataset) else None)
-            out[entry["name"]] = arrays
+            out[entry["name"]] = read_episode_arrays(group, specs_from_group(group))
     return out
 
 

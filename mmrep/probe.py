@@ -180,7 +180,8 @@ def probe_features(name: str, train_x: np.ndarray, valid_x: np.ndarray, train: S
     clf = fit_probe(train_x, train.contact[:, None], "binary", cfg)
     contact = predict(clf, valid_x)[:, 0] > 0
     truth = valid.contact > 0.5
-    f1 = f1_from_counts(float(np.sum(contact & truth)), float(np.sum(contact & ~truth)), float(np.sum(~contact & truth)))
+    f1 = f1_from_counts(float(np.sum(contact & truth)), float(np.sum(contact & ~truth)),
+                        float(np.sum(~contact & truth)))
     return {"features": name, "dim": int(train_x.shape[1]), "offset_mm_median": float(np.median(err)),
             "offset_mm_median_near": float(np.median(err[near])) if near.any() else None,
             "offset_mm_p90_near": float(np.percentile(err[near], 90)) if near.any() else None,

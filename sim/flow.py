@@ -7,12 +7,12 @@ Pixels of bodies that did not move, and background pixels, get zero flow.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pybullet as p
 
 from sim.camera import FAR, NEAR
-from functools import lru_cache
-
 from sim.detmath import inv, matmul, rigid_inv, transform
 
 Pose = np.ndarray  # (4, 4) homogeneous transform, world from body

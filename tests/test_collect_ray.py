@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sim.collect import CollectConfig, collect
-from sim.dataset_format import DATA_GROUP, is_complete, read_manifest
+from sim.dataset_format import DATA_GROUP, is_complete, read_episode_arrays, read_manifest, specs_from_group
 
 ray = pytest.importorskip("ray")
 
@@ -40,8 +40,8 @@ def _arrays(folder) -> dict:
     for entry in read_manifest(folder)["episodes"]:
         with h5py.File(folder / entry["shard"], "r") as f:
             group = f[f"{DATA_GROUP}/{entry['name']}"]
-            group.visititems(lambda name, obj: out.__setitem__((entry["name"], name), obj[()])
-                             if isinstance(obj, h5py.Dataset) else None)
+            for path, array in read_episode_arrays(group, specs_from_group(group)).items():
+                out[(entry["name"], path)] = array
     return out
 
 
