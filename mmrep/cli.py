@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def _train_task(cfg) -> int:
         result = train(config)
     except (ValueError, FileNotFoundError, RuntimeError, OSError, FloatingPointError) as err:
         return _fail("train", err)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+        return 0
     print(json.dumps(result["final"], indent=2))
     print(f"metrics: {Path(config.out) / 'metrics.json'}  encoder: {Path(config.out) / 'encoder.pt'}")
     return 0

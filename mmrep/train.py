@@ -6,7 +6,11 @@ epoch; checkpoints written atomically (``last.pt`` every ``ckpt_every_steps`` an
 end, ``best.pt`` on the best validation loss). Killed, the same command resumes from ``last.pt``
 (mid-epoch included) and, on the CPU, ends with the same final metrics as an uninterrupted run:
 the batch order is a function of (seed, epoch), the negatives of (seed, epoch, index), and the
-checkpoint carries the model, the optimiser and the torch RNG state.
+checkpoint carries the model, the optimiser and the torch RNG state (every rank's).
+
+Data-parallel on several processes or GPUs: ``torchrun --nproc_per_node N -m mmrep.train <overrides>``
+(``mmrep.distributed``): ``batch_size`` stays the global batch, each rank computes its share, DDP
+averages the gradients, and rank 0 alone logs, validates and writes checkpoints and the encoder.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from torch.utils.data import DataLoader
 from mmrep.config import TrainConfig
 from mmrep.data.dataset import MultimodalDataset
 from mmrep.data.transforms import ROBUST_PERTURBATIONS, RandomCorruption
+from mmrep.distributed import DistContext, rank_batches
 from mmrep.encoder import assert_finite_weights, export_encoder, save_atomic
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
 from mmrep.reliability import Reliability, calibrate, collect_logvars
@@ -83,9 +88,10 @@ def loader_workers(cfg: TrainConfig, device: torch.device) -> int:
     return 0 if device.type == "cpu" and cores <= 2 else min(8, max(1, cores // 2))
 
 
-def make_loader(ds, indices, cfg: TrainConfig, device: torch.device, seed: int) -> DataLoader:
-    return DataLoader(ds, batch_size=cfg.batch_size, sampler=indices, num_workers=loader_workers(cfg, device),
-                      pin_memory=device.type == "cuda", drop_last=False,
+def make_loader(ds, batches: list[list[int]], cfg: TrainConfig, device: torch.device, seed: int) -> DataLoader:
+    """A loader of the given batches of sample indices, in order (``rank_batches``)."""
+    return DataLoader(ds, batch_sampler=batches, num_workers=loader_workers(cfg, device),
+                      pin_memory=device.type == "cuda",
                       generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched
                       persistent_workers=False)
 
@@ -143,10 +149,13 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
         raise ValueError("device=cuda but no CUDA device is available")
     out = Path(cfg.out)
     device = pick_device(cfg.device)
+    ctx = DistContext.from_env(device.type)
+    device = ctx.device(device)
+    progress = progress and ctx.is_main
     amp = cfg.amp and device.type == "cuda"
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed + ctx.rank)  # rank 0 draws what one process would
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     train_ds = MultimodalDataset(cfg.data, "train", seed=cfg.seed, cache=cfg.cache,
@@ -168,6 +177,8 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     if "proprio" in model.encoder.encoders:  # a resume overwrites these with the checkpoint's (equal) values
         model.encoder.encoders["proprio"].set_stats(*proprio_stats(train_ds))
     model = model.to(device).to(memory_format=torch.channels_last)
+    net = torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "history": [], "skipped_samples": 0}
     out.mkdir(parents=True, exist_ok=True)
@@ -178,16 +189,28 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
             raise ValueError(f"{last} was written with another configuration; use another out= folder")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng"])
+        rngs = ckpt.get("rng_ranks")
+        if rngs is not None and len(rngs) == ctx.world:
+            torch.set_rng_state(rngs[ctx.rank])
+        elif ctx.is_main:  # written by another number of processes: rank 0 continues its stream
+            torch.set_rng_state(ckpt["rng"])
         state = {"skipped_samples": 0, **json.loads(ckpt["state"])}
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    writer = SummaryWriter(str(out / "tb"))
-    valid_loader = make_loader(valid_ds, list(range(len(valid_ds))), cfg, device, cfg.seed)
+    writer = None
+    if ctx.is_main:
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        writer = SummaryWriter(str(out / "tb"))
+    n_valid = len(valid_ds)
+    valid_loader = make_loader(valid_ds, rank_batches(list(range(n_valid)), cfg.batch_size, 0,
+                                                      math.ceil(n_valid / cfg.batch_size)), cfg, device, cfg.seed)
 
     def checkpoint(path: Path) -> None:
+        """Every rank calls it (their RNG states are gathered); rank 0 writes."""
+        rngs = ctx.gather(torch.get_rng_state())
+        if not ctx.is_main:
+            return
         assert_finite_weights(model, f"checkpoint {path}")  # never replace a good checkpoint with NaN
         save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "rng": torch.get_rng_state(), "state": json.dumps(state),
+                     "rng": rngs[0], "rng_ranks": rngs, "state": json.dumps(state),
                      "config": json.dumps(_comparable(cfg)),
                      "model_config": json.dumps(model_cfg.to_dict())}, path)
 
@@ -200,8 +223,8 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
         if cfg.max_batches_per_epoch is not None:
             n_batches = min(n_batches, cfg.max_batches_per_epoch)
         start = state["batch"]
-        indices = order[start * cfg.batch_size: n_batches * cfg.batch_size]
-        loader = make_loader(train_ds, indices, cfg, device, cfg.seed + epoch)
+        batches = rank_batches(order, cfg.batch_size, start, n_batches, ctx.rank, ctx.world)
+        loader = make_loader(train_ds, batches, cfg, device, cfg.seed + epoch)
         bar = tqdm(total=n_batches, initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not progress or None, dynamic_ncols=True)
         t0 = time.time()
@@ -211,13 +234,13 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
             batch, dropped = valid_rows(batch)
             state["skipped_samples"] += dropped
             state["batch"] += 1
-            if len(batch["valid"]):
+            if ctx.all_true(len(batch["valid"]) > 0):  # under DDP every rank steps, or none
                 batch = to_device(batch, device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    outputs = model(batch)
+                    outputs = net(batch)
                     terms = compute_losses(model_cfg, outputs, batch, kl_scale=kl_scale(cfg, state["step"]))
                 logged = {key: float(value.detach()) for key, value in terms.items()}
-                if not math.isfinite(logged["total"]):
+                if not ctx.all_true(math.isfinite(logged["total"])):
                     bad = sorted(k for k, v in logged.items() if not math.isfinite(v) and k != "total")
                     kept = f"{last} (step {json.loads(load_checkpoint(last)['state'])['step']})" \
                         if last.exists() else "no checkpoint yet"
@@ -229,17 +252,19 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
                 optimizer.step()
                 state["step"] += 1
                 bar.set_postfix(loss=f"{logged['total']:.3f}")
-                for key, value in logged.items():
+                for key, value in logged.items() if writer else ():  # rank 0's share of the batch
                     writer.add_scalar(f"train/{key}", value, state["step"])
                 if state["step"] % cfg.ckpt_every_steps == 0:
                     checkpoint(last)
             bar.update()
         bar.close()
-        metrics, example = evaluate(model, valid_loader, device, amp, cfg.max_val_batches, keep_example=True)
+        metrics, example = evaluate(model, valid_loader, device, amp, cfg.max_val_batches,
+                                    keep_example=True) if ctx.is_main else ({}, None)
+        metrics = ctx.broadcast(metrics)  # every rank keeps the same history and best
         metrics["epoch"] = epoch + 1
         metrics["train_seconds"] = time.time() - t0
         metrics["skipped_samples"] = state["skipped_samples"]
-        for key, value in metrics.items():
+        for key, value in metrics.items() if writer else ():
             writer.add_scalar(f"valid/{key}", value, epoch + 1)
         if example is not None:
             scale = float(example["true"].abs().max()) or 1.0
@@ -253,13 +278,18 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
             state["best"] = metrics["loss/total"]
             checkpoint(out / "best.pt")
         checkpoint(last)
-        (out / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in state["history"]))
-    writer.close()
+        if ctx.is_main:
+            (out / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in state["history"]))
     final = {"final": state["history"][-1], "best_valid_loss": state["best"], "epochs": cfg.epochs,
-             "device": device.type, "skipped_samples": state["skipped_samples"], "config": asdict(cfg)}
-    (out / "metrics.json").write_text(json.dumps(final, indent=2))
-    export_encoder(model.encoder, out / "encoder.pt",
-                   reliability=calibrate_reliability(model, valid_loader, device, cfg.max_val_batches))
+             "device": device.type, "skipped_samples": state["skipped_samples"], "processes": ctx.world,
+             "config": asdict(cfg)}
+    if ctx.is_main:
+        writer.close()
+        (out / "metrics.json").write_text(json.dumps(final, indent=2))
+        export_encoder(model.encoder, out / "encoder.pt",
+                       reliability=calibrate_reliability(model, valid_loader, device, cfg.max_val_batches))
+    ctx.barrier()  # the other ranks return once the encoder is written
+    ctx.close()
     return final
 
 
@@ -327,3 +357,11 @@ def _with_new_defaults(old: dict) -> dict:
         return out
 
     return fill(old, _comparable(TrainConfig()))
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node N -m mmrep.train <overrides>, as ``mmrep train``
+    import sys
+
+    from mmrep.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))
