@@ -1,3 +1,8 @@
+import json
+import os
+import signal
+import time
+
 import gymnasium as gym
 import pytest
 
@@ -10,6 +15,27 @@ def collect_small(out, episodes: int, max_steps: int):
     collect(CollectConfig(episodes=episodes, out=str(out), env={"max_steps": max_steps, "image_size": 64},
                           workers=1, policies={"noisy_expert": 1.0, "contact_seeking": 1.0}), progress=False)
     return out
+
+
+def kill_at_step(proc, run, step: int, group: bool = False, timeout: float = 300) -> None:
+    """SIGKILL a training process (``group``: its whole process group, e.g. torchrun and its ranks) once
+    ``run/last.pt`` has reached ``step``; fails if it finished first."""
+    from mmrep.train import load_checkpoint
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        try:
+            if json.loads(load_checkpoint(run / "last.pt")["state"])["step"] >= step:
+                break
+        except (FileNotFoundError, RuntimeError, EOFError, KeyError):
+            pass  # not written yet, or being replaced
+    assert proc.poll() is None, "training finished before it could be killed"
+    if group:
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture

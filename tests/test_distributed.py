@@ -2,16 +2,14 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import collect_small
+from conftest import collect_small, kill_at_step
 
 from mmrep.distributed import rank_batches
-from mmrep.train import TrainConfig, load_checkpoint, train
+from mmrep.train import TrainConfig, train
 
 # Documented tolerance (README, "Scaling out"): the 2-process run computes the same global batches,
 # negatives and gradients up to float summation order; only rank 1's draws of z's sampling noise
@@ -67,18 +65,7 @@ def test_two_gloo_processes_reach_the_one_process_metrics(data, tmp_path):
 def test_a_killed_ddp_run_resumes_and_matches_the_uninterrupted_one(data, tmp_path):
     reference = _torchrun(data, tmp_path / "ref")
     out = tmp_path / "killed"
-    proc = _torchrun(data, out, wait=False)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-        try:
-            if json.loads(load_checkpoint(out / "last.pt")["state"])["step"] >= 8:  # mid epoch 2
-                break
-        except (FileNotFoundError, RuntimeError, EOFError, KeyError):
-            pass
-    assert proc.poll() is None, "training finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_at_step(_torchrun(data, out, wait=False), out, 8, group=True)  # mid epoch 2
     resumed = _torchrun(data, out)
     # Every rank's RNG state is in the checkpoint: the resumed run is the uninterrupted one.
     assert _close(resumed["final"], reference["final"], 1e-6), (resumed["final"], reference["final"])

@@ -3,16 +3,14 @@
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import collect_small
+from conftest import collect_small, kill_at_step
 from torch.utils.data import DataLoader
 
 import mmrep
@@ -110,17 +108,7 @@ def test_sigkill_then_resume_matches_uninterrupted(data64, tmp_path):
     reference = train(_cfg(data64, tmp_path / "ref", epochs=3, ckpt_every_steps=1), progress=False)
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", _TRAIN_SCRIPT, str(data64), str(out)])
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-        try:
-            if json.loads(load_checkpoint(out / "last.pt")["state"])["step"] >= 8:  # mid epoch 2
-                break
-        except (FileNotFoundError, RuntimeError, EOFError, KeyError):
-            pass
-    assert proc.poll() is None, "training finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_at_step(proc, out, 8)  # mid epoch 2
     resumed = train(_cfg(data64, out, epochs=3, ckpt_every_steps=1), progress=False)
     # Documented tolerance: identical on the CPU (same order, negatives, RNG state, deterministic ops).
     assert _close(resumed["final"], reference["final"], 1e-6), (resumed["final"], reference["final"])
