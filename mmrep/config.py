@@ -264,8 +264,9 @@ class PolicyConfig:
     # A wall-clock budget (minutes of training over every resume, periodic evaluations included):
     # training stops at whichever of it and total_steps comes first. None: total_steps alone.
     max_train_minutes: float | None = None
-    n_envs: int = 2  # sub-environments (one process each with vec_env=subproc)
-    vec_env: str = "subproc"  # subproc | dummy (in the main process)
+    n_envs: int = 2  # sub-environments (one process each with vec_env=subproc, one Ray actor with ray)
+    vec_env: str = "subproc"  # subproc | dummy (in the main process) | ray (Ray actors, mmrep.rl.ray_vec_env)
+    ray_address: str | None = None  # vec_env=ray: None starts a local Ray instance; "auto" or "host:6379" joins one
     seed: int = 0  # training envs are seeded seed * 1000 + i, i < n_envs; never an evaluation seed
     normalize: bool = True  # running mean / std of the observations, clipped at +-5 (the paper's policy code)
     eval_every_steps: int = 20_000
@@ -296,8 +297,10 @@ class PolicyConfig:
                              f"obs.kind={self.obs.kind}")
         if self.obs.fine_scale < 0:
             raise ValueError(f"obs.fine_scale must be >= 0 (m; 0: no fine channels), got {self.obs.fine_scale!r}")
-        if self.vec_env not in ("subproc", "dummy"):
-            raise ValueError(f"vec_env must be 'subproc' or 'dummy', got {self.vec_env!r}")
+        if self.vec_env not in ("subproc", "dummy", "ray"):
+            raise ValueError(f"vec_env must be 'subproc', 'dummy' or 'ray', got {self.vec_env!r}")
+        if self.ray_address is not None and self.vec_env != "ray":
+            raise ValueError(f"ray_address={self.ray_address!r} needs vec_env=ray (vec_env is {self.vec_env!r})")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         for name in ("total_steps", "n_envs", "eval_every_steps", "ckpt_every_steps"):

@@ -72,7 +72,13 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
     fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
                    "rgb_array" if render else None, cfg.obs.fine_scale) for i in range(n_envs)]
     kind = vec_env or cfg.vec_env
-    venv: VecEnv = SubprocVecEnv(fns) if kind == "subproc" and n_envs > 1 else DummyVecEnv(fns)
+    venv: VecEnv
+    if kind == "ray":
+        from mmrep.rl.ray_vec_env import RayVecEnv
+
+        venv = RayVecEnv(fns, address=cfg.ray_address)
+    else:
+        venv = SubprocVecEnv(fns) if kind == "subproc" and n_envs > 1 else DummyVecEnv(fns)
     venv.seed(seed)
     if cfg.obs.kind in ("latent", "latent_proprio"):
         extra = ("proprio",) if cfg.obs.kind == "latent_proprio" else ()
@@ -352,7 +358,7 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
         # A field added to the config since the run started reads as its default, so an older run resumes.
         old = merge_nested(json.loads(json.dumps(asdict(PolicyConfig()))), json.loads(path.read_text()))
         keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "eval_stochastic",
-                "ckpt_every_steps", "total_steps", "max_train_minutes", "vec_env")
+                "ckpt_every_steps", "total_steps", "max_train_minutes", "vec_env", "ray_address")
         diff = sorted(k for k in new if k not in keep and old.get(k) != new[k])
         if diff:
             raise ValueError(f"{path} was written with other {diff}; resume with the same settings or pick "

@@ -38,6 +38,15 @@ def kill_at_step(proc, run, step: int, group: bool = False, timeout: float = 300
     proc.wait()
 
 
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance (2 CPUs) for every Ray test of the session."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, namespace="mmrep")
+    yield ray
+    ray.shutdown()
+
+
 @pytest.fixture
 def make_env():
     """Factory that closes every env it made at the end of the test."""

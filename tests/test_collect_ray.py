@@ -21,14 +21,6 @@ EPISODES = 4
 
 
 @pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             namespace="mmrep")
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def local_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
     collect(CollectConfig(episodes=EPISODES, workers=1, out=str(out), seed=3), progress=False)
@@ -55,7 +47,7 @@ def _assert_same_dataset(a, b):
         np.testing.assert_array_equal(xa[key], xb[key], err_msg=str(key))
 
 
-def test_ray_collection_equals_the_local_one_array_by_array(ray_instance, local_dataset, tmp_path):
+def test_ray_collection_equals_the_local_one_array_by_array(ray_local, local_dataset, tmp_path):
     out = tmp_path / "ray"
     manifest = collect(CollectConfig(episodes=EPISODES, workers=2, backend="ray", out=str(out), seed=3),
                        progress=False)
@@ -63,7 +55,7 @@ def test_ray_collection_equals_the_local_one_array_by_array(ray_instance, local_
     _assert_same_dataset(local_dataset, out)
 
 
-def test_a_killed_ray_actor_is_restarted_and_the_dataset_is_unchanged(ray_instance, local_dataset, tmp_path):
+def test_a_killed_ray_actor_is_restarted_and_the_dataset_is_unchanged(ray_local, local_dataset, tmp_path):
     out = tmp_path / "ray_killed"
     cfg = CollectConfig(episodes=EPISODES, workers=2, backend="ray", out=str(out), seed=3)
     errors = []
