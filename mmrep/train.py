@@ -258,11 +258,12 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
                     checkpoint(last)
             bar.update()
         bar.close()
+        train_seconds = time.time() - t0  # the epoch's batches, validation excluded
         metrics, example = evaluate(model, valid_loader, device, amp, cfg.max_val_batches,
                                     keep_example=True) if ctx.is_main else ({}, None)
         metrics = ctx.broadcast(metrics)  # every rank keeps the same history and best
         metrics["epoch"] = epoch + 1
-        metrics["train_seconds"] = time.time() - t0
+        metrics["train_seconds"] = train_seconds
         metrics["skipped_samples"] = state["skipped_samples"]
         for key, value in metrics.items() if writer else ():
             writer.add_scalar(f"valid/{key}", value, epoch + 1)

@@ -42,6 +42,24 @@ def import_ray():
     return ray
 
 
+def init_ray(address: str | None):
+    """Join the Ray instance at ``address`` (``"auto"``, ``"host:6379"``), or start a local one (None).
+    Returns ``(ray, started)``: ``started`` when this call started or joined it (the caller shuts it
+    down); an instance this process already joined is used as it is.
+
+    Ray nices its workers to 15 by default, so on a busy machine they would get what other jobs
+    leave; a local instance started here gives them the same priority as this process (the local
+    backend's workers have it too), unless ``RAY_worker_niceness`` is set already."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray, False
+    if address is None:
+        os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(address=address, namespace=ACTOR_NAMESPACE, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    return ray, True
+
+
 def actor_name(index: int) -> str:
     """Ray name of this driver's actor ``index`` (namespace ``mmrep``); unique per driver process."""
     return f"collect-{os.getpid()}-{index}"
@@ -55,11 +73,7 @@ def collect_on_ray(cfg: CollectConfig, todo: list[int], out: Path, resumed: int 
     an instance this process already started with ``ray.init`` is used as it is). ``cfg.workers``
     actors (None: one per CPU of the cluster, at most one per episode).
     """
-    ray = import_ray()
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=cfg.ray_address, namespace=ACTOR_NAMESPACE, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+    ray, started = init_ray(cfg.ray_address)
     n_actors = min(cfg.workers or max(int(ray.cluster_resources().get("CPU", 1)), 1), len(todo))
     recorder = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(EpisodeRecorder)
     actors = [recorder.options(name=actor_name(i), namespace=ACTOR_NAMESPACE).remote(cfg) for i in range(n_actors)]

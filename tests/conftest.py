@@ -42,6 +42,7 @@ def kill_at_step(proc, run, step: int, group: bool = False, timeout: float = 300
 def ray_local():
     """One local Ray instance (2 CPUs) for every Ray test of the session."""
     ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_worker_niceness", "0")  # as sim.collect_ray.init_ray starts one
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, namespace="mmrep")
     yield ray
     ray.shutdown()

@@ -21,7 +21,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 from stable_baselines3.common.vec_env.base_vec_env import CloudpickleWrapper, VecEnv
 from stable_baselines3.common.vec_env.subproc_vec_env import _worker
 
-from sim.collect_ray import import_ray
+from sim.collect_ray import import_ray, init_ray
 
 NO_REPLY = ("close",)  # SB3's sub-env loop answers every command but this one
 
@@ -82,10 +82,7 @@ class RayVecEnv(SubprocVecEnv):
 
     def __init__(self, env_fns: list[Callable[[], gym.Env]], address: str | None = None,
                  num_cpus: float = 1.0) -> None:
-        ray = import_ray()
-        self._started_ray = not ray.is_initialized()
-        if self._started_ray:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray, self._started_ray = init_ray(address)
         actor_cls = ray.remote(num_cpus=num_cpus)(EnvActor)
         self.waiting, self.closed = False, False
         self.processes = []  # SubprocVecEnv joins these on close: the actors are not processes of ours
