@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # CPU build of torch that lies on this machine's disk; pyproject keeps the range open for GPU users.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test test-slow bench quality robustness state-policy paper paper-shapes lint clean venv
+.PHONY: demo test test-slow bench bench-scale-out quality robustness state-policy paper paper-shapes lint clean venv
 .SECONDARY:  # keep every training, dataset and evaluation a pattern rule made
 
 venv: $(VENV)/.installed
@@ -34,6 +34,13 @@ bench: venv  # results land in outputs/bench; committed copies live in benchmark
 	$(PY) benchmarks/collect.py --out outputs/bench/collect.json
 	$(PY) benchmarks/loader.py --out outputs/bench/loader.json
 	$(PY) benchmarks/train_throughput.py --out outputs/bench/train_throughput.json
+
+# Scale-out (README, "Scaling out"): datasets under other numeric kernels and on Ray (about 3 minutes),
+# Ray collection against the local pool and DDP against one process (about 3 minutes, data/quality).
+bench-scale-out: venv
+	$(PY) benchmarks/determinism.py --episodes 6 --out outputs/bench/determinism.json
+	test -f data/quality/manifest.json || $(VENV)/bin/mmrep collect episodes=1200 workers=2 out=data/quality
+	$(PY) benchmarks/scale_out.py --out outputs/bench/scale_out.json
 
 # The representation's quality run and ablation table (README): about 6 + 44 + 40 minutes on 2 cores.
 # The ablations are one Hydra multirun (one run folder per model config), then a table of the runs.
