@@ -11,6 +11,7 @@ This module imports no torch: ``mmrep collect``, ``--cfg job`` and the config te
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -299,6 +300,8 @@ class PolicyConfig:
             raise ValueError(f"obs.fine_scale must be >= 0 (m; 0: no fine channels), got {self.obs.fine_scale!r}")
         if self.vec_env not in ("subproc", "dummy", "ray"):
             raise ValueError(f"vec_env must be 'subproc', 'dummy' or 'ray', got {self.vec_env!r}")
+        if self.vec_env == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError("vec_env=ray needs Ray: pip install 'mmrep[ray]' (or pip install ray)")
         if self.ray_address is not None and self.vec_env != "ray":
             raise ValueError(f"ray_address={self.ray_address!r} needs vec_env=ray (vec_env is {self.vec_env!r})")
         if self.device not in ("auto", "cpu", "cuda"):

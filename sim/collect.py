@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -92,6 +93,8 @@ class CollectConfig:
             raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError("backend=ray needs Ray: pip install 'mmrep[ray]' (or pip install ray)")
         if self.ray_address is not None and self.backend != "ray":
             raise ValueError(f"ray_address={self.ray_address!r} needs backend=ray (backend is {self.backend!r})")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):

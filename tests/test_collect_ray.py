@@ -115,3 +115,12 @@ def test_bad_backend_settings_are_refused_by_name():
         CollectConfig(backend="dask").validate()
     with pytest.raises(ValueError, match="ray_address=.*needs backend=ray"):
         CollectConfig(ray_address="auto").validate()
+
+
+def test_without_ray_installed_the_backend_is_refused_by_name(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(ValueError, match="backend=ray needs Ray: pip install 'mmrep\\[ray\\]'"):
+        CollectConfig(backend="ray").validate()
