@@ -3,7 +3,9 @@ paper`` has trained and evaluated, per closed-loop setting and action mode.
 
     python benchmarks/paper_summary.py runs/paper --out benchmarks/results/paper
 
-Reads every ``<row>_s<seed>/`` run folder holding ``eval/results.json`` (``mmrep policy eval``) and
+Reads every ``<row>_s<seed>/`` run folder holding ``eval/results.json`` (``mmrep policy eval``), or,
+while that evaluation is still running or was killed, the rows it has finished so far
+(``eval/rows.partial.jsonl``; such runs are listed under ``partial`` and marked in the table), and
 reports issue 12's targets (met, not met, or not measured yet) and per row: the budget in env steps,
 the training wall time per seed (TensorBoard event times, killed time not counted), and per setting
 and mode each seed's success on the held-out seeds, their mean, and the pooled rate over all seeds'
@@ -30,16 +32,39 @@ from mmrep.policy_curves import plot_curves, read_evaluations, wall_seconds
 RUN_NAME = re.compile(r"(?P<row>.+)_s(?P<seed>\d+)$")
 
 
+PARTIAL = "rows.partial.jsonl"  # mmrep policy eval's finished rows, kept while it runs
+
+
+def evaluated(run: Path) -> bool:
+    return (run / "eval" / "results.json").exists() or (run / "eval" / PARTIAL).exists()
+
+
 def find_runs(root: Path) -> dict[str, list[Path]]:
-    """{row: run folders, by seed} of the evaluated runs under ``root``."""
+    """{row: run folders, by seed} of the evaluated (or partly evaluated) runs under ``root``."""
     rows: dict[str, list[Path]] = {}
     for run in sorted(root.iterdir()):
         m = RUN_NAME.match(run.name)
-        if m and (run / "eval" / "results.json").exists():
+        if m and evaluated(run):
             rows.setdefault(m["row"], []).append(run)
     if not rows:
         raise SystemExit(f"{root}: no <row>_s<seed>/eval/results.json (run `make paper` first)")
     return rows
+
+
+def read_eval(folder: Path) -> dict:
+    """An evaluation folder's ``results.json``, or what its kept rows give of it so far (``partial``)."""
+    if (folder / "results.json").exists():
+        return {**json.loads((folder / "results.json").read_text()), "partial": False}
+    kept = []
+    for line in (folder / PARTIAL).read_text().splitlines():
+        try:
+            kept.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+    kept = [k for k in kept if k["run"] == kept[-1]["run"]]  # the evaluation that wrote last
+    first = kept[0]["run"] if kept else {"seed": 0, "episodes": 0}
+    return {"seeds": [first["seed"], first["seed"] + first["episodes"] - 1], "results": [k["row"] for k in kept],
+            "partial": True}
 
 
 def steps_done(run: Path) -> int:
@@ -49,17 +74,18 @@ def steps_done(run: Path) -> int:
 
 
 def eval_results(run: Path) -> list[Path]:
-    """Every ``results.json`` of a run's evaluation folders: ``eval/`` first, then ``eval_*/`` by name."""
-    return [run / "eval" / "results.json"] + sorted(run.glob("eval_*/results.json"))
+    """A run's evaluation folders with results (finished, or partly): ``eval/`` first, then ``eval_*/``."""
+    folders = [run / "eval"] + sorted(p for p in run.glob("eval_*") if p.is_dir())
+    return [f for f in folders if (f / "results.json").exists() or (f / PARTIAL).exists()]
 
 
 def row_summary(runs: list[Path]) -> dict:
     """Budget, wall time and per-(setting, mode) success of one row's seeds."""
     configs = [json.loads((r / "config.json").read_text()) for r in runs]
-    results = [json.loads((r / "eval" / "results.json").read_text()) for r in runs]
+    results = [read_eval(r / "eval") for r in runs]
     cells: dict[str, dict] = {}
     for run in runs:
-        for r in (r for path in eval_results(run) for r in json.loads(path.read_text())["results"]):
+        for r in (r for folder in eval_results(run) for r in read_eval(folder)["results"]):
             key = f"{r['setting']}/{r['shape']}/{r['mode']}"
             cell = cells.setdefault(key, {"setting": r["setting"], "shape": r["shape"], "mode": r["mode"],
                                           "seeds": {}, "successes": 0, "episodes": 0})
@@ -76,7 +102,8 @@ def row_summary(runs: list[Path]) -> dict:
             "max_train_minutes": sorted({c.get("max_train_minutes") or 0 for c in configs}),
             "env_steps_done": {r.name: steps_done(r) for r in runs},
             "wall_minutes": {r.name: wall_seconds(r) / 60 for r in runs},
-            "eval_seeds": results[0]["seeds"], "cells": cells}
+            "eval_seeds": results[0]["seeds"], "cells": cells,
+            "partial": [run.name for run in runs if any(read_eval(f)["partial"] for f in eval_results(run))]}
 
 
 def budget(row: dict) -> str:
@@ -105,7 +132,8 @@ def table(rows: dict[str, dict], setting: str) -> list[str]:
         shapes = dict.fromkeys(c["shape"] for c in row["cells"].values() if c["setting"] == setting)
         for shape in shapes:
             modes = [row["cells"].get(f"{setting}/{shape}/{mode}") for mode in ("deterministic", "stochastic")]
-            lines.append(f"| {name} ({shape}) | {len(row['runs'])} | {budget(row)} | "
+            mark = " (evaluation running)" if row.get("partial") else ""
+            lines.append(f"| {name} ({shape}){mark} | {len(row['runs'])} | {budget(row)} | "
                          f"{wall} | " + " | ".join(mode_cells(c) for c in modes) + " |")
     return lines
 
@@ -190,10 +218,11 @@ def main() -> None:
     for runs in found.values():
         for k, run in enumerate(runs):
             dest = args.out / "runs" / run.name
-            names = ["config.json", "eval.jsonl"] + [str(p.relative_to(run)) for p in eval_results(run)]
-            names += [str(p.relative_to(run).parent / "report.md") for p in eval_results(run)]
+            folders = [f.relative_to(run) for f in eval_results(run)]
+            names = ["config.json", "eval.jsonl"] + [str(f / n) for f in folders
+                                                     for n in ("results.json", "report.md", PARTIAL)]
             if k == 0:  # the rollout GIFs of each row's first seed, to watch rows side by side
-                names += [str(g.relative_to(run)) for p in eval_results(run) for g in sorted(p.parent.glob("*.gif"))]
+                names += [str(g.relative_to(run)) for f in folders for g in sorted((run / f).glob("*.gif"))]
             for name in names:
                 if (run / name).exists():
                     (dest / name).parent.mkdir(parents=True, exist_ok=True)

@@ -150,6 +150,7 @@ def test_latent_policy_encodes_subprocess_envs_in_the_main_process(tmp_path):
 
 
 def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
+    import shutil
     import subprocess
     import sys
     from pathlib import Path
@@ -174,12 +175,23 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
                    capture_output=True)
     assert (tmp_path / "c.png").stat().st_size > 5_000
     paper = tmp_path / "paper_summary"  # the paper table reads the same run folders as rows
+    running = tmp_path / "state_running_s0"  # an evaluation still running: the rows it kept so far
+    shutil.copytree(runs[1], running)
+    done = json.loads((running / "eval" / "results.json").read_text())
+    (running / "eval" / "results.json").unlink()
+    key = {"policy": "p.pt", "seed": done["seeds"][0], "episodes": 2}
+    (running / "eval" / "rows.partial.jsonl").write_text(
+        json.dumps({"run": key, "shape_asked": None, "trained_shape": "square", "row": done["results"][0]})
+        + "\n" + '{"run": {"cut short by a kill')
     assert main(["policy", "eval", f"policy={runs[0]}", f"out={runs[0]}/eval_transfer", "episodes=1", "video=false",
                  "progress=false", "shapes=[round]", "modes=[deterministic]"]) == 0
     subprocess.run([sys.executable, str(root / "benchmarks" / "paper_summary.py"), str(tmp_path), "--out", str(paper)],
                    check=True, capture_output=True)
     rows = json.loads((paper / "summary.json").read_text())["rows"]
-    assert set(rows) == {"state_fine", "state_coarse"}
+    assert set(rows) == {"state_fine", "state_coarse", "state_running"}
+    assert rows["state_running"]["partial"] == ["state_running_s0"] and rows["state_fine"]["partial"] == []
+    assert len(rows["state_running"]["cells"]) == 1  # its one finished row
+    assert "| state_running (square) (evaluation running) | 1 |" in (paper / "table.md").read_text()
     cell = rows["state_fine"]["cells"]["clean/square/deterministic"]
     assert cell["episodes"] == 2 and 0 <= cell["pooled_ci95"][0] <= cell["pooled"] <= cell["pooled_ci95"][1]
     assert "| state_coarse (square) | 1 | 32 |" in (paper / "table.md").read_text()
