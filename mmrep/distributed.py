@@ -50,6 +50,10 @@ class DistContext:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
+        missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+        if missing and not dist.is_initialized():
+            raise ValueError(f"WORLD_SIZE={world} but {', '.join(missing)} not set: start the processes with torchrun "
+                             f"(torchrun --standalone --nproc_per_node {world} -m mmrep.train ...)")
         owns = not dist.is_initialized()
         if owns:
             dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")

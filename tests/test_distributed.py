@@ -69,3 +69,15 @@ def test_a_killed_ddp_run_resumes_and_matches_the_uninterrupted_one(data, tmp_pa
     resumed = _torchrun(data, out)
     # Every rank's RNG state is in the checkpoint: the resumed run is the uninterrupted one.
     assert _close(resumed["final"], reference["final"], 1e-6), (resumed["final"], reference["final"])
+
+
+def test_a_half_set_up_launch_is_refused_naming_the_variables(monkeypatch):
+    from mmrep.distributed import DistContext
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for key in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ValueError, match="RANK, MASTER_ADDR, MASTER_PORT not set: start the processes with torchrun"):
+        DistContext.from_env("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not DistContext.from_env("cpu").enabled
