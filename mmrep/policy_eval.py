@@ -30,34 +30,53 @@ def policy_file(path: str | Path) -> Path:
     return path / "policy.pt" if path.is_dir() else path
 
 
-def rollout_gif(frames: list[tuple[np.ndarray, np.ndarray | None]], success: bool, path: Path, fps: int = 10) -> None:
-    """Each frame: the camera image beside the wrist force magnitude so far (N, one point per
-    reading); the last frame says whether the peg went in."""
+Frames = list[tuple[np.ndarray, np.ndarray | None]]  # (camera (H, W, 3) uint8, F/T readings (n, 6) N) per step
+
+
+def rollout_gif(frames: Frames, success: bool, path: Path, fps: int = 10) -> None:
+    """One rollout as a GIF (``panels_gif`` with one unnamed panel)."""
+    panels_gif([(None, frames, success)], path, fps)
+
+
+def panels_gif(panels: list[tuple[str | None, Frames, bool]], path: Path, fps: int = 10) -> None:
+    """One GIF of one or more rollouts: per panel (name or None, frames, success) the camera above the
+    wrist force magnitude so far (N, one point per reading); the panels advance together on the same
+    control step, and an ended episode holds its last frame, titled with whether the peg went in."""
     import imageio.v3 as iio
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    forces = [np.linalg.norm(f[:, :3], axis=1) if f is not None else np.zeros(1) for _, f in frames]
-    trace = np.concatenate(forces)
-    ends = np.cumsum([len(f) for f in forces])
+    n = len(panels)
+    length = max(len(f) for _, f, _ in panels)
+    traces = []
+    for _, frames, _ in panels:
+        per_step = [np.linalg.norm(f[:, :3], axis=1) if f is not None else np.zeros(1) for _, f in frames]
+        traces.append((np.concatenate(per_step), np.cumsum([len(f) for f in per_step]), len(per_step[0])))
+    top = max(max(float(t.max()) for t, _, _ in traces) * 1.1, 1.0)
+    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 4.6), dpi=80, gridspec_kw={"height_ratios": [3, 1.4]},
+                             squeeze=False)
     images = []
-    fig, (ax_img, ax_f) = plt.subplots(1, 2, figsize=(6.4, 3.0), dpi=80)
-    for i, (rgb, _) in enumerate(frames):
-        ax_img.clear()
-        ax_f.clear()
-        ax_img.imshow(rgb)
-        ax_img.axis("off")
-        last = i == len(frames) - 1
-        ax_img.set_title(("INSERTED" if success else "FAILED") if last else f"step {i + 1}", fontsize=9,
-                         color=("green" if success else "red") if last else "black")
-        ax_f.plot(np.arange(ends[i]) / max(len(forces[0]), 1), trace[:ends[i]], lw=0.8)
-        ax_f.set_xlim(0, len(frames))
-        ax_f.set_ylim(0, max(float(trace.max()) * 1.1, 1.0))
-        ax_f.set_xlabel("control step", fontsize=8)
-        ax_f.set_ylabel("|F| (N)", fontsize=8)
-        ax_f.tick_params(labelsize=7)
+    for i in range(length):
+        for k, (name, frames, success) in enumerate(panels):
+            ax_img, ax_f = axes[0, k], axes[1, k]
+            ax_img.clear()
+            ax_f.clear()
+            j = min(i, len(frames) - 1)
+            ax_img.imshow(frames[j][0])
+            ax_img.axis("off")
+            ended = j == len(frames) - 1
+            status = ("INSERTED" if success else "FAILED") if ended else f"step {j + 1}"
+            ax_img.set_title(status if name is None else f"{name}\n{status}", fontsize=9,
+                             color=("green" if success else "red") if ended else "black")
+            trace, ends, per = traces[k]
+            ax_f.plot(np.arange(ends[j]) / max(per, 1), trace[:ends[j]], lw=0.8)
+            ax_f.set_xlim(0, length)
+            ax_f.set_ylim(0, top)
+            ax_f.set_xlabel("control step", fontsize=8)
+            ax_f.set_ylabel("|F| (N)", fontsize=8)
+            ax_f.tick_params(labelsize=7)
         fig.tight_layout()
         fig.canvas.draw()
         images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
