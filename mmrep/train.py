@@ -203,8 +203,17 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     valid_loader = make_loader(valid_ds, rank_batches(list(range(n_valid)), cfg.batch_size, 0,
                                                       math.ceil(n_valid / cfg.batch_size)), cfg, device, cfg.seed)
 
+    skipped_here = 0  # this rank's skipped samples since the last sync_skipped()
+
+    def sync_skipped() -> None:
+        """Add every rank's skipped samples to the state's total (each rank skips in its own share)."""
+        nonlocal skipped_here
+        state["skipped_samples"] += sum(ctx.gather(skipped_here))
+        skipped_here = 0
+
     def checkpoint(path: Path) -> None:
         """Every rank calls it (their RNG states are gathered); rank 0 writes."""
+        sync_skipped()
         rngs = ctx.gather(torch.get_rng_state())
         if not ctx.is_main:
             return
@@ -232,7 +241,7 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
             for group in optimizer.param_groups:  # a function of the step: a resume needs no scheduler state
                 group["lr"] = learning_rate(cfg, state["step"], n_batches)
             batch, dropped = valid_rows(batch)
-            state["skipped_samples"] += dropped
+            skipped_here += dropped
             state["batch"] += 1
             if ctx.all_true(len(batch["valid"]) > 0):  # under DDP every rank steps, or none
                 batch = to_device(batch, device)
@@ -264,6 +273,7 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
         metrics = ctx.broadcast(metrics)  # every rank keeps the same history and best
         metrics["epoch"] = epoch + 1
         metrics["train_seconds"] = train_seconds
+        sync_skipped()
         metrics["skipped_samples"] = state["skipped_samples"]
         for key, value in metrics.items() if writer else ():
             writer.add_scalar(f"valid/{key}", value, epoch + 1)

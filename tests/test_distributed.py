@@ -5,11 +5,14 @@ import os
 import subprocess
 import sys
 
+import h5py
+import numpy as np
 import pytest
 from conftest import collect_small, kill_at_step
 
 from mmrep.distributed import rank_batches
 from mmrep.train import TrainConfig, train
+from sim.reference_layout import export_reference
 
 # Documented tolerance (README, "Scaling out"): the 2-process run computes the same global batches,
 # negatives and gradients up to float summation order; only rank 1's draws of z's sampling noise
@@ -24,9 +27,9 @@ def data(tmp_path_factory):
     return collect_small(tmp_path_factory.mktemp("ddp_data"), episodes=5, max_steps=55)
 
 
-def _torchrun(data, out, wait: bool = True):
+def _torchrun(data, out, wait: bool = True, extra: tuple[str, ...] = ()):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "mmrep.train", f"data={data}", f"out={out}", *ARGS]
+           "-m", "mmrep.train", f"data={data}", f"out={out}", *ARGS, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if wait:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -59,6 +62,19 @@ def test_two_gloo_processes_reach_the_one_process_metrics(data, tmp_path):
     assert two["processes"] == 2 and one["processes"] == 1
     assert _close(two["final"], one["final"], DDP_REL_TOL), (two["final"], one["final"])
     assert (tmp_path / "two" / "encoder.pt").exists() and not list((tmp_path / "two").glob("*rank*"))
+
+
+def test_skipped_samples_are_counted_over_every_rank(data, tmp_path):
+    files = export_reference(data, tmp_path / "ref", window=10)
+    for name in files:  # NaN force in a few steps of every episode: each rank's share holds some
+        with h5py.File(name, "a") as f:
+            f["ee_forces_continuous"][3:12, 10:20] = np.nan
+    one = train(TrainConfig(data=str(tmp_path / "ref"), out=str(tmp_path / "one"), epochs=2, batch_size=16,
+                            num_workers=0, max_batches_per_epoch=6, threads=1, skip_nonfinite=True), progress=False)
+    two = _torchrun(tmp_path / "ref", tmp_path / "two", extra=("skip_nonfinite=true",))
+    assert one["skipped_samples"] > 0
+    assert two["skipped_samples"] == one["skipped_samples"]  # the same global batches, summed over ranks
+    assert two["final"]["skipped_samples"] == one["final"]["skipped_samples"]
 
 
 @pytest.mark.slow  # two more 2-process runs: about a minute
