@@ -37,10 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from sim.dataset_format import DATA_GROUP, read_episode_arrays, read_manifest, specs_from_group
+from sim.dataset_format import dataset_arrays, read_manifest
 
 NUMPY_DISPATCHED = "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"  # NumPy 2.4's groups above its x86-64-v2 baseline
 LIBM_SSE2 = "glibc.cpu.hwcaps=-AVX2,-FMA"  # glibc then resolves libm to its baseline (SSE2) variants
@@ -65,16 +64,6 @@ def collect(out: Path, episodes: int, seed: int, env: dict[str, str], overrides:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     return time.perf_counter() - t0
-
-
-def episode_arrays(folder: Path) -> dict[str, dict[str, np.ndarray]]:
-    """Every episode's arrays, keyed by episode name then dataset path (``obs/force``...)."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for entry in read_manifest(folder)["episodes"]:
-        with h5py.File(folder / entry["shard"], "r") as f:
-            group = f[f"{DATA_GROUP}/{entry['name']}"]
-            out[entry["name"]] = read_episode_arrays(group, specs_from_group(group))
-    return out
 
 
 def compare(ref: dict[str, dict[str, np.ndarray]], other: dict[str, dict[str, np.ndarray]]) -> dict:
@@ -167,7 +156,7 @@ def main() -> None:
                 print(f"{name:22s} not applied here: {why_not}")
                 continue
             seconds = collect(tmp / name, args.episodes, args.seed, env, overrides)
-            arrays = episode_arrays(tmp / name)
+            arrays = dataset_arrays(tmp / name)
             if ref is None:
                 ref_name, ref = name, arrays
             row = {"env": env, "overrides": overrides, "applied": True, "seconds": round(seconds, 1),

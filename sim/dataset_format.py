@@ -311,6 +311,17 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid JSON ({err})") from err
 
 
+def dataset_arrays(folder: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Every episode's arrays in the manifest's order, keyed by episode name, then dataset path
+    (``obs/force``...), as numpy (to compare two datasets array by array)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for entry in read_manifest(folder)["episodes"]:
+        with h5py.File(Path(folder) / entry["shard"], "r") as f:
+            group = f[f"{DATA_GROUP}/{entry['name']}"]
+            out[entry["name"]] = read_episode_arrays(group, specs_from_group(group))
+    return out
+
+
 def is_native_shard(path: Path) -> bool:
     """Whether an HDF5 file is an mmrep shard (it has the ``data`` group)."""
     with h5py.File(path, "r") as f:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sim.collect import CollectConfig, collect
-from sim.dataset_format import DATA_GROUP, is_complete, read_episode_arrays, read_manifest, specs_from_group
+from sim.dataset_format import DATA_GROUP, dataset_arrays, is_complete, read_manifest
 
 ray = pytest.importorskip("ray")
 
@@ -27,24 +27,16 @@ def local_dataset(tmp_path_factory):
     return out
 
 
-def _arrays(folder) -> dict:
-    out = {}
-    for entry in read_manifest(folder)["episodes"]:
-        with h5py.File(folder / entry["shard"], "r") as f:
-            group = f[f"{DATA_GROUP}/{entry['name']}"]
-            for path, array in read_episode_arrays(group, specs_from_group(group)).items():
-                out[(entry["name"], path)] = array
-    return out
-
-
 def _assert_same_dataset(a, b):
     ma, mb = read_manifest(a), read_manifest(b)
     assert [e["checksum"] for e in ma["episodes"]] == [e["checksum"] for e in mb["episodes"]]
     assert ma["splits"] == mb["splits"] and ma["complete"] and mb["complete"]
-    xa, xb = _arrays(a), _arrays(b)
+    xa, xb = dataset_arrays(a), dataset_arrays(b)
     assert xa.keys() == xb.keys()
-    for key in xa:
-        np.testing.assert_array_equal(xa[key], xb[key], err_msg=str(key))
+    for name in xa:
+        assert xa[name].keys() == xb[name].keys()
+        for path in xa[name]:
+            np.testing.assert_array_equal(xa[name][path], xb[name][path], err_msg=f"{name}/{path}")
 
 
 def test_ray_collection_equals_the_local_one_array_by_array(ray_local, local_dataset, tmp_path):
