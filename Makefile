@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # CPU build of torch that lies on this machine's disk; pyproject keeps the range open for GPU users.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test test-slow bench bench-scale-out quality robustness state-policy paper paper-shapes lint clean venv
+.PHONY: demo test test-slow bench bench-scale-out quality robustness state-policy paper paper-shapes paper-status lint clean venv
 .SECONDARY:  # keep every training, dataset and evaluation a pattern rule made
 
 venv: $(VENV)/.installed
@@ -172,6 +172,9 @@ $(foreach sh,$(PAPER_SHAPES),$(eval $(call PAPER_SHAPE_RUN,$(sh))))
 paper-shapes: $(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_transfer/results.json) \
 		$(foreach sh,$(PAPER_SHAPES),runs/paper/fused_insertion_$(sh)_s0/eval/results.json)
 	$(PY) benchmarks/paper_summary.py runs/paper --out benchmarks/results/paper
+
+paper-status: venv  # where each run stands: env steps trained, evaluations done or rows kept
+	$(PY) benchmarks/paper_summary.py runs/paper --status
 
 paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json))
 	$(PY) benchmarks/paper_summary.py runs/paper --out benchmarks/results/paper

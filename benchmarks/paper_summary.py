@@ -2,6 +2,7 @@
 paper`` has trained and evaluated, per closed-loop setting and action mode.
 
     python benchmarks/paper_summary.py runs/paper --out benchmarks/results/paper
+    python benchmarks/paper_summary.py runs/paper --status     # where each run stands, nothing written
 
 Reads every ``<row>_s<seed>/`` run folder holding ``eval/results.json`` (``mmrep policy eval``), or,
 while that evaluation is still running or was killed, the rows it has finished so far
@@ -192,11 +193,55 @@ def targets_table(items: list[dict]) -> list[str]:
     return lines
 
 
+def run_status(run: Path) -> dict:
+    """Where one run folder stands: env steps trained of its budget, whether training finished
+    (``policy.pt``), and per evaluation folder whether it finished or how many rows it has kept."""
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    evals = {}
+    for folder in [run / "eval"] + sorted(p for p in run.glob("eval_*") if p.is_dir()):
+        if (folder / "results.json").exists():
+            evals[folder.name] = "done"
+        elif (folder / PARTIAL).exists():
+            evals[folder.name] = f"{len(read_eval(folder)['results'])} rows kept"
+    steps = steps_done(run)
+    if (run / "checkpoint.pt").exists() and not (run / "policy.pt").exists():  # further than its last evaluation
+        import torch
+
+        steps = int(torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["num_timesteps"])
+    return {"run": run.name, "steps": steps, "total_steps": config.get("total_steps"),
+            "trained": (run / "policy.pt").exists(), "evaluations": evals}
+
+
+def status_lines(root: Path, rows: list[str]) -> list[str]:
+    """One line per run folder under ``root`` (``run_status``), and the rows with no run yet."""
+    lines, seen = [], set()
+    for run in sorted(p for p in root.iterdir() if RUN_NAME.match(p.name)):
+        st = run_status(run)
+        seen.add(RUN_NAME.match(run.name)["row"])
+        train = "trained" if st["trained"] else "training"
+        evals = ", ".join(f"{k} {v}" for k, v in st["evaluations"].items()) or "not evaluated"
+        lines.append(f"{st['run']}: {train}, {st['steps']} of {st['total_steps']} env steps; {evals}")
+    missing = [r for r in rows if r not in seen]
+    if missing:
+        lines.append("no run yet: " + ", ".join(missing))
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path, help="the folder of the row runs (runs/paper)")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, help="where the summary goes (required unless --status)")
+    ap.add_argument("--status", action="store_true",
+                    help="only print where every run stands (steps trained, evaluations done or kept)")
+    ap.add_argument("--configs", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "paper",
+                    help="the rows' configs (--status lists the rows with no run yet)")
     args = ap.parse_args()
+    if args.status:
+        rows = sorted(p.stem for p in args.configs.glob("*.yaml") if p.stem != "base")
+        print("\n".join(status_lines(args.root, rows)))
+        return
+    if args.out is None:
+        ap.error("--out is required (or --status)")
     args.out.mkdir(parents=True, exist_ok=True)
     found = find_runs(args.root)
     rows = {name: row_summary(runs) for name, runs in found.items()}

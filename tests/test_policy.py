@@ -198,6 +198,15 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     assert rows["state_fine"]["cells"]["clean/round/deterministic"]["episodes"] == 1  # from eval_transfer/
     assert "| state_fine (round) | 1 | 32 |" in (paper / "table.md").read_text()  # a mode left out: dashes
     assert (paper / "runs" / "state_fine_s0" / "eval_transfer" / "results.json").exists()
+    training = tmp_path / "state_training_s0"  # killed mid-training: a checkpoint, no policy.pt yet
+    shutil.copytree(runs[0], training)
+    (training / "policy.pt").unlink()
+    status = subprocess.run([sys.executable, str(root / "benchmarks" / "paper_summary.py"), str(tmp_path), "--status"],
+                            check=True, capture_output=True, text=True).stdout.splitlines()
+    assert "state_fine_s0: trained, 32 of 32 env steps; eval done, eval_transfer done" in status
+    assert "state_running_s0: trained, 32 of 32 env steps; eval 1 rows kept" in status
+    assert "state_training_s0: training, 32 of 32 env steps; eval done, eval_transfer done" in status
+    assert status[-1].startswith("no run yet: fused_concat, fused_insertion")  # configs/paper rows with no run
 
 
 def test_random_init_encoder_keeps_the_architecture_and_statistics_not_the_weights(tmp_path):
