@@ -222,7 +222,7 @@ class EvaluateConfig:
             raise ValueError(f"calibration_episodes must be >= 0, got {self.calibration_episodes!r}")
 
 
-ALGOS = ("trpo", "ppo", "sac")
+ALGOS = ("trpo", "ppo", "recurrent_ppo", "sac")
 OBS_KINDS = ("latent", "latent_proprio", "pixels", "state")
 
 

@@ -49,10 +49,10 @@ CLIP_OBS = 5.0
 
 def algo_class(name: str):
     """The SB3 / sb3-contrib class of ``algo.name``."""
-    if name == "trpo":
-        from sb3_contrib import TRPO
+    if name in ("trpo", "recurrent_ppo"):
+        from sb3_contrib import TRPO, RecurrentPPO
 
-        return TRPO
+        return {"trpo": TRPO, "recurrent_ppo": RecurrentPPO}[name]
     from stable_baselines3 import PPO, SAC
 
     return {"ppo": PPO, "sac": SAC}[name]
@@ -98,7 +98,7 @@ ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU
 
 def build_model(cfg: PolicyConfig, venv: VecEnv, tensorboard_log: str | None = None):
     """The algorithm with its policy on ``venv`` (pixels: a MultiInputPolicy with the trainable
-    multimodal extractor; otherwise an MlpPolicy).
+    multimodal extractor; otherwise an MlpPolicy; their LSTM versions for ``recurrent_ppo``).
 
     ``algo.params.policy_kwargs`` (e.g. ``{"net_arch": [256, 256], "log_std_init": -1.0,
     "activation_fn": "relu"}``) merge into the policy's own; ``activation_fn`` is a name of
@@ -118,6 +118,8 @@ def build_model(cfg: PolicyConfig, venv: VecEnv, tensorboard_log: str | None = N
         image_size = int(cfg.env.image_size)
         policy_kwargs.update(features_extractor_class=MultimodalExtractor,
                              features_extractor_kwargs=dict(model_config={"image_size": image_size}, freeze=False))
+    if cfg.algo.name == "recurrent_ppo":
+        policy = policy.replace("Policy", "LstmPolicy")
     return cls(policy, venv, seed=cfg.seed, device=resolve_device(cfg.device), verbose=0,
                tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs or None, **params)
 
@@ -233,10 +235,12 @@ def _run_episode(model, venv: VecEnv, s: int, deterministic: bool, obs_rms: Runn
     venv.seed(s)
     obs = venv.reset()
     ret, steps, peak_mean, peak_sub = 0.0, 0, 0.0, 0.0
+    memory, starts = None, np.ones((1,), dtype=bool)  # a recurrent policy's state, reset at the episode's start
     while True:
         x = obs if obs_rms is None else np.clip((obs - obs_rms.mean) / np.sqrt(obs_rms.var + 1e-8),
                                                 -CLIP_OBS, CLIP_OBS).astype(np.float32)
-        action, _ = model.predict(x, deterministic=deterministic)
+        action, memory = model.predict(x, state=memory, episode_start=starts, deterministic=deterministic)
+        starts = np.zeros((1,), dtype=bool)
         obs, reward, done, infos = venv.step(action)
         ret += float(reward[0])
         steps += 1

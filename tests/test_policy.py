@@ -241,8 +241,14 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     assert {"fused_poe", "fused_concat", "no_haptics", "no_vision", "random_init", "pixels", "state"} <= set(rows)
     cfgs = {r: app_config(compose("policy", [f"+paper={r}", "seed=2"])) for r in rows}
     shared = {(c.algo.name, json.dumps(c.algo.params, sort_keys=True), c.total_steps, c.n_envs, c.eval_every_steps,
-               c.eval_episodes, c.eval_seed, c.seed, c.env.peg_shape) for c in cfgs.values()}
+               c.eval_episodes, c.eval_seed, c.seed, c.env.peg_shape) for r, c in cfgs.items() if "lstm" not in r}
     assert len(shared) == 1 and next(iter(shared))[0] == "ppo"
+    # The memory remedy differs only in the policy's LSTM: PPO's settings, budget and evaluation otherwise.
+    lstm, fused = cfgs["fused_lstm_occluder"], cfgs["fused_insertion"]
+    assert lstm.algo.name == "recurrent_ppo" and lstm.obs == fused.obs and lstm.total_steps == fused.total_steps
+    assert {k: v for k, v in lstm.algo.params.items() if k not in ("batch_size", "policy_kwargs")} == \
+        {k: v for k, v in fused.algo.params.items() if k != "batch_size"}
+    assert lstm.env.occluder.mode == "after_contact" and lstm.env.occluder.probability == 0.5
     assert cfgs["state"].obs.kind == "state" and cfgs["pixels"].obs.kind == "pixels"
     assert cfgs["random_init"].obs.random_init and not cfgs["fused_poe"].obs.random_init
     for r in ("fused_poe", "fused_concat", "no_haptics", "no_vision", "random_init"):
@@ -337,3 +343,35 @@ def test_paper_targets_compare_pooled_cells_and_say_what_has_not_run():
         assert met["fused_insertion under pushes within 10 points of clean"] is True
         assert met["fused_insertion under occluder_after_contact within 10 points of clean"] is None  # not run
     assert "not measured yet" in "\n".join(mod.targets_table(goals))
+
+
+def test_recurrent_policy_carries_its_memory_through_an_episode_and_resets_it_after(tmp_path):
+    from sb3_contrib import RecurrentPPO
+
+    cfg = policy_cfg(tmp_path, "obs=state", "total_steps=32", "algo=recurrent_ppo", "algo.params.n_steps=16",
+                     "algo.params.batch_size=16", "algo.params.n_epochs=1")
+    assert train_policy(cfg)["timesteps"] == 32
+    more = policy_cfg(tmp_path, "obs=state", "total_steps=64", "algo=recurrent_ppo", "algo.params.n_steps=16",
+                      "algo.params.batch_size=16", "algo.params.n_epochs=1")
+    assert train_policy(more)["timesteps"] == 64  # resumes from the checkpoint
+    model, venv, saved, rms = load_policy(tmp_path / "policy.pt")
+    try:
+        assert isinstance(model, RecurrentPPO) and saved.algo.name == "recurrent_ppo"
+        calls = []
+        predict = model.predict
+
+        def spy(obs, state=None, episode_start=None, deterministic=False):
+            action, new_state = predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+            calls.append((state, episode_start.copy(), new_state))
+            return action, new_state
+
+        model.predict = spy
+        first = run_episodes(model, venv, [5, 6], deterministic=True, obs_rms=rms)
+        steps = first[0]["steps"]
+        assert calls[0][0] is None and calls[0][1].all()  # a fresh memory at the first step
+        for prev, cur in zip(calls[:steps - 1], calls[1:steps]):
+            assert not cur[1].any() and cur[0] is prev[2]  # each step gets the state the last one returned
+        assert calls[steps][0] is None and calls[steps][1].all()  # the next episode starts afresh
+        assert run_episodes(model, venv, [5, 6], deterministic=True, obs_rms=rms) == first  # and replays
+    finally:
+        venv.close()
