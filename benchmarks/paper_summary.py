@@ -29,11 +29,11 @@ import numpy as np
 
 from mmrep.policy import wilson_interval
 from mmrep.policy_curves import plot_curves, read_evaluations, wall_seconds
+from mmrep.policy_eval import PARTIAL, kept_entries  # mmrep policy eval's finished rows, kept while it runs
 
 RUN_NAME = re.compile(r"(?P<row>.+)_s(?P<seed>\d+)$")
 
 
-PARTIAL = "rows.partial.jsonl"  # mmrep policy eval's finished rows, kept while it runs
 
 
 def evaluated(run: Path) -> bool:
@@ -56,12 +56,7 @@ def read_eval(folder: Path) -> dict:
     """An evaluation folder's ``results.json``, or what its kept rows give of it so far (``partial``)."""
     if (folder / "results.json").exists():
         return {**json.loads((folder / "results.json").read_text()), "partial": False}
-    kept = []
-    for line in (folder / PARTIAL).read_text().splitlines():
-        try:
-            kept.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a kill
-            continue
+    kept = kept_entries(folder / PARTIAL)
     kept = [k for k in kept if k["run"] == kept[-1]["run"]]  # the evaluation that wrote last
     first = kept[0]["run"] if kept else {"seed": 0, "episodes": 0}
     return {"seeds": [first["seed"], first["seed"] + first["episodes"] - 1], "results": [k["row"] for k in kept],

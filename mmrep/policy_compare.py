@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from mmrep.policy import load_policy, run_episodes
-from mmrep.policy_eval import PARTIAL, Frames, panels_gif, policy_file
+from mmrep.policy_eval import PARTIAL, Frames, kept_entries, panels_gif, policy_file
 from sim.policy_env import CLOSED_LOOP
 
 
@@ -27,15 +27,10 @@ def evaluated_outcomes(run: Path, setting: str, mode: str) -> dict[int, bool]:
     """{seed: success} of ``run``'s own evaluation (``eval/results.json``, or the rows kept so far by
     a running one) in ``setting`` and ``mode``, on the policy's trained shape; {} when there is none."""
     folder = policy_file(run).parent / "eval"
-    rows: list[dict] = []
     if (folder / "results.json").exists():
         rows = json.loads((folder / "results.json").read_text())["results"]
-    elif (folder / PARTIAL).exists():
-        for line in (folder / PARTIAL).read_text().splitlines():
-            try:
-                rows.append(json.loads(line)["row"])
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
+    else:
+        rows = [entry["row"] for entry in kept_entries(folder / PARTIAL)]
     for row in rows:
         if row["setting"] == setting and row["mode"] == mode:
             return {int(e["seed"]): bool(e["success"]) for e in row.get("episode_results", [])}
@@ -49,16 +44,19 @@ def differing_seeds(outcomes: list[dict[int, bool]], count: int) -> list[int]:
     return [s for s in common if len({o[s] for o in outcomes}) > 1][:count]
 
 
-def record_episode(run: Path, seed: int, setting: str, deterministic: bool) -> tuple[Frames, dict]:
-    """One evaluation episode of the policy in ``run`` on ``seed``: its frames and its result."""
+def record_episodes(run: Path, seeds: list[int], setting: str, deterministic: bool) -> list[tuple[Frames, dict]]:
+    """The policy in ``run``'s evaluation episode on each seed (the policy and env built once): frames
+    and result per seed."""
     env_over, perturbations = CLOSED_LOOP[setting]
     model, venv, _, rms = load_policy(policy_file(run), env_over, list(perturbations), render=True)
     try:
-        frames: Frames = []
-        result = run_episodes(model, venv, [seed], deterministic, rms, frames)[0]
+        episodes = []
+        for seed in seeds:
+            frames: Frames = []
+            episodes.append((frames, run_episodes(model, venv, [seed], deterministic, rms, frames)[0]))
     finally:
         venv.close()
-    return frames, result
+    return episodes
 
 
 def compare(runs: list[Path], names: list[str], setting: str, mode: str, seeds: list[int] | None, count: int,
@@ -75,10 +73,11 @@ def compare(runs: list[Path], names: list[str], setting: str, mode: str, seeds: 
         seeds = seeds or [first_seed]
     out.mkdir(parents=True, exist_ok=True)
     entries = []
-    for seed in seeds:
+    recorded = [record_episodes(run, seeds, setting, mode == "deterministic") for run in runs]
+    for k, seed in enumerate(seeds):
         panels, results = [], {}
-        for run, name in zip(runs, names):
-            frames, result = record_episode(run, seed, setting, mode == "deterministic")
+        for name, episodes in zip(names, recorded):
+            frames, result = episodes[k]
             panels.append((name, frames, result["success"]))
             results[name] = result
         gif = f"compare_{setting}_{mode}_{seed}.gif"

@@ -87,19 +87,24 @@ def panels_gif(panels: list[tuple[str | None, Frames, bool]], path: Path, fps: i
 PARTIAL = "rows.partial.jsonl"
 
 
+def kept_entries(path: Path) -> list[dict[str, Any]]:
+    """The entries of a ``rows.partial.jsonl`` (``{"run", "shape_asked", "trained_shape", "row"}``), in
+    order; a line cut short by a kill is skipped; [] when the file does not exist."""
+    entries = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by the kill
+            continue
+    return entries
+
+
 def finished_rows(out: Path, run_key: dict[str, Any]) -> dict[tuple, tuple[dict[str, Any], str]]:
     """The rows a killed evaluation of the same policy file, seeds and episodes already wrote, with the
     policy's trained shape, by (setting, shape asked, mode); rows of any other evaluation are ignored
     (and overwritten)."""
-    path = out / PARTIAL
-    if not path.exists():
-        return {}
     rows = {}
-    for line in path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by the kill
-            continue
+    for entry in kept_entries(out / PARTIAL):
         if entry.get("run") == run_key:
             row = entry["row"]
             rows[(row["setting"], entry["shape_asked"], row["mode"])] = (row, entry["trained_shape"])
