@@ -24,7 +24,6 @@ from torch.utils.data import DataLoader
 from mmrep.data import MultimodalDataset
 from mmrep.models import ModelConfig, MultimodalModel, compute_losses
 from mmrep.train import to_device
-from sim.collect import CollectConfig, collect
 
 
 def step_fn(model, opt, device, amp):
@@ -64,6 +63,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("outputs/bench/train_throughput.json"))
     args = ap.parse_args()
     if not (args.data / "manifest.json").exists():
+        from sim.collect import CollectConfig, collect  # here only: a GPU node fed collected data has no PyBullet
+
         collect(CollectConfig(episodes=20, out=str(args.data), seed=5, env={"max_steps": 100}), progress=False)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
