@@ -198,12 +198,15 @@ def run_status(run: Path) -> dict:
             evals[folder.name] = "done"
         elif (folder / PARTIAL).exists():
             evals[folder.name] = f"{len(read_eval(folder)['results'])} rows kept"
-    steps = steps_done(run)
-    if (run / "checkpoint.pt").exists() and not (run / "policy.pt").exists():  # further than its last evaluation
+    steps, minutes = steps_done(run), None
+    if (run / "checkpoint.pt").exists():  # further than its last periodic evaluation while training
         import torch
 
-        steps = int(torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)["num_timesteps"])
+        ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+        steps = int(ckpt["num_timesteps"])
+        minutes = ckpt["train_seconds"] / 60 if "train_seconds" in ckpt else None  # older checkpoints lack it
     return {"run": run.name, "steps": steps, "total_steps": config.get("total_steps"),
+            "train_minutes": minutes, "max_train_minutes": config.get("max_train_minutes"),
             "trained": (run / "policy.pt").exists(), "evaluations": evals}
 
 
@@ -215,7 +218,9 @@ def status_lines(root: Path, rows: list[str]) -> list[str]:
         seen.add(RUN_NAME.match(run.name)["row"])
         train = "trained" if st["trained"] else "training"
         evals = ", ".join(f"{k} {v}" for k, v in st["evaluations"].items()) or "not evaluated"
-        lines.append(f"{st['run']}: {train}, {st['steps']} of {st['total_steps']} env steps; {evals}")
+        wall = "" if st["train_minutes"] is None else f", {st['train_minutes']:.0f} min" + (
+            f" of its {st['max_train_minutes']:g}" if st["max_train_minutes"] else "")
+        lines.append(f"{st['run']}: {train}, {st['steps']} of {st['total_steps']} env steps{wall}; {evals}")
     missing = [r for r in rows if r not in seen]
     if missing:
         lines.append("no run yet: " + ", ".join(missing))
