@@ -21,7 +21,7 @@ def test_data_tools_and_collect_do_not_import_torch(tmp_path):
     assert "TORCH False" in out.stdout
 
 
-def test_training_imports_and_runs_where_pybullet_is_absent(tmp_path):
+def test_training_imports_where_pybullet_is_absent(tmp_path):
     """A GPU node fed collected data has no simulator: training must not import PyBullet, and the env,
     asked for there, fails with PyBullet's ImportError rather than at ``import sim``."""
     block = tmp_path / "block"
