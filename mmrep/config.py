@@ -244,12 +244,15 @@ class ObsConfig:
     architecture with fresh weights seeded by the policy's seed, frozen (the random-features baseline,
     ``mmrep.encoder.random_like``). ``fine_scale`` (m, state only): the tip-to-hole offset is also
     observed as ``tanh(offset / fine_scale)``; 0 leaves those channels out
-    (``sim.wrappers.StateObservation``)."""
+    (``sim.wrappers.StateObservation``). ``camera_memory`` (latent kinds, product of experts): while
+    the camera looks corrupted, z fuses the camera experts of the last step it looked clean
+    (``mmrep.camera_memory``)."""
 
     kind: str = "latent"
     encoder: str | None = None
     random_init: bool = False
     fine_scale: float = FINE_SCALE
+    camera_memory: bool = False
 
 
 @dataclass
@@ -296,6 +299,9 @@ class PolicyConfig:
         if self.obs.random_init and not self.obs.kind.startswith("latent"):
             raise ValueError(f"obs.random_init needs a latent kind (latent, latent_proprio), got "
                              f"obs.kind={self.obs.kind}")
+        if self.obs.camera_memory and not self.obs.kind.startswith("latent"):
+            raise ValueError(f"obs.camera_memory needs a latent kind (latent, latent_proprio), got "
+                             f"obs.kind={self.obs.kind}")
         if self.obs.fine_scale < 0:
             raise ValueError(f"obs.fine_scale must be >= 0 (m; 0: no fine channels), got {self.obs.fine_scale!r}")
         if self.vec_env not in ("subproc", "dummy", "ray"):
@@ -340,6 +346,7 @@ class PolicyEvalConfig:
     shapes: list[str] = field(default_factory=list)  # peg shapes; []: the one the policy was trained on
     modes: list[str] = field(default_factory=lambda: ["deterministic", "stochastic"])
     video: bool = True  # one rollout per setting (the first shape, deterministic) as a GIF
+    camera_memory: bool | None = None  # hold the camera experts while it looks corrupted; None: as trained
     device: str = "cpu"
     threads: int | None = 1  # torch CPU threads (as PolicyConfig.threads)
     progress: bool = True

@@ -66,7 +66,8 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
                env_overrides: dict[str, Any] | None = None, perturbations: list[str] | None = None,
                render: bool = False) -> VecEnv:
     """The vectorised env of ``cfg`` (before normalisation), its sub-envs seeded ``seed + i``;
-    ``env_overrides`` merge into ``cfg.env`` (nested sections too)."""
+    ``env_overrides`` merge into ``cfg.env`` (nested sections too); latent kinds encode with
+    ``cfg.obs.camera_memory``."""
     env = merge_nested(asdict(cfg.env), env_overrides or {})
     perturbations = cfg.perturbations if perturbations is None else perturbations
     fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
@@ -85,7 +86,8 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
         encoder = load_encoder(cfg.obs.encoder)
         if cfg.obs.random_init:
             encoder = random_like(encoder, seed=cfg.seed)
-        venv = VecLatentObservation(venv, encoder, extra_keys=extra, device=resolve_device(cfg.device))
+        venv = VecLatentObservation(venv, encoder, extra_keys=extra, device=resolve_device(cfg.device),
+                                    camera_memory=cfg.obs.camera_memory)
     return venv
 
 
@@ -407,9 +409,10 @@ def train_policy(cfg: PolicyConfig) -> dict[str, Any]:
 
 
 def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, perturbations: list[str] | None = None,
-                device: str = "cpu", render: bool = False):
+                device: str = "cpu", render: bool = False, camera_memory: bool | None = None):
     """(model, venv, cfg, obs_rms) of a saved ``policy.pt``: the algorithm rebuilt from its JSON config on
-    a single-env ``venv`` (with ``env_overrides`` and ``perturbations`` for evaluation)."""
+    a single-env ``venv`` (with ``env_overrides``, ``perturbations`` and, when not None,
+    ``camera_memory`` for evaluation)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"policy file {path} does not exist (a finished `mmrep policy train` run?)")
@@ -419,6 +422,10 @@ def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, p
     raw = json.loads(blob["config"])
     cfg = PolicyConfig(**{**raw, "algo": AlgoConfig(**raw["algo"]), "obs": ObsConfig(**raw["obs"]),
                           "env": EnvConfig.from_kwargs(**raw["env"]), "device": device})
+    if camera_memory is not None:
+        if camera_memory and not cfg.obs.kind.startswith("latent"):
+            raise ValueError(f"camera_memory needs a policy on a frozen latent; {path} observes {cfg.obs.kind!r}")
+        cfg = replace(cfg, obs=replace(cfg.obs, camera_memory=camera_memory))
     venv = build_venv(cfg, 1, 0, vec_env="dummy", env_overrides=env_overrides, perturbations=perturbations,
                       render=render)
     params = dict(cfg.algo.params)

@@ -131,6 +131,8 @@ def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
     stat = path.stat()
     run_key = {"policy": str(path.resolve()), "policy_bytes": stat.st_size, "policy_mtime_ns": stat.st_mtime_ns,
                "seed": cfg.seed, "episodes": cfg.episodes}
+    if cfg.camera_memory is not None:  # rows of another memory setting are not this evaluation's
+        run_key["camera_memory"] = cfg.camera_memory
     done = finished_rows(out, run_key)
     if not done:
         (out / PARTIAL).unlink(missing_ok=True)
@@ -144,7 +146,8 @@ def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
             continue
         env_over, perturbations = CLOSED_LOOP[setting]
         env_over = {**env_over, **({"peg_shape": shape} if shape else {})}
-        model, venv, pcfg, rms = load_policy(path, env_over, list(perturbations), cfg.device, render=cfg.video)
+        model, venv, pcfg, rms = load_policy(path, env_over, list(perturbations), cfg.device, render=cfg.video,
+                                             camera_memory=cfg.camera_memory)
         trained_shape = pcfg.env.peg_shape
         try:
             for mode in cfg.modes:
@@ -153,6 +156,9 @@ def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                     bar.update(cfg.episodes)
                     continue
                 record = [] if cfg.video and mode == cfg.modes[0] and shape == (cfg.shapes or [None])[0] else None
+                memory = getattr(getattr(venv, "codec", None), "memory", None)
+                if memory is not None:
+                    memory.steps = memory.held_steps = 0
                 episodes = []
                 for s in seeds:  # one at a time, for the progress bar
                     episodes += run_episodes(model, venv, [s], mode == "deterministic", rms,
@@ -160,6 +166,8 @@ def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                     bar.update()
                 row = {"setting": setting, "shape": shape or trained_shape, "mode": mode, **summarize(episodes),
                        "episode_results": episodes}
+                if memory is not None:  # the share of steps whose camera experts were held ones
+                    row["camera_held_fraction"] = memory.held_steps / max(memory.steps, 1)
                 if record:
                     name = f"rollout_{setting}.gif"
                     rollout_gif(record, episodes[0]["success"], out / name)

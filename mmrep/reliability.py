@@ -6,6 +6,13 @@ A modality is *flagged* when the signal exceeds a threshold: a high quantile (de
 values on clean held-out samples, so that about 1% of clean samples are flagged by construction.
 Flagged experts can then be left out of the product altogether (``Encoder.encode(obs, reject=True)``).
 
+The signal can fail the other way: an object close in front of the camera makes the image experts
+*surer* than on any clean view (measured on the insertion encoder: the depth expert's mean
+log-variance falls from a clean median 5.7 to 1.3 behind the occluder, below the clean 0.1st
+percentile 4.7). Thresholds calibrated with ``low_quantile`` also flag a modality whose signal lies
+under that low quantile of the clean values (``low``), so an input unlike the clean ones either way is
+flagged. Files written without them flag one-sided, as before.
+
 Only the product of experts has variances that are trained; the concatenation has no signal.
 """
 
@@ -19,6 +26,7 @@ import numpy as np
 import torch
 
 FLAG_QUANTILE = 0.99
+LOW_QUANTILE = 0.01  # the lower thresholds of two-sided flags: as far into the other tail
 
 
 @dataclass
@@ -26,24 +34,38 @@ class Reliability:
     """Per-modality flag thresholds on the expert mean log-variance, and where they came from.
 
     ``thresholds``: {modality: log-variance (nats, mean over z's dimensions)}; ``quantile``: the
-    quantile of clean values each threshold is; ``samples``: how many clean samples set them."""
+    quantile of clean values each threshold is; ``samples``: how many clean samples set them;
+    ``low``: {modality: log-variance}, the lower thresholds (an expert surer than clean inputs make
+    it), the ``low_quantile`` of the clean values; empty for one-sided flags."""
 
     thresholds: dict[str, float] = field(default_factory=dict)
     quantile: float = FLAG_QUANTILE
     samples: int = 0
+    low: dict[str, float] = field(default_factory=dict)
+    low_quantile: float | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"thresholds": self.thresholds, "quantile": self.quantile, "samples": self.samples})
+        d: dict = {"thresholds": self.thresholds, "quantile": self.quantile, "samples": self.samples}
+        if self.low:
+            d.update(low=self.low, low_quantile=self.low_quantile)
+        return json.dumps(d)
 
     @classmethod
     def from_json(cls, text: str) -> Reliability:
         d = json.loads(text)
-        return cls({m: float(v) for m, v in d["thresholds"].items()}, float(d["quantile"]), int(d["samples"]))
+        low_q = d.get("low_quantile")
+        return cls({m: float(v) for m, v in d["thresholds"].items()}, float(d["quantile"]), int(d["samples"]),
+                   {m: float(v) for m, v in d.get("low", {}).items()}, None if low_q is None else float(low_q))
 
     def flags(self, logvars: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """{modality: (B,) bool}: True where that expert's mean log-variance exceeds its threshold
-        (modalities without a threshold are never flagged)."""
-        return {m: lv > self.thresholds[m] for m, lv in logvars.items() if m in self.thresholds}
+        """{modality: (B,) bool}: True where that expert's mean log-variance exceeds its threshold, or
+        lies under its lower threshold where one is set (modalities without a threshold are never
+        flagged)."""
+        out = {m: lv > self.thresholds[m] for m, lv in logvars.items() if m in self.thresholds}
+        for m, lv in logvars.items():
+            if m in self.low:
+                out[m] = out[m] | (lv < self.low[m]) if m in out else lv < self.low[m]
+        return out
 
     def keep(self, logvars: dict[str, torch.Tensor],
              present: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
@@ -56,19 +78,26 @@ class Reliability:
         return out
 
 
-def calibrate(logvars: dict[str, np.ndarray], quantile: float = FLAG_QUANTILE) -> Reliability:
+def calibrate(logvars: dict[str, np.ndarray], quantile: float = FLAG_QUANTILE,
+              low_quantile: float | None = None) -> Reliability:
     """Thresholds from clean samples' expert mean log-variances ({modality: (N,)}); NaN values (a
-    modality left out of a sample) are ignored."""
-    if not 0.0 < quantile < 1.0:
-        raise ValueError(f"quantile must lie in (0, 1), got {quantile!r}")
-    thresholds, n = {}, 0
+    modality left out of a sample) are ignored. ``low_quantile`` (e.g. 0.001) also sets lower
+    thresholds (two-sided flags)."""
+    for name, q in (("quantile", quantile), ("low_quantile", low_quantile)):
+        if q is not None and not 0.0 < q < 1.0:
+            raise ValueError(f"{name} must lie in (0, 1), got {q!r}")
+    if low_quantile is not None and low_quantile >= quantile:
+        raise ValueError(f"low_quantile {low_quantile} must lie below quantile {quantile}")
+    thresholds, low, n = {}, {}, 0
     for m, lv in logvars.items():
         seen = np.asarray(lv, dtype=np.float64)
         seen = seen[np.isfinite(seen)]
         if len(seen):
             thresholds[m] = float(np.quantile(seen, quantile))
+            if low_quantile is not None:
+                low[m] = float(np.quantile(seen, low_quantile))
             n = max(n, len(seen))
-    return Reliability(thresholds, quantile, n)
+    return Reliability(thresholds, quantile, n, low, low_quantile if low else None)
 
 
 @torch.no_grad()
@@ -91,7 +120,8 @@ def collect_logvars(encoder, batches: Iterable[dict[str, torch.Tensor]]) -> dict
 
 
 def calibrate_encoder_file(encoder_path: str, data: str, batches: int = 120, batch_size: int = 32,
-                           quantile: float = FLAG_QUANTILE, seed: int = 0) -> Reliability:
+                           quantile: float = FLAG_QUANTILE, seed: int = 0,
+                           low_quantile: float | None = LOW_QUANTILE) -> Reliability:
     """Set the reliability thresholds of an encoder file (one exported before they existed) from the
     clean samples of a dataset's validation split (the first ``batches`` x ``batch_size``, in order),
     and write them into the file (atomically: the old file or the new one, never half of one)."""
@@ -110,7 +140,7 @@ def calibrate_encoder_file(encoder_path: str, data: str, batches: int = 120, bat
             items = [ds[j] for j in range(i, min(n, i + batch_size))]
             yield {k: torch.stack([it[k] for it in items]) for k in encoder.cfg.modalities}
 
-    reliability = calibrate(collect_logvars(encoder, model_batches()), quantile)
+    reliability = calibrate(collect_logvars(encoder, model_batches()), quantile, low_quantile)
     export_encoder(encoder, encoder_path, reliability)
     return reliability
 
@@ -126,9 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=120)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--quantile", type=float, default=FLAG_QUANTILE)
+    ap.add_argument("--low-quantile", type=float, default=LOW_QUANTILE,
+                    help="lower thresholds at this quantile of the clean values (two-sided flags); 0: one-sided")
     args = ap.parse_args(argv)
     try:
-        rel = calibrate_encoder_file(args.encoder, args.data, args.batches, args.batch_size, args.quantile)
+        rel = calibrate_encoder_file(args.encoder, args.data, args.batches, args.batch_size, args.quantile,
+                                     low_quantile=args.low_quantile or None)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"mmrep.reliability: error: {err}", file=sys.stderr)
         return 2

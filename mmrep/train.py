@@ -34,7 +34,7 @@ from mmrep.data.transforms import ROBUST_PERTURBATIONS, RandomCorruption
 from mmrep.distributed import DistContext, rank_batches
 from mmrep.encoder import assert_finite_weights, export_encoder, save_atomic
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
-from mmrep.reliability import Reliability, calibrate, collect_logvars
+from mmrep.reliability import FLAG_QUANTILE, LOW_QUANTILE, Reliability, calibrate, collect_logvars
 
 IMAGE_KEYS = ("rgb", "depth", "flow", "flow_mask")
 
@@ -306,8 +306,8 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
 
 def calibrate_reliability(model: MultimodalModel, loader, device: torch.device,
                           max_batches: int | None = None) -> Reliability | None:
-    """The encoder's flag thresholds (``mmrep.reliability``) on clean validation batches; None for the
-    concatenation, whose expert variances are not trained."""
+    """The encoder's two-sided flag thresholds (``mmrep.reliability``) on clean validation batches; None
+    for the concatenation, whose expert variances are not trained."""
     if model.cfg.fusion != "poe":
         return None
 
@@ -319,7 +319,7 @@ def calibrate_reliability(model: MultimodalModel, loader, device: torch.device,
             if len(batch["valid"]):
                 yield to_device(batch, device)
 
-    return calibrate(collect_logvars(model.encoder, batches()))
+    return calibrate(collect_logvars(model.encoder, batches()), FLAG_QUANTILE, LOW_QUANTILE)
 
 
 def proprio_stats(ds: MultimodalDataset) -> tuple[torch.Tensor, torch.Tensor]:

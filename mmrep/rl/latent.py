@@ -8,6 +8,9 @@ observation the encoder sees.
 
 The observation becomes a ``Box`` (D,) float32, D = z_dim + the sizes of ``extra_keys``:
 ``[z, obs[extra_keys[0]].ravel(), ...]``; z is the posterior mean (``Encoder.encode``), unbounded.
+With ``camera_memory=True`` (``LatentObservation`` and the SB3 wrapper) z fuses the camera experts of
+the last step the camera looked clean while it looks corrupted (``mmrep.camera_memory``), reset at
+each episode's start.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
+from mmrep.camera_memory import CameraMemory
 from mmrep.encoder import Encoder, load_encoder
 
 
@@ -30,11 +34,13 @@ class LatentCodec:
 
     ``encoder``: an ``Encoder`` or the path of an ``encoder.pt``; ``extra_keys``: raw observation
     entries appended after z (e.g. ``("proprio",)``: the env's PROPRIO13, 13 floats); ``device``:
-    where the encoder runs ("cpu", "cuda", "auto").
+    where the encoder runs ("cpu", "cuda", "auto"); ``camera_memory``: hold the camera experts while
+    the camera looks corrupted (``mmrep.camera_memory``; sample b of a batch is slot b, and the
+    wrapper resets a slot when its episode starts: ``reset_memory``).
     """
 
     def __init__(self, encoder: Encoder | str | Path, obs_space: spaces.Dict, extra_keys: Sequence[str] = (),
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", camera_memory: bool = False) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         enc = load_encoder(encoder, device) if isinstance(encoder, (str, Path)) else encoder.to(device)
@@ -54,11 +60,23 @@ class LatentCodec:
         self.extra_sizes = [int(np.prod(obs_space[k].shape)) for k in self.extra_keys]
         self.dim = self.encoder.z_dim + sum(self.extra_sizes)
         self.space = spaces.Box(-np.inf, np.inf, (self.dim,), np.float32)
+        self.memory = CameraMemory(self.encoder) if camera_memory else None
 
-    def encode(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """(B, D) float32 from a batched observation dict (every value with a leading batch axis)."""
+    def reset_memory(self, slots: Sequence[int] | None = None) -> None:
+        """A new episode starts in ``slots`` (all when None): forget their held camera experts."""
+        if self.memory is not None:
+            self.memory.reset(slots)
+
+    def encode(self, obs: dict[str, np.ndarray], slots: Sequence[int] | None = None,
+               update_memory: bool = True) -> np.ndarray:
+        """(B, D) float32 from a batched observation dict (every value with a leading batch axis);
+        with camera memory, sample b is in slot ``slots[b]`` (b when None), and ``update_memory=False``
+        leaves the memory as it is (a terminal observation)."""
         inputs = {m: obs[m] for m in self.encoder.cfg.modalities}
-        z = self.encoder.encode(inputs).float().cpu().numpy()
+        if self.memory is not None:
+            z = self.memory.encode(inputs, slots, update=update_memory).float().cpu().numpy()
+        else:
+            z = self.encoder.encode(inputs).float().cpu().numpy()
         parts = [z] + [np.asarray(obs[k], dtype=np.float32).reshape(z.shape[0], -1) for k in self.extra_keys]
         return np.concatenate(parts, axis=1) if len(parts) > 1 else z
 
@@ -71,12 +89,17 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
     """A Gymnasium env whose observation is the frozen encoder's latent (see the module doc)."""
 
     def __init__(self, env: gym.Env, encoder: Encoder | str | Path, extra_keys: Sequence[str] = (),
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", camera_memory: bool = False) -> None:
         # recorded so that gym.make can rebuild the wrapped env from its spec (env checkers do)
-        gym.utils.RecordConstructorArgs.__init__(self, encoder=encoder, extra_keys=tuple(extra_keys), device=device)
+        gym.utils.RecordConstructorArgs.__init__(self, encoder=encoder, extra_keys=tuple(extra_keys), device=device,
+                                                 camera_memory=camera_memory)
         gym.ObservationWrapper.__init__(self, env)
-        self.codec = LatentCodec(encoder, env.observation_space, extra_keys, device)
+        self.codec = LatentCodec(encoder, env.observation_space, extra_keys, device, camera_memory)
         self.observation_space = self.codec.space
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.codec.reset_memory()
+        return super().reset(seed=seed, options=options)
 
     def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
         return self.codec.encode_one(observation)

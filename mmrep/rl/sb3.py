@@ -42,14 +42,16 @@ class VecLatentObservation(VecEnvWrapper):
     """An SB3 vectorised env whose observations are the frozen encoder's latents (B, D), encoded in
     one batch per step; ``infos[i]["terminal_observation"]`` (the last observation of an episode that
     ended, used for bootstrapping) is encoded too. D, ``extra_keys`` and ``device``: as
-    ``mmrep.rl.latent.LatentCodec``."""
+    ``mmrep.rl.latent.LatentCodec``; with ``camera_memory`` a sub-environment's memory is reset when
+    its episode ends (SB3 vec envs reset it in the same step)."""
 
     def __init__(self, venv: VecEnv, encoder: Encoder | str | Path, extra_keys: Sequence[str] = (),
-                 device: str = "cpu") -> None:
-        self.codec = LatentCodec(encoder, venv.observation_space, extra_keys, device)
+                 device: str = "cpu", camera_memory: bool = False) -> None:
+        self.codec = LatentCodec(encoder, venv.observation_space, extra_keys, device, camera_memory)
         super().__init__(venv, observation_space=self.codec.space)
 
     def reset(self) -> np.ndarray:
+        self.codec.reset_memory()
         return self.codec.encode(self.venv.reset())
 
     def step_wait(self):
@@ -58,8 +60,11 @@ class VecLatentObservation(VecEnvWrapper):
         if ended:
             finals = [infos[i]["terminal_observation"] for i in ended]
             batch = {k: np.stack([f[k] for f in finals]) for k in finals[0]}
-            for i, z in zip(ended, self.codec.encode(batch)):
+            # each terminal observation's z with its sub-environment's memory, before that is reset
+            rows = self.codec.encode(batch, slots=ended, update_memory=False)
+            for i, z in zip(ended, rows):
                 infos[i]["terminal_observation"] = z
+        self.codec.reset_memory([i for i, d in enumerate(dones) if d])
         return self.codec.encode(obs), rewards, dones, infos
 
 

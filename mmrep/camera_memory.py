@@ -1,0 +1,92 @@
+"""Camera memory: while the camera looks corrupted, fuse the camera experts it last trusted.
+
+A frozen policy under an occluder that appears after first contact (the paper's video) loses the
+hole: the occluded view moves z, and a memoryless policy cannot remember where the hole was. The
+product of experts makes a remedy cheap, with no retraining: each step, the reliability flags
+(``mmrep.reliability``, two-sided: an occluded camera makes its experts *surer* than clean views do)
+say whether the camera (``rgb`` and ``depth`` together, one sensor) looks unlike its clean inputs; if
+it does, the RGB and depth experts' posteriors (mu, logvar) of the last step it looked clean take
+their place in the product, while F/T and proprioception stay live. With nothing held yet (an
+episode that starts occluded) the current experts are used, so z is then what ``Encoder.encode``
+gives.
+
+Memory is per slot (one slot per sub-environment of a batch): ``reset(slots)`` at each episode's start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from mmrep.encoder import Encoder
+
+CAMERA = ("rgb", "depth")
+
+
+class CameraMemory:
+    """Per-slot memory of an encoder's last trusted camera experts (module doc).
+
+    ``encoder``: a product-of-experts ``Encoder`` with reliability thresholds (two-sided ones to catch
+    an occluder: ``python -m mmrep.reliability ENCODER DATA`` sets them). ``held_steps`` / ``steps``
+    count the samples encoded with held experts / all samples.
+    """
+
+    def __init__(self, encoder: Encoder) -> None:
+        if encoder.cfg.fusion != "poe":
+            raise ValueError(f"camera memory needs the product of experts; this encoder fuses by "
+                             f"{encoder.cfg.fusion!r}")
+        self.camera = [m for m in CAMERA if m in encoder.cfg.modalities]
+        if not self.camera:
+            raise ValueError(f"camera memory needs a camera modality {CAMERA}; the encoder reads "
+                             f"{encoder.cfg.modalities}")
+        self.reliability = encoder._reliability()  # raises, naming the fix, when there are no thresholds
+        missing = [m for m in self.camera if m not in self.reliability.thresholds]
+        if missing:
+            raise ValueError(f"the encoder's reliability thresholds leave out {missing}")
+        if not any(m in self.reliability.low for m in self.camera):
+            raise ValueError("the encoder's reliability thresholds are one-sided, and an occluded camera makes "
+                             "its experts surer, not less sure: set two-sided ones with "
+                             "`python -m mmrep.reliability ENCODER DATA`")
+        self.encoder = encoder
+        self.held: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}  # slot -> modality -> (mu, lv)
+        self.held_steps = 0
+        self.steps = 0
+
+    def reset(self, slots: Iterable[int] | None = None) -> None:
+        """Forget the held experts of ``slots`` (all when None): a new episode starts there."""
+        if slots is None:
+            self.held.clear()
+        else:
+            for s in slots:
+                self.held.pop(int(s), None)
+
+    @torch.no_grad()
+    def encode(self, obs: dict[str, Any], slots: Sequence[int] | None = None, update: bool = True) -> torch.Tensor:
+        """z (B, z_dim) of a batched env observation dict, sample b in slot ``slots[b]`` (b when None).
+        ``update=False`` reads the memory without changing it (an episode's terminal observation)."""
+        enc = self.encoder
+        inputs, single = enc.model_inputs(obs)
+        if single:
+            raise ValueError("CameraMemory.encode takes a batched observation dict (a leading batch axis)")
+        given = [m for m in enc.cfg.modalities if m in inputs]
+        mus, logvars, _, names = enc.image_experts(inputs, given)
+        state_mus, state_logvars, state_names = enc.state_experts(inputs, modalities=given)
+        cam = [i for i, m in enumerate(names) if m in self.camera]
+        flags = self.reliability.flags({names[i]: logvars[i].float().mean(1) for i in cam})
+        suspect = torch.stack(list(flags.values())).any(0) if flags else torch.zeros(len(mus[0]), dtype=torch.bool)
+        mus, logvars = [t.clone() for t in mus], [t.clone() for t in logvars]
+        slots = range(len(suspect)) if slots is None else [int(s) for s in slots]
+        if len(slots) != len(suspect):
+            raise ValueError(f"{len(slots)} slots for a batch of {len(suspect)}")
+        for b, (slot, bad) in enumerate(zip(slots, suspect.tolist())):
+            self.steps += 1
+            if bad and all(names[i] in self.held.get(slot, {}) for i in cam):
+                for i in cam:
+                    mus[i][b], logvars[i][b] = self.held[slot][names[i]]
+                self.held_steps += 1
+            elif not bad and update:
+                self.held[slot] = {names[i]: (mus[i][b].clone(), logvars[i][b].clone()) for i in cam}
+        return enc.fuse_experts(mus + state_mus, logvars + state_logvars, sample=False,
+                                names=names + state_names, batch_size=len(suspect))[0]

@@ -1,0 +1,194 @@
+"""Two-sided reliability flags and the camera memory: while the camera looks corrupted, z fuses the
+camera experts of the last step it looked clean."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from mmrep.camera_memory import CameraMemory
+from mmrep.encoder import Encoder, export_encoder, load_encoder
+from mmrep.models import ModelConfig
+from mmrep.reliability import Reliability, calibrate
+from mmrep.rl.latent import LatentObservation
+from mmrep.rl.sb3 import VecLatentObservation
+
+ENV = {"image_size": 64, "max_steps": 4, "physics_hz": 240.0}
+KEYS = ("rgb", "depth", "force", "proprio")
+
+
+def make(**kw):
+    return gym.make("mmrep/PegInsertion-v0", **{**ENV, **kw})
+
+
+def first_obs(seed: int = 3, **kw) -> dict[str, np.ndarray]:
+    env = make(**kw)
+    try:
+        obs, _ = env.reset(seed=seed)
+        return {k: obs[k] for k in KEYS}
+    finally:
+        env.close()
+
+
+def stack(*obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.stack([o[k] for o in obs]) for k in KEYS}
+
+
+@pytest.fixture(scope="module")
+def views():
+    """The same reset seen clean and behind the static occluder, and the encoder's thresholds set
+    between the two views' camera log-variances, so the occluded view is flagged and the clean one not."""
+    torch.manual_seed(0)
+    enc = Encoder(ModelConfig(image_size=64, z_dim=16)).eval()
+    clean = first_obs()
+    occluded = first_obs(occluder={"mode": "static", "probability": 1.0})
+    assert not np.array_equal(clean["rgb"], occluded["rgb"])
+    a, b = enc.expert_logvars(clean), enc.expert_logvars(occluded)
+    high = {m: 1e9 for m in KEYS}
+    low = {m: -1e9 for m in KEYS}
+    for m in ("rgb", "depth"):
+        mid = float(a[m] + b[m]) / 2
+        if b[m] < a[m]:
+            low[m] = mid  # the occluded view makes this expert surer than the clean one
+        else:
+            high[m] = mid
+    enc.reliability = Reliability(high, 0.99, 10, low, 0.01)
+    assert not any(bool(f) for f in enc.flags(clean).values())
+    assert any(bool(enc.flags(occluded)[m]) for m in ("rgb", "depth"))
+    return enc, clean, occluded
+
+
+def test_two_sided_flags_fire_under_the_low_quantile_and_round_trip_through_json():
+    lv = {"rgb": np.arange(1000, dtype=np.float64), "force": np.arange(1000, dtype=np.float64)}
+    rel = calibrate(lv, 0.99, 0.01)
+    flags = rel.flags({m: torch.as_tensor(v) for m, v in lv.items()})
+    assert float(flags["rgb"].float().mean()) == pytest.approx(0.02, abs=0.003)  # both tails, 1% each
+    assert bool(flags["rgb"][0]) and bool(flags["rgb"][-1]) and not bool(flags["rgb"][500])
+    again = Reliability.from_json(rel.to_json())
+    assert again == rel and again.low_quantile == 0.01
+    one_sided = Reliability.from_json(json.dumps({"thresholds": {"rgb": 5.0}, "quantile": 0.99, "samples": 3}))
+    assert one_sided.low == {} and not bool(one_sided.flags({"rgb": torch.tensor([-1e6])})["rgb"][0])
+    assert "low" not in json.loads(one_sided.to_json())  # files written before stay as they were
+    with pytest.raises(ValueError, match="low_quantile"):
+        calibrate(lv, 0.99, 0.995)
+
+
+def test_held_z_is_the_clean_camera_with_the_live_touch_and_proprioception(views):
+    enc, clean, occluded = views
+    memory = CameraMemory(enc)
+    z_clean = memory.encode(stack(clean))
+    torch.testing.assert_close(z_clean, enc.encode(stack(clean)))  # nothing flagged: as Encoder.encode
+    held = memory.encode(stack(occluded))
+    expected = enc.encode(stack({**occluded, "rgb": clean["rgb"], "depth": clean["depth"]}))
+    torch.testing.assert_close(held, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(held, enc.encode(stack(occluded)))
+    assert (memory.held_steps, memory.steps) == (1, 2)
+    memory.reset()
+    torch.testing.assert_close(memory.encode(stack(occluded)), enc.encode(stack(occluded)))  # nothing held yet
+
+
+def test_memory_is_per_slot_and_a_terminal_read_leaves_it(views):
+    enc, clean, occluded = views
+    memory = CameraMemory(enc)
+    memory.encode(stack(clean, occluded))  # slot 0 holds the clean view; slot 1 starts occluded
+    out = memory.encode(stack(occluded, occluded), slots=[1, 0])
+    torch.testing.assert_close(out[0], enc.encode(stack(occluded))[0])  # slot 1: nothing to hold
+    torch.testing.assert_close(out[1], memory.encode(stack(occluded), slots=[0])[0])
+    other = {**clean, "proprio": clean["proprio"] + 0.01}
+    memory.encode(stack(other), slots=[0], update=False)
+    held = memory.encode(stack(occluded), slots=[0])
+    torch.testing.assert_close(held, enc.encode(stack({**occluded, "rgb": clean["rgb"], "depth": clean["depth"]})),
+                               rtol=1e-5, atol=1e-6)
+    memory.reset([0])
+    assert memory.held == {}
+    with pytest.raises(ValueError, match="slots for a batch"):
+        memory.encode(stack(clean), slots=[0, 1])
+
+
+def test_camera_memory_refuses_encoders_it_cannot_read(views):
+    enc, *_ = views
+    with pytest.raises(ValueError, match="product of experts"):
+        CameraMemory(Encoder(ModelConfig(image_size=64, fusion="concat")))
+    no_camera = Encoder(ModelConfig(image_size=64, rgb=False, depth=False))
+    with pytest.raises(ValueError, match="camera modality"):
+        CameraMemory(no_camera)
+    one_sided = Encoder(ModelConfig(image_size=64))
+    one_sided.reliability = Reliability(dict(enc.reliability.thresholds))
+    with pytest.raises(ValueError, match="two-sided.*mmrep.reliability"):
+        CameraMemory(one_sided)
+    one_sided.reliability = None
+    with pytest.raises(ValueError, match="no reliability thresholds"):
+        CameraMemory(one_sided)
+
+
+def test_wrappers_reset_the_memory_when_an_episode_starts(views, tmp_path):
+    enc, clean, _ = views
+    # the camera always flagged: the memory then changes only by what the wrappers reset
+    always = Encoder(enc.cfg)
+    always.load_state_dict(enc.state_dict())
+    always.reliability = Reliability({m: 1e9 for m in KEYS}, 0.99, 10, {"depth": 1e9}, 0.01)
+    path = tmp_path / "encoder.pt"
+    export_encoder(always, path, always.reliability)
+    assert load_encoder(path).reliability == always.reliability
+    inputs, _ = always.model_inputs(stack(clean))
+    mus, logvars, _, names = always.image_experts(inputs)
+    sentinel = {m: (mu[0], lv[0]) for m, mu, lv in zip(names, mus, logvars)}
+
+    single = LatentObservation(make(), path, camera_memory=True)
+    try:
+        z, _ = single.reset(seed=5)
+        single.codec.memory.held[0] = sentinel
+        held_z = single.observation(single.env.reset(seed=5)[0])  # the wrapper's own reset not called
+        assert not np.allclose(held_z, z)
+        again, _ = single.reset(seed=5)
+        np.testing.assert_array_equal(again, z)  # reset forgot the held view
+    finally:
+        single.close()
+
+    venv = VecLatentObservation(DummyVecEnv([make, make]), path, camera_memory=True)
+    try:
+        venv.seed(3)
+        venv.reset()
+        assert venv.codec.memory.held == {}
+        venv.codec.memory.held.update({0: sentinel, 1: sentinel})
+        for t in range(ENV["max_steps"]):
+            obs, _, dones, infos = venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
+            assert set(venv.codec.memory.held) == (set() if t == ENV["max_steps"] - 1 else {0, 1})
+        assert dones.all() and all(info["terminal_observation"].shape == (16,) for info in infos)
+    finally:
+        venv.close()
+
+
+def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
+    from mmrep.cli import main
+    from mmrep.config import app_config, compose
+    from mmrep.policy import load_policy, train_policy
+
+    enc, *_ = views
+    path = tmp_path / "encoder.pt"
+    export_encoder(enc, path, enc.reliability)
+    cfg = app_config(compose("policy", [f"out={tmp_path / 'run'}", "progress=false", "vec_env=dummy",
+                                        "eval_episodes=1", "eval_every_steps=32", "ckpt_every_steps=32",
+                                        "env.max_steps=8", "env.physics_hz=240.0", "env.image_size=64",
+                                        "obs=latent_proprio", f"obs.encoder={path}", "total_steps=32", "algo=ppo",
+                                        "algo.params.n_steps=16", "algo.params.batch_size=16",
+                                        "algo.params.n_epochs=1"]))
+    train_policy(cfg)
+    out = tmp_path / "eval"
+    args = ["policy", "eval", f"policy={tmp_path / 'run'}", "episodes=2", "settings=[occluder]", "video=false",
+            "progress=false", "modes=[deterministic]", f"out={out}"]
+    assert main([*args, "camera_memory=true"]) == 0
+    row = json.loads((out / "results.json").read_text())["results"][0]
+    assert 0.0 <= row["camera_held_fraction"] <= 1.0 and row["setting"] == "occluder"
+    assert main([*args, "camera_memory=false"]) == 0  # another evaluation: its rows are run, not reused
+    assert "camera_held_fraction" not in json.loads((out / "results.json").read_text())["results"][0]
+
+    train_policy(app_config(compose("policy", [f"out={tmp_path / 'state'}", "progress=false", "vec_env=dummy",
+                                               "obs=state", "total_steps=16", "eval_every_steps=16", "eval_episodes=1",
+                                               "env.max_steps=8", "env.physics_hz=240.0", "algo=ppo",
+                                               "algo.params.n_steps=16", "algo.params.batch_size=16"])))
+    with pytest.raises(ValueError, match="camera_memory needs a policy on a frozen latent"):
+        load_policy(tmp_path / "state" / "policy.pt", camera_memory=True)
