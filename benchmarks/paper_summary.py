@@ -11,7 +11,9 @@ reports issue 12's targets (met, not met, or not measured yet) and per row: the 
 the training wall time per seed (TensorBoard event times, killed time not counted), and per setting
 and mode each seed's success on the held-out seeds, their mean, and the pooled rate over all seeds'
 episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_<name>/results.json``,
-e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells.
+e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells; rows
+evaluated with camera memory (``mmrep policy eval camera_memory=true``) are the setting's name with
+``+memory``, apart from the plain ones.
 Writes ``summary.json``, ``table.md`` (the README's tables) and ``curves.png`` (every run's held-out
 curve), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations beside them (with the
 rollout GIFs of each row's first seed).
@@ -75,6 +77,9 @@ def eval_results(run: Path) -> list[Path]:
     return [f for f in folders if (f / "results.json").exists() or (f / PARTIAL).exists()]
 
 
+MEMORY = "+memory"  # the setting's suffix for rows evaluated with camera memory
+
+
 def row_summary(runs: list[Path]) -> dict:
     """Budget, wall time and per-(setting, mode) success of one row's seeds."""
     configs = [json.loads((r / "config.json").read_text()) for r in runs]
@@ -82,8 +87,9 @@ def row_summary(runs: list[Path]) -> dict:
     cells: dict[str, dict] = {}
     for run in runs:
         for r in (r for folder in eval_results(run) for r in read_eval(folder)["results"]):
-            key = f"{r['setting']}/{r['shape']}/{r['mode']}"
-            cell = cells.setdefault(key, {"setting": r["setting"], "shape": r["shape"], "mode": r["mode"],
+            setting = r["setting"] + (MEMORY if "camera_held_fraction" in r else "")
+            key = f"{setting}/{r['shape']}/{r['mode']}"
+            cell = cells.setdefault(key, {"setting": setting, "shape": r["shape"], "mode": r["mode"],
                                           "seeds": {}, "successes": 0, "episodes": 0})
             wins = sum(e["success"] for e in r["episode_results"])
             cell["seeds"][run.name] = r["success_rate"]
@@ -142,7 +148,8 @@ def targets(rows: dict[str, dict], fused: str = "fused_insertion", shape: str = 
     """Issue 12's targets, per action mode, from the pooled cells: the fused row at least 90%; no
     haptics and no vision clearly below it (their 95% interval entirely under the fused row's); the
     fused row under the occluder (also after first contact) and pushes within 10 points of its clean
-    rate. A target whose rows or settings have not run yet is reported as not measured (met None)."""
+    rate. A target whose rows or settings have not run yet is reported as not measured (met None).
+    Where the fused row was also evaluated with camera memory, those settings are scored beside."""
     def cell(row: str, setting: str, mode: str) -> dict | None:
         return rows.get(row, {}).get("cells", {}).get(f"{setting}/{shape}/{mode}")
 
@@ -158,7 +165,9 @@ def targets(rows: dict[str, dict], fused: str = "fused_insertion", shape: str = 
             out.append({"target": f"{base} clearly below {fused}", "mode": mode,
                         "measured": f"{rate(other)} against {rate(clean)}" if both else None,
                         "met": other["pooled_ci95"][1] < clean["pooled_ci95"][0] if both else None})
-        for setting in ("occluder", "occluder_after_contact", "pushes"):
+        perturbed = ["occluder", "occluder_after_contact", "pushes"]
+        perturbed += [s + MEMORY for s in perturbed if cell(fused, s + MEMORY, mode) is not None]
+        for setting in perturbed:
             pert = cell(fused, setting, mode)
             both = clean is not None and pert is not None
             out.append({"target": f"{fused} under {setting} within {PERTURBED_WITHIN * 100:.0f} points of clean",

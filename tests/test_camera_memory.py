@@ -1,7 +1,9 @@
 """Two-sided reliability flags and the camera memory: while the camera looks corrupted, z fuses the
 camera experts of the last step it looked clean."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -162,10 +164,19 @@ def test_wrappers_reset_the_memory_when_an_episode_starts(views, tmp_path):
         venv.close()
 
 
+def paper_summary():
+    spec = importlib.util.spec_from_file_location(
+        "paper_summary", Path(__file__).resolve().parents[1] / "benchmarks" / "paper_summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
     from mmrep.cli import main
     from mmrep.config import app_config, compose
     from mmrep.policy import load_policy, train_policy
+    from mmrep.policy_eval import PARTIAL
 
     enc, *_ = views
     path = tmp_path / "encoder.pt"
@@ -177,14 +188,25 @@ def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
                                         "algo.params.n_steps=16", "algo.params.batch_size=16",
                                         "algo.params.n_epochs=1"]))
     train_policy(cfg)
-    out = tmp_path / "eval"
-    args = ["policy", "eval", f"policy={tmp_path / 'run'}", "episodes=2", "settings=[occluder]", "video=false",
-            "progress=false", "modes=[deterministic]", f"out={out}"]
-    assert main([*args, "camera_memory=true"]) == 0
-    row = json.loads((out / "results.json").read_text())["results"][0]
-    assert 0.0 <= row["camera_held_fraction"] <= 1.0 and row["setting"] == "occluder"
-    assert main([*args, "camera_memory=false"]) == 0  # another evaluation: its rows are run, not reused
-    assert "camera_held_fraction" not in json.loads((out / "results.json").read_text())["results"][0]
+    run = tmp_path / "run"
+    args = ["policy", "eval", f"policy={run}", "episodes=2", "settings=[occluder]", "video=false",
+            "progress=false", "modes=[deterministic]"]
+    assert main([*args, f"out={run / 'eval'}"]) == 0
+    plain = json.loads((run / "eval" / "results.json").read_text())["results"][0]
+    assert "camera_held_fraction" not in plain
+    # a plain row kept from a killed evaluation is not taken for a camera-memory evaluation's
+    stat = (run / "policy.pt").stat()
+    key = {"policy": str((run / "policy.pt").resolve()), "policy_bytes": stat.st_size,
+           "policy_mtime_ns": stat.st_mtime_ns, "seed": 2_000_000, "episodes": 2}
+    (run / "eval_memory").mkdir()
+    (run / "eval_memory" / PARTIAL).write_text(json.dumps(
+        {"run": key, "shape_asked": None, "trained_shape": "square", "row": {**plain, "marker": "plain"}}) + "\n")
+    assert main([*args, "camera_memory=true", f"out={run / 'eval_memory'}"]) == 0
+    row = json.loads((run / "eval_memory" / "results.json").read_text())["results"][0]
+    assert "marker" not in row and 0.0 <= row["camera_held_fraction"] <= 1.0
+    # the paper summary keeps the two apart
+    summary = paper_summary().row_summary([run])
+    assert {c["setting"] for c in summary["cells"].values()} == {"occluder", "occluder+memory"}
 
     train_policy(app_config(compose("policy", [f"out={tmp_path / 'state'}", "progress=false", "vec_env=dummy",
                                                "obs=state", "total_steps=16", "eval_every_steps=16", "eval_episodes=1",

@@ -348,6 +348,13 @@ def test_paper_targets_compare_pooled_cells_and_say_what_has_not_run():
         assert met["fused_insertion under pushes within 10 points of clean"] is True
         assert met["fused_insertion under occluder_after_contact within 10 points of clean"] is None  # not run
     assert "not measured yet" in "\n".join(mod.targets_table(goals))
+    # a fused row also evaluated with camera memory: its settings scored beside, never merged
+    memory = mod.targets({"fused_insertion": row(clean=95, occluder_after_contact=40,
+                                                 **{"occluder_after_contact+memory": 88})})
+    met = {t["target"]: t["met"] for t in memory if t["mode"] == "deterministic"}
+    assert met["fused_insertion under occluder_after_contact within 10 points of clean"] is False
+    assert met["fused_insertion under occluder_after_contact+memory within 10 points of clean"] is True
+    assert not any("occluder+memory" in t for t in met)  # only the settings evaluated with memory
 
 
 def test_recurrent_policy_carries_its_memory_through_an_episode_and_resets_it_after(tmp_path):
