@@ -10,7 +10,9 @@ TORCH_PIN ?= torch==2.13.0
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+# Not on the Makefile itself: editing a target must not reinstall the environment (touch pyproject.toml
+# after changing TORCH_PIN).
+$(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
@@ -148,6 +150,16 @@ runs/paper/$(1)_s$(2)/eval/results.json: runs/paper/$(1)_s$(2)/policy.pt
 endef
 $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_RUN,$(r),$(s)))))
 
+# The camera memory (mmrep.camera_memory) under the occluder after first contact: the fused policies,
+# unchanged, with the camera experts held while the camera looks corrupted (eval_memory/, about 10 min
+# a seed).
+define PAPER_MEMORY_RUN
+runs/paper/fused_insertion_s$(1)/eval_memory/results.json: runs/paper/fused_insertion_s$(1)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/fused_insertion_s$(1) out=runs/paper/fused_insertion_s$(1)/eval_memory \
+		camera_memory=true episodes=100 progress=false "settings=[occluder_after_contact]"
+endef
+$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_MEMORY_RUN,$(s))))
+
 # Shape transfer (item 5): the square fused_insertion policies on the other pegs without retraining
 # (eval_transfer/, 100 seeds a shape, about 16 min a seed), and a new policy per shape on the same
 # frozen representation (rows fused_insertion_<shape>, seed 0, one training each).
@@ -176,7 +188,8 @@ paper-shapes: $(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_t
 paper-status: venv  # where each run stands: env steps trained, evaluations done or rows kept
 	$(PY) benchmarks/paper_summary.py runs/paper --status
 
-paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json))
+paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json)) \
+		$(if $(filter fused_insertion,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_memory/results.json))
 	$(PY) benchmarks/paper_summary.py runs/paper --out benchmarks/results/paper
 
 lint: venv
