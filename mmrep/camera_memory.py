@@ -75,7 +75,8 @@ class CameraMemory:
         state_mus, state_logvars, state_names = enc.state_experts(inputs, modalities=given)
         cam = [i for i, m in enumerate(names) if m in self.camera]
         flags = self.reliability.flags({names[i]: logvars[i].float().mean(1) for i in cam})
-        suspect = torch.stack(list(flags.values())).any(0) if flags else torch.zeros(len(mus[0]), dtype=torch.bool)
+        batch = next(iter(inputs.values())).shape[0]
+        suspect = torch.stack(list(flags.values())).any(0) if flags else torch.zeros(batch, dtype=torch.bool)
         mus, logvars = [t.clone() for t in mus], [t.clone() for t in logvars]
         slots = range(len(suspect)) if slots is None else [int(s) for s in slots]
         if len(slots) != len(suspect):
@@ -89,4 +90,4 @@ class CameraMemory:
             elif not bad and update:
                 self.held[slot] = {names[i]: (mus[i][b].clone(), logvars[i][b].clone()) for i in cam}
         return enc.fuse_experts(mus + state_mus, logvars + state_logvars, sample=False,
-                                names=names + state_names, batch_size=len(suspect))[0]
+                                names=names + state_names, batch_size=batch)[0]

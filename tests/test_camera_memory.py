@@ -214,3 +214,10 @@ def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
                                                "algo.params.n_steps=16", "algo.params.batch_size=16"])))
     with pytest.raises(ValueError, match="camera_memory needs a policy on a frozen latent"):
         load_policy(tmp_path / "state" / "policy.pt", camera_memory=True)
+
+
+def test_observations_without_the_camera_encode_as_the_encoder_does(views):
+    enc, clean, _ = views
+    memory = CameraMemory(enc)
+    blind = {k: v for k, v in stack(clean).items() if k in ("force", "proprio")}
+    torch.testing.assert_close(memory.encode(blind), enc.encode(blind))
