@@ -12,8 +12,8 @@ the training wall time per seed (TensorBoard event times, killed time not counte
 and mode each seed's success on the held-out seeds, their mean, and the pooled rate over all seeds'
 episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_<name>/results.json``,
 e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells; rows
-evaluated with camera memory (``mmrep policy eval camera_memory=true``) are the setting's name with
-``+memory``, apart from the plain ones.
+evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a policy trained without it
+are the setting's name with ``+memory``, apart from the plain ones.
 Writes ``summary.json``, ``table.md`` (the README's tables) and ``curves.png`` (every run's held-out
 curve), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations beside them (with the
 rollout GIFs of each row's first seed).
@@ -85,9 +85,10 @@ def row_summary(runs: list[Path]) -> dict:
     configs = [json.loads((r / "config.json").read_text()) for r in runs]
     results = [read_eval(r / "eval") for r in runs]
     cells: dict[str, dict] = {}
-    for run in runs:
+    for run, config in zip(runs, configs):
+        trained_with_memory = config["obs"].get("camera_memory", False)  # then memory is how it is evaluated
         for r in (r for folder in eval_results(run) for r in read_eval(folder)["results"]):
-            setting = r["setting"] + (MEMORY if "camera_held_fraction" in r else "")
+            setting = r["setting"] + (MEMORY if "camera_held_fraction" in r and not trained_with_memory else "")
             key = f"{setting}/{r['shape']}/{r['mode']}"
             cell = cells.setdefault(key, {"setting": setting, "shape": r["shape"], "mode": r["mode"],
                                           "seeds": {}, "successes": 0, "episodes": 0})

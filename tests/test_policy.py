@@ -254,6 +254,10 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     assert {k: v for k, v in lstm.algo.params.items() if k not in ("batch_size", "policy_kwargs")} == \
         {k: v for k, v in fused.algo.params.items() if k != "batch_size"}
     assert lstm.env.occluder.mode == "after_contact" and lstm.env.occluder.probability == 0.5
+    # The camera-memory remedy: the fused z with memory, the same occluder episodes as the LSTM row
+    memory = cfgs["fused_memory_occluder"]
+    assert memory.obs.camera_memory and not fused.obs.camera_memory
+    assert memory.obs.encoder == fused.obs.encoder and memory.env.occluder == lstm.env.occluder
     assert cfgs["state"].obs.kind == "state" and cfgs["pixels"].obs.kind == "pixels"
     assert cfgs["random_init"].obs.random_init and not cfgs["fused_poe"].obs.random_init
     for r in ("fused_poe", "fused_concat", "no_haptics", "no_vision", "random_init"):
