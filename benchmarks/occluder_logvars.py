@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mmrep.encoder import load_encoder
+from mmrep.reliability import Reliability
 from sim.policies import make_policy
 from sim.policy_env import CLOSED_LOOP, make_policy_env
 
@@ -65,22 +66,20 @@ def main() -> None:
     out = {"benchmark": "occluder_logvars", "encoder": args.encoder, "episodes": args.episodes,
            "steps": {"clean": int((~visible).sum()), "occluded": int(visible.sum())},
            "thresholds": {"upper": rel.thresholds, "low": rel.low}, "modalities": {}}
+    # the encoder's own flag rule, two-sided as stored and one-sided (its upper thresholds alone)
+    rules = {"one_sided": Reliability(rel.thresholds), "two_sided": rel}
+    flags = {name: {m: f.numpy() for m, f in r.flags({m: torch.as_tensor(v) for m, v in logvars.items()}).items()}
+             for name, r in rules.items()}
     for m, lv in logvars.items():
         row = {}
         for name, sel in (("clean", ~visible), ("occluded", visible)):
-            v = lv[sel]
-            upper = v > rel.thresholds.get(m, np.inf)
-            low = v < rel.low.get(m, -np.inf)
-            row[name] = {"quantiles": dict(zip(map(str, QUANTILES), np.quantile(v, QUANTILES).round(3).tolist())),
-                         "flagged_one_sided": float(upper.mean()), "flagged_two_sided": float((upper | low).mean())}
+            row[name] = {"quantiles": dict(zip(map(str, QUANTILES), np.quantile(lv[sel], QUANTILES).round(3).tolist())),
+                         **{f"flagged_{k}": float(f[m][sel].mean()) if m in f else 0.0 for k, f in flags.items()}}
         out["modalities"][m] = row
-    camera = [m for m in ("rgb", "depth") if m in logvars]
+    camera = [m for m in ("rgb", "depth") if m in flags["two_sided"]]
     for name, sel in (("clean", ~visible), ("occluded", visible)):
-        flags = np.zeros(int(sel.sum()), bool)
-        for m in camera:
-            v = logvars[m][sel]
-            flags |= (v > rel.thresholds.get(m, np.inf)) | (v < rel.low.get(m, -np.inf))
-        out.setdefault("camera_flagged_two_sided", {})[name] = float(flags.mean())
+        either = np.any([flags["two_sided"][m][sel] for m in camera], axis=0)
+        out.setdefault("camera_flagged_two_sided", {})[name] = float(either.mean())
     out["seconds"] = time.time() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
