@@ -16,7 +16,10 @@ evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a pol
 are the setting's name with ``+memory``, apart from the plain ones.
 Writes ``summary.json``, ``table.md`` (the README's tables) and ``curves.png`` (every run's held-out
 curve), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations beside them (with the
-rollout GIFs of each row's first seed).
+rollout GIFs of each row's first seed) and its training wall time (``train_wall.json``, since the
+TensorBoard files stay behind). Those copies are run folders this script reads again: restore them
+under a fresh ``runs/paper`` (``cp -r benchmarks/results/paper/runs/* runs/paper/``) and the table
+is rebuilt with the new runs beside the committed ones.
 """
 
 from __future__ import annotations
@@ -65,6 +68,17 @@ def read_eval(folder: Path) -> dict:
             "partial": True}
 
 
+WALL = "train_wall.json"  # a copied run's training wall time, where its TensorBoard files did not travel
+
+
+def train_wall_minutes(run: Path) -> float:
+    """Training wall minutes: from TensorBoard's event times (``wall_seconds``), or, for a run copied
+    by this script without its ``tb/`` folder, from the ``train_wall.json`` written beside the copy."""
+    if not (run / "tb").is_dir() and (run / WALL).exists():
+        return float(json.loads((run / WALL).read_text())["minutes"])
+    return wall_seconds(run) / 60
+
+
 def steps_done(run: Path) -> int:
     """The env steps a run trained on: its final evaluation's (fewer than total_steps where the
     wall-clock budget, max_train_minutes, stopped it first)."""
@@ -104,7 +118,7 @@ def row_summary(runs: list[Path]) -> dict:
             "total_steps": sorted({c["total_steps"] for c in configs}),
             "max_train_minutes": sorted({c.get("max_train_minutes") or 0 for c in configs}),
             "env_steps_done": {r.name: steps_done(r) for r in runs},
-            "wall_minutes": {r.name: wall_seconds(r) / 60 for r in runs},
+            "wall_minutes": {r.name: train_wall_minutes(r) for r in runs},
             "eval_seeds": results[0]["seeds"], "cells": cells,
             "partial": [run.name for run in runs if any(read_eval(f)["partial"] for f in eval_results(run))]}
 
@@ -135,7 +149,7 @@ def table(rows: dict[str, dict], setting: str) -> list[str]:
         shapes = dict.fromkeys(c["shape"] for c in row["cells"].values() if c["setting"] == setting)
         for shape in shapes:
             modes = [row["cells"].get(f"{setting}/{shape}/{mode}") for mode in ("deterministic", "stochastic")]
-            mark = " (evaluation running)" if row.get("partial") else ""
+            mark = " (evaluation unfinished)" if row.get("partial") else ""
             lines.append(f"| {name} ({shape}){mark} | {len(row['runs'])} | {budget(row)} | "
                          f"{wall} | " + " | ".join(mode_cells(c) for c in modes) + " |")
     return lines
@@ -270,16 +284,18 @@ def main() -> None:
     curves = {run.name: run for runs in found.values() for run in runs if (run / "eval.jsonl").exists()}
     if curves:
         plot_curves(curves, args.out / "curves.png")
-    for runs in found.values():
+    for row_name, runs in found.items():
         for k, run in enumerate(runs):
             dest = args.out / "runs" / run.name
+            dest.mkdir(parents=True, exist_ok=True)
+            (dest / WALL).write_text(json.dumps({"minutes": rows[row_name]["wall_minutes"][run.name]}) + "\n")
             folders = [f.relative_to(run) for f in eval_results(run)]
             names = ["config.json", "eval.jsonl"] + [str(f / n) for f in folders
                                                      for n in ("results.json", "report.md", PARTIAL)]
             if k == 0:  # the rollout GIFs of each row's first seed, to watch rows side by side
                 names += [str(g.relative_to(run)) for f in folders for g in sorted((run / f).glob("*.gif"))]
             for name in names:
-                if (run / name).exists():
+                if (run / name).exists() and (run / name).resolve() != (dest / name).resolve():
                     (dest / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy(run / name, dest / name)
     print("\n".join(text))

@@ -192,13 +192,21 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     assert set(rows) == {"state_fine", "state_coarse", "state_running"}
     assert rows["state_running"]["partial"] == ["state_running_s0"] and rows["state_fine"]["partial"] == []
     assert len(rows["state_running"]["cells"]) == 1  # its one finished row
-    assert "| state_running (square) (evaluation running) | 1 |" in (paper / "table.md").read_text()
+    assert "| state_running (square) (evaluation unfinished) | 1 |" in (paper / "table.md").read_text()
     cell = rows["state_fine"]["cells"]["clean/square/deterministic"]
     assert cell["episodes"] == 2 and 0 <= cell["pooled_ci95"][0] <= cell["pooled"] <= cell["pooled_ci95"][1]
     assert "| state_coarse (square) | 1 | 32 |" in (paper / "table.md").read_text()
     assert rows["state_fine"]["cells"]["clean/round/deterministic"]["episodes"] == 1  # from eval_transfer/
     assert "| state_fine (round) | 1 | 32 |" in (paper / "table.md").read_text()  # a mode left out: dashes
     assert (paper / "runs" / "state_fine_s0" / "eval_transfer" / "results.json").exists()
+    restored = tmp_path / "restored" / "paper"  # the committed copies are run folders too: the same table
+    shutil.copytree(paper / "runs", restored)
+    subprocess.run([sys.executable, str(root / "benchmarks" / "paper_summary.py"), str(restored), "--out",
+                    str(tmp_path / "again")], check=True, capture_output=True)
+    again = json.loads((tmp_path / "again" / "summary.json").read_text())["rows"]
+    assert (tmp_path / "again" / "table.md").read_text() == (paper / "table.md").read_text()
+    wall = rows["state_fine"]["wall_minutes"]  # read back from train_wall.json: the copy has no tb/
+    assert again["state_fine"]["wall_minutes"] == wall and wall["state_fine_s0"] > 0
     training = tmp_path / "state_training_s0"  # killed mid-training: a checkpoint, no policy.pt yet
     shutil.copytree(runs[0], training)
     (training / "policy.pt").unlink()
