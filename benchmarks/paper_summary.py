@@ -240,7 +240,8 @@ def status_lines(root: Path, rows: list[str]) -> list[str]:
     for run in sorted(p for p in root.iterdir() if RUN_NAME.match(p.name)):
         st = run_status(run)
         seen.add(RUN_NAME.match(run.name)["row"])
-        train = "trained" if st["trained"] else "training"
+        train = ("trained" if st["trained"] else "training" if (run / "checkpoint.pt").exists() or not st["evaluations"]
+                 else "a copy without its policy")  # restored from benchmarks/results/paper/runs
         evals = ", ".join(f"{k} {v}" for k, v in st["evaluations"].items()) or "not evaluated"
         wall = "" if st["train_minutes"] is None else f", {st['train_minutes']:.0f} min" + (
             f" of its {st['max_train_minutes']:g}" if st["max_train_minutes"] else "")

@@ -219,6 +219,11 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
                for line in status), status
     assert any(re.fullmatch(f"state_training_s0: training, 32 of 32 env steps{wall}; eval done, eval_transfer done",
                             line) for line in status), status
+    copy = tmp_path / "state_copied_s0"  # restored from the committed results: evaluations, no policy
+    shutil.copytree(paper / "runs" / "state_fine_s0", copy)
+    status = subprocess.run([sys.executable, str(root / "benchmarks" / "paper_summary.py"), str(tmp_path), "--status"],
+                            check=True, capture_output=True, text=True).stdout.splitlines()
+    assert "state_copied_s0: a copy without its policy, 32 of 32 env steps; eval done, eval_transfer done" in status
     assert status[-1].startswith("no run yet: fused_concat, fused_insertion")  # configs/paper rows with no run
 
 
