@@ -150,7 +150,9 @@ def table(rows: dict[str, dict], setting: str) -> list[str]:
         for shape in shapes:
             modes = [row["cells"].get(f"{setting}/{shape}/{mode}") for mode in ("deterministic", "stochastic")]
             mark = " (evaluation unfinished)" if row.get("partial") else ""
-            lines.append(f"| {name} ({shape}){mark} | {len(row['runs'])} | {budget(row)} | "
+            # the seeds evaluated in this setting, which can be fewer than the row's trained seeds
+            seeds = max(len(c["seeds"]) for c in modes if c is not None)
+            lines.append(f"| {name} ({shape}){mark} | {seeds} | {budget(row)} | "
                          f"{wall} | " + " | ".join(mode_cells(c) for c in modes) + " |")
     return lines
 

@@ -374,6 +374,32 @@ def test_paper_targets_compare_pooled_cells_and_say_what_has_not_run():
     assert not any("occluder+memory" in t for t in met)  # only the settings evaluated with memory
 
 
+def test_paper_table_counts_the_seeds_evaluated_in_each_setting_not_the_seeds_trained():
+    import importlib.util
+    from pathlib import Path
+
+    from mmrep.policy import wilson_interval
+
+    spec = importlib.util.spec_from_file_location(
+        "paper_summary", Path(__file__).resolve().parents[1] / "benchmarks" / "paper_summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def cell(setting, seeds):  # seeds: run name -> successes of 100
+        wins = sum(seeds.values())
+        return {"setting": setting, "shape": "square", "seeds": {k: v / 100 for k, v in seeds.items()},
+                "pooled": wins / (100 * len(seeds)), "pooled_ci95": wilson_interval(wins, 100 * len(seeds))}
+
+    cells = {f"{s}/square/{m}": cell(s, seeds) for s, seeds in
+             (("clean", {"s0": 96, "s1": 90, "s2": 80}), ("ft_bias", {"s0": 96})) for m in ("deterministic", "stochastic")}
+    row = {"runs": ["s0", "s1", "s2"], "cells": cells, "total_steps": [300_000], "max_train_minutes": [0],
+           "env_steps_done": {"s0": 300_000, "s1": 300_000, "s2": 300_000}, "wall_minutes": {"s0": 95, "s1": 140, "s2": 140}}
+    clean, = [line for line in mod.table({"no_haptics": row}, "clean") if line.startswith("| no_haptics")]
+    bias, = [line for line in mod.table({"no_haptics": row}, "ft_bias") if line.startswith("| no_haptics")]
+    assert clean.split(" | ")[1] == "3" and "0.89 |" in clean  # 266 of 300 pooled
+    assert bias.split(" | ")[1] == "1"  # one seed evaluated under bias, though three were trained
+
+
 def test_recurrent_policy_carries_its_memory_through_an_episode_and_resets_it_after(tmp_path):
     from sb3_contrib import RecurrentPPO
 
