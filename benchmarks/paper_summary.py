@@ -14,8 +14,8 @@ episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_
 e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells; rows
 evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a policy trained without it
 are the setting's name with ``+memory``, apart from the plain ones.
-Writes ``summary.json``, ``table.md`` (the README's tables) and ``curves.png`` (every run's held-out
-curve), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations beside them (with the
+Writes ``summary.json``, ``table.md`` (the README's tables) and ``curves.png`` (one panel per row, its seeds' held-out
+curves), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations beside them (with the
 rollout GIFs of each row's first seed) and its training wall time (``train_wall.json``, since the
 TensorBoard files stay behind). Those copies are run folders this script reads again: restore them
 under a fresh ``runs/paper`` (``cp -r benchmarks/results/paper/runs/* runs/paper/``) and the table
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrep.policy import wilson_interval
-from mmrep.policy_curves import plot_curves, read_evaluations, wall_seconds
+from mmrep.policy_curves import plot_curve_panels, read_evaluations, wall_seconds
 from mmrep.policy_eval import PARTIAL, kept_entries  # mmrep policy eval's finished rows, kept while it runs
 
 RUN_NAME = re.compile(r"(?P<row>.+)_s(?P<seed>\d+)$")
@@ -284,9 +284,11 @@ def main() -> None:
     (args.out / "table.md").write_text("\n".join(text))
     (args.out / "summary.json").write_text(json.dumps({"benchmark": "paper", "targets": goals, "rows": rows},
                                                       indent=2))
-    curves = {run.name: run for runs in found.values() for run in runs if (run / "eval.jsonl").exists()}
-    if curves:
-        plot_curves(curves, args.out / "curves.png")
+    curves = {row: {f"s{RUN_NAME.match(run.name)['seed']}": run for run in runs if (run / "eval.jsonl").exists()}
+              for row, runs in found.items()}
+    curves = {row: runs for row, runs in curves.items() if runs}
+    if curves:  # one panel per row, its seeds as curves: twenty runs on one axis cannot be read
+        plot_curve_panels(curves, args.out / "curves.png")
     for row_name, runs in found.items():
         for k, run in enumerate(runs):
             dest = args.out / "runs" / run.name

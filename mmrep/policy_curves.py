@@ -43,15 +43,9 @@ def wall_seconds(run: str | Path) -> float:
     return total
 
 
-def plot_curves(runs: dict[str, str | Path], out: str | Path) -> Path:
-    """One panel: success rate (with its 95% Wilson interval, shaded) against env steps per run;
-    solid: deterministic, dashed: stochastic. ``runs``: {label: run folder}."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+def draw_curves(ax: Any, runs: dict[str, str | Path], legend_size: float = 7) -> None:
+    """Success rate (with its 95% Wilson interval, shaded) against env steps per run on one matplotlib
+    axis; solid: deterministic, dashed: stochastic. ``runs``: {label: run folder}."""
     for i, (label, run) in enumerate(runs.items()):
         rows = read_evaluations(run)
         colour = f"C{i}"
@@ -65,11 +59,55 @@ def plot_curves(runs: dict[str, str | Path], out: str | Path) -> Path:
                     label=f"{label}, {mode}")
             ax.fill_between(steps, [s["success_ci95"][0] for _, s in pts], [s["success_ci95"][1] for _, s in pts],
                             color=colour, alpha=0.08 if mode == "stochastic" else 0.15, lw=0)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("held-out success rate")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=legend_size, loc="best")
+
+
+def plot_curves(runs: dict[str, str | Path], out: str | Path) -> Path:
+    """One panel: every run's held-out success against env steps (``draw_curves``). ``runs``: {label: run
+    folder}; for more than a handful of runs, ``plot_curve_panels`` stays readable."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    draw_curves(ax, runs)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("held-out success rate")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_curve_panels(groups: dict[str, dict[str, str | Path]], out: str | Path, ncols: int = 4) -> Path:
+    """Small multiples: one panel per group (a row of the paper's table, say), its runs (the training
+    seeds) drawn as ``draw_curves`` does, on shared axes. ``groups``: {panel title: {label: run folder}}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not groups:
+        raise ValueError("plot_curve_panels: no runs to plot")
+    ncols = min(ncols, len(groups))
+    nrows = -(-len(groups) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), dpi=100, sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, (title, runs) in zip(axes.flat, groups.items()):
+        draw_curves(ax, {label: run for label, run in runs.items()}, legend_size=5)
+        ax.set_title(title, fontsize=8)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("env steps")
+        ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:.0f}k")  # full step counts overlap in narrow panels
+    for ax in axes[:, 0]:
+        ax.set_ylabel("held-out success")
+    fig.suptitle("held-out success during training (solid: mean action, dashed: sampled)", fontsize=9)
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out)

@@ -175,6 +175,11 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     subprocess.run([sys.executable, "-m", "mmrep.policy_curves", *runs, "--out", str(tmp_path / "c.png")], check=True,
                    capture_output=True)
     assert (tmp_path / "c.png").stat().st_size > 5_000
+    from mmrep.policy_curves import plot_curve_panels  # the paper table's figure: a panel per row, seeds inside
+    panels = plot_curve_panels({"state_fine": {"s0": runs[0]}, "state_coarse": {"s0": runs[1]}}, tmp_path / "p.png")
+    assert panels.stat().st_size > 5_000
+    with pytest.raises(ValueError, match="no runs"):
+        plot_curve_panels({}, tmp_path / "empty.png")
     paper = tmp_path / "paper_summary"  # the paper table reads the same run folders as rows
     running = tmp_path / "state_running_s0"  # an evaluation still running: the rows it kept so far
     shutil.copytree(runs[1], running)
