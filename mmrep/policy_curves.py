@@ -64,6 +64,17 @@ def draw_curves(ax: Any, runs: dict[str, str | Path], legend_size: float = 7) ->
     ax.legend(fontsize=legend_size, loc="best")
 
 
+def save_figure(fig: Any, out: str | Path) -> Path:
+    """Lay out, write and close a matplotlib figure; returns its path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def plot_curves(runs: dict[str, str | Path], out: str | Path) -> Path:
     """One panel: every run's held-out success against env steps (``draw_curves``). ``runs``: {label: run
     folder}; for more than a handful of runs, ``plot_curve_panels`` stays readable."""
@@ -76,11 +87,7 @@ def plot_curves(runs: dict[str, str | Path], out: str | Path) -> Path:
     draw_curves(ax, runs)
     ax.set_xlabel("env steps")
     ax.set_ylabel("held-out success rate")
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_curve_panels(groups: dict[str, dict[str, str | Path]], out: str | Path, ncols: int = 4) -> Path:
@@ -98,7 +105,7 @@ def plot_curve_panels(groups: dict[str, dict[str, str | Path]], out: str | Path,
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), dpi=100, sharex=True, sharey=True,
                              squeeze=False)
     for ax, (title, runs) in zip(axes.flat, groups.items()):
-        draw_curves(ax, {label: run for label, run in runs.items()}, legend_size=5)
+        draw_curves(ax, runs, legend_size=5)
         ax.set_title(title, fontsize=8)
     for ax in list(axes.flat)[len(groups):]:
         ax.set_visible(False)
@@ -108,11 +115,7 @@ def plot_curve_panels(groups: dict[str, dict[str, str | Path]], out: str | Path,
     for ax in axes[:, 0]:
         ax.set_ylabel("held-out success")
     fig.suptitle("held-out success during training (solid: mean action, dashed: sampled)", fontsize=9)
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def main(argv: list[str] | None = None) -> None:
