@@ -66,8 +66,8 @@ def main() -> None:
             sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             for b in (1, 8):
                 x = {k: v[:b] for k, v in batch.items() if k in enc.cfg.modalities}
-                t_torch = median_ms(lambda x=x: enc.encode(x), args.repeats)
-                t_ort = median_ms(lambda x=x: sess.run(["z_mean"], x), args.repeats)
+                t_torch = median_ms(lambda x=x, enc=enc: enc.encode(x), args.repeats)
+                t_ort = median_ms(lambda x=x, sess=sess: sess.run(["z_mean"], x), args.repeats)
                 diff = float(np.abs(sess.run(["z_mean"], x)[0] - enc.encode(x).numpy()).max())
                 rows.append({"encoder": name, "fusion": enc.cfg.fusion, "batch": b, "torch_ms": t_torch,
                              "onnxruntime_ms": t_ort, "speedup_ort_over_torch": t_torch / t_ort,

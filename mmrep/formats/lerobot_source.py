@@ -61,6 +61,7 @@ class LeRobotSource(_Source):
                     continue
                 raise ValueError(f"{path}: no feature {key!r} for lerobot.{name} (features: {sorted(self.features)})")
         self.table = self.ds.hf_dataset.with_format("numpy")
+        self._columns: dict = {}  # one single-column view per feature: a row read decodes only that column
         info = json.loads((self.path / "meta" / "info.json").read_text())
         n_eps = self.ds.meta.total_episodes
         ranges = {s: range(*map(int, r.split(":"))) for s, r in info.get("splits", {}).items()}
@@ -87,16 +88,22 @@ class LeRobotSource(_Source):
         return {"flow": "measured" if self.keys.flow else "absent",
                 "contact": "measured" if self.keys.contact else f"derived (|F| > {self.keys.contact_threshold} N)"}
 
+    def _view(self, key: str):
+        view = self._columns.get(key)
+        if view is None:
+            view = self._columns[key] = self.table.select_columns([key])
+        return view
+
     def _column(self, ep: Episode, key: str, rows: int | slice) -> np.ndarray:
         start = self._start[ep.group]
         if isinstance(rows, slice):
             lo, hi, _ = rows.indices(ep.num_obs)
             if self.features[key]["dtype"] == "video":
                 return np.stack([self._video(start + i, key) for i in range(lo, hi)])
-            return np.asarray(self.table[start + lo:start + hi][key])
+            return np.asarray(self._view(key)[start + lo:start + hi][key])
         if self.features[key]["dtype"] == "video":
             return self._video(start + rows, key)
-        return np.asarray(self.table[start + rows][key])
+        return np.asarray(self._view(key)[start + rows][key])
 
     def _video(self, index: int, key: str) -> np.ndarray:
         frame = self.ds[index][key].numpy()  # float CHW in [0, 1], decoded by LeRobot's backend
