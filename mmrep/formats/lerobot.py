@@ -172,6 +172,7 @@ def export_lerobot(path: str | Path, out: str | Path, repo_id: str = REPO_ID, fl
     info["splits"] = {"train": f"0:{n_train}", **({"valid": f"{n_train}:{len(entries)}"} if n_train < len(entries)
                                                    else {})}
     info["mmrep"] = {"source": str(path), "units": {k: v for k, v in UNITS.items() if k in feats},
+                     "force_axes": FT_NAMES, "state_names": PROPRIO13_NAMES,
                      "episodes": per_episode, "env_config": env,
                      "notes": "one frame per observation row; the last frame of an episode (is_last) has no "
                               "action: its action, next.reward and next.flow are zeros"}
