@@ -114,3 +114,24 @@ def test_policy_onnx_closed_loop_without_torch(tmp_path):
                           str(tmp_path / "policy.onnx"), "5"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "NO_TORCH_OK" in res.stdout and res.stdout.count("step ") >= 5
+
+
+@pytest.mark.parametrize("algo", [["algo=sac", "algo.params.buffer_size=64", "algo.params.learning_starts=8",
+                                   "algo.params.batch_size=8"],
+                                  ["algo=trpo", "algo.params.n_steps=16", "algo.params.batch_size=16"]])
+def test_policy_onnx_equals_sb3_mean_action(tmp_path, algo):
+    from test_policy import policy_cfg
+
+    from mmrep.policy import load_policy, train_policy
+
+    run = tmp_path / "run"
+    train_policy(policy_cfg(run, "obs=state", "total_steps=16", *algo, "eval_episodes=1"))
+    assert main(["policy", "export", f"policy={run}"]) == 0
+    model, venv, _, rms = load_policy(run / "policy.pt")
+    venv.close()
+    dim = model.observation_space.shape[0]
+    obs = np.random.default_rng(1).normal(size=(6, dim)).astype(np.float32) * 2
+    want, _ = model.predict(np.clip((obs - rms.mean) / np.sqrt(rms.var + 1e-8), -5, 5).astype(np.float32),
+                            deterministic=True)
+    sess = ort.InferenceSession(str(run / "policy.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(["action"], {"obs": obs})[0], want, atol=1e-5)
