@@ -4,6 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # CPU build of torch that lies on this machine's disk; pyproject keeps the range open for GPU users.
 TORCH_PIN ?= torch==2.13.0
+# The torchvision of that torch, and the format packages whose own pins would replace the CPU torch (installed
+# without their dependencies; pyproject's extras lerobot / robomimic list what they import). docs/formats.md.
+TORCHVISION_PIN ?= torchvision==0.28.0
+FORMAT_PINS ?= lerobot==0.4.4 robomimic==0.3.0
 
 .PHONY: demo test test-slow bench bench-scale-out quality robustness state-policy paper paper-shapes paper-status lint clean venv
 .SECONDARY:  # keep every training, dataset and evaluation a pattern rule made
@@ -16,7 +20,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e ".[dev,rl,ray]"
+	$(PY) -m pip install -q --no-deps "$(TORCHVISION_PIN)" $(FORMAT_PINS)
+	$(PY) -m pip install -q -e ".[dev,rl,ray,deploy,lerobot,robomimic]"
 	touch $@
 
 demo: venv

@@ -11,6 +11,9 @@ default in ``mmrep.config``) and the ``data`` tools (``sim.dataset_format``; no 
     mmrep data info data/sim
     mmrep data verify data/sim
     mmrep data export --format reference data/sim data/sim_reference
+    mmrep data export format=lerobot data=data/sim out=data/sim_lerobot     (also: format=robomimic)
+    mmrep export-encoder runs/quality/encoder.pt --format onnx|safetensors [--out PATH]
+    mmrep policy export policy=runs/policy out=runs/policy/policy.onnx
 """
 
 from __future__ import annotations
@@ -145,16 +148,54 @@ def _data(args: argparse.Namespace) -> int:
         print(json.dumps(d, indent=2) if args.json else dataset_format.format_info(d))
         return 0
     if args.action == "export":
+        path, out = args.data or args.path, args.out or args.out_pos
+        if not path or not out:
+            raise ValueError("data export needs the dataset and the output: data=PATH out=PATH")
+        if args.format == "lerobot":
+            from mmrep.formats.lerobot import export_lerobot
+
+            info = export_lerobot(path, out, flow=args.flow, episodes=args.episodes)
+            print(f"wrote a LeRobot {info['codebase_version']} dataset to {out}: {info['total_episodes']} episodes, "
+                  f"{info['total_frames']} frames, splits {info['splits']}")
+            return 0
+        if args.format == "robomimic":
+            from mmrep.formats.robomimic import export_robomimic
+
+            target = export_robomimic(path, out)
+            print(f"wrote a robomimic view of {path} to {target} (links to the shards: keep them)")
+            return 0
         from sim.reference_layout import export_reference
 
-        files = export_reference(args.path, args.out)
-        print(f"wrote {len(files)} reference-layout file(s) to {args.out}")
+        files = export_reference(path, out)
+        print(f"wrote {len(files)} reference-layout file(s) to {out}")
         return 0
     raise AssertionError(args.action)
 
 
+_EXPORT_KEYS = ("format", "data", "out", "flow", "episodes")
+
+
+def _key_values(argv: list[str]) -> list[str]:
+    """``key=value`` words of ``mmrep data export`` as ``--key value`` (the Hydra apps' spelling)."""
+    out = []
+    for word in argv:
+        key, sep, value = word.partition("=")
+        out += [f"--{key}", value] if sep and key in _EXPORT_KEYS else [word]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["policy", "export"]:
+        from mmrep.formats.policy_onnx import main as policy_export
+
+        return policy_export(argv[2:])
+    if argv[:1] == ["export-encoder"]:
+        from mmrep.formats.encoder_export import main as export_encoder_main
+
+        return export_encoder_main(argv[1:])
+    if argv[:2] == ["data", "export"]:
+        argv = argv[:2] + _key_values(argv[2:])
     if argv[:2] == ["policy", "train"]:
         return run_app("policy", argv[2:])
     if argv[:2] == ["policy", "eval"]:
@@ -170,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     pol_sub = pol.add_subparsers(dest="action", required=True)
     pol_sub.add_parser("train", help="train a policy (Hydra overrides follow; --help)")
     pol_sub.add_parser("eval", help="a trained policy on held-out seeds (Hydra overrides follow; --help)")
+    pol_sub.add_parser("export", help="a trained policy as ONNX, normaliser folded in (--help)")
+    sub.add_parser("export-encoder", help="an encoder as safetensors + JSON or ONNX (--help)")
     data = sub.add_parser("data", help="dataset tools")
     dsub = data.add_subparsers(dest="action", required=True)
     p = dsub.add_parser("verify", help="check schema, shapes, dtypes, NaN/inf, checksums")
@@ -177,14 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     p = dsub.add_parser("info", help="episodes, steps, size, per-shape counts, contact and success")
     p.add_argument("path")
     p.add_argument("--json", action="store_true")
-    p = dsub.add_parser("export", help="write the paper's reference layout (50-step files)")
-    p.add_argument("--format", choices=["reference"], default="reference")
-    p.add_argument("path")
-    p.add_argument("out")
+    p = dsub.add_parser("export", help="write another layout: the paper's reference files, a LeRobot dataset, "
+                                       "a robomimic view (docs/formats.md)")
+    p.add_argument("--format", choices=["reference", "lerobot", "robomimic"], default="reference")
+    p.add_argument("path", nargs="?")
+    p.add_argument("out_pos", nargs="?", metavar="out")
+    p.add_argument("--data", help="the dataset folder (or give it first)")
+    p.add_argument("--out", help="where to write (or give it second)")
+    p.add_argument("--flow", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
+                   help="lerobot: include the exact optical flow (default true)")
+    p.add_argument("--episodes", type=int, default=None, help="lerobot: only the first N (training first)")
     args = parser.parse_args(argv)
     try:
         return _data(args)
-    except (ValueError, FileNotFoundError, OSError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, OSError, ImportError) as err:
         return _fail(f"data {args.action}", err)
 
 

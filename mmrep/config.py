@@ -133,10 +133,35 @@ class AugmentConfig:
 
 
 @dataclass
+class LeRobotKeys:
+    """``mmrep train`` on a LeRobot dataset (``mmrep.formats.lerobot_source``): which LeRobot feature is
+    which mmrep input (null: the dataset has none). Defaults: the names
+    ``mmrep data export format=lerobot`` writes."""
+
+    rgb: str | None = "observation.images.rgb"
+    depth: str | None = "observation.depth"
+    force: str | None = "observation.force"
+    proprio: str = "observation.state"
+    proprio_layout: str = "proprio13"  # proprio13 (the env's PROPRIO13) | proprio8 (x y z yaw vx vy vz yaw-rate)
+    action: str = "action"
+    contact: str | None = "observation.contact"  # absent from the dataset: derived from the force
+    flow: str | None = "next.flow"
+    contact_threshold: float = 2.0  # N, force magnitude above which a reading counts as contact
+    force_window: int = 8  # frames, for a (6,) wrench feature
+    repo_id: str = "mmrep/sim"  # only names the dataset: nothing is fetched
+
+    def validate(self) -> None:
+        if self.proprio_layout not in ("proprio13", "proprio8"):
+            raise ValueError(f"lerobot.proprio_layout must be proprio13 or proprio8, got {self.proprio_layout!r}")
+        if self.force_window < 1 or not self.contact_threshold > 0:
+            raise ValueError("lerobot.force_window must be >= 1 and lerobot.contact_threshold > 0")
+
+
+@dataclass
 class TrainConfig:
     """Everything ``mmrep train`` reads."""
 
-    data: str = "data/sim"  # a dataset folder (manifest.json) or a folder of reference-layout files
+    data: str = "data/sim"  # a dataset folder (manifest.json), a LeRobot dataset folder or reference-layout files
     out: str = "runs/train"  # run folder (checkpoints, metrics, encoder.pt); multirun: one subfolder per run
     epochs: int = 10
     batch_size: int = 64
@@ -156,8 +181,12 @@ class TrainConfig:
     progress: bool = True  # progress bars
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    lerobot: LeRobotKeys = field(default_factory=LeRobotKeys)  # when ``data`` is a LeRobot dataset folder
 
     def validate(self) -> None:
+        if isinstance(self.lerobot, dict):
+            self.lerobot = LeRobotKeys(**self.lerobot)
+        self.lerobot.validate()
         for name in ("epochs", "batch_size", "ckpt_every_steps"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")

@@ -184,13 +184,19 @@ def export_encoder(encoder: MultimodalEncoder, path: Path, reliability: Reliabil
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
-    """Load an encoder file written by ``mmrep train`` (``encoder.pt``), safely (``weights_only=True``).
+    """Load an encoder file written by ``mmrep train`` (``encoder.pt``), safely (``weights_only=True``), or its
+    ``mmrep export-encoder --format safetensors`` copy (``.safetensors`` + ``.json``).
     Raises ``ValueError`` when the file is not an mmrep encoder file or its weights do not fit."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"encoder file {path} does not exist")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":  # mmrep.formats.encoder_export: weights + JSON config
+            from mmrep.formats.encoder_export import read_safetensors
+
+            blob = read_safetensors(path)
+        else:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds (pickle, zip, IndexError) for foreign files
         raise ValueError(f"{path} is not an mmrep encoder file (torch.load failed: "
                          f"{type(err).__name__}: {err})") from err

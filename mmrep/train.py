@@ -159,9 +159,13 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     train_ds = MultimodalDataset(cfg.data, "train", seed=cfg.seed, cache=cfg.cache,
-                                 skip_nonfinite=cfg.skip_nonfinite)
+                                 skip_nonfinite=cfg.skip_nonfinite, lerobot=cfg.lerobot)
     valid_ds = MultimodalDataset(cfg.data, "valid", seed=cfg.seed + 1, cache=cfg.cache,
-                                 skip_nonfinite=cfg.skip_nonfinite)
+                                 skip_nonfinite=cfg.skip_nonfinite, lerobot=cfg.lerobot)
+    if train_ds.source.kind == "lerobot":  # the heads and inputs this dataset can feed
+        from mmrep.formats.lerobot_source import check_heads
+
+        check_heads(cfg.model, train_ds.source, cfg.data)
     if cfg.augment.prob > 0:
         train_ds.transform = RandomCorruption(cfg.augment.perturbations or ROBUST_PERTURBATIONS, cfg.augment.prob,
                                               cfg.augment.max_level, stats=train_ds.sensor_stats())

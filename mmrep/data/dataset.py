@@ -74,17 +74,18 @@ class MultimodalDataset(Dataset):
         transform: perturbs each sample's numpy rows before they become tensors
             (``mmrep.data.transforms``: ``RandomCorruption`` for training, ``Corrupt`` for evaluation),
             called as ``transform(rows, rng, time_s)`` with ``rng`` seeded by (seed, epoch, index).
+        lerobot: the key mapping of a LeRobot dataset folder (``mmrep.config.LeRobotKeys`` or a dict).
     """
 
     def __init__(self, path: str | Path, split: str | None = "train", seed: int = 0,
                  cross_episode_prob: float = 0.5, min_ee_distance: float = 0.06, min_shift: int = 5,
                  cache: bool = False, valid_fraction: float = 0.2, max_tries: int = 8,
-                 skip_nonfinite: bool = False, transform=None) -> None:
+                 skip_nonfinite: bool = False, transform=None, lerobot=None) -> None:
         if not 0.0 <= cross_episode_prob <= 1.0:
             raise ValueError(f"cross_episode_prob must be in [0, 1], got {cross_episode_prob!r}")
         if min_shift < 1:
             raise ValueError(f"min_shift must be >= 1, got {min_shift!r}")
-        source = open_source(path, split if not _is_reference(path) else None)
+        source = open_source(path, split if not _is_reference(path) else None, lerobot=lerobot)
         episodes = source.episodes
         if isinstance(source, ReferenceSource) and split is not None:
             episodes = _split_files(episodes, split, seed, valid_fraction)
@@ -238,7 +239,7 @@ class MultimodalDataset(Dataset):
 
 def _is_reference(path) -> bool:
     path = Path(path)
-    if is_dataset_folder(path):
+    if is_dataset_folder(path) or (path / "meta" / "info.json").exists():  # native or LeRobot
         return False
     return not (path.is_file() and path.suffix == ".h5" and is_native_shard(path))
 
