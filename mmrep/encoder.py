@@ -13,7 +13,6 @@ the first format (``mmrep-encoder-1``, keys ``rgb_encoder.*`` ...) are read too.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from mmrep.models import ModelConfig
 from mmrep.models.multimodal import DEFAULT_IMAGE_SIZE, MultimodalEncoder
 from mmrep.reliability import Reliability
+from mmrep.torch_files import load_torch_file, save_atomic  # noqa: F401  (save_atomic: re-exported)
 from sim.observation import PROPRIO13_DIM, ObservationShapeError, check_shape, proprio8_from_proprio13
 
 FORMAT = "mmrep-encoder-2"
@@ -162,16 +162,6 @@ class Encoder(MultimodalEncoder):
         return {m: v[0] if single else v for m, v in out.items()}
 
 
-def save_atomic(obj: dict, path: Path) -> None:
-    """``torch.save`` so that a kill at any moment leaves the old or the new file, never half of one."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def export_encoder(encoder: MultimodalEncoder, path: Path, reliability: Reliability | None = None) -> None:
     """Write ``encoder`` (weights, config and, when given, its reliability thresholds) atomically;
     refuses non-finite weights."""
@@ -187,13 +177,8 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
     """Load an encoder file written by ``mmrep train`` (``encoder.pt``), safely (``weights_only=True``).
     Raises ``ValueError`` when the file is not an mmrep encoder file or its weights do not fit."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"encoder file {path} does not exist")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds (pickle, zip, IndexError) for foreign files
-        raise ValueError(f"{path} is not an mmrep encoder file (torch.load failed: "
-                         f"{type(err).__name__}: {err})") from err
+    blob = load_torch_file(path, "encoder file", "it is not an mmrep encoder file or it is damaged: export it "
+                           "again (mmrep train writes encoder.pt at the end of a run) or download it again")
     fmt = blob.get("format") if isinstance(blob, dict) else None
     if fmt not in (FORMAT, "mmrep-encoder-1"):
         raise ValueError(f"{path} is not an mmrep encoder file (format {fmt!r}, expected {FORMAT!r})")
