@@ -41,6 +41,36 @@ def assert_finite_weights(module: torch.nn.Module, what: str) -> None:
         raise NonFiniteWeightsError(f"{what}: {len(bad)} tensor(s) hold NaN or inf (first: {bad[0]}); not written")
 
 
+def check_modality_names(names, known, what: str) -> None:
+    """ValueError naming ``what`` and the names that are not among ``known`` (a misspelt modality would
+    otherwise be left out without a word); a single string is refused too (it would be read letter by letter)."""
+    if names is None:
+        return
+    if isinstance(names, str):
+        raise ValueError(f"{what} must be a list of modality names, got the string {names!r}")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"{what} names {unknown}, not modalities of this encoder {list(known)}")
+
+
+def check_model_inputs(inputs: dict[str, torch.Tensor]) -> None:
+    """ObservationShapeError naming the key when the model inputs' batch sizes differ, ValueError naming
+    the key and the first batch index when one holds NaN or inf (z would be silently non-finite)."""
+    sizes = {m: int(t.shape[0]) for m, t in inputs.items()}
+    if len(set(sizes.values())) > 1:
+        first = next(iter(sizes))
+        odd = next(m for m, b in sizes.items() if b != sizes[first])
+        raise ObservationShapeError(f"batch sizes differ: {odd!r} has {sizes[odd]} samples, {first!r} has "
+                                    f"{sizes[first]} ({sizes})")
+    for m, t in inputs.items():
+        if t.is_floating_point():
+            bad = ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
+            if bad.any():
+                idx = int(bad.nonzero()[0, 0])
+                raise ValueError(f"obs[{m!r}] holds NaN or inf at batch index {idx} ({int(bad.sum())} of "
+                                 f"{t.shape[0]} samples); the encoder would return a non-finite z")
+
+
 class Encoder(MultimodalEncoder):
     """A trained encoder for deployment: ``encode(obs) -> z`` on the env's observation dict.
 
@@ -110,6 +140,7 @@ class Encoder(MultimodalEncoder):
             else:
                 t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
             out[m] = t.to(device)
+        check_model_inputs(out)
         return out, not batched
 
     @torch.no_grad()
@@ -119,6 +150,7 @@ class Encoder(MultimodalEncoder):
         modality absent from ``obs`` is left out; ``present`` ({modality: (B,) bool, or a bool for
         a single observation}) leaves a modality out of chosen samples (see the class doc);
         ``reject`` also leaves out each sample's flagged modalities (``flags``)."""
+        check_modality_names(modalities, self.cfg.modalities, "modalities")
         inputs, single = self.model_inputs(obs)
         mods = [m for m in (modalities if modalities is not None else self.cfg.modalities) if m in inputs]
         masks = None

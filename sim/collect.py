@@ -47,6 +47,8 @@ training labels need the camera and the flow)."""
 
 
 BACKENDS = ("local", "ray")
+DEFAULT_POLICY_MIXTURE: dict[str, float] = {"noisy_expert": 0.4, "random": 0.3, "contact_seeking": 0.3}
+"""The paper collected random and contact-seeking data; the noisy expert adds insertions."""
 
 
 def _collect_env() -> EnvConfig:
@@ -59,8 +61,9 @@ class CollectConfig:
 
     episodes: int = 20
     shapes: list[str] = field(default_factory=lambda: list(PEG_SHAPES))  # episode i gets shapes[i % len]
-    policies: dict[str, float] = field(  # mixture weights; the paper collected random and contact-seeking data
-        default_factory=lambda: {"noisy_expert": 0.4, "random": 0.3, "contact_seeking": 0.3})
+    # mixture weights (empty: DEFAULT_POLICY_MIXTURE); a value given replaces the mixture, it is not
+    # merged into it (an empty default makes Hydra's ``policies={random:1.0}`` an assignment)
+    policies: dict[str, float] = field(default_factory=dict)
     policy_kwargs: dict[str, dict[str, Any]] = field(default_factory=lambda: {"noisy_expert": {"noise_std": 0.3}})
     seed: int = 0
     out: str = "data/sim"
@@ -80,11 +83,12 @@ class CollectConfig:
             raise ValueError(f"episodes must be a positive int, got {self.episodes!r}")
         if not self.shapes or any(s not in PEG_SHAPES for s in self.shapes):
             raise ValueError(f"shapes must be a non-empty list of {PEG_SHAPES}, got {list(self.shapes)!r}")
-        unknown = [p for p in self.policies if p not in POLICIES]
-        if unknown or not self.policies:
+        mixture = self.mixture()
+        unknown = [p for p in mixture if p not in POLICIES]
+        if unknown:
             raise ValueError(f"policies: unknown {unknown}; choose from {sorted(POLICIES)}")
-        if any(w < 0 for w in self.policies.values()) or sum(self.policies.values()) <= 0:
-            raise ValueError(f"policies weights must be >= 0 with a positive sum, got {dict(self.policies)!r}")
+        if any(w < 0 for w in mixture.values()) or sum(mixture.values()) <= 0:
+            raise ValueError(f"policies weights must be >= 0 with a positive sum, got {dict(mixture)!r}")
         unknown = [p for p in self.policy_kwargs if p not in POLICIES]
         if unknown:
             raise ValueError(f"policy_kwargs: unknown policies {unknown}; choose from {sorted(POLICIES)}")
@@ -113,20 +117,27 @@ class CollectConfig:
             except TypeError as err:
                 raise ValueError(f"policy_kwargs.{name}: {err}") from None
 
+    def mixture(self) -> dict[str, float]:
+        """The policy mixture's weights: ``policies``, or ``DEFAULT_POLICY_MIXTURE`` when it is empty."""
+        return dict(self.policies or DEFAULT_POLICY_MIXTURE)
+
     def env_config(self, shape: str) -> EnvConfig:
         """The env settings of an episode with peg ``shape``."""
         return dataclasses.replace(self.env, peg_shape=shape)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (``collect_config.json``, the manifest)."""
-        return json.loads(json.dumps(asdict(self)))
+        d = json.loads(json.dumps(asdict(self)))
+        d["policies"] = self.mixture()
+        return d
 
 
 def plan_episode(cfg: CollectConfig, index: int) -> tuple[int, str, str]:
     """``(env seed, peg shape, policy name)`` of episode ``index``: a function of (seed, index) only."""
     rng = np.random.default_rng([cfg.seed, index])
-    names = sorted(cfg.policies)
-    weights = np.array([cfg.policies[n] for n in names], dtype=float)
+    mixture = cfg.mixture()
+    names = sorted(mixture)
+    weights = np.array([mixture[n] for n in names], dtype=float)
     policy = names[int(rng.choice(len(names), p=weights / weights.sum()))]
     shape = cfg.shapes[index % len(cfg.shapes)]
     return int(rng.integers(0, 2**31 - 1)), shape, policy

@@ -230,7 +230,7 @@ READ_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError, Attribute
 of the file (``KeyError: ... addr overflow``), a bad heap, a bad attribute."""
 
 
-class UnreadableFileError(ValueError):
+class UnreadableFileError(OSError):
     """A file mmrep reads cannot be read; the message names it and says what to do."""
 
 
@@ -323,6 +323,8 @@ def scan_shards(out: Path, quarantine: bool = False, wait: float = 10.0,
             try:
                 with h5py.File(shard, "r", locking=locking) as f:
                     episodes, damaged = read_shard_episodes(f, shard.name, probe)
+            except FileNotFoundError:
+                raise
             except READ_ERRORS as err:
                 if "lock" in str(err) and time.monotonic() < deadline:
                     time.sleep(0.1)
