@@ -30,10 +30,8 @@ def _fail(app: str, err: BaseException) -> int:
 
 
 def _collect_task(cfg) -> int:
-    from sim.collect import collect
+    from sim.collect import CollectionInterrupted, collect
     from sim.dataset_format import format_info, info
-
-    from sim.collect import CollectionInterrupted
 
     try:
         config = app_config(cfg)
