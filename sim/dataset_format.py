@@ -242,12 +242,18 @@ def open_shard(path: Path, mode: str = "r", **kwargs) -> h5py.File:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} does not exist") from None
     except READ_ERRORS as err:
-        if "lock" in str(err):
+        if _is_lock_error(err):
             raise
         raise UnreadableFileError(f"{path} cannot be opened as HDF5 ({_first_line(err)}): it is truncated or "
                                   f"corrupted; run the collection again into its folder (it moves a damaged "
                                   f"shard aside and re-collects its episodes), re-export or re-download it"
                                   ) from None
+
+
+def _is_lock_error(err: BaseException) -> bool:
+    """Whether h5py refused a file because another process holds its lock (not "sblock->..." of a
+    truncated file's message)."""
+    return "unable to lock" in str(err).lower()
 
 
 def _first_line(err: BaseException) -> str:
@@ -326,10 +332,10 @@ def scan_shards(out: Path, quarantine: bool = False, wait: float = 10.0,
             except FileNotFoundError:
                 raise
             except READ_ERRORS as err:
-                if "lock" in str(err) and time.monotonic() < deadline:
+                if _is_lock_error(err) and time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue
-                if "lock" in str(err):
+                if _is_lock_error(err):
                     raise RuntimeError(f"shard {shard} is being written by another process") from err
                 if not quarantine:
                     raise UnreadableFileError(f"shard {shard} cannot be read ({_first_line(err)}); run the "
