@@ -52,10 +52,11 @@ def write_atomic(data: bytes | memoryview, path: str | Path) -> None:
     except OSError as err:
         tmp.unlink(missing_ok=True)
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(err.errno, f"disk full: could not write {path} ({len(data) / 2**20:.1f} MiB); "
-                                f"the previous {path.name} (if any) is kept; free space and run the same "
-                                f"command to resume") from None
-        raise OSError(err.errno, f"could not write {path}: {err.strerror}") from None
+            full = DiskFullError(f"disk full: could not write {path} ({len(data) / 2**20:.1f} MiB); the previous "
+                                 f"{path.name} (if any) is kept; free space and run the same command to resume")
+            full.errno = err.errno
+            raise full from None
+        raise OSError(f"could not write {path}: {err.strerror}") from None
 
 
 def _reason(err: BaseException) -> str:

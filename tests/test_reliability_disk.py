@@ -124,3 +124,19 @@ def test_policy_checkpoint_on_a_full_disk_is_refused_by_name(small_disk):
     with pytest.raises(DiskFullError, match="replay_buffer.npz"):
         write_atomic(np.zeros(1_000_000).tobytes(), disk / "replay_buffer.npz")
     assert list(disk.iterdir()) == []
+
+
+def test_mmrep_train_on_a_full_disk_says_so_names_the_checkpoint_and_leaves_no_partial_file(small_disk, tmp_path,
+                                                                                          capsys):
+    from mmrep.cli import main as cli
+
+    data = tmp_path / "data"
+    collect(CollectConfig(episodes=3, out=str(data), env={"max_steps": 6, "image_size": 64}, workers=1,
+                          policies={"contact_seeking": 1.0}, valid_fraction=0.34), progress=False)
+    run = small_disk(2048) / "run"  # room for the logs, not for a checkpoint (tens of MB)
+    code = cli(["train", f"data={data}", f"out={run}", "epochs=1", "batch_size=4", "max_batches_per_epoch=2",
+                "max_val_batches=1", "num_workers=0", "threads=1", "progress=false"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"mmrep train: error: disk full: could not write {run}/" in err and ".pt" in err
+    assert not list(run.rglob("*.tmp"))
