@@ -14,8 +14,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from conftest import collect_small
+
 from mmrep.cli import main as cli
 from mmrep.config import EvaluateConfig, ObsConfig, PolicyConfig, PolicyEvalConfig, TrainConfig, collect_config
 from sim.collect import CollectConfig, collect
@@ -63,8 +63,9 @@ def test_every_app_refuses_a_folder_another_run_holds_and_names_it(tmp_path):
         }
         for app, run in runs.items():
             with pytest.raises(FolderBusyError, match=rf"{folder} is in use by another run: pid {proc.pid} on "
-                                                      rf".*\(mmrep train"):
+                                                      rf".*\(mmrep train") as err:
                 run()
+            assert "wait for it to end" in str(err.value), app
         assert sorted(p.name for p in folder.iterdir()) == [LOCK_NAME]  # nothing was written
     finally:
         proc.kill()
