@@ -332,7 +332,16 @@ class TrainingCallback(BaseCallback):
         if n >= self.next_eval and self.eval_venv is not None:
             self.evaluate()
             self.next_eval += self.cfg.eval_every_steps
-        return not out_of_time(self.cfg, self.train_seconds)
+        return not out_of_time(self.cfg, self.train_seconds) and not self._past_total(n)
+
+    def _past_total(self, n: int) -> bool:
+        """Whether an on-policy rollout has reached ``total_steps`` before its end: it stops there (its
+        partial rollout is not trained on) instead of running on by up to a rollout, e.g. after a resume
+        from a checkpoint taken in the middle of one. A rollout that ends exactly there is trained on."""
+        rollout = self.locals.get("n_rollout_steps")
+        if rollout is None or n < self.cfg.total_steps:
+            return False
+        return int(self.locals.get("n_steps", 0)) + 1 < int(rollout)
 
     def evaluate(self) -> dict[str, Any]:
         row = evaluate_held_out(self.model, self.cfg, self.venv, self.eval_venv, self.out)

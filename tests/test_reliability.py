@@ -369,3 +369,21 @@ def _env_sections(d, depth=0):
             yield value
         elif isinstance(value, dict):
             yield from _env_sections(value, depth + 1)
+
+
+def test_a_resumed_policy_training_stops_at_total_steps(tmp_path):
+    """A checkpoint taken in the middle of a rollout (every 24 steps, rollouts of 16) resumes to exactly
+    total_steps, not a rollout beyond it."""
+    from mmrep.config import app_config, compose
+    from mmrep.policy import train_policy
+
+    def cfg(total):
+        return app_config(compose("policy", [f"out={tmp_path}", "progress=false", "vec_env=dummy", "eval_episodes=0",
+                                             "ckpt_every_steps=24", "obs=state", "env.physics_hz=240.0",
+                                             "env.image_size=64", "env.max_steps=8", f"total_steps={total}", "algo=ppo",
+                                             "algo.params.n_steps=16", "algo.params.batch_size=16",
+                                             "algo.params.n_epochs=1", "n_envs=1"]))
+
+    assert train_policy(cfg(24))["timesteps"] == 24  # 1.5 rollouts
+    assert train_policy(cfg(40))["timesteps"] == 40  # resumed from 24
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["num_timesteps"] == 40
