@@ -480,7 +480,7 @@ def dataset_arrays(folder: Path) -> dict[str, dict[str, np.ndarray]]:
     (``obs/force``...), as numpy (to compare two datasets array by array)."""
     out: dict[str, dict[str, np.ndarray]] = {}
     for entry in read_manifest(folder)["episodes"]:
-        with h5py.File(Path(folder) / entry["shard"], "r") as f:
+        with open_shard(Path(folder) / entry["shard"]) as f:
             group = f[f"{DATA_GROUP}/{entry['name']}"]
             out[entry["name"]] = read_episode_arrays(group, specs_from_group(group))
     return out
@@ -488,7 +488,7 @@ def dataset_arrays(folder: Path) -> dict[str, dict[str, np.ndarray]]:
 
 def is_native_shard(path: Path) -> bool:
     """Whether an HDF5 file is an mmrep shard (it has the ``data`` group)."""
-    with h5py.File(path, "r") as f:
+    with open_shard(path) as f:
         return DATA_GROUP in f
 
 

@@ -150,7 +150,7 @@ class SimSource(_Source):
             self.episodes = [Episode(path / e["shard"], f"{DATA_GROUP}/{e['name']}", e["num_steps"] + 1,
                                      e["name"]) for e in chosen]
         else:
-            with h5py.File(path, "r") as f:
+            with open_shard(path) as f:
                 names = episode_groups(f)
                 if split is not None:
                     keep = read_mask(f, split, str(path))
