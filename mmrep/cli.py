@@ -33,12 +33,15 @@ def _fail(app: str, err: BaseException) -> int:
 
 
 def _collect_task(cfg) -> int:
-    from sim.collect import collect
+    from sim.collect import CollectionInterrupted, collect
     from sim.dataset_format import format_info, info
 
     try:
         config = app_config(cfg)
         manifest = collect(config)
+    except CollectionInterrupted as err:
+        print(f"mmrep collect: {err}", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
         return _fail("collect", err)
     print(format_info(info(config.out)))
@@ -146,7 +149,7 @@ def _data(args: argparse.Namespace) -> int:
     if args.action == "info":
         d = dataset_format.info(args.path)
         print(json.dumps(d, indent=2) if args.json else dataset_format.format_info(d))
-        return 0
+        return 1 if d["warnings"] else 0  # a shard missing or damaged: not a sound dataset
     if args.action == "export":
         path, out = args.data or args.path, args.out or args.out_pos
         if not path or not out:

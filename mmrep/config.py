@@ -425,7 +425,14 @@ def register_configs() -> None:
     from sim.collect import CollectConfig
 
     cs = ConfigStore.instance()
-    cs.store(name="collect_schema", node=CollectConfig)
+    from omegaconf import OmegaConf
+
+    collect_schema = OmegaConf.structured(CollectConfig)
+    # A policy mixture is a dict of any policy names: ``policies={expert:1.0}`` adds keys, which the
+    # struct flag Hydra sets on every node would refuse.
+    OmegaConf.set_struct(collect_schema.policies, False)
+    OmegaConf.set_struct(collect_schema.policy_kwargs, False)
+    cs.store(name="collect_schema", node=collect_schema)
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="policy_schema", node=PolicyConfig)
@@ -494,7 +501,10 @@ class ValidateConfig(Callback):
         import sys
 
         try:
-            _as_app_config(self.app, config)
+            obj = _as_app_config(self.app, config)
+            out = getattr(obj, "out", None)
+            if out and Path(out).exists() and not Path(out).is_dir():  # before Hydra makes it its run folder
+                raise ValueError(f"out={out} is an existing file, not a folder; choose another out=")
         except ValueError as err:
             print(f"mmrep {self.app}: error: {err}", file=sys.stderr)
             sys.exit(2)

@@ -13,7 +13,6 @@ the first format (``mmrep-encoder-1``, keys ``rgb_encoder.*`` ...) are read too.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from mmrep.models import ModelConfig
 from mmrep.models.multimodal import DEFAULT_IMAGE_SIZE, MultimodalEncoder
 from mmrep.reliability import Reliability
+from mmrep.torch_files import load_torch_file, save_atomic  # noqa: F401  (save_atomic: re-exported)
 from sim.observation import PROPRIO13_DIM, ObservationShapeError, check_shape, proprio8_from_proprio13
 
 FORMAT = "mmrep-encoder-2"
@@ -39,6 +39,36 @@ def assert_finite_weights(module: torch.nn.Module, what: str) -> None:
     bad = [k for k, v in module.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise NonFiniteWeightsError(f"{what}: {len(bad)} tensor(s) hold NaN or inf (first: {bad[0]}); not written")
+
+
+def check_modality_names(names, known, what: str) -> None:
+    """ValueError naming ``what`` and the names that are not among ``known`` (a misspelt modality would
+    otherwise be left out without a word); a single string is refused too (it would be read letter by letter)."""
+    if names is None:
+        return
+    if isinstance(names, str):
+        raise ValueError(f"{what} must be a list of modality names, got the string {names!r}")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"{what} names {unknown}, not modalities of this encoder {list(known)}")
+
+
+def check_model_inputs(inputs: dict[str, torch.Tensor]) -> None:
+    """ObservationShapeError naming the key when the model inputs' batch sizes differ, ValueError naming
+    the key and the first batch index when one holds NaN or inf (z would be silently non-finite)."""
+    sizes = {m: int(t.shape[0]) for m, t in inputs.items()}
+    if len(set(sizes.values())) > 1:
+        first = next(iter(sizes))
+        odd = next(m for m, b in sizes.items() if b != sizes[first])
+        raise ObservationShapeError(f"batch sizes differ: {odd!r} has {sizes[odd]} samples, {first!r} has "
+                                    f"{sizes[first]} ({sizes})")
+    for m, t in inputs.items():
+        if t.is_floating_point():
+            bad = ~torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
+            if bad.any():
+                idx = int(bad.nonzero()[0, 0])
+                raise ValueError(f"obs[{m!r}] holds NaN or inf at batch index {idx} ({int(bad.sum())} of "
+                                 f"{t.shape[0]} samples); the encoder would return a non-finite z")
 
 
 class Encoder(MultimodalEncoder):
@@ -110,6 +140,7 @@ class Encoder(MultimodalEncoder):
             else:
                 t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
             out[m] = t.to(device)
+        check_model_inputs(out)
         return out, not batched
 
     @torch.no_grad()
@@ -119,6 +150,7 @@ class Encoder(MultimodalEncoder):
         modality absent from ``obs`` is left out; ``present`` ({modality: (B,) bool, or a bool for
         a single observation}) leaves a modality out of chosen samples (see the class doc);
         ``reject`` also leaves out each sample's flagged modalities (``flags``)."""
+        check_modality_names(modalities, self.cfg.modalities, "modalities")
         inputs, single = self.model_inputs(obs)
         mods = [m for m in (modalities if modalities is not None else self.cfg.modalities) if m in inputs]
         masks = None
@@ -162,16 +194,6 @@ class Encoder(MultimodalEncoder):
         return {m: v[0] if single else v for m, v in out.items()}
 
 
-def save_atomic(obj: dict, path: Path) -> None:
-    """``torch.save`` so that a kill at any moment leaves the old or the new file, never half of one."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def export_encoder(encoder: MultimodalEncoder, path: Path, reliability: Reliability | None = None) -> None:
     """Write ``encoder`` (weights, config and, when given, its reliability thresholds) atomically;
     refuses non-finite weights."""
@@ -188,18 +210,19 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
     ``mmrep export-encoder --format safetensors`` copy (``.safetensors`` + ``.json``).
     Raises ``ValueError`` when the file is not an mmrep encoder file or its weights do not fit."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"encoder file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":  # mmrep.formats.encoder_export: weights + JSON config
-            from mmrep.formats.encoder_export import read_safetensors
+    if path.suffix == ".safetensors":  # mmrep.formats.encoder_export: weights + JSON config
+        from mmrep.formats.encoder_export import read_safetensors
 
+        if not path.exists():
+            raise FileNotFoundError(f"encoder file {path} does not exist")
+        try:
             blob = read_safetensors(path)
-        else:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds (pickle, zip, IndexError) for foreign files
-        raise ValueError(f"{path} is not an mmrep encoder file (torch.load failed: "
-                         f"{type(err).__name__}: {err})") from err
+        except Exception as err:  # safetensors and json raise several kinds for damaged files
+            raise ValueError(f"encoder file {path} cannot be read ({type(err).__name__}: {err}): export it again "
+                             "with mmrep export-encoder or download it again") from None
+    else:
+        blob = load_torch_file(path, "encoder file", "it is not an mmrep encoder file or it is damaged: export it "
+                               "again (mmrep train writes encoder.pt at the end of a run) or download it again")
     fmt = blob.get("format") if isinstance(blob, dict) else None
     if fmt not in (FORMAT, "mmrep-encoder-1"):
         raise ValueError(f"{path} is not an mmrep encoder file (format {fmt!r}, expected {FORMAT!r})")

@@ -31,6 +31,8 @@ from mmrep.data.dataset import MultimodalDataset
 from mmrep.data.transforms import Corrupt
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
 from mmrep.reliability import FLAG_QUANTILE, Reliability, calibrate
+from mmrep.torch_files import load_torch_file
+from sim.run_lock import run_lock
 
 METRICS = ("contact_f1", "alignment_accuracy", "flow_epe_moving_px", "ee_mse")
 METRIC_LABELS = {"contact_f1": "next-step contact F1", "alignment_accuracy": "alignment accuracy",
@@ -50,7 +52,8 @@ def load_model(run: Path, checkpoint: str = "last.pt") -> MultimodalModel:
     path = run / checkpoint
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (is {run} a finished `mmrep train` run folder?)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_torch_file(path, "training checkpoint", "it is truncated or damaged: evaluate the run's other "
+                           "checkpoint (best.pt / last.pt) or train the run again")
     if not isinstance(ckpt, dict) or "model_config" not in ckpt:
         raise ValueError(f"{path} is not an mmrep training checkpoint (no model_config)")
     model = MultimodalModel(ModelConfig.from_dict(json.loads(ckpt["model_config"])))
@@ -150,7 +153,14 @@ def run_setting(model: MultimodalModel, batches, absent: tuple[str, float] | Non
 
 
 def evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, Any]:
-    """Run the grid; write ``results.json``, ``report.md`` and the plots to ``cfg.out``."""
+    """Run the grid; write ``results.json``, ``report.md`` and the plots to ``cfg.out`` (locked for the
+    run, ``sim.run_lock``: a second evaluation into it is refused)."""
+    cfg.validate()
+    with run_lock(cfg.out, "evaluate"):
+        return _evaluate(cfg, progress)
+
+
+def _evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     cfg.validate()

@@ -22,6 +22,7 @@ loaded with ``torch.load(weights_only=True)`` and rebuilt from its JSON config.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -37,11 +38,13 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
 from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
-from mmrep.encoder import load_encoder, random_like, save_atomic
+from mmrep.encoder import load_encoder, random_like
 from mmrep.policy_curves import plot_curves
 from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
+from mmrep.torch_files import FileLoadError, load_torch_file, save_atomic, write_atomic
 from sim.config import EnvConfig, merge_nested
 from sim.policy_env import make_policy_env
+from sim.run_lock import run_lock
 
 POLICY_FORMAT = "mmrep-policy-1"
 CLIP_OBS = 5.0
@@ -170,10 +173,10 @@ def save_checkpoint(model, venv, out: Path, train_seconds: float = 0.0) -> None:
         state["log_ent_coef"] = model.log_ent_coef.detach().cpu()
     buf = getattr(model, "replay_buffer", None)
     if buf is not None:
-        tmp = out / "replay_buffer.tmp.npz"
-        np.savez(tmp, observations=buf.observations, next_observations=buf.next_observations, actions=buf.actions,
+        data = io.BytesIO()
+        np.savez(data, observations=buf.observations, next_observations=buf.next_observations, actions=buf.actions,
                  rewards=buf.rewards, dones=buf.dones, timeouts=buf.timeouts, pos=buf.pos, full=buf.full)
-        tmp.replace(out / "replay_buffer.npz")
+        write_atomic(data.getbuffer(), out / "replay_buffer.npz")
     save_atomic(state, out / "checkpoint.pt")
 
 
@@ -183,8 +186,10 @@ def load_checkpoint(model, venv, out: Path) -> tuple[int, float]:
     path = out / "checkpoint.pt"
     if not path.exists():
         return 0, 0.0
-    state = torch.load(path, map_location=model.device, weights_only=True)
-    if state.get("format") != POLICY_FORMAT:
+    state = load_torch_file(path, "policy checkpoint", "it is truncated or damaged: move it away to train "
+                            "again from the start (policy.pt, when present, holds the last finished policy)",
+                            map_location=model.device)
+    if not isinstance(state, dict) or state.get("format") != POLICY_FORMAT:
         raise ValueError(f"{path} is not an mmrep policy checkpoint (format {state.get('format')!r})")
     model.policy.load_state_dict(state["policy"])
     for name, opt in _optimizers(model).items():
@@ -195,7 +200,11 @@ def load_checkpoint(model, venv, out: Path) -> tuple[int, float]:
     _load_rms(venv, state["obs_rms"])
     buf = getattr(model, "replay_buffer", None)
     if buf is not None and (out / "replay_buffer.npz").exists():
-        arrays = np.load(out / "replay_buffer.npz")
+        try:
+            arrays = dict(np.load(out / "replay_buffer.npz", allow_pickle=False))
+        except (OSError, ValueError, EOFError) as err:
+            raise FileLoadError(f"replay buffer {out / 'replay_buffer.npz'} cannot be loaded ({err}); move it "
+                                f"and checkpoint.pt away to train again from the start") from None
         for key in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
             getattr(buf, key)[...] = arrays[key]
         buf.pos, buf.full = int(arrays["pos"]), bool(arrays["full"])
@@ -323,7 +332,16 @@ class TrainingCallback(BaseCallback):
         if n >= self.next_eval and self.eval_venv is not None:
             self.evaluate()
             self.next_eval += self.cfg.eval_every_steps
-        return not out_of_time(self.cfg, self.train_seconds)
+        return not out_of_time(self.cfg, self.train_seconds) and not self._past_total(n)
+
+    def _past_total(self, n: int) -> bool:
+        """Whether an on-policy rollout has reached ``total_steps`` before its end: it stops there (its
+        partial rollout is not trained on) instead of running on by up to a rollout, e.g. after a resume
+        from a checkpoint taken in the middle of one. A rollout that ends exactly there is trained on."""
+        rollout = self.locals.get("n_rollout_steps")
+        if rollout is None or n < self.cfg.total_steps:
+            return False
+        return int(self.locals.get("n_steps", 0)) + 1 < int(rollout)
 
     def evaluate(self) -> dict[str, Any]:
         row = evaluate_held_out(self.model, self.cfg, self.venv, self.eval_venv, self.out)
@@ -375,7 +393,14 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
 
 
 def train_policy(cfg: PolicyConfig) -> dict[str, Any]:
-    """Train (or resume) a policy; write the run folder (module doc). Returns the final evaluation."""
+    """Train (or resume) a policy; write the run folder (module doc). Returns the final evaluation.
+    The folder is locked for the run (``sim.run_lock``): a second run into it is refused."""
+    cfg.validate()
+    with run_lock(cfg.out, "policy train"):
+        return _train_policy(cfg)
+
+
+def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -416,7 +441,8 @@ def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, p
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"policy file {path} does not exist (a finished `mmrep policy train` run?)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_torch_file(path, "policy file", "it is not an mmrep policy file or it is damaged: run the same "
+                           "`mmrep policy train` again (it rewrites policy.pt from checkpoint.pt) or download it again")
     if not isinstance(blob, dict) or blob.get("format") != POLICY_FORMAT:
         raise ValueError(f"{path} is not an mmrep policy file")
     raw = json.loads(blob["config"])

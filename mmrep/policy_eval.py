@@ -23,6 +23,7 @@ import numpy as np
 from mmrep.config import PolicyEvalConfig
 from mmrep.policy import load_policy, run_episodes, summarize
 from sim.policy_env import CLOSED_LOOP
+from sim.run_lock import run_lock
 
 
 def policy_file(path: str | Path) -> Path:
@@ -112,7 +113,14 @@ def finished_rows(out: Path, run_key: dict[str, Any]) -> dict[tuple, tuple[dict[
 
 
 def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
-    """Run every (setting, shape, mode) and write the outputs (module doc)."""
+    """Run every (setting, shape, mode) and write the outputs (module doc). The output folder is locked
+    for the run (``sim.run_lock``): a second evaluation into it is refused."""
+    cfg.validate()
+    with run_lock(Path(cfg.out) if cfg.out else policy_file(cfg.policy).parent / "eval", "policy eval"):
+        return _evaluate_policy_run(cfg)
+
+
+def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
     cfg.validate()

@@ -32,13 +32,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
 from mmrep.encoder import load_encoder, random_like
 from mmrep.models.losses import f1_from_counts
-from sim.dataset_format import DATA_GROUP, read_manifest
+from sim.dataset_format import DATA_GROUP, open_shard, read_manifest
 from sim.observation import proprio8_from_proprio13
 
 NEAR_M = 0.02  # m: "near the hole" for the near-hole figure
@@ -106,7 +105,7 @@ def load_steps(path: str | Path, split: str, keys: tuple[str, ...], max_episodes
     hole_of = HoleReplay()
     try:
         for i, e in enumerate(chosen):
-            with h5py.File(path / e["shard"], "r") as f:
+            with open_shard(path / e["shard"]) as f:
                 g = f[DATA_GROUP][e["name"]]
                 hole = hole_of(g.attrs["env_config"], int(g.attrs["seed"]))
                 for k in keys:

@@ -15,6 +15,7 @@ averages the gradients, and rank 0 alone logs, validates and writes checkpoints 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -32,9 +33,11 @@ from mmrep.config import TrainConfig
 from mmrep.data.dataset import MultimodalDataset
 from mmrep.data.transforms import ROBUST_PERTURBATIONS, RandomCorruption
 from mmrep.distributed import DistContext, rank_batches
-from mmrep.encoder import assert_finite_weights, export_encoder, save_atomic
+from mmrep.encoder import assert_finite_weights, export_encoder
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
 from mmrep.reliability import FLAG_QUANTILE, LOW_QUANTILE, Reliability, calibrate, collect_logvars
+from mmrep.torch_files import load_torch_file, save_atomic
+from sim.run_lock import run_lock
 
 IMAGE_KEYS = ("rgb", "depth", "flow", "flow_mask")
 
@@ -70,7 +73,11 @@ def valid_rows(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
 
 
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A training checkpoint (``last.pt``, ``best.pt``); ``FileLoadError`` naming it when unreadable."""
+    path = Path(path)
+    other = "best.pt" if path.name != "best.pt" else "last.pt"
+    return load_torch_file(path, "training checkpoint", f"it is truncated or damaged: copy {other} of the same "
+                           f"folder over it to resume from there, or move it away to start again")
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -138,7 +145,15 @@ def evaluate(model: MultimodalModel, loader, device, amp: bool, max_batches: int
 
 def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     """Train (or resume training) and return the final validation metrics. ``progress`` (default
-    ``cfg.progress``) shows progress bars."""
+    ``cfg.progress``) shows progress bars. The run folder is locked for the run (``sim.run_lock``; under
+    torchrun, by rank 0): a second run into it is refused."""
+    cfg.validate()
+    main = int(os.environ.get("RANK", "0")) == 0
+    with run_lock(cfg.out, "train") if main else contextlib.nullcontext():
+        return _train(cfg, progress)
+
+
+def _train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 

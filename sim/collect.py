@@ -19,12 +19,12 @@ robomimic-style ``mask/train`` and ``mask/valid`` (episode names).
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import importlib.util
 import json
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import shutil
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -35,10 +35,11 @@ import gymnasium as gym
 import numpy as np
 
 from sim.config import PEG_SHAPES, EnvConfig
-from sim.dataset_format import COLLECT_CONFIG, ArraySpec, scan_shards, shard_name, split_of, write_manifest
+from sim.dataset_format import COLLECT_CONFIG, ArraySpec, scan_shards, shard_name, write_manifest
 from sim.policies import POLICIES, make_policy
-from sim.recording import COMPRESSIONS, ShardWriter, record_episode, specs_for_env
+from sim.recording import COMPRESSIONS, ShardWriteError, ShardWriter, record_episode, specs_for_env
 from sim.registration import env_id
+from sim.run_lock import run_lock
 
 COLLECT_ENV_DEFAULTS: dict[str, Any] = {"max_steps": 100, "compute_flow": True}
 """Where collection's env differs from ``EnvConfig``'s defaults: short episodes, exact flow on (the
@@ -46,6 +47,8 @@ training labels need the camera and the flow)."""
 
 
 BACKENDS = ("local", "ray")
+DEFAULT_POLICY_MIXTURE: dict[str, float] = {"noisy_expert": 0.4, "random": 0.3, "contact_seeking": 0.3}
+"""The paper collected random and contact-seeking data; the noisy expert adds insertions."""
 
 
 def _collect_env() -> EnvConfig:
@@ -58,8 +61,9 @@ class CollectConfig:
 
     episodes: int = 20
     shapes: list[str] = field(default_factory=lambda: list(PEG_SHAPES))  # episode i gets shapes[i % len]
-    policies: dict[str, float] = field(  # mixture weights; the paper collected random and contact-seeking data
-        default_factory=lambda: {"noisy_expert": 0.4, "random": 0.3, "contact_seeking": 0.3})
+    # mixture weights (empty: DEFAULT_POLICY_MIXTURE); a value given replaces the mixture, it is not
+    # merged into it (an empty default makes Hydra's ``policies={random:1.0}`` an assignment)
+    policies: dict[str, float] = field(default_factory=dict)
     policy_kwargs: dict[str, dict[str, Any]] = field(default_factory=lambda: {"noisy_expert": {"noise_std": 0.3}})
     seed: int = 0
     out: str = "data/sim"
@@ -79,11 +83,12 @@ class CollectConfig:
             raise ValueError(f"episodes must be a positive int, got {self.episodes!r}")
         if not self.shapes or any(s not in PEG_SHAPES for s in self.shapes):
             raise ValueError(f"shapes must be a non-empty list of {PEG_SHAPES}, got {list(self.shapes)!r}")
-        unknown = [p for p in self.policies if p not in POLICIES]
-        if unknown or not self.policies:
+        mixture = self.mixture()
+        unknown = [p for p in mixture if p not in POLICIES]
+        if unknown:
             raise ValueError(f"policies: unknown {unknown}; choose from {sorted(POLICIES)}")
-        if any(w < 0 for w in self.policies.values()) or sum(self.policies.values()) <= 0:
-            raise ValueError(f"policies weights must be >= 0 with a positive sum, got {dict(self.policies)!r}")
+        if any(w < 0 for w in mixture.values()) or sum(mixture.values()) <= 0:
+            raise ValueError(f"policies weights must be >= 0 with a positive sum, got {dict(mixture)!r}")
         unknown = [p for p in self.policy_kwargs if p not in POLICIES]
         if unknown:
             raise ValueError(f"policy_kwargs: unknown policies {unknown}; choose from {sorted(POLICIES)}")
@@ -112,20 +117,27 @@ class CollectConfig:
             except TypeError as err:
                 raise ValueError(f"policy_kwargs.{name}: {err}") from None
 
+    def mixture(self) -> dict[str, float]:
+        """The policy mixture's weights: ``policies``, or ``DEFAULT_POLICY_MIXTURE`` when it is empty."""
+        return dict(self.policies or DEFAULT_POLICY_MIXTURE)
+
     def env_config(self, shape: str) -> EnvConfig:
         """The env settings of an episode with peg ``shape``."""
         return dataclasses.replace(self.env, peg_shape=shape)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (``collect_config.json``, the manifest)."""
-        return json.loads(json.dumps(asdict(self)))
+        d = json.loads(json.dumps(asdict(self)))
+        d["policies"] = self.mixture()
+        return d
 
 
 def plan_episode(cfg: CollectConfig, index: int) -> tuple[int, str, str]:
     """``(env seed, peg shape, policy name)`` of episode ``index``: a function of (seed, index) only."""
     rng = np.random.default_rng([cfg.seed, index])
-    names = sorted(cfg.policies)
-    weights = np.array([cfg.policies[n] for n in names], dtype=float)
+    mixture = cfg.mixture()
+    names = sorted(mixture)
+    weights = np.array([mixture[n] for n in names], dtype=float)
     policy = names[int(rng.choice(len(names), p=weights / weights.sum()))]
     shape = cfg.shapes[index % len(cfg.shapes)]
     return int(rng.integers(0, 2**31 - 1)), shape, policy
@@ -187,7 +199,15 @@ def _worker(worker: int, tasks, cfg: CollectConfig, shard: str, q, parent: int) 
         q.put(("done", worker, None, 0, False))
     except InterruptedError:
         pass
-    except BaseException:  # report everything, including ShardWriteError, to the parent
+    except ShardWriteError as err:  # disk full and the like: one line that names the file
+        q.put(("error", worker, str(err), 0, False))
+        q.close()
+        q.join_thread()
+        # HDF5 after a failed write can crash or write more while it tears down: leave without it.
+        os._exit(3)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C reaches every process of the group; the parent reports it
+    except BaseException:  # report everything else to the parent
         q.put(("error", worker, traceback.format_exc(), 0, False))
 
 
@@ -196,26 +216,27 @@ def collect(cfg: CollectConfig, progress: bool | None = None) -> dict[str, Any]:
     ``progress`` (default ``cfg.progress``) shows a progress bar."""
     cfg.validate()
     progress = cfg.progress if progress is None else progress
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".collect.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            raise RuntimeError(f"another collection is running into {out}") from err
+    with run_lock(cfg.out, "collect") as out:
         _check_same_config(out, cfg)
         (out / COLLECT_CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
         done = scan_shards(out, quarantine=True)
         todo = [i for i in range(cfg.episodes) if i not in done]
         n_workers = min(cfg.workers or os.cpu_count() or 1, len(todo)) if todo else 0
-        if todo and cfg.backend == "ray":
-            from sim.collect_ray import collect_on_ray
+        try:
+            if todo and cfg.backend == "ray":
+                from sim.collect_ray import collect_on_ray
 
-            collect_on_ray(cfg, todo, out, resumed=len(done), progress=progress)
-        elif todo:
-            _run_workers(cfg, todo, n_workers, out, progress, resumed=len(done))
-        return write_manifest(out, cfg.to_dict(), cfg.episodes,
-                              split_of(cfg.episodes, cfg.seed, cfg.valid_fraction))
+                collect_on_ray(cfg, todo, out, resumed=len(done), progress=progress)
+            elif todo:
+                _run_workers(cfg, todo, n_workers, out, progress, resumed=len(done))
+        except KeyboardInterrupt:
+            raise CollectionInterrupted(f"interrupted: the complete episodes in {out} are kept; run the "
+                                        f"same command to collect the rest") from None
+        return write_manifest(out, cfg.to_dict(), cfg.episodes, cfg.valid_fraction, cfg.seed)
+
+
+class CollectionInterrupted(RuntimeError):
+    """Ctrl-C during a collection: what was complete is kept, the same command resumes."""
 
 
 def _check_same_config(out: Path, cfg: CollectConfig) -> None:
@@ -287,8 +308,10 @@ def _run_workers(cfg: CollectConfig, todo: list[int], n_workers: int, out: Path,
             except queue_mod.Empty:
                 dead = [w for w in running if not procs[w].is_alive() and procs[w].exitcode != 0]
                 if dead:
+                    free = shutil.disk_usage(out).free
+                    hint = f"; the disk is full ({free / 2**20:.1f} MiB free in {out})" if free < 2**21 else ""
                     raise RuntimeError(f"collection worker {dead[0]} died (exit code "
-                                       f"{procs[dead[0]].exitcode})") from None
+                                       f"{procs[dead[0]].exitcode}){hint}") from None
                 continue
             if kind == "episode":
                 tick(payload, n, success)
@@ -297,7 +320,8 @@ def _run_workers(cfg: CollectConfig, todo: list[int], n_workers: int, out: Path,
             else:
                 for proc in procs:
                     proc.terminate()
-                raise RuntimeError(f"collection worker {worker} failed:\n{payload}")
+                sep = " " if "\n" not in payload.strip() else "\n"
+                raise RuntimeError(f"collection worker {worker} failed:{sep}{payload.strip()}")
         for proc in procs:
             proc.join()
     finally:

@@ -10,7 +10,9 @@ split are rebuilt from the shard, and a killed driver resumes with the same comm
 A killed or lost actor is restarted by Ray and its unfinished episodes are recorded again
 (``max_restarts=-1``, ``max_task_retries=-1``); the retry gives the same bytes because an episode is
 a function of its index alone. Each actor asks for one CPU, so ``workers`` actors spread over the
-cluster's CPUs; two episodes are kept in flight per actor, so an actor never waits for the driver.
+cluster's CPUs (never more actors than the cluster has CPUs); episodes go to an actor once it has
+started, two in flight per actor, so an actor never waits for the driver and an actor still waiting
+for a CPU holds none. A cluster on which nothing moves for ``STALL_SECONDS`` is reported.
 
 Bit-identical results across machines assume the same wheels (PyBullet, NumPy) and glibc and, for
 x86, that all nodes' CPUs have FMA or none do (``benchmarks/determinism.py``; README, "Scaling out").
@@ -19,6 +21,9 @@ x86, that all nodes' CPUs have FMA or none do (``benchmarks/determinism.py``; RE
 from __future__ import annotations
 
 import os
+import time
+import warnings
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
 
 ACTOR_NAMESPACE = "mmrep"
 IN_FLIGHT_PER_ACTOR = 2
+STALL_SECONDS = 300.0  # s without an actor starting or an episode finishing: a stalled cluster
 
 
 def import_ray():
@@ -66,33 +72,57 @@ def actor_name(index: int) -> str:
 
 
 def collect_on_ray(cfg: CollectConfig, todo: list[int], out: Path, resumed: int = 0,
-                   progress: bool = True) -> None:
+                   progress: bool = True, stall_s: float = STALL_SECONDS) -> None:
     """Record the episodes ``todo`` on Ray actors and write them into ``out``'s ``shard_000.h5``.
 
     Joins the Ray instance at ``cfg.ray_address`` (``None``: starts a local one, shut down at the end;
     an instance this process already started with ``ray.init`` is used as it is). ``cfg.workers``
-    actors (None: one per CPU of the cluster, at most one per episode).
+    actors (None: one per CPU of the cluster), at most one per episode and one per CPU of the cluster
+    (each asks for one CPU; more could never all be scheduled: a warning says so). Episodes go only to
+    actors that have started, as they start, so an actor that waits for a CPU holds none. When
+    nothing starts and nothing finishes for ``stall_s`` seconds (every CPU taken by other work), a
+    ``RuntimeError`` says so instead of waiting in silence; what was written is kept.
     """
     ray, started = init_ray(cfg.ray_address)
-    n_actors = min(cfg.workers or max(int(ray.cluster_resources().get("CPU", 1)), 1), len(todo))
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    n_actors = min(cfg.workers or max(cpus, 1), max(cpus, 1), len(todo))
+    if cfg.workers is not None and cfg.workers > max(cpus, 1):
+        warnings.warn(f"workers={cfg.workers} but the Ray cluster has {cpus} CPU(s) and each collection actor "
+                      f"needs one: starting {n_actors} actor(s)", stacklevel=2)
     recorder = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(EpisodeRecorder)
     actors = [recorder.options(name=actor_name(i), namespace=ACTOR_NAMESPACE).remote(cfg) for i in range(n_actors)]
-    order = iter(dispatch_order(cfg, todo))
+    order = deque(dispatch_order(cfg, todo))
+    starting = {actor.__ray_ready__.remote(): actor for actor in actors}  # not yet given episodes
     pending: dict = {}
 
     def submit(actor) -> None:
-        index = next(order, None)
-        if index is not None:
+        if order:
+            index = order.popleft()
             pending[actor.record.remote(index)] = (actor, index)
 
     bar = Progress(len(todo), n_actors, "ray", out, progress, resumed)
     try:
-        for _ in range(IN_FLIGHT_PER_ACTOR):
-            for actor in actors:
-                submit(actor)
         with ShardWriter(out / shard_name(0), cfg.compression) as writer:
-            while pending:
-                [ref], _ = ray.wait(list(pending), num_returns=1)
+            last_event = time.monotonic()
+            while pending or (order and starting):
+                ready, _ = ray.wait([*pending, *starting], num_returns=1, timeout=min(stall_s, 5.0))
+                if not ready:
+                    if time.monotonic() - last_event > stall_s:
+                        raise RuntimeError(
+                            f"the Ray cluster stalled: no collection actor started and no episode finished in "
+                            f"{stall_s:.0f} s ({len(actors) - len(starting)} of {len(actors)} actors running, "
+                            f"{len(order) + len(pending)} episodes left, cluster CPUs free "
+                            f"{ray.available_resources().get('CPU', 0):g} of {cpus}); the episodes written so "
+                            f"far are kept: free CPUs or lower workers=, and run the same command to resume")
+                    continue
+                last_event = time.monotonic()
+                ref = ready[0]
+                if ref in starting:
+                    actor = starting.pop(ref)
+                    ray.get(ref)
+                    for _ in range(IN_FLIGHT_PER_ACTOR):
+                        submit(actor)
+                    continue
                 actor, index = pending.pop(ref)
                 arrays, attrs, specs = ray.get(ref)
                 writer.write(index, arrays, attrs, specs)

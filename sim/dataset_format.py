@@ -38,6 +38,7 @@ every reader skips and the next writer removes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -177,16 +178,43 @@ def is_complete(group: h5py.Group) -> bool:
     return CHECKSUM_ATTR in group.attrs
 
 
-def episode_groups(f: h5py.File, complete: bool | None = True) -> list[str]:
+def episode_groups(f: h5py.File, complete: bool | None = True, probe: int = 0) -> list[str]:
     """Sorted names of the episode groups of an open shard: complete ones (default), partial ones
-    (``complete=False``) or all (``None``)."""
+    (``complete=False``) or all (``None``). When the ``data`` group cannot be listed (its header was
+    cut off by a full disk) and ``probe`` > 0, the names ``ep_000000`` ... of the first ``probe``
+    episodes are looked up one by one instead (a lookup by name still works then)."""
     data = f.get(DATA_GROUP)
     if data is None:
         return []
-    names = sorted(n for n in data if n.startswith(EPISODE_PREFIX))
+    try:
+        names = sorted(n for n in data if n.startswith(EPISODE_PREFIX))
+    except READ_ERRORS:
+        if not probe:
+            raise
+        names = [n for n in map(episode_name, range(probe)) if _exists(data, n)]
     if complete is None:
         return names
     return [n for n in names if is_complete(data[n]) == complete]
+
+
+def _exists(group: h5py.Group, name: str) -> bool:
+    try:
+        return name in group
+    except READ_ERRORS:
+        return True  # there, but damaged: the caller reads it and reports it
+
+
+def probe_limit(folder: Path) -> int:
+    """How many episode names to look up in a shard whose episode list cannot be read: the planned
+    episodes of the folder's collection (``collect_config.json``) or its manifest, at least 10000."""
+    n = 10_000
+    for name, key in ((COLLECT_CONFIG, "episodes"), (MANIFEST, "episodes")):
+        try:
+            value = json.loads((Path(folder) / name).read_text())[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        n = max(n, value if isinstance(value, int) else len(value))
+    return n
 
 
 def episode_record(group: h5py.Group, shard: str) -> dict[str, Any]:
@@ -197,41 +225,151 @@ def episode_record(group: h5py.Group, shard: str) -> dict[str, Any]:
             "policy": str(a["policy"]), "success": bool(a["success"])}
 
 
+READ_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError, AttributeError)
+"""What h5py raises for a damaged file or object: a truncated file, a header that points past the end
+of the file (``KeyError: ... addr overflow``), a bad heap, a bad attribute."""
+
+
+class UnreadableFileError(OSError):
+    """A file mmrep reads cannot be read; the message names it and says what to do."""
+
+
+def open_shard(path: Path, mode: str = "r", **kwargs) -> h5py.File:
+    """``h5py.File(path, mode)`` with an ``UnreadableFileError`` that names the file and says what to do
+    when it cannot be opened (truncated, corrupted, not HDF5)."""
+    try:
+        return h5py.File(path, mode, **kwargs)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except READ_ERRORS as err:
+        if _is_lock_error(err):
+            raise
+        raise UnreadableFileError(f"{path} cannot be opened as HDF5 ({_first_line(err)}): it is truncated or "
+                                  f"corrupted; run the collection again into its folder (it moves a damaged "
+                                  f"shard aside and re-collects its episodes), re-export or re-download it"
+                                  ) from None
+
+
+def _is_lock_error(err: BaseException) -> bool:
+    """Whether h5py refused a file because another process holds its lock (not "sblock->..." of a
+    truncated file's message)."""
+    return "unable to lock" in str(err).lower()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def read_shard_episodes(f: h5py.File, shard_label: str,
+                        probe: int = 0) -> tuple[dict[int, dict[str, Any]], list[str]]:
+    """The complete episodes of an open shard (index -> ``episode_record``) and its damaged episode
+    groups (``"ep_000012 (KeyError: ...)"``): complete episodes whose header or attributes cannot be
+    read, whatever h5py raises. Partial episodes (no checksum) are neither."""
+    found: dict[int, dict[str, Any]] = {}
+    damaged: list[str] = []
+    data = f.get(DATA_GROUP)
+    try:
+        len(data) if data is not None else 0
+    except READ_ERRORS as err:  # its episode list: looked up by name below
+        damaged.append(f"{DATA_GROUP} ({_first_line(err)})")
+    for name in episode_groups(f, complete=None, probe=probe):
+        try:
+            group = f[DATA_GROUP][name]
+            if not is_complete(group):
+                continue
+            found[int(group.attrs["index"])] = episode_record(group, shard_label)
+        except READ_ERRORS as err:
+            damaged.append(f"{name} ({_first_line(err)})")
+    return found, damaged
+
+
+def salvage_shard(shard: Path, probe: int = 0) -> tuple[Path, int]:
+    """Copy the readable complete episodes of a damaged shard into a fresh file that replaces it; the
+    damaged file is moved aside to ``*.corrupt-<time>``. Returns (that file, episodes kept)."""
+    fresh = shard.with_suffix(".h5.salvage")
+    free, size = shutil.disk_usage(shard.parent).free, shard.stat().st_size
+    if free < size + 2**20:  # the copy is at most the shard's size: never start what cannot finish
+        raise OSError(errno.ENOSPC, f"disk full: {free / 2**20:.1f} MiB free, the repair may need "
+                                    f"{(size + 2**20) / 2**20:.1f} MiB")
+    kept = 0
+    with h5py.File(shard, "r") as src, h5py.File(fresh, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        data = dst.require_group(DATA_GROUP)
+        for name in episode_groups(src, complete=None, probe=probe):
+            try:
+                if is_complete(src[DATA_GROUP][name]):
+                    src.copy(src[DATA_GROUP][name], data, name=name)
+                    kept += 1
+            except READ_ERRORS:
+                if name in data:
+                    del data[name]
+    aside = shard.with_suffix(f".h5.corrupt-{int(time.time())}")
+    shutil.move(shard, aside)
+    os.replace(fresh, shard)
+    return aside, kept
+
+
 def scan_shards(out: Path, quarantine: bool = False, wait: float = 10.0,
                 locking: bool = True) -> dict[int, dict[str, Any]]:
     """Complete episodes in the shards of ``out``: index -> manifest entry (``episode_record``).
 
     A shard still held by a writer (e.g. a worker orphaned by a killed run, which stops within a
     control step) is waited for up to ``wait`` seconds. With ``quarantine`` (the collector, which owns
-    the folder), a shard that cannot be opened at all (a crash in the middle of a flush) is moved
-    aside to ``*.corrupt-<time>`` with a warning and its episodes are collected again (they are
-    deterministic); without it, the error propagates. ``locking=False`` peeks at shards that are
-    being written (progress monitoring; what it sees may be a moment old).
+    the folder), a damaged shard is repaired, whatever h5py raises: one with damaged episodes (a disk
+    that filled up in the middle of a write) is rewritten with its readable complete episodes and the
+    damaged file moved aside to ``*.corrupt-<time>``; one that cannot be opened at all is moved aside
+    whole; a warning says so, and the episodes lost are collected again (they are deterministic).
+    Without it, a shard that cannot be opened raises ``UnreadableFileError`` naming it and damaged
+    episodes are left out. ``locking=False`` peeks at shards that are being written (progress
+    monitoring; what it sees may be a moment old).
     """
     found: dict[int, dict[str, Any]] = {}
+    probe = probe_limit(out) if Path(out).is_dir() else 10_000
     for shard in list_shards(Path(out)):
         deadline = time.monotonic() + wait
         while True:
             try:
                 with h5py.File(shard, "r", locking=locking) as f:
-                    for name in episode_groups(f):
-                        group = f[DATA_GROUP][name]
-                        found[int(group.attrs["index"])] = episode_record(group, shard.name)
-                break
-            except OSError as err:
-                if "lock" in str(err) and time.monotonic() < deadline:
+                    episodes, damaged = read_shard_episodes(f, shard.name, probe)
+            except FileNotFoundError:
+                raise
+            except READ_ERRORS as err:
+                if _is_lock_error(err) and time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue
-                if "lock" in str(err):
+                if _is_lock_error(err):
                     raise RuntimeError(f"shard {shard} is being written by another process") from err
                 if not quarantine:
-                    raise
+                    raise UnreadableFileError(f"shard {shard} cannot be read ({_first_line(err)}); run the "
+                                              f"same collection again to repair the folder") from None
                 aside = shard.with_suffix(f".h5.corrupt-{int(time.time())}")
                 shutil.move(shard, aside)
-                warnings.warn(f"shard {shard} could not be read ({err}); moved to {aside.name}, its "
-                              f"episodes will be collected again", stacklevel=2)
+                warnings.warn(f"shard {shard} could not be read ({_first_line(err)}); moved to {aside.name}, "
+                              f"its episodes will be collected again", stacklevel=2)
                 break
+            if damaged and quarantine:
+                try:
+                    aside, kept = salvage_shard(shard, probe)
+                except READ_ERRORS as err:  # e.g. the disk is still full: change nothing
+                    shard.with_suffix(".h5.salvage").unlink(missing_ok=True)
+                    raise OSError(f"shard {shard} has damaged episodes and could not be repaired "
+                                  f"({disk_error_reason(err)}); nothing was changed") from None
+                warnings.warn(f"shard {shard}: damaged episode(s) {', '.join(damaged)}; kept its "
+                              f"{kept} readable complete episodes, the damaged file moved to "
+                              f"{aside.name}; the rest will be collected again", stacklevel=2)
+                continue  # read the repaired shard
+            found.update(episodes)
+            break
     return found
+
+
+def disk_error_reason(err: BaseException) -> str:
+    """"disk full" for ENOSPC (also h5py's, which says so only in its text), else the error's first line."""
+    if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err):
+        return "disk full"
+    return _first_line(err)
 
 
 # -------------------------------------------------------------------------------- split, manifest
@@ -265,12 +403,37 @@ def read_mask(f: h5py.File, split: str, where: str = "") -> set[str]:
     return {n.decode() for n in f[key][()]}
 
 
-def write_manifest(out: Path, config: dict[str, Any], planned: int, splits: list[str]) -> dict[str, Any]:
+SPLIT_RULE = "index-golden-1"
+_GOLDEN = (5 ** 0.5 - 1) / 2
+
+
+def split_of_index(index: int, seed: int, valid_fraction: float) -> str:
+    """"train" or "valid" of episode ``index``: a function of (index, seed, fraction) alone, so that
+    extending a dataset never moves an episode. Episode i is valid when the fractional part of
+    ``0.5 + (seed + i) x golden ratio`` lies under ``valid_fraction``: a low-discrepancy sequence, so any
+    first n episodes hold about ``valid_fraction x n`` valid ones (within two, measured up to 200 over
+    seeds 0-4), spread over the peg shapes (no period)."""
+    return "valid" if (0.5 + (seed + index) * _GOLDEN) % 1.0 < valid_fraction else "train"
+
+
+def recorded_splits(out: Path) -> dict[int, str]:
+    """{episode index: split} as the folder's manifest recorded them ({} without a readable manifest)."""
+    try:
+        manifest = read_manifest(out)
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {int(e["index"]): e["split"] for e in manifest.get("episodes", []) if e.get("split") in SPLITS}
+
+
+def write_manifest(out: Path, config: dict[str, Any], planned: int, valid_fraction: float,
+                   seed: int) -> dict[str, Any]:
     """Index the shards' complete episodes, write ``mask/*`` into each shard and ``manifest.json``
-    atomically; return the manifest. ``splits[i]`` is the split of episode ``i`` of ``planned``."""
+    atomically; return the manifest. An episode the manifest already lists keeps its split (also one
+    written by the earlier permutation rule); the others get ``split_of_index``."""
     out = Path(out)
     found = scan_shards(out)
-    episodes = [{"index": i, **found[i], "split": splits[i] if i < len(splits) else "train"}
+    kept = recorded_splits(out)
+    episodes = [{"index": i, **found[i], "split": kept.get(i) or split_of_index(i, seed, valid_fraction)}
                 for i in sorted(found)]
     by_shard: dict[str, dict[str, list[str]]] = {}
     for e in episodes:
@@ -281,6 +444,7 @@ def write_manifest(out: Path, config: dict[str, Any], planned: int, splits: list
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "complete": not missing,
+        "split_rule": SPLIT_RULE,
         "missing_episodes": missing,
         "config": config,
         "shards": sorted(by_shard),
@@ -316,7 +480,7 @@ def dataset_arrays(folder: Path) -> dict[str, dict[str, np.ndarray]]:
     (``obs/force``...), as numpy (to compare two datasets array by array)."""
     out: dict[str, dict[str, np.ndarray]] = {}
     for entry in read_manifest(folder)["episodes"]:
-        with h5py.File(Path(folder) / entry["shard"], "r") as f:
+        with open_shard(Path(folder) / entry["shard"]) as f:
             group = f[f"{DATA_GROUP}/{entry['name']}"]
             out[entry["name"]] = read_episode_arrays(group, specs_from_group(group))
     return out
@@ -324,7 +488,7 @@ def dataset_arrays(folder: Path) -> dict[str, dict[str, np.ndarray]]:
 
 def is_native_shard(path: Path) -> bool:
     """Whether an HDF5 file is an mmrep shard (it has the ``data`` group)."""
-    with h5py.File(path, "r") as f:
+    with open_shard(path) as f:
         return DATA_GROUP in f
 
 
@@ -341,36 +505,44 @@ def verify(path: str | Path) -> list[str]:
         return [f"{path}: no {SHARD_GLOB} files"]
     problems: list[str] = []
     seen: dict[str, tuple[str, str]] = {}
+    probe = probe_limit(path if path.is_dir() else path.parent)
     for shard in shards:
         try:
             f = h5py.File(shard, "r")
-        except OSError as err:
-            problems.append(f"{shard}: cannot be opened ({err}); truncated or corrupted")
+        except READ_ERRORS as err:
+            problems.append(f"{shard}: cannot be opened ({_first_line(err)}); truncated or corrupted")
             continue
         with f:
             if DATA_GROUP not in f:
                 problems.append(f"{shard}: no '{DATA_GROUP}' group (not an mmrep shard)")
                 continue
-            for name in f[DATA_GROUP]:
-                group = f[DATA_GROUP][name]
+            try:
+                names = sorted(f[DATA_GROUP])
+            except READ_ERRORS as err:
+                problems.append(f"{shard}:{DATA_GROUP}: its episode list cannot be read ({_first_line(err)}; "
+                                f"a full disk or a crash cut the file short); episodes looked up by name")
+                names = episode_groups(f, complete=None, probe=probe)
+            for name in names:
                 where = f"{shard}:{DATA_GROUP}/{name}"
                 if not name.startswith(EPISODE_PREFIX):
                     problems.append(f"{where}: unexpected entry")
                     continue
-                if not is_complete(group):
-                    problems.append(f"{where}: partial episode (no checksum; a crash cut it short)")
-                    continue
                 try:
+                    group = f[DATA_GROUP][name]
+                    if not is_complete(group):
+                        problems.append(f"{where}: partial episode (no checksum; a crash cut it short)")
+                        continue
                     specs = specs_from_group(group)
                     arrays = read_episode_arrays(group, specs)
-                except (OSError, KeyError, ValueError) as err:
-                    problems.append(f"{where}: unreadable ({err})")
+                    num_steps = int(group.attrs["num_steps"])
+                    checksum = str(group.attrs[CHECKSUM_ATTR])
+                except READ_ERRORS as err:
+                    problems.append(f"{where}: unreadable ({_first_line(err)})")
                     continue
-                num_steps = int(group.attrs["num_steps"])
                 problems += [f"{where}: {p}" for p in validate_episode(arrays, specs, num_steps)]
-                if episode_checksum(arrays, specs) != group.attrs[CHECKSUM_ATTR]:
+                if episode_checksum(arrays, specs) != checksum:
                     problems.append(f"{where}: checksum mismatch (content changed after writing)")
-                seen[name] = (shard.name, str(group.attrs[CHECKSUM_ATTR]))
+                seen[name] = (shard.name, checksum)
     if path.is_dir():
         try:
             manifest = read_manifest(path)
@@ -386,23 +558,41 @@ def verify(path: str | Path) -> list[str]:
 
 
 def info(path: str | Path) -> dict[str, Any]:
-    """Episodes, steps, size on disk, per-shape and per-policy counts, contact and success ratios."""
+    """Episodes, steps, size on disk, per-shape and per-policy counts, contact and success ratios.
+    ``warnings`` lists what does not add up (a shard the manifest lists that is missing, a damaged
+    shard or episode, episodes the manifest lists that are not found intact): empty for a sound set."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset path {path} does not exist")
     shards = list_shards(path)
+    probe = probe_limit(path if path.is_dir() else path.parent)
     shapes, policies = Counter(), Counter()
     episodes = steps = successes = contact_steps = 0
+    problems: list[str] = []
+    names: set[str] = set()
     for shard in shards:
-        with h5py.File(shard, "r") as f:
-            for name in episode_groups(f):
-                g = f[DATA_GROUP][name]
+        try:
+            f = open_shard(shard)
+        except UnreadableFileError as err:
+            problems.append(str(err))
+            continue
+        with f:
+            found, damaged = read_shard_episodes(f, shard.name, probe)
+            problems += [f"{shard}: damaged {d}" for d in damaged]
+            for record in found.values():
+                try:
+                    g = f[DATA_GROUP][record["name"]]
+                    contact = int(g["obs/contact"][1:].any(axis=1).sum())
+                except READ_ERRORS as err:
+                    problems.append(f"{shard}: damaged {record['name']} ({_first_line(err)})")
+                    continue
+                names.add(f"{shard.name}/{record['name']}")
                 episodes += 1
-                steps += int(g.attrs["num_steps"])
-                successes += bool(g.attrs["success"])
-                shapes[str(g.attrs["peg_shape"])] += 1
-                policies[str(g.attrs["policy"])] += 1
-                contact_steps += int(g["obs/contact"][1:].any(axis=1).sum())
+                steps += record["num_steps"]
+                successes += record["success"]
+                shapes[record["peg_shape"]] += 1
+                policies[record["policy"]] += 1
+                contact_steps += contact
     size = sum(p.stat().st_size for p in shards)
     out: dict[str, Any] = {
         "path": str(path), "shards": len(shards), "episodes": episodes, "steps": steps,
@@ -412,8 +602,20 @@ def info(path: str | Path) -> dict[str, Any]:
     }
     if path.is_dir() and is_dataset_folder(path):
         m = read_manifest(path)
-        out["splits"] = {k: len(v) for k, v in m["splits"].items()}
+        listed = [e for e in m["episodes"] if e.get("split") in SPLITS]
+        out["splits"] = {s: sum(e["split"] == s for e in listed if f"{e['shard']}/{e['name']}" in names)
+                         for s in SPLITS}
         out["complete"] = m["complete"]
+        for shard in sorted({e["shard"] for e in m["episodes"]}):
+            if not (path / shard).exists():
+                n = sum(e["shard"] == shard for e in m["episodes"])
+                problems.append(f"{path / shard}: missing ({n} episodes of the manifest were in it)")
+        lost = [e["name"] for e in m["episodes"] if f"{e['shard']}/{e['name']}" not in names
+                and (path / e["shard"]).exists()]
+        if lost:
+            problems.append(f"{path / MANIFEST}: {len(lost)} listed episode(s) not found intact "
+                            f"(first {lost[0]}); run `mmrep data verify {path}`")
+    out["warnings"] = problems
     return out
 
 
@@ -434,4 +636,5 @@ def format_info(d: dict[str, Any]) -> str:
     ]
     if "complete" in d and not d["complete"]:
         lines.append("incomplete   the manifest lists missing episodes: run the same collect again")
+    lines += [f"WARNING      {w}" for w in d.get("warnings", [])]
     return "\n".join(lines)

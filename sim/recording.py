@@ -9,10 +9,10 @@ file only ever holds complete episodes once a writer has opened it.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
+import shutil
 import time
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +26,7 @@ from sim.dataset_format import (
     DATA_GROUP,
     SCHEMA_VERSION,
     ArraySpec,
+    disk_error_reason,
     episode_checksum,
     episode_groups,
     episode_name,
@@ -157,6 +158,7 @@ class ShardWriter:
             raise ValueError(f"episode {index} does not match the schema: {'; '.join(problems)}")
         checksum = episode_checksum(arrays, specs)
         name = episode_name(index)
+        self._check_free_space(name, sum(a.nbytes for a in arrays.values()))
         data = self._file[DATA_GROUP]
         try:
             if name in data:  # a complete copy from an earlier run: same seed, same content
@@ -177,18 +179,47 @@ class ShardWriter:
             for key, value in attrs.items():
                 group.attrs[key] = value
             group.attrs["index"] = int(index)
+            self._file.flush()  # the arrays on disk first: a checksum never marks unwritten data
             mark_complete(group, checksum)  # last: marks the episode complete
             self._file.flush()
-        except OSError as err:
-            reason = "disk full" if getattr(err, "errno", None) == errno.ENOSPC else str(err)
-            raise ShardWriteError(f"writing episode {name} to {self.path} failed: {reason}; the "
-                                  f"episodes written before it are intact") from err
+        except (OSError, RuntimeError, KeyError, ValueError) as err:
+            self._broken = True  # HDF5's state after a failed write: closing it may write more or crash
+            try:  # never let a later flush mark this episode complete
+                if name in data and CHECKSUM_ATTR in data[name].attrs:
+                    del data[name].attrs[CHECKSUM_ATTR]
+            except (OSError, RuntimeError, KeyError, ValueError):
+                pass
+            reason = disk_error_reason(err)
+            raise ShardWriteError(f"{reason}: writing episode {name} to {self.path} failed; the episodes "
+                                  f"written before it are intact. Free space (or move the folder "
+                                  f"{self.path.parent} to a larger disk) and run the same command to "
+                                  f"resume") from None
         return checksum
+
+    check_free_space = True
+    """Refuse an episode the disk may not hold before HDF5 writes any of it (HDF5 left half a write
+    behind is a damaged file that only a repair reads); off only to test that repair."""
+
+    def _check_free_space(self, name: str, raw_bytes: int) -> None:
+        """ShardWriteError when the disk has less room than the episode's uncompressed arrays plus
+        1 MiB of HDF5 metadata (compression only shrinks them)."""
+        if not self.check_free_space:
+            return
+        free = shutil.disk_usage(self.path.parent).free
+        needed = raw_bytes + 2**20
+        if free < needed:
+            raise ShardWriteError(f"disk full: {free / 2**20:.1f} MiB free in {self.path.parent}, episode {name} "
+                                  f"may need {needed / 2**20:.1f} MiB; nothing of it was written and the "
+                                  f"episodes before it are intact. Free space (or move the folder to a larger "
+                                  f"disk) and run the same command to resume")
 
     def close(self) -> None:
         if getattr(self, "_file", None) is not None:
             try:
                 self._file.close()
+            except (OSError, RuntimeError, ValueError):
+                if not getattr(self, "_broken", False):  # after a failed write the error is already raised
+                    raise
             finally:
                 self._file = None
                 self._release()

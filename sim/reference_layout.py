@@ -7,12 +7,13 @@ One HDF5 file per 50-step chunk; every key has 50 rows of the shapes in ``REFERE
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from sim.dataset_format import DATA_GROUP, episode_groups, list_shards
+from sim.dataset_format import DATA_GROUP, READ_ERRORS, UnreadableFileError, episode_groups, list_shards, open_shard
 from sim.observation import action4_from_action, peg_yaw, proprio8_from_proprio13, yaw_quat
 
 REFERENCE_KEYS = {
@@ -38,28 +39,59 @@ def export_reference(path: str | Path, out: str | Path, window: int = 50) -> lis
     actions; zero after the episode's last step). Needs 50 F/T readings per step (1 kHz physics).
     """
     path, out = Path(path), Path(out)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset path {path} does not exist")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for shard in list_shards(path):
-        with h5py.File(shard, "r") as f:
-            for name in episode_groups(f):
-                g = f[DATA_GROUP][name]
-                if "obs/rgb" not in g or "flow" not in g:
-                    continue
-                force = g["obs/force"][()]
-                if force.shape[1] != 50:
-                    raise ValueError(f"{shard}:{name} has {force.shape[1]} F/T readings per step; the "
-                                     f"reference layout needs 50 (collect at physics_hz=1000)")
-                arrays = _reference_arrays(g, force)
-                rows = arrays["image"].shape[0]
-                for k in range(rows // window):
-                    sl = slice(k * window, (k + 1) * window)
-                    target = out / f"{shard.stem}_{name}_{k:03d}.h5"
-                    with h5py.File(target, "w") as r:
-                        for key in REFERENCE_KEYS:
-                            r.create_dataset(key, data=arrays[key][sl])
-                    written.append(target)
+    written: list[Path] = []
+    try:
+        for shard in list_shards(path):
+            with open_shard(shard) as f:
+                for name in episode_groups(f):
+                    try:
+                        _export_episode(f[DATA_GROUP][name], f"{shard}:{name}",
+                                        out / f"{shard.stem}_{name}", window, written)
+                    except LayoutError:
+                        raise
+                    except READ_ERRORS as err:
+                        raise UnreadableFileError(f"{shard}:{DATA_GROUP}/{name} cannot be read ({err}); run "
+                                                  f"`mmrep data verify {path}`, repair the dataset (the same "
+                                                  f"collect command) and export again") from None
+    except BaseException:
+        # Nothing half-exported: the files of this export go, and the folder if this export made it.
+        for target in written:
+            target.unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return written
+
+
+class LayoutError(ValueError):
+    """A dataset that cannot be exported to the reference layout (not a damaged one)."""
+
+
+def _export_episode(g: h5py.Group, where: str, stem: Path, window: int, written: list[Path]) -> list[Path]:
+    """The reference-layout files of one episode group (each also appended to ``written`` before it is
+    created, so a failure can remove it)."""
+    if "obs/rgb" not in g or "flow" not in g:
+        return []
+    force = g["obs/force"][()]
+    if force.shape[1] != 50:
+        raise LayoutError(f"{where} has {force.shape[1]} F/T readings per step; the reference layout needs 50 "
+                          f"(collect at physics_hz=1000)")
+    arrays = _reference_arrays(g, force)
+    rows = arrays["image"].shape[0]
+    mine = []
+    for k in range(rows // window):
+        sl = slice(k * window, (k + 1) * window)
+        target = stem.parent / f"{stem.name}_{k:03d}.h5"
+        mine.append(target)
+        written.append(target)
+        with h5py.File(target, "w") as r:
+            for key in REFERENCE_KEYS:
+                r.create_dataset(key, data=arrays[key][sl])
+    return mine
 
 
 def _reference_arrays(g: h5py.Group, force: np.ndarray) -> dict[str, np.ndarray]:

@@ -117,3 +117,36 @@ def test_without_ray_installed_the_backend_is_refused_by_name(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
     with pytest.raises(ValueError, match="backend=ray needs Ray: pip install 'mmrep\\[ray\\]'"):
         CollectConfig(backend="ray").validate()
+
+
+def test_more_workers_than_cluster_cpus_are_capped_with_a_warning_and_finish(ray_local, local_dataset, tmp_path):
+    out = tmp_path / "crowded"
+    cfg = CollectConfig(episodes=EPISODES, workers=4, backend="ray", out=str(out), seed=3)  # 2 CPUs
+    with pytest.warns(UserWarning, match="workers=4 but the Ray cluster has 2 CPU"):
+        manifest = collect(cfg, progress=False)
+    assert manifest["complete"]
+    _assert_same_dataset(local_dataset, out)
+
+
+def test_a_stalled_cluster_is_reported_and_what_was_written_is_kept(ray_local, tmp_path):
+    from sim.collect_ray import collect_on_ray
+
+    @ray.remote(num_cpus=2)
+    class Hog:  # takes every CPU of the local cluster, so no collection actor can start
+        def ping(self):
+            return 1
+
+    hog = Hog.remote()
+    ray.get(hog.ping.remote())
+    try:
+        cfg = CollectConfig(episodes=2, workers=2, backend="ray", out=str(tmp_path), seed=3)
+        cfg.validate()
+        t0 = time.time()
+        with pytest.raises(RuntimeError, match=r"the Ray cluster stalled: no collection actor started .*\(0 of 2 "
+                                               r"actors running.*run the same command to resume"):
+            collect_on_ray(cfg, [0, 1], tmp_path, progress=False, stall_s=3.0)
+        assert time.time() - t0 < 60
+    finally:
+        ray.kill(hog)
+    # the CPUs free again, the same collection finishes
+    assert collect(cfg, progress=False)["complete"]

@@ -25,9 +25,12 @@ import numpy as np
 
 from sim.dataset_format import (
     DATA_GROUP,
+    MANIFEST,
+    UnreadableFileError,
     episode_groups,
     is_dataset_folder,
     is_native_shard,
+    open_shard,
     read_manifest,
     read_mask,
 )
@@ -77,7 +80,9 @@ class _Handles:
             try:
                 # No chunk cache: samples read one row (one chunk) at random, so a cache would only
                 # cost memory (h5py's default 1 MiB per open dataset adds up to GiBs over an epoch).
-                f = h5py.File(path, "r", rdcc_nbytes=0)
+                f = open_shard(path, "r", rdcc_nbytes=0)
+            except UnreadableFileError:
+                raise
             except OSError as err:
                 raise OSError(f"cannot open {path}: {err}") from err
             self._files[path] = f
@@ -111,7 +116,7 @@ class _Source:
             raise KeyError(f"unknown key {key!r}; one of {KEYS}")
         try:
             return self._raw(ep, key, rows)
-        except (OSError, KeyError) as err:
+        except (OSError, KeyError, RuntimeError, ValueError) as err:  # ObservationShapeError: a wrong width
             where = f"{ep.file}" + (f":{ep.group}" if ep.group else "")
             raise DataReadError(f"cannot read {key!r} rows {_rows(rows)} of {where}: {err}") from err
 
@@ -145,7 +150,7 @@ class SimSource(_Source):
             self.episodes = [Episode(path / e["shard"], f"{DATA_GROUP}/{e['name']}", e["num_steps"] + 1,
                                      e["name"]) for e in chosen]
         else:
-            with h5py.File(path, "r") as f:
+            with open_shard(path) as f:
                 names = episode_groups(f)
                 if split is not None:
                     keep = read_mask(f, split, str(path))
@@ -189,7 +194,12 @@ class ReferenceSource(_Source):
         self.handles = _Handles()
         self.episodes = []
         for path in paths:
-            with h5py.File(path, "r") as f:
+            with open_shard(path) as f:
+                if DATA_GROUP in f:  # an mmrep shard, read as the reference layout: its manifest is missing
+                    raise FileNotFoundError(
+                        f"{path} is an mmrep shard but {path.parent} has no {MANIFEST}: its collection has not "
+                        f"finished or the manifest was removed; run the same `mmrep collect` again (it rebuilds "
+                        f"the manifest), or give the shard file itself")
                 missing = [k for k in REQUIRED_REFERENCE_KEYS if k not in f]
                 if missing:
                     raise ValueError(f"{path} is not in the reference layout: missing {missing}")
