@@ -124,7 +124,7 @@ def run_setting(model: MultimodalModel, batches, absent: tuple[str, float] | Non
         if absent is not None:
             batch[f"present_{absent[0]}"] = (torch.rand(b, generator=g) >= absent[1]).float()
         experts = None
-        if image_cache is not None:
+        if image_cache is not None and model.experts:  # a network without experts runs whole each time
             if record:
                 image_cache.append(model.encoder.image_experts(batch))
             experts = image_cache[i]

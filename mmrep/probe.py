@@ -39,6 +39,7 @@ import torch
 from mmrep.encoder import load_encoder, random_like
 from mmrep.models.losses import f1_from_counts
 from sim.dataset_format import DATA_GROUP, read_manifest
+from sim.modalities import MODALITIES
 from sim.observation import proprio8_from_proprio13
 
 NEAR_M = 0.02  # m: "near the hole" for the near-hole figure
@@ -202,7 +203,7 @@ def run_probes(data: str | Path, encoders: dict[str, str], out: str | Path, cfg:
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    keys = ("rgb", "depth", "force", "proprio")
+    keys = MODALITIES
     train = load_steps(data, "train", keys, max_episodes)
     valid = load_steps(data, "valid", keys, max_episodes)
     p8_train, p8_valid = (proprio8_from_proprio13(s.obs["proprio"]) for s in (train, valid))

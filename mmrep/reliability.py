@@ -9,7 +9,8 @@ Flagged experts can then be left out of the product altogether (``Encoder.encode
 The signal can fail the other way: an object close in front of the camera makes the image experts
 *surer* than on any clean view (measured on the insertion encoder: the depth expert's median mean
 log-variance falls from 9.5 before first contact to 1.75 behind the occluder, and no occluded step
-exceeds an upper threshold; ``benchmarks/occluder_logvars.py``). Thresholds calibrated with ``low_quantile`` also flag a modality whose signal lies
+exceeds an upper threshold; ``benchmarks/occluder_logvars.py``). Thresholds calibrated with
+``low_quantile`` also flag a modality whose signal lies
 under that low quantile of the clean values (``low``), so an input unlike the clean ones either way is
 flagged. Files written without them flag one-sided, as before.
 
@@ -104,7 +105,7 @@ def calibrate(logvars: dict[str, np.ndarray], quantile: float = FLAG_QUANTILE,
 def collect_logvars(encoder, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
     """{modality: (N,)} expert mean log-variances of a ``MultimodalEncoder`` over batches of model
     inputs (the dataset's batches: CHW images, PROPRIO8)."""
-    from mmrep.models.multimodal import MultimodalEncoder
+    from mmrep.models.network import network_of
 
     out: dict[str, list[np.ndarray]] = {}
     was_training = encoder.training
@@ -112,7 +113,7 @@ def collect_logvars(encoder, batches: Iterable[dict[str, torch.Tensor]]) -> dict
     try:
         for batch in batches:
             # the model-input method, also for an ``Encoder`` (whose own takes env observations)
-            for m, lv in MultimodalEncoder.expert_logvars(encoder, batch).items():
+            for m, lv in network_of(encoder).expert_logvars(batch).items():
                 out.setdefault(m, []).append(lv.float().cpu().numpy())
     finally:
         encoder.train(was_training)

@@ -174,7 +174,7 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
                          f"{image_size}x{image_size}; leave model.image_size unset (null) to follow the data")
     model_cfg.validate()
     model = MultimodalModel(model_cfg)
-    if "proprio" in model.encoder.encoders:  # a resume overwrites these with the checkpoint's (equal) values
+    if "proprio" in getattr(model.encoder, "encoders", {}):  # a resume overwrites these with the checkpoint's (equal) values
         model.encoder.encoders["proprio"].set_stats(*proprio_stats(train_ds))
     model = model.to(device).to(memory_format=torch.channels_last)
     net = torch.nn.parallel.DistributedDataParallel(
@@ -308,8 +308,8 @@ def calibrate_reliability(model: MultimodalModel, loader, device: torch.device,
                           max_batches: int | None = None) -> Reliability | None:
     """The encoder's two-sided flag thresholds (``mmrep.reliability``) on clean validation batches; None
     for the concatenation, whose expert variances are not trained."""
-    if model.cfg.fusion != "poe":
-        return None
+    if model.cfg.fusion != "poe" or not hasattr(model.encoder, "expert_logvars"):
+        return None  # (a network of one's own without experts has no variances to calibrate either)
 
     def batches():
         for i, batch in enumerate(loader):

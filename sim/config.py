@@ -15,6 +15,7 @@ PEG_SHAPES: tuple[str, ...] = ("square", "round", "triangle", "semicircle", "hex
 
 OCCLUDER_MODES: tuple[str, ...] = ("off", "static", "after_contact", "moving")
 NEAR_PLANE = 0.05  # m, the camera's near clipping plane (sim.camera.NEAR)
+FAR_PLANE = 2.0  # m, the camera's far clipping plane (sim.camera.FAR): the depth observation's upper bound
 
 PHYSICS_PRESETS: dict[str, float] = {"accurate": 1000.0, "fast": 240.0}
 """Named physics rates: 1 kHz (50 F/T readings per 20 Hz control step, as in the paper) and 240 Hz."""

@@ -15,19 +15,19 @@ import pybullet_data
 from gymnasium import spaces
 
 from sim.assets import peg_hull, robot_urdf
-from sim.camera import FAR, Camera, Frame
+from sim.camera import Camera, Frame
 from sim.config import EnvConfig
 from sim.detmath import norm
 from sim.disturbances import Occluder, Pushes
 from sim.flow import body_link_poses, optical_flow
-from sim.observation import tool_down_quat
+from sim.modalities import FORCE_LIMIT, MODALITY_REGISTRY, PROPRIO_LIMIT  # noqa: F401  (re-exported)
+from sim.observation import PROPRIO13_DIM, tool_down_quat
 from sim.robot import PEG_LINK, Robot
 from sim.sensors import ForceTorqueSensor
 from sim.task import MAX_STEP_REWARD, PegHoleTask
 
-FORCE_LIMIT = 1e4  # N or N m; readings are clipped to this so the observation space is finite
-PROPRIO_DIM = 13
-PROPRIO_LIMIT = 10.0  # m, m/s, rad/s: far beyond the workspace and the runaway speed; values are clipped
+PROPRIO_DIM = PROPRIO13_DIM  # the old name of the env's proprioception size (sim.observation)
+ENV_MODALITIES = ("rgb", "depth", "force", "proprio")  # the registered modalities this env observes
 
 
 def _has_display() -> bool:
@@ -79,12 +79,9 @@ class PegInsertionEnv(gym.Env):
         cfg = self.cfg
         n, s = cfg.n_substeps, cfg.image_size
 
-        obs_spaces: dict[str, spaces.Space] = {}
-        if cfg.use_camera:
-            obs_spaces["rgb"] = spaces.Box(0, 255, (s, s, 3), np.uint8)
-            obs_spaces["depth"] = spaces.Box(0.0, FAR, (s, s, 1), np.float32)
-        obs_spaces["force"] = spaces.Box(-FORCE_LIMIT, FORCE_LIMIT, (n, 6), np.float32)
-        obs_spaces["proprio"] = spaces.Box(-PROPRIO_LIMIT, PROPRIO_LIMIT, (PROPRIO_DIM,), np.float32)
+        obs_spaces: dict[str, spaces.Space] = {
+            key: MODALITY_REGISTRY[key].space(s, n) for key in ENV_MODALITIES
+            if cfg.use_camera or not MODALITY_REGISTRY[key].camera}
         obs_spaces["contact"] = spaces.MultiBinary(n)
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Box(-1.0, 1.0, (cfg.action_dim,), np.float32)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from encoder_outputs import RECORD, ROOT, encoder_files, outputs
 
 RECORDED = json.loads(RECORD.read_text())

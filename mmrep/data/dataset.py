@@ -45,6 +45,7 @@ from torch.utils.data import Dataset
 from mmrep.data.hindsight import insertion_point
 from mmrep.data.sources import Episode, ReferenceSource, open_source
 from sim.dataset_format import SPLITS, is_dataset_folder, is_native_shard, split_of
+from sim.modalities import MODALITIES, to_model_inputs
 from sim.perturb import SensorStats
 
 STEP_SECONDS = 0.05  # s per control step (20 Hz), the time base of a transform's drift
@@ -196,11 +197,9 @@ class MultimodalDataset(Dataset):
             rows = self.transform(rows, np.random.default_rng([self.seed, self.epoch, index, 1]),
                                   t * STEP_SECONDS)
         flow = self._row(ep, "flow", t)
-        sample = {
-            "rgb": torch.from_numpy(np.ascontiguousarray(rows["rgb"].transpose(2, 0, 1))),
-            "depth": torch.from_numpy(np.ascontiguousarray(rows["depth"].transpose(2, 0, 1), dtype=np.float32)),
-            "force": torch.from_numpy(np.asarray(rows["force"], dtype=np.float32)),
-            "proprio": torch.from_numpy(np.asarray(rows["proprio"], dtype=np.float32)),
+        # the one env-to-model conversion (sim.modalities): CHW images, float32 sensors
+        sample = {m: torch.from_numpy(np.ascontiguousarray(x)) for m, x in to_model_inputs(rows, MODALITIES).items()}
+        sample.update({
             "action": torch.from_numpy(self.actions[ep][t].astype(np.float32)),
             "flow": torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)),
             "contact_next": torch.tensor([float(self.contact_any[ep][t + 1])]),
@@ -209,7 +208,7 @@ class MultimodalDataset(Dataset):
             "force_neg": torch.from_numpy(np.asarray(rows["force_neg"], dtype=np.float32)),
             "proprio_neg": torch.from_numpy(np.asarray(rows["proprio_neg"], dtype=np.float32)),
             "neg_kind": torch.tensor(kind, dtype=torch.int64),
-        }
+        })
         point = self.insertion[ep]
         offset = np.zeros(2, np.float32) if point is None else point - self.proprio[ep][t, :2]
         sample["insertion_offset"] = torch.from_numpy(offset.astype(np.float32))
