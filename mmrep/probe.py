@@ -71,7 +71,7 @@ class Steps:
 
 
 class HoleReplay:
-    """The hole's top centre (3,) m of a collected episode, by replaying the env's reset with the
+    """The task's goal point (3,) m (the hole's top centre) of a collected episode, by replaying the reset with the
     episode's seed and env config (JSON): one camera-less env per config, reused across episodes."""
 
     def __init__(self) -> None:
@@ -86,8 +86,9 @@ class HoleReplay:
         if env_config not in self._envs:
             cfg = json.loads(env_config)
             self._envs[env_config] = gym.make(BASE_ID, **{**cfg, "use_camera": False, "compute_flow": False})
-        _, info = self._envs[env_config].reset(seed=int(seed))
-        return np.asarray(info["hole_pos"], dtype=np.float64)
+        env = self._envs[env_config]
+        env.reset(seed=int(seed))
+        return np.asarray(env.unwrapped.task.goal_pos, dtype=np.float64)  # the task's goal: the hole's top centre
 
     def close(self) -> None:
         for env in self._envs.values():

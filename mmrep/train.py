@@ -174,7 +174,7 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
                          f"{image_size}x{image_size}; leave model.image_size unset (null) to follow the data")
     model_cfg.validate()
     model = MultimodalModel(model_cfg)
-    if "proprio" in getattr(model.encoder, "encoders", {}):  # a resume overwrites these with the checkpoint's (equal) values
+    if "proprio" in getattr(model.encoder, "encoders", {}):  # a resume overwrites these with the checkpoint values
         model.encoder.encoders["proprio"].set_stats(*proprio_stats(train_ds))
     model = model.to(device).to(memory_format=torch.channels_last)
     net = torch.nn.parallel.DistributedDataParallel(

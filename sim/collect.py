@@ -118,7 +118,9 @@ class CollectConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (``collect_config.json``, the manifest)."""
-        return json.loads(json.dumps(asdict(self)))
+        d = asdict(self)
+        d["env"] = self.env.to_dict()  # (its own rules: a default task is left out)
+        return json.loads(json.dumps(d))
 
 
 def plan_episode(cfg: CollectConfig, index: int) -> tuple[int, str, str]:

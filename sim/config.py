@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+DEFAULT_TASK = "peg_hole"  # sim.task: the task an env runs unless EnvConfig.task names another
+
 PEG_SHAPES: tuple[str, ...] = ("square", "round", "triangle", "semicircle", "hexagon")
 """Peg cross-sections. ``peg_width`` is twice the inradius (across flats; the diameter when round)."""
 
@@ -133,6 +135,7 @@ class RandomizationConfig:
 class EnvConfig:
     """Every option of ``PegInsertionEnv``; see the README's table for the same text."""
 
+    task: str = "peg_hole"  # what the robot must do: a name of sim.task.TASKS (DEFAULT_TASK)
     peg_shape: str = "square"
     peg_width: float = 0.03  # m, twice the peg's inradius
     peg_length: float = 0.08  # m
@@ -173,8 +176,13 @@ class EnvConfig:
         return int(round(self.physics_hz / self.control_hz))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict (for HDF5 attributes and logs)."""
-        return asdict(self)
+        """Plain JSON-serialisable dict (for HDF5 attributes and logs). ``task`` is left out at its
+        default, so files of the peg-in-hole task stay byte-identical to those written before tasks
+        were pluggable (and read back to the same config)."""
+        d = asdict(self)
+        if d["task"] == DEFAULT_TASK:
+            del d["task"]
+        return d
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> EnvConfig:

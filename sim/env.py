@@ -1,4 +1,5 @@
-"""``PegInsertionEnv``: one PyBullet client owning a Robot, a PegHoleTask and a Camera behind one Env."""
+"""``PegInsertionEnv``: one PyBullet client owning a Robot, a task (``sim.task``; the peg-in-hole one by
+default) and a Camera behind one Env."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from sim.modalities import FORCE_LIMIT, MODALITY_REGISTRY, PROPRIO_LIMIT  # noqa
 from sim.observation import PROPRIO13_DIM, tool_down_quat
 from sim.robot import PEG_LINK, Robot
 from sim.sensors import ForceTorqueSensor
-from sim.task import MAX_STEP_REWARD, PegHoleTask
+from sim.task import make_task
 
 PROPRIO_DIM = PROPRIO13_DIM  # the old name of the env's proprioception size (sim.observation)
 ENV_MODALITIES = ("rgb", "depth", "force", "proprio")  # the registered modalities this env observes
@@ -100,7 +101,7 @@ class PegInsertionEnv(gym.Env):
         self.robot = Robot(c, robot_urdf(cfg.peg_shape, cfg.peg_width, cfg.peg_length),
                            peg_hull(cfg.peg_shape, cfg.peg_width, cfg.peg_length), cfg.peg_length,
                            cfg.controller, 1.0 / cfg.physics_hz)
-        self.task = PegHoleTask(c, cfg)
+        self.task = make_task(c, cfg)  # cfg.task: what the robot must do (sim.task)
         self.camera = (Camera(c, s, cfg.camera_target, cfg.camera_distance, cfg.camera_yaw,
                               cfg.camera_pitch, cfg.camera_fov) if cfg.use_camera or render_mode else None)
         if self.camera is not None and not gui:
@@ -116,7 +117,6 @@ class PegInsertionEnv(gym.Env):
         self._snapshot = p.saveState(physicsClientId=c)
         self._steps = 0
         self._yaw = 0.0
-        self._hole_estimate = np.zeros(3)
         self._last_obs: dict[str, np.ndarray] | None = None
         self._frame: Frame | None = None
         self._prev_frame: Frame | None = None
@@ -128,14 +128,8 @@ class PegInsertionEnv(gym.Env):
         self._require_open()
         c, cfg, rng = self._client, self.cfg, self.np_random
         p.restoreState(self._snapshot, physicsClientId=c)
-        hole = self.task.sample_pose(rng)
-        self.task.place(hole)
-        self._hole_estimate = self.task.sample_estimate(rng)
-        r = cfg.randomization
-        start = np.array([
-            r.hole_xy_center[0] + rng.uniform(-r.start_xy_range, r.start_xy_range),
-            r.hole_xy_center[1] + rng.uniform(-r.start_xy_range, r.start_xy_range),
-            cfg.box_height + rng.uniform(*r.start_height)])
+        self.task.reset(rng)  # the task samples and places its scene
+        start = self.task.start_tip(rng)
         self._yaw = 0.0
         q = self.robot.solve_ik(start, tool_down_quat(self._yaw))
         self.robot.reset(q)
@@ -210,12 +204,12 @@ class PegInsertionEnv(gym.Env):
             return obs, 0.0, False, True, info
 
         obs = self._observation(tip, raw, contact)
-        terms = self.task.stage_reward(tip.pos)
+        terms = self.task.reward_terms(tip.pos)
         success = self.task.is_success(tip.pos)
         reward = float(sum(terms.values()))
         if success:
             # Finishing must always beat hovering just short of success for the remaining steps.
-            reward += cfg.completion_bonus + MAX_STEP_REWARD * (cfg.max_steps - self._steps)
+            reward += cfg.completion_bonus + self.task.max_step_reward * (cfg.max_steps - self._steps)
         if reason is None and self._steps >= cfg.max_steps and not success:
             reason = "time_limit"
         info = self._info(tip, terms)
@@ -255,8 +249,9 @@ class PegInsertionEnv(gym.Env):
 
     @property
     def hole_estimate(self) -> np.ndarray:
-        """(3,) m, the episode's noisy estimate of the hole's top centre (what a camera would give)."""
-        return self._hole_estimate.copy()
+        """(3,) m, the peg-in-hole task's noisy estimate of the hole's top centre (its ``info``
+        carries it too); kept for callers written before tasks were pluggable."""
+        return self.task.hole_estimate.copy()
 
     def _require_open(self) -> None:
         if self._client is None:
@@ -311,19 +306,13 @@ class PegInsertionEnv(gym.Env):
         return flow
 
     def _info(self, tip, terms: dict[str, float] | None = None) -> dict[str, Any]:
-        dist, depth = self.task.insertion(tip.pos)
         state, _ = self.robot.substep_state()
         return {
             "is_success": self.task.is_success(tip.pos),
             "tip_pos": tip.pos.copy(),
             "target_pos": self.robot.target_pos.copy(),
             "target_yaw": self._yaw,
-            "hole_pos": self.task.hole.pos.copy(),
-            "hole_yaw": self.task.hole.yaw,
-            "hole_estimate": self._hole_estimate.copy(),
-            "insertion_depth": depth,
-            "hole_distance": dist,
-            "reward_terms": terms or self.task.stage_reward(tip.pos),
+            **self.task.info(tip.pos, terms),  # the task's entries (peg in hole: the hole's pose, depth, ...)
             "joint_pos": state[:7].astype(np.float32),
             "joint_vel": state[7:].astype(np.float32),
             "occluder_visible": self.occluder is not None and self.occluder.visible,

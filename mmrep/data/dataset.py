@@ -42,11 +42,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmrep.data.hindsight import insertion_point
 from mmrep.data.sources import Episode, ReferenceSource, open_source
 from sim.dataset_format import SPLITS, is_dataset_folder, is_native_shard, split_of
 from sim.modalities import MODALITIES, to_model_inputs
 from sim.perturb import SensorStats
+from sim.task import DEFAULT_TASK, hindsight_label
 
 STEP_SECONDS = 0.05  # s per control step (20 Hz), the time base of a transform's drift
 FLOAT_KEYS = ("depth", "force", "proprio", "action", "flow", "ee_next", "force_neg", "proprio_neg",
@@ -75,12 +75,14 @@ class MultimodalDataset(Dataset):
         transform: perturbs each sample's numpy rows before they become tensors
             (``mmrep.data.transforms``: ``RandomCorruption`` for training, ``Corrupt`` for evaluation),
             called as ``transform(rows, rng, time_s)`` with ``rng`` seeded by (seed, epoch, index).
+        task: the ``sim.task`` name of the task the episodes were collected in: its hindsight label
+            gives ``insertion_offset``.
     """
 
     def __init__(self, path: str | Path, split: str | None = "train", seed: int = 0,
                  cross_episode_prob: float = 0.5, min_ee_distance: float = 0.06, min_shift: int = 5,
                  cache: bool = False, valid_fraction: float = 0.2, max_tries: int = 8,
-                 skip_nonfinite: bool = False, transform=None) -> None:
+                 skip_nonfinite: bool = False, transform=None, task: str = DEFAULT_TASK) -> None:
         if not 0.0 <= cross_episode_prob <= 1.0:
             raise ValueError(f"cross_episode_prob must be in [0, 1], got {cross_episode_prob!r}")
         if min_shift < 1:
@@ -108,7 +110,8 @@ class MultimodalDataset(Dataset):
         self.proprio = [source.read(e, "proprio8", slice(None)) for e in episodes]
         self.contact_any = [source.read(e, "contact", slice(None)).any(axis=-1) for e in episodes]
         self.actions = [source.read(e, "actions", slice(None)) for e in episodes]
-        self.insertion = [insertion_point(p, c) for p, c in zip(self.proprio, self.contact_any)]
+        label = hindsight_label(task)  # the task's hindsight label (peg in hole: where the peg went in)
+        self.insertion = [label(p, c) if label else None for p, c in zip(self.proprio, self.contact_any)]
         if not skip_nonfinite:  # the small arrays are all in memory: check them now, not mid-epoch
             for e, proprio, actions in zip(episodes, self.proprio, self.actions):
                 for key, arr in (("proprio", proprio), ("actions", actions)):
