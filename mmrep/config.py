@@ -20,7 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from sim.config import EnvConfig
-from sim.modalities import MODALITIES, MODALITY_REGISTRY
+from sim.modalities import MODALITIES, MODALITY_REGISTRY, import_plugins
 from sim.perturb import LEVELS
 from sim.wrappers import FINE_SCALE
 
@@ -42,6 +42,7 @@ class ModelConfig:
     proprio: bool = True
     # modalities registered by a plug-in (``sim.modalities.register_modality``), after the four above
     extra_modalities: list[str] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)  # modules imported first (they register modalities, networks)
     fusion: str = "poe"  # "poe" | "concat"
     # the encoder network (mmrep.models.network): a registered name or a dotted path to a class built
     # as cls(cfg, **encoder_kwargs); None: MultimodalEncoder (the per-modality experts and fusion above)
@@ -79,6 +80,7 @@ class ModelConfig:
                              f"{self.alignment_input!r}")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError(f"model.modality_dropout must be in [0, 1), got {self.modality_dropout!r}")
+        import_plugins(self.plugins)
         if not self.modalities:
             raise ValueError("model: at least one of rgb, depth, force, proprio (or an extra modality) must be on")
         unknown = [m for m in self.extra_modalities if m not in MODALITY_REGISTRY or m in MODALITIES]

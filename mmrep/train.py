@@ -158,10 +158,11 @@ def train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     torch.manual_seed(cfg.seed + ctx.rank)  # rank 0 draws what one process would
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
+    extra = tuple(cfg.model.extra_modalities)  # plug-in modalities the model reads
     train_ds = MultimodalDataset(cfg.data, "train", seed=cfg.seed, cache=cfg.cache,
-                                 skip_nonfinite=cfg.skip_nonfinite)
+                                 skip_nonfinite=cfg.skip_nonfinite, extra_modalities=extra)
     valid_ds = MultimodalDataset(cfg.data, "valid", seed=cfg.seed + 1, cache=cfg.cache,
-                                 skip_nonfinite=cfg.skip_nonfinite)
+                                 skip_nonfinite=cfg.skip_nonfinite, extra_modalities=extra)
     if cfg.augment.prob > 0:
         train_ds.transform = RandomCorruption(cfg.augment.perturbations or ROBUST_PERTURBATIONS, cfg.augment.prob,
                                               cfg.augment.max_level, stats=train_ds.sensor_stats())

@@ -136,6 +136,9 @@ class EnvConfig:
     """Every option of ``PegInsertionEnv``; see the README's table for the same text."""
 
     task: str = "peg_hole"  # what the robot must do: a name of sim.task.TASKS (DEFAULT_TASK)
+    plugins: list[str] = field(default_factory=list)  # modules imported first: they register tasks, modalities
+    # registered modalities (sim.modalities) observed besides rgb, depth, force, proprio (their ``observe``)
+    extra_observations: list[str] = field(default_factory=list)
     peg_shape: str = "square"
     peg_width: float = 0.03  # m, twice the peg's inradius
     peg_length: float = 0.08  # m
@@ -180,8 +183,9 @@ class EnvConfig:
         default, so files of the peg-in-hole task stay byte-identical to those written before tasks
         were pluggable (and read back to the same config)."""
         d = asdict(self)
-        if d["task"] == DEFAULT_TASK:
-            del d["task"]
+        for name, default in (("task", DEFAULT_TASK), ("plugins", []), ("extra_observations", [])):
+            if d[name] == default:  # left out at their defaults: files stay as they were before them
+                del d[name]
         return d
 
     @classmethod

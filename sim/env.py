@@ -21,7 +21,7 @@ from sim.config import EnvConfig
 from sim.detmath import norm
 from sim.disturbances import Occluder, Pushes
 from sim.flow import body_link_poses, optical_flow
-from sim.modalities import FORCE_LIMIT, MODALITY_REGISTRY, PROPRIO_LIMIT  # noqa: F401  (re-exported)
+from sim.modalities import FORCE_LIMIT, MODALITY_REGISTRY, PROPRIO_LIMIT, import_plugins, modality  # noqa: F401  (re-exported)
 from sim.observation import PROPRIO13_DIM, tool_down_quat
 from sim.robot import PEG_LINK, Robot
 from sim.sensors import ForceTorqueSensor
@@ -80,9 +80,11 @@ class PegInsertionEnv(gym.Env):
         cfg = self.cfg
         n, s = cfg.n_substeps, cfg.image_size
 
+        import_plugins(cfg.plugins)  # they register tasks and modalities
         obs_spaces: dict[str, spaces.Space] = {
             key: MODALITY_REGISTRY[key].space(s, n) for key in ENV_MODALITIES
             if cfg.use_camera or not MODALITY_REGISTRY[key].camera}
+        obs_spaces.update({key: modality(key).space(s, n) for key in cfg.extra_observations})
         obs_spaces["contact"] = spaces.MultiBinary(n)
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Box(-1.0, 1.0, (cfg.action_dim,), np.float32)
@@ -292,6 +294,8 @@ class PegInsertionEnv(gym.Env):
         proprio = np.concatenate([tip.pos, tip.quat, tip.lin_vel, tip.ang_vel])
         obs["proprio"] = np.clip(proprio, -PROPRIO_LIMIT, PROPRIO_LIMIT).astype(np.float32)
         obs["contact"] = contact.astype(np.int8)
+        for key in self.cfg.extra_observations:  # plug-in modalities observe themselves
+            obs[key] = np.asarray(MODALITY_REGISTRY[key].observe(self), dtype=self.observation_space[key].dtype)
         return obs
 
     def _moving_bodies(self) -> list[int]:

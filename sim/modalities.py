@@ -80,6 +80,11 @@ class Modality:
     space: Callable[[int, int], spaces.Box]
     dtype: str | None = None
     doc: str = ""
+    # a plug-in's: how the env observes it (``observe(env) -> (*shape,)`` array, for
+    # ``EnvConfig.extra_observations``), and the arrays under ``obs/`` of a native dataset whose rows,
+    # concatenated on the last axis, are its rows (``mmrep.data`` reads them)
+    observe: Callable[[Any], np.ndarray] | None = None
+    recorded: tuple[str, ...] = ()
 
     @property
     def rank(self) -> int:
@@ -131,6 +136,18 @@ def camera_modalities(keys: Any = None) -> tuple[str, ...]:
     """The camera modalities among ``keys`` (default: every registered one), in registry order."""
     keys = MODALITY_REGISTRY if keys is None else set(keys)
     return tuple(k for k, m in MODALITY_REGISTRY.items() if m.camera and k in keys)
+
+
+def import_plugins(modules: Any) -> None:
+    """Import each named module (``EnvConfig.plugins``, ``ModelConfig.plugins``): importing registers
+    its tasks, modalities and encoder builders. A module that cannot be imported raises ``ValueError``."""
+    import importlib
+
+    for name in modules or ():
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ValueError(f"plugins: cannot import {name!r} ({err}); is it on PYTHONPATH?") from err
 
 
 def to_model_inputs(obs: dict[str, Any], keys: Any = None) -> dict[str, Any]:

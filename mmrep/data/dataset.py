@@ -44,7 +44,7 @@ from torch.utils.data import Dataset
 
 from mmrep.data.sources import Episode, ReferenceSource, open_source
 from sim.dataset_format import SPLITS, is_dataset_folder, is_native_shard, split_of
-from sim.modalities import MODALITIES, to_model_inputs
+from sim.modalities import MODALITIES, MODALITY_REGISTRY, to_model_inputs
 from sim.perturb import SensorStats
 from sim.task import DEFAULT_TASK, hindsight_label
 
@@ -75,6 +75,7 @@ class MultimodalDataset(Dataset):
         transform: perturbs each sample's numpy rows before they become tensors
             (``mmrep.data.transforms``: ``RandomCorruption`` for training, ``Corrupt`` for evaluation),
             called as ``transform(rows, rng, time_s)`` with ``rng`` seeded by (seed, epoch, index).
+        extra_modalities: plug-in modalities (``sim.modalities``, with ``recorded`` arrays) read too.
         task: the ``sim.task`` name of the task the episodes were collected in: its hindsight label
             gives ``insertion_offset``.
     """
@@ -82,7 +83,8 @@ class MultimodalDataset(Dataset):
     def __init__(self, path: str | Path, split: str | None = "train", seed: int = 0,
                  cross_episode_prob: float = 0.5, min_ee_distance: float = 0.06, min_shift: int = 5,
                  cache: bool = False, valid_fraction: float = 0.2, max_tries: int = 8,
-                 skip_nonfinite: bool = False, transform=None, task: str = DEFAULT_TASK) -> None:
+                 skip_nonfinite: bool = False, transform=None, task: str = DEFAULT_TASK,
+                 extra_modalities: tuple[str, ...] = ()) -> None:
         if not 0.0 <= cross_episode_prob <= 1.0:
             raise ValueError(f"cross_episode_prob must be in [0, 1], got {cross_episode_prob!r}")
         if min_shift < 1:
@@ -105,6 +107,7 @@ class MultimodalDataset(Dataset):
         self.cache = cache
         self.skip_nonfinite = skip_nonfinite
         self.transform = transform
+        self.extra_modalities = tuple(extra_modalities)
         self._cache: dict[tuple[int, str], np.ndarray] = {}
         # Small arrays of every episode, loaded once: they decide negatives and labels cheaply.
         self.proprio = [source.read(e, "proprio8", slice(None)) for e in episodes]
@@ -196,12 +199,19 @@ class MultimodalDataset(Dataset):
                 "proprio": self.proprio[ep][t].astype(np.float32),
                 "force_neg": np.asarray(self._row(neg_ep, "force", neg_t), dtype=np.float32),
                 "proprio_neg": self.proprio[neg_ep][neg_t].astype(np.float32)}
+        for m in self.extra_modalities:  # plug-in modalities; a sensor's negative from the same other moment
+            rows[m] = self._row(ep, m, t)
+            if not MODALITY_REGISTRY[m].camera:
+                rows[f"{m}_neg"] = self._row(neg_ep, m, neg_t)
         if self.transform is not None:
             rows = self.transform(rows, np.random.default_rng([self.seed, self.epoch, index, 1]),
                                   t * STEP_SECONDS)
         flow = self._row(ep, "flow", t)
         # the one env-to-model conversion (sim.modalities): CHW images, float32 sensors
-        sample = {m: torch.from_numpy(np.ascontiguousarray(x)) for m, x in to_model_inputs(rows, MODALITIES).items()}
+        inputs = to_model_inputs(rows, MODALITIES + self.extra_modalities)
+        inputs.update({k: to_model_inputs({m: rows[k]})[m] for m in self.extra_modalities
+                       if (k := f"{m}_neg") in rows})
+        sample = {m: torch.from_numpy(np.ascontiguousarray(x)) for m, x in inputs.items()}
         sample.update({
             "action": torch.from_numpy(self.actions[ep][t].astype(np.float32)),
             "flow": torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)),
