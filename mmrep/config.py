@@ -488,3 +488,38 @@ class ValidateConfig(Callback):
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
         self._check(config)
+
+
+def app_error(app: str, err: BaseException) -> int:
+    """Print ``mmrep <app>: error: <err>`` to stderr; the exit code of a refused run, 2."""
+    import sys
+
+    print(f"mmrep {app}: error: {err}", file=sys.stderr)
+    return 2
+
+
+def run_hydra_app(app: str, args: list[str], runner) -> int:
+    """Run Hydra app ``app`` (``configs/<app>.yaml``) with command-line ``args`` (overrides, ``-m``,
+    ``--cfg job``, ``--help``, ``--info`` ...), calling ``runner(cfg) -> exit code`` for each composed
+    config, as ``mmrep <app> <args>``; return the exit code (2 for a usage error)."""
+    import sys
+
+    import hydra
+
+    register_configs()
+    codes: list[int] = []
+
+    def task(cfg) -> None:
+        codes.append(runner(cfg))
+
+    main_fn = hydra.main(config_path=str(config_dir()), config_name=app, version_base="1.3")(task)
+    saved = sys.argv
+    sys.argv = [f"mmrep {app}", *args]
+    try:
+        main_fn()
+    except SystemExit as exit_:
+        if exit_.code not in (None, 0):  # Hydra exits 1 on a bad override or group option: a usage error
+            return 2 if exit_.code == 1 or not isinstance(exit_.code, int) else exit_.code
+    finally:
+        sys.argv = saved
+    return max(codes, default=0)

@@ -16,7 +16,6 @@ so load only files you trust to name modules). Files of the first format (``mmre
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmrep.atomic import save_atomic  # noqa: F401  (also importable from here, as before)
 from mmrep.models import ModelConfig
 from mmrep.models.multimodal import DEFAULT_IMAGE_SIZE, MultimodalEncoder
 from mmrep.models.network import build_network, network_of, target_of
-from mmrep.reliability import Reliability
+from mmrep.models.reliability import Reliability
 from sim.modalities import modality
 from sim.observation import ObservationShapeError
 
@@ -179,16 +179,6 @@ class Encoder(nn.Module):
         inputs, single = self.model_inputs(obs)
         out = self.net.expert_logvars(inputs)
         return {m: v[0] if single else v for m, v in out.items()}
-
-
-def save_atomic(obj: dict, path: Path) -> None:
-    """``torch.save`` so that a kill at any moment leaves the old or the new file, never half of one."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def export_encoder(encoder: nn.Module, path: Path, reliability: Reliability | None = None) -> None:

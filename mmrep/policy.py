@@ -36,10 +36,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
+from mmrep.atomic import save_atomic
 from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
-from mmrep.encoder import load_encoder, random_like, save_atomic
+from mmrep.encoder import load_encoder, random_like
 from mmrep.policy_curves import plot_curves
 from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
+from sim.atomic import atomic_path, write_text_atomic
 from sim.config import EnvConfig, merge_nested
 from sim.policy_env import make_policy_env
 
@@ -170,10 +172,9 @@ def save_checkpoint(model, venv, out: Path, train_seconds: float = 0.0) -> None:
         state["log_ent_coef"] = model.log_ent_coef.detach().cpu()
     buf = getattr(model, "replay_buffer", None)
     if buf is not None:
-        tmp = out / "replay_buffer.tmp.npz"
-        np.savez(tmp, observations=buf.observations, next_observations=buf.next_observations, actions=buf.actions,
-                 rewards=buf.rewards, dones=buf.dones, timeouts=buf.timeouts, pos=buf.pos, full=buf.full)
-        tmp.replace(out / "replay_buffer.npz")
+        with atomic_path(out / "replay_buffer.npz", fsync=False) as tmp:
+            np.savez(tmp, observations=buf.observations, next_observations=buf.next_observations, actions=buf.actions,
+                     rewards=buf.rewards, dones=buf.dones, timeouts=buf.timeouts, pos=buf.pos, full=buf.full)
     save_atomic(state, out / "checkpoint.pt")
 
 
@@ -369,9 +370,7 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
         if diff:
             raise ValueError(f"{path} was written with other {diff}; resume with the same settings or pick "
                              f"another out")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(new, indent=2))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(new, indent=2), fsync=False)
 
 
 def train_policy(cfg: PolicyConfig) -> dict[str, Any]:

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 import warnings
@@ -51,6 +50,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from sim.atomic import write_text_atomic
 
 SCHEMA_VERSION = 1
 EPISODE_PREFIX = "ep_"
@@ -289,9 +290,7 @@ def write_manifest(out: Path, config: dict[str, Any], planned: int, splits: list
         "totals": {"episodes": len(episodes), "steps": sum(e["num_steps"] for e in episodes),
                    "successes": sum(e["success"] for e in episodes)},
     }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1), fsync=False)
     return manifest
 
 
