@@ -30,7 +30,8 @@ from mmrep.config import EvaluateConfig, ModelConfig, is_absent
 from mmrep.data.dataset import MultimodalDataset
 from mmrep.data.transforms import Corrupt
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
-from mmrep.reliability import FLAG_QUANTILE, Reliability, calibrate
+from mmrep.models.reliability import FLAG_QUANTILE, Reliability, calibrate
+from sim.modalities import MODALITY_REGISTRY
 
 METRICS = ("contact_f1", "alignment_accuracy", "flow_epe_moving_px", "ee_mse")
 METRIC_LABELS = {"contact_f1": "next-step contact F1", "alignment_accuracy": "alignment accuracy",
@@ -100,9 +101,10 @@ class HeldOut:
 
 
 def keeps_images(name: str) -> bool:
-    """Whether a setting leaves the RGB and depth inputs as they are (clean, an F/T or proprioception
-    perturbation, a modality left out): then the image experts of the clean pass are reused."""
-    return name == "clean" or is_absent(name) or name.split("/")[0] in ("force", "proprio")
+    """Whether a setting leaves the camera inputs (RGB, depth) as they are (clean, a perturbation of a
+    modality that is not a camera, a modality left out): then the image experts of the clean pass are reused."""
+    key = name.split("/")[0]
+    return name == "clean" or is_absent(name) or (key in MODALITY_REGISTRY and not MODALITY_REGISTRY[key].camera)
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from torch import nn
 
 from mmrep.config import ModelConfig
-from mmrep.models.encoders import ForceEncoder, ImageEncoder, ProprioEncoder
+from mmrep.models.experts import ForceEncoder, ImageEncoder, ProprioEncoder
 from sim.modalities import (  # noqa: F401  (the registry's torch-free half, re-exported for one import)
     CAMERA,
     MODALITIES,

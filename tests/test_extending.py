@@ -23,6 +23,15 @@ def _load(name: str):
     return module
 
 
+def _run_example(script: str, workdir: Path) -> str:
+    """Run ``docs/examples/<script>`` with bash as a user would (``mmrep`` on PATH); its stdout."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run = subprocess.run(["bash", str(EXAMPLES / script), str(workdir)], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout
+
+
 def test_second_task_runs_in_the_env_unedited_and_its_expert_succeeds():
     press = _load("press_task")
     result = press.main(seed=0)
@@ -45,11 +54,7 @@ def test_unknown_task_is_refused_naming_the_registered_ones():
 
 
 def test_own_encoder_is_trained_exported_loaded_and_drives_a_policy(tmp_path):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    run = subprocess.run(["bash", str(EXAMPLES / "own_encoder.sh"), str(tmp_path)], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "z (128,)" in run.stdout
+    assert "z (128,)" in _run_example("own_encoder.sh", tmp_path)
     assert (tmp_path / "policy" / "policy.pt").exists()
     # the file records the user's class, and the standard tools accept what load_encoder returns
     import torch
@@ -59,11 +64,7 @@ def test_own_encoder_is_trained_exported_loaded_and_drives_a_policy(tmp_path):
 
 
 def test_new_modality_is_collected_trained_loaded_and_used_by_a_policy(tmp_path):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    run = subprocess.run(["bash", str(EXAMPLES / "new_modality.sh"), str(tmp_path)], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "joints (14,) z (128,) joints alone (128,)" in run.stdout
+    assert "joints (14,) z (128,) joints alone (128,)" in _run_example("new_modality.sh", tmp_path)
     assert (tmp_path / "policy" / "policy.pt").exists()
 
 
@@ -86,3 +87,29 @@ def test_plugin_modality_rows_are_the_recorded_arrays_side_by_side(tmp_path):
         want = np.concatenate([f[e.group]["obs/joint_pos"][t], f[e.group]["obs/joint_vel"][t]])
     sample = ds[3]
     assert np.array_equal(sample["joints"].numpy(), want) and sample["joints_neg"].shape == (14,)
+
+
+def test_registries_refuse_unknown_names_naming_what_is_registered():
+    from mmrep.config import ModelConfig
+    from mmrep.models.network import resolve_network
+    from sim.modalities import modality
+
+    with pytest.raises(ValueError, match="unknown modality 'tactile'"):
+        modality("tactile")
+    with pytest.raises(ValueError, match="extra_modalities"):
+        ModelConfig(extra_modalities=["tactile"]).validate()
+    with pytest.raises(ValueError, match="cannot import"):
+        resolve_network("no_such_module.Net")
+
+
+def test_a_network_without_feature_maps_refuses_the_flow_head():
+    from mmrep.config import ModelConfig
+    from mmrep.models import MultimodalModel
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        with pytest.raises(ValueError, match="model.flow=false"):
+            MultimodalModel(ModelConfig(image_size=64, encoder_target="my_encoder.TinyEncoder", depth=False,
+                                        force=False))
+    finally:
+        sys.path.remove(str(EXAMPLES))

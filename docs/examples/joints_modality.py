@@ -28,8 +28,8 @@ register_modality(Modality(
 try:  # the torch half: only where torch is (an env worker need not load it)
     from torch import nn
 
-    from mmrep.models.encoders import LEAK
     from mmrep.modalities import register_encoder_builder
+    from mmrep.models.experts import LEAK
 
     class JointsEncoder(nn.Module):
         """(B, 14) -> (mu, logvar), each (B, z_dim): an MLP 14-64-64 to 2 x z_dim."""

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from mmrep.config import ModelConfig
 from mmrep.modalities import DEFAULT_IMAGE_SIZE, build_modality_encoder, camera_modalities
-from mmrep.models.encoders import LEAK, ForceEncoder, ImageEncoder, ProprioEncoder  # noqa: F401  (re-exported)
+from mmrep.models.experts import LEAK, ForceEncoder, ImageEncoder, ProprioEncoder  # noqa: F401  (re-exported)
 from mmrep.models.network import build_network
 
 
