@@ -38,11 +38,11 @@ import mmrep  # noqa: E402
 from mmrep.config import EvaluateConfig, ModelConfig, TrainConfig  # noqa: E402
 from mmrep.data import MultimodalDataset  # noqa: E402
 from mmrep.evaluate import evaluate  # noqa: E402
+from mmrep.pictures import flow_to_rgb  # noqa: E402  (the one colour coding; also importable from here)
 from mmrep.train import train  # noqa: E402
 from sim import dataset_format, env_id  # noqa: E402
 from sim.collect import CollectConfig, collect  # noqa: E402
 from sim.config import EnvConfig  # noqa: E402
-from sim.flow import flow_to_rgb  # noqa: E402  (the one colour coding; also importable from here)
 from sim.policies import StepRecord, make_policy, run_episode  # noqa: E402
 
 

@@ -34,8 +34,8 @@ from mmrep.data.transforms import ROBUST_PERTURBATIONS, RandomCorruption
 from mmrep.distributed import DistContext, rank_batches
 from mmrep.encoder import assert_finite_weights, export_encoder, save_atomic
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
+from mmrep.pictures import flow_to_rgb
 from mmrep.reliability import FLAG_QUANTILE, LOW_QUANTILE, Reliability, calibrate, collect_logvars
-from sim.flow import flow_to_rgb
 
 IMAGE_KEYS = ("rgb", "depth", "flow", "flow_mask")
 
@@ -99,7 +99,7 @@ def make_loader(ds, batches: list[list[int]], cfg: TrainConfig, device: torch.de
 
 def flow_picture(flow: torch.Tensor, max_px: float) -> np.ndarray:
     """(3, H, W) uint8 colour coding of one flow (2, H, W): hue direction, value magnitude
-    (``sim.flow.flow_to_rgb``)."""
+    (``mmrep.pictures.flow_to_rgb``)."""
     return flow_to_rgb(flow.float().cpu().numpy().transpose(1, 2, 0), max(max_px, 1e-6)).transpose(2, 0, 1)
 
 

@@ -114,16 +114,3 @@ def optical_flow(depth_t: np.ndarray, seg_t: np.ndarray, poses_t: dict[int, Pose
         moved = transform(pts, motion[:3])
         flow[mask] = (project(moved, view, proj, size) - pixels[mask]).astype(np.float32)
     return flow
-
-
-def flow_to_rgb(flow: np.ndarray, max_px: float | None = None) -> np.ndarray:
-    """Colour-code a (H, W, 2) flow (pixels): hue is direction, brightness is magnitude, full at
-    ``max_px`` (default: the largest). Returns (H, W, 3) uint8 RGB. The one colour coding of flow
-    (the demo, the training pictures)."""
-    from matplotlib.colors import hsv_to_rgb  # a picture's dependency, not the simulation's
-
-    mag = np.linalg.norm(flow, axis=-1)
-    scale = max_px if max_px is not None else max(float(mag.max()), 1e-6)
-    hsv = np.stack([(np.arctan2(flow[..., 1], flow[..., 0]) / (2 * np.pi)) % 1.0,
-                    np.ones_like(mag), np.clip(mag / scale, 0, 1)], axis=-1)
-    return (hsv_to_rgb(hsv) * 255).astype(np.uint8)

@@ -10,6 +10,8 @@ native dataset already records ``obs/joint_pos`` and ``obs/joint_vel``) and a po
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 from gymnasium import spaces
 
@@ -25,7 +27,7 @@ register_modality(Modality(
     recorded=("joint_pos", "joint_vel"), doc="joint angles (rad) and velocities (rad/s), (14,)"),
     replace=True)  # replace: the module may be imported again (tests, notebooks)
 
-try:  # the torch half: only where torch is (an env worker need not load it)
+if importlib.util.find_spec("torch") is not None:  # the torch half: only where torch is installed
     from torch import nn
 
     from mmrep.modalities import register_encoder_builder
@@ -43,5 +45,3 @@ try:  # the torch half: only where torch is (an env worker need not load it)
             return self.net(joints).chunk(2, dim=1)
 
     register_encoder_builder("joints", lambda cfg: JointsEncoder(cfg.z_dim), replace=True)
-except ImportError:
-    pass

@@ -29,8 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmrep.config import ModelConfig
-from mmrep.modalities import DEFAULT_IMAGE_SIZE, build_modality_encoder, camera_modalities
 from mmrep.models.experts import LEAK, ForceEncoder, ImageEncoder, ProprioEncoder  # noqa: F401  (re-exported)
+from mmrep.models.modalities import DEFAULT_IMAGE_SIZE, build_modality_encoder, camera_modalities
 from mmrep.models.network import build_network
 
 

@@ -33,7 +33,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from mmrep.encoder import Encoder, load_encoder
 from mmrep.models import ModelConfig
-from mmrep.models.multimodal import MultimodalEncoder
+from mmrep.models.network import build_network
 from mmrep.rl.latent import LatentCodec
 from sim.modalities import to_model_inputs
 
@@ -89,7 +89,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
                  extra_keys: Sequence[str] = (), images_normalized: bool = True) -> None:
         if encoder is None:
             cfg = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config or {})
-            net: MultimodalEncoder = MultimodalEncoder(cfg)
+            net: torch.nn.Module = build_network(cfg)  # MultimodalEncoder, or cfg.encoder_target
         else:
             net = load_encoder(encoder) if isinstance(encoder, (str, Path)) else encoder
         cfg = net.cfg
