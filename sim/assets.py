@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pybullet_data
 
-from sim.atomic import write_text_atomic
 from sim.detmath import matmul, norm
 
 ROUND_SEGMENTS = 32  # polygon sides standing in for a circle (radial error 0.07 mm at 30 mm)
@@ -101,7 +100,10 @@ def hole_wall_boxes(shape: str, peg_width: float, clearance: float, height: floa
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, text, fsync=False)  # a generated asset: rebuilt if lost, no need to wait for the disk
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def prism_obj(polygon: np.ndarray, length: float) -> str:
