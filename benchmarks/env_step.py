@@ -42,7 +42,7 @@ def env_rate(env, policy, steps: int, seed: int) -> float:
 def bare_rate(env, steps: int, seed: int, render: bool) -> float:
     u = env.unwrapped
     env.reset(seed=seed)
-    c = u._client
+    c = u.client
     q = [p.getJointState(u.robot.uid, j, physicsClientId=c)[0] for j in ARM_JOINTS]
     p.setJointMotorControlArray(u.robot.uid, list(ARM_JOINTS), p.POSITION_CONTROL, targetPositions=q,
                                 forces=[300.0] * 7, physicsClientId=c)

@@ -56,7 +56,7 @@ def stiff_position_reference(seed: int = 0) -> dict:
     env = gym.make("mmrep/PegInsertion-v0", use_camera=False)
     u = env.unwrapped
     _, info = env.reset(seed=seed)
-    c, arm = u._client, u.robot.uid
+    c, arm = u.client, u.robot.uid
     spot = info["hole_pos"] + np.array([0.035, 0.0, -0.01])  # on the block beside the hole, 1 cm in
     q_goal = u.robot.solve_ik(spot, tool_down_quat(0.0))
     env.reset(seed=seed)

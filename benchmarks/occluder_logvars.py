@@ -19,6 +19,7 @@ import torch
 
 from mmrep.encoder import load_encoder
 from mmrep.reliability import Reliability
+from sim.modalities import camera_modalities
 from sim.policies import make_policy
 from sim.policy_env import CLOSED_LOOP, make_policy_env
 
@@ -76,7 +77,7 @@ def main() -> None:
             row[name] = {"quantiles": dict(zip(map(str, QUANTILES), np.quantile(lv[sel], QUANTILES).round(3).tolist())),
                          **{f"flagged_{k}": float(f[m][sel].mean()) if m in f else 0.0 for k, f in flags.items()}}
         out["modalities"][m] = row
-    camera = [m for m in ("rgb", "depth") if m in flags["two_sided"]]
+    camera = list(camera_modalities(flags["two_sided"]))
     for name, sel in (("clean", ~visible), ("occluded", visible)):
         either = np.any([flags["two_sided"][m][sel] for m in camera], axis=0)
         out.setdefault("camera_flagged_two_sided", {})[name] = float(either.mean())

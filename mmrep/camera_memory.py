@@ -21,8 +21,7 @@ from typing import Any
 import torch
 
 from mmrep.encoder import Encoder
-
-CAMERA = ("rgb", "depth")
+from sim.modalities import CAMERA, camera_modalities  # noqa: F401  (CAMERA re-exported)
 
 
 class CameraMemory:
@@ -37,11 +36,11 @@ class CameraMemory:
         if encoder.cfg.fusion != "poe":
             raise ValueError(f"camera memory needs the product of experts; this encoder fuses by "
                              f"{encoder.cfg.fusion!r}")
-        self.camera = [m for m in CAMERA if m in encoder.cfg.modalities]
+        self.camera = list(camera_modalities(encoder.cfg.modalities))
         if not self.camera:
             raise ValueError(f"camera memory needs a camera modality {CAMERA}; the encoder reads "
                              f"{encoder.cfg.modalities}")
-        self.reliability = encoder._reliability()  # raises, naming the fix, when there are no thresholds
+        self.reliability = encoder.require_reliability()  # raises, naming the fix, when there are no thresholds
         missing = [m for m in self.camera if m not in self.reliability.thresholds]
         if missing:
             raise ValueError(f"the encoder's reliability thresholds leave out {missing}")

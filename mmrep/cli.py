@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from mmrep.config import APPS, app_config, config_dir, register_configs
+from mmrep.config import APPS, app_config, app_error, run_hydra_app
+
+_fail = app_error
 
 
-def _fail(app: str, err: BaseException) -> int:
-    print(f"mmrep {app}: error: {err}", file=sys.stderr)
-    return 2
+def _train_app(cfg) -> int:
+    from mmrep.train import run_train_app
+
+    return run_train_app(cfg)
 
 
 def _collect_task(cfg) -> int:
@@ -46,26 +48,6 @@ def _collect_task(cfg) -> int:
         return _fail("collect", err)
     print(format_info(info(config.out)))
     return 0 if manifest["complete"] else 1
-
-
-def _train_task(cfg) -> int:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    from mmrep.train import train
-
-    try:
-        config = app_config(cfg)
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            config.out = HydraConfig.get().runtime.output_dir  # one folder per run of the sweep
-        result = train(config)
-    except (ValueError, FileNotFoundError, RuntimeError, OSError, FloatingPointError) as err:
-        return _fail("train", err)
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
-        return 0
-    print(json.dumps(result["final"], indent=2))
-    print(f"metrics: {Path(config.out) / 'metrics.json'}  encoder: {Path(config.out) / 'encoder.pt'}")
-    return 0
 
 
 def _evaluate_task(cfg) -> int:
@@ -109,32 +91,15 @@ def _policy_eval_task(cfg) -> int:
     return 0
 
 
-_TASKS = {"collect": _collect_task, "train": _train_task, "evaluate": _evaluate_task, "policy": _policy_task,
-          "policy_eval": _policy_eval_task}
+# What each Hydra app runs (not a ``sim.task``: those are what the robot must do).
+_APP_RUNNERS = {"collect": _collect_task, "train": _train_app, "evaluate": _evaluate_task, "policy": _policy_task,
+                "policy_eval": _policy_eval_task}
 
 
 def run_app(app: str, args: list[str]) -> int:
     """Run Hydra app ``app`` with command-line ``args`` (overrides, ``-m``, ``--cfg job``, ``--help``,
     ``--info`` ...), as ``mmrep <app> <args>``; return the exit code."""
-    import hydra
-
-    register_configs()
-    codes: list[int] = []
-
-    def task(cfg) -> None:
-        codes.append(_TASKS[app](cfg))
-
-    main_fn = hydra.main(config_path=str(config_dir()), config_name=app, version_base="1.3")(task)
-    saved = sys.argv
-    sys.argv = [f"mmrep {app}", *args]
-    try:
-        main_fn()
-    except SystemExit as exit_:
-        if exit_.code not in (None, 0):  # Hydra exits 1 on a bad override or group option: a usage error
-            return 2 if exit_.code == 1 or not isinstance(exit_.code, int) else exit_.code
-    finally:
-        sys.argv = saved
-    return max(codes, default=0)
+    return run_hydra_app(app, args, _APP_RUNNERS[app])
 
 
 def _data(args: argparse.Namespace) -> int:

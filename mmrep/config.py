@@ -20,10 +20,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from sim.config import EnvConfig
+from sim.modalities import MODALITIES, MODALITY_REGISTRY, import_plugins
 from sim.perturb import LEVELS
 from sim.wrappers import FINE_SCALE
 
-MODALITIES = ("rgb", "depth", "force", "proprio")
 HEADS = ("flow", "contact", "alignment", "ee")
 APPS = ("collect", "train", "evaluate", "policy", "policy_eval")
 ABSENT = "absent"  # "<modality>/absent" in mmrep evaluate: the modality left out of the fusion
@@ -40,7 +40,14 @@ class ModelConfig:
     depth: bool = True
     force: bool = True
     proprio: bool = True
+    # modalities registered by a plug-in (``sim.modalities.register_modality``), after the four above
+    extra_modalities: list[str] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)  # modules imported first (they register modalities, networks)
     fusion: str = "poe"  # "poe" | "concat"
+    # the encoder network (mmrep.models.network): a registered name or a dotted path to a class built
+    # as cls(cfg, **encoder_kwargs); None: MultimodalEncoder (the per-modality experts and fusion above)
+    encoder_target: str | None = None
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
     flow: bool = True
     contact: bool = True
     alignment: bool = True
@@ -73,8 +80,13 @@ class ModelConfig:
                              f"{self.alignment_input!r}")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError(f"model.modality_dropout must be in [0, 1), got {self.modality_dropout!r}")
-        if not any(getattr(self, m) for m in MODALITIES):
-            raise ValueError("model: at least one of rgb, depth, force, proprio must be on")
+        import_plugins(self.plugins)
+        if not self.modalities:
+            raise ValueError("model: at least one of rgb, depth, force, proprio (or an extra modality) must be on")
+        unknown = [m for m in self.extra_modalities if m not in MODALITY_REGISTRY or m in MODALITIES]
+        if unknown:
+            raise ValueError(f"model.extra_modalities: {unknown} are not registered plug-in modalities "
+                             f"(import the module that registers them first); registered: {list(MODALITY_REGISTRY)}")
         if not any(getattr(self, h) for h in HEADS):
             raise ValueError("model: at least one of the heads flow, contact, alignment, ee must be on")
         if self.flow and not self.rgb:
@@ -108,7 +120,8 @@ class ModelConfig:
 
     @property
     def modalities(self) -> list[str]:
-        return [m for m in MODALITIES if getattr(self, m)]
+        """The enabled modalities, in the order of the model's experts."""
+        return [m for m in MODALITIES if getattr(self, m)] + list(self.extra_modalities)
 
 
 @dataclass
@@ -238,7 +251,7 @@ class EvaluateConfig:
         for name in self.perturbations:
             if name not in PERTURBATIONS and not is_absent(name):
                 raise ValueError(f"perturbations: unknown {name!r}; valid: {sorted(PERTURBATIONS)} or "
-                                 f"'<modality>/absent' for a modality in {MODALITIES}")
+                                 f"'<modality>/absent' for a modality in {list(MODALITY_REGISTRY)}")
         for p in self.levels:
             if not 0.0 <= float(p) <= 1.0:
                 raise ValueError(f"levels must lie in [0, 1], got {p!r}")
@@ -401,7 +414,7 @@ class PolicyEvalConfig:
 def is_absent(name: str) -> bool:
     """Whether ``name`` is "<modality>/absent" (not a sim.perturb perturbation)."""
     mod, _, kind = name.partition("/")
-    return kind == ABSENT and mod in MODALITIES
+    return kind == ABSENT and mod in MODALITY_REGISTRY
 
 
 # ---------------------------------------------------------------------------------- Hydra plumbing
@@ -514,3 +527,38 @@ class ValidateConfig(Callback):
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
         self._check(config)
+
+
+def app_error(app: str, err: BaseException) -> int:
+    """Print ``mmrep <app>: error: <err>`` to stderr; the exit code of a refused run, 2."""
+    import sys
+
+    print(f"mmrep {app}: error: {err}", file=sys.stderr)
+    return 2
+
+
+def run_hydra_app(app: str, args: list[str], runner) -> int:
+    """Run Hydra app ``app`` (``configs/<app>.yaml``) with command-line ``args`` (overrides, ``-m``,
+    ``--cfg job``, ``--help``, ``--info`` ...), calling ``runner(cfg) -> exit code`` for each composed
+    config, as ``mmrep <app> <args>``; return the exit code (2 for a usage error)."""
+    import sys
+
+    import hydra
+
+    register_configs()
+    codes: list[int] = []
+
+    def task(cfg) -> None:
+        codes.append(runner(cfg))
+
+    main_fn = hydra.main(config_path=str(config_dir()), config_name=app, version_base="1.3")(task)
+    saved = sys.argv
+    sys.argv = [f"mmrep {app}", *args]
+    try:
+        main_fn()
+    except SystemExit as exit_:
+        if exit_.code not in (None, 0):  # Hydra exits 1 on a bad override or group option: a usage error
+            return 2 if exit_.code == 1 or not isinstance(exit_.code, int) else exit_.code
+    finally:
+        sys.argv = saved
+    return max(codes, default=0)

@@ -32,27 +32,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import hsv_to_rgb  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import mmrep  # noqa: E402
 from mmrep.config import EvaluateConfig, ModelConfig, TrainConfig  # noqa: E402
 from mmrep.data import MultimodalDataset  # noqa: E402
 from mmrep.evaluate import evaluate  # noqa: E402
+from mmrep.pictures import flow_to_rgb  # noqa: E402  (the one colour coding; also importable from here)
 from mmrep.train import train  # noqa: E402
 from sim import dataset_format, env_id  # noqa: E402
 from sim.collect import CollectConfig, collect  # noqa: E402
 from sim.config import EnvConfig  # noqa: E402
 from sim.policies import StepRecord, make_policy, run_episode  # noqa: E402
-
-
-def flow_to_rgb(flow: np.ndarray, max_px: float | None = None) -> np.ndarray:
-    """Colour-code a (H, W, 2) flow: hue is direction, brightness is magnitude. Returns uint8 RGB."""
-    mag = np.linalg.norm(flow, axis=-1)
-    scale = max_px if max_px is not None else max(float(mag.max()), 1e-6)
-    hsv = np.stack([(np.arctan2(flow[..., 1], flow[..., 0]) / (2 * np.pi)) % 1.0,
-                    np.ones_like(mag), np.clip(mag / scale, 0, 1)], axis=-1)
-    return (hsv_to_rgb(hsv) * 255).astype(np.uint8)
 
 
 def plot_force_trace(trace: dict[str, list], path: Path, dt: float) -> None:

@@ -6,8 +6,11 @@ An encoder file (``encoder.pt``) is a ``torch.save`` of plain data only (loaded 
     {"format": "mmrep-encoder-2", "config": <ModelConfig as JSON>, "state_dict": {name: tensor},
      "reliability": <mmrep.reliability.Reliability as JSON>}     (optional: the flag thresholds)
 
-``state_dict`` is that of a ``MultimodalEncoder`` (``encoders.<modality>.*``, ``fuse.*``). Files of
-the first format (``mmrep-encoder-1``, keys ``rgb_encoder.*`` ...) are read too.
+``state_dict`` is that of the encoder network: a ``MultimodalEncoder`` (``encoders.<modality>.*``,
+``fuse.*``), or the class whose dotted path the optional ``"network"`` entry records (a user's own
+network, ``mmrep.models.network``: ``load_encoder`` imports its module, as Hydra's ``_target_`` does,
+so load only files you trust to name modules). Files of the first format (``mmrep-encoder-1``, keys
+``rgb_encoder.*`` ...) are read too.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from mmrep.models import ModelConfig
 from mmrep.models.multimodal import DEFAULT_IMAGE_SIZE, MultimodalEncoder
-from mmrep.reliability import Reliability
+from mmrep.models.network import build_network, network_of, target_of
+from mmrep.models.reliability import Reliability
 from mmrep.torch_files import load_torch_file, save_atomic  # noqa: F401  (save_atomic: re-exported)
-from sim.observation import PROPRIO13_DIM, ObservationShapeError, check_shape, proprio8_from_proprio13
+from sim.modalities import modality
+from sim.observation import ObservationShapeError
 
 FORMAT = "mmrep-encoder-2"
 _FORMAT_1_PREFIXES = {"rgb_encoder.": "encoders.rgb.", "depth_encoder.": "encoders.depth.",
@@ -71,8 +77,13 @@ def check_model_inputs(inputs: dict[str, torch.Tensor]) -> None:
                                  f"{t.shape[0]} samples); the encoder would return a non-finite z")
 
 
-class Encoder(MultimodalEncoder):
+class Encoder(nn.Module):
     """A trained encoder for deployment: ``encode(obs) -> z`` on the env's observation dict.
+
+    It wraps an encoder network (``net``: a ``MultimodalEncoder``, or any network of
+    ``mmrep.models.network``) rather than being one: ``Encoder(net)``, or ``Encoder(cfg)`` for a fresh
+    network of ``cfg``. The network's methods and attributes (``cfg``, ``encoders``, ``image_experts``,
+    ...) read through, and calling the encoder calls the network on model inputs.
 
     ``obs`` holds, single or batched (a leading batch axis), numpy or torch, the keys of the encoder's
     modalities: ``rgb`` (S, S, 3) uint8, ``depth`` (S, S, 1) metres, ``force`` (n, 6) N / N m, and
@@ -93,6 +104,28 @@ class Encoder(MultimodalEncoder):
     """
 
     reliability: Reliability | None = None
+    wraps_network = True  # mmrep.models.network.network_of unwraps it
+
+    def __init__(self, net: nn.Module | ModelConfig, reliability: Reliability | None = None) -> None:
+        super().__init__()
+        self.net = build_network(net) if isinstance(net, ModelConfig) else net
+        self.reliability = reliability
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # parameters, buffers and submodules (``net``)
+        except AttributeError:
+            if name == "net":
+                raise
+            return getattr(self.net, name)  # the network's methods and attributes read through
+
+    def forward(self, batch: dict[str, torch.Tensor], *args, **kwargs) -> torch.Tensor:
+        """z (B, z_dim) of a batch of model inputs: the network's forward."""
+        return self.net(batch, *args, **kwargs)
+
+    @property
+    def cfg(self) -> ModelConfig:
+        return self.net.cfg
 
     @property
     def z_dim(self) -> int:
@@ -107,7 +140,6 @@ class Encoder(MultimodalEncoder):
         ``obs`` was a single observation (no batch axis)."""
         device = next(self.parameters()).device
         s = self.image_size
-        expected = {"rgb": (s, s, 3), "depth": (s, s, 1), "proprio": (PROPRIO13_DIM,)}
         batched = None
         out: dict[str, torch.Tensor] = {}
         given = [m for m in self.cfg.modalities if m in obs]
@@ -117,28 +149,14 @@ class Encoder(MultimodalEncoder):
         for m in given:
             x = obs[m]
             x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
-            if m == "force":
-                is_batched = x.ndim == 3
-                if x.ndim not in (2, 3) or x.shape[-1] != 6 or x.shape[-2] < 1:
-                    raise ObservationShapeError(f"'force' must be (n, 6) or (B, n, 6), got {x.shape}")
-            else:
-                is_batched = check_shape(m, x, expected[m], batched)
+            spec = modality(m)
+            is_batched = spec.check(x, s, batched)
             if batched is not None and is_batched != batched:
                 raise ObservationShapeError(f"{m!r} is {'batched' if is_batched else 'single'} but the "
                                             f"other keys are not: {x.shape}")
             batched = is_batched
-            if not is_batched:
-                x = x[None]
-            if m == "rgb":
-                if x.dtype != np.uint8:
-                    raise ObservationShapeError(f"'rgb' must be uint8 (0-255), got {x.dtype}")
-                t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-            elif m == "depth":
-                t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
-            elif m == "proprio":
-                t = torch.from_numpy(proprio8_from_proprio13(x))
-            else:
-                t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            # the one env-to-model conversion (sim.modalities)
+            t = torch.from_numpy(np.ascontiguousarray(spec.to_model(x if is_batched else x[None])))
             out[m] = t.to(device)
         check_model_inputs(out)
         return out, not batched
@@ -167,11 +185,12 @@ class Encoder(MultimodalEncoder):
                     raise ObservationShapeError(f"present[{m!r}] has {t.numel()} values for a batch of {b}")
                 masks[m] = t
         if reject:
-            masks = self._reliability().keep(MultimodalEncoder.expert_logvars(self, inputs), masks)
+            masks = self.require_reliability().keep(self.net.expert_logvars(inputs), masks)
         z = self(inputs, mods, present=masks)
         return z[0] if single else z
 
-    def _reliability(self) -> Reliability:
+    def require_reliability(self) -> Reliability:
+        """The reliability thresholds; ``ValueError`` naming the fix when there are none."""
         if self.reliability is None or not self.reliability.thresholds:
             raise ValueError("this encoder has no reliability thresholds (an encoder of the concatenation, or "
                              "one exported before they existed: `python -m mmrep.reliability ENCODER DATA` sets them)")
@@ -182,7 +201,7 @@ class Encoder(MultimodalEncoder):
         """{modality: () or (B,) bool}: True where that modality's expert is less sure of the input than
         it was of 99% of clean held-out inputs (``reliability``): a likely corrupted sense."""
         inputs, single = self.model_inputs(obs)
-        out = self._reliability().flags(MultimodalEncoder.expert_logvars(self, inputs))
+        out = self.require_reliability().flags(self.net.expert_logvars(inputs))
         return {m: v[0] if single else v for m, v in out.items()}
 
     @torch.no_grad()
@@ -190,16 +209,19 @@ class Encoder(MultimodalEncoder):
         """Each given modality's mean expert log-variance, () or (B,): how unsure its expert says it is
         (the product of experts weighs it by exp(-logvar)); a reliability signal."""
         inputs, single = self.model_inputs(obs)
-        out = MultimodalEncoder.expert_logvars(self, inputs)
+        out = self.net.expert_logvars(inputs)
         return {m: v[0] if single else v for m, v in out.items()}
 
 
-def export_encoder(encoder: MultimodalEncoder, path: Path, reliability: Reliability | None = None) -> None:
-    """Write ``encoder`` (weights, config and, when given, its reliability thresholds) atomically;
-    refuses non-finite weights."""
-    assert_finite_weights(encoder, f"encoder for {path}")
-    weights = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    blob = {"format": FORMAT, "config": json.dumps(encoder.cfg.to_dict()), "state_dict": weights}
+def export_encoder(encoder: nn.Module, path: Path, reliability: Reliability | None = None) -> None:
+    """Write ``encoder`` (an ``Encoder`` or an encoder network: its weights, config, class and, when
+    given, its reliability thresholds) atomically; refuses non-finite weights."""
+    net = network_of(encoder)
+    assert_finite_weights(net, f"encoder for {path}")
+    weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    blob = {"format": FORMAT, "config": json.dumps(net.cfg.to_dict()), "state_dict": weights}
+    if type(net) is not MultimodalEncoder:  # a file without it holds a MultimodalEncoder
+        blob["network"] = target_of(net)
     if reliability is not None:
         blob["reliability"] = reliability.to_json()
     save_atomic(blob, path)
@@ -230,8 +252,11 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
     state = blob["state_dict"]
     if fmt == "mmrep-encoder-1":
         state = {_rename_format_1(k): v for k, v in state.items()}
-    enc = Encoder(cfg)
-    missing, unexpected = enc.load_state_dict(state, strict=False)
+    try:
+        enc = Encoder(build_network(cfg, blob.get("network")))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    missing, unexpected = enc.net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected "
                          f"{unexpected[:3]})")
@@ -248,11 +273,11 @@ def random_like(encoder: Encoder, seed: int = 0) -> Encoder:
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        fresh = Encoder(encoder.cfg)
+        fresh = Encoder(build_network(encoder.cfg, target_of(network_of(encoder))))
     finally:
         torch.random.set_rng_state(state)  # the caller's stream is left as it was
-    buffers = dict(encoder.named_buffers())
-    for name, buf in fresh.named_buffers():
+    buffers = dict(network_of(encoder).named_buffers())
+    for name, buf in fresh.net.named_buffers():
         buf.copy_(buffers[name])
     device = next(encoder.parameters()).device
     return fresh.to(device).eval()

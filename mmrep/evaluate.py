@@ -30,8 +30,9 @@ from mmrep.config import EvaluateConfig, ModelConfig, is_absent
 from mmrep.data.dataset import MultimodalDataset
 from mmrep.data.transforms import Corrupt
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
-from mmrep.reliability import FLAG_QUANTILE, Reliability, calibrate
+from mmrep.models.reliability import FLAG_QUANTILE, Reliability, calibrate
 from mmrep.torch_files import load_torch_file
+from sim.modalities import MODALITY_REGISTRY
 from sim.run_lock import run_lock
 
 METRICS = ("contact_f1", "alignment_accuracy", "flow_epe_moving_px", "ee_mse")
@@ -103,9 +104,10 @@ class HeldOut:
 
 
 def keeps_images(name: str) -> bool:
-    """Whether a setting leaves the RGB and depth inputs as they are (clean, an F/T or proprioception
-    perturbation, a modality left out): then the image experts of the clean pass are reused."""
-    return name == "clean" or is_absent(name) or name.split("/")[0] in ("force", "proprio")
+    """Whether a setting leaves the camera inputs (RGB, depth) as they are (clean, a perturbation of a
+    modality that is not a camera, a modality left out): then the image experts of the clean pass are reused."""
+    key = name.split("/")[0]
+    return name == "clean" or is_absent(name) or (key in MODALITY_REGISTRY and not MODALITY_REGISTRY[key].camera)
 
 
 @torch.no_grad()
@@ -127,7 +129,7 @@ def run_setting(model: MultimodalModel, batches, absent: tuple[str, float] | Non
         if absent is not None:
             batch[f"present_{absent[0]}"] = (torch.rand(b, generator=g) >= absent[1]).float()
         experts = None
-        if image_cache is not None:
+        if image_cache is not None and model.experts:  # a network without experts runs whole each time
             if record:
                 image_cache.append(model.encoder.image_experts(batch))
             experts = image_cache[i]

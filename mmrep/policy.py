@@ -42,6 +42,7 @@ from mmrep.encoder import load_encoder, random_like
 from mmrep.policy_curves import plot_curves
 from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
 from mmrep.torch_files import FileLoadError, load_torch_file, save_atomic, write_atomic
+from sim.atomic import write_text_atomic
 from sim.config import EnvConfig, merge_nested
 from sim.policy_env import make_policy_env
 from sim.run_lock import run_lock
@@ -387,9 +388,7 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
         if diff:
             raise ValueError(f"{path} was written with other {diff}; resume with the same settings or pick "
                              f"another out")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(new, indent=2))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(new, indent=2), fsync=False)
 
 
 def train_policy(cfg: PolicyConfig) -> dict[str, Any]:

@@ -38,6 +38,7 @@ import torch
 from mmrep.encoder import load_encoder, random_like
 from mmrep.models.losses import f1_from_counts
 from sim.dataset_format import DATA_GROUP, open_shard, read_manifest
+from sim.modalities import MODALITIES
 from sim.observation import proprio8_from_proprio13
 
 NEAR_M = 0.02  # m: "near the hole" for the near-hole figure
@@ -69,7 +70,7 @@ class Steps:
 
 
 class HoleReplay:
-    """The hole's top centre (3,) m of a collected episode, by replaying the env's reset with the
+    """The task's goal point (3,) m (the hole's top centre) of a collected episode, by replaying the reset with the
     episode's seed and env config (JSON): one camera-less env per config, reused across episodes."""
 
     def __init__(self) -> None:
@@ -84,8 +85,9 @@ class HoleReplay:
         if env_config not in self._envs:
             cfg = json.loads(env_config)
             self._envs[env_config] = gym.make(BASE_ID, **{**cfg, "use_camera": False, "compute_flow": False})
-        _, info = self._envs[env_config].reset(seed=int(seed))
-        return np.asarray(info["hole_pos"], dtype=np.float64)
+        env = self._envs[env_config]
+        env.reset(seed=int(seed))
+        return np.asarray(env.unwrapped.task.goal_pos, dtype=np.float64)  # the task's goal: the hole's top centre
 
     def close(self) -> None:
         for env in self._envs.values():
@@ -201,7 +203,7 @@ def run_probes(data: str | Path, encoders: dict[str, str], out: str | Path, cfg:
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    keys = ("rgb", "depth", "force", "proprio")
+    keys = MODALITIES
     train = load_steps(data, "train", keys, max_episodes)
     valid = load_steps(data, "valid", keys, max_episodes)
     p8_train, p8_valid = (proprio8_from_proprio13(s.obs["proprio"]) for s in (train, valid))

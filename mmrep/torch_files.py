@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from sim.atomic import atomic_path
 
 
 class FileLoadError(ValueError, RuntimeError):
@@ -39,18 +40,14 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
 
 def write_atomic(data: bytes | memoryview, path: str | Path) -> None:
-    """Write ``data`` to ``path`` through ``<path>.tmp``, fsync and rename; ``DiskFullError`` naming the
-    file when the disk is full (the ``.tmp`` removed, the old file untouched)."""
+    """Write ``data`` to ``path`` atomically (``sim.atomic.atomic_path``: a temporary file, fsync, rename);
+    ``DiskFullError`` naming the file when the disk is full (the temporary file removed, the old file
+    untouched)."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
             full = DiskFullError(f"disk full: could not write {path} ({len(data) / 2**20:.1f} MiB); the previous "
                                  f"{path.name} (if any) is kept; free space and run the same command to resume")

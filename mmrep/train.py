@@ -29,12 +29,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mmrep.config import TrainConfig
+from mmrep.config import TrainConfig, app_config, app_error, run_hydra_app
 from mmrep.data.dataset import MultimodalDataset
 from mmrep.data.transforms import ROBUST_PERTURBATIONS, RandomCorruption
 from mmrep.distributed import DistContext, rank_batches
 from mmrep.encoder import assert_finite_weights, export_encoder
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
+from mmrep.pictures import flow_to_rgb
 from mmrep.reliability import FLAG_QUANTILE, LOW_QUANTILE, Reliability, calibrate, collect_logvars
 from mmrep.torch_files import load_torch_file, save_atomic
 from sim.run_lock import run_lock
@@ -104,14 +105,9 @@ def make_loader(ds, batches: list[list[int]], cfg: TrainConfig, device: torch.de
 
 
 def flow_picture(flow: torch.Tensor, max_px: float) -> np.ndarray:
-    """(3, H, W) uint8 colour coding of one flow (2, H, W): hue direction, value magnitude."""
-    from matplotlib.colors import hsv_to_rgb
-
-    f = flow.float().cpu().numpy()
-    mag = np.hypot(f[0], f[1])
-    hsv = np.stack([(np.arctan2(f[1], f[0]) / (2 * np.pi)) % 1.0, np.ones_like(mag),
-                    np.clip(mag / max(max_px, 1e-6), 0, 1)], axis=-1)
-    return (hsv_to_rgb(hsv) * 255).astype(np.uint8).transpose(2, 0, 1)
+    """(3, H, W) uint8 colour coding of one flow (2, H, W): hue direction, value magnitude
+    (``mmrep.pictures.flow_to_rgb``)."""
+    return flow_to_rgb(flow.float().cpu().numpy().transpose(1, 2, 0), max(max_px, 1e-6)).transpose(2, 0, 1)
 
 
 @torch.no_grad()
@@ -173,10 +169,11 @@ def _train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     torch.manual_seed(cfg.seed + ctx.rank)  # rank 0 draws what one process would
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
+    extra = tuple(cfg.model.extra_modalities)  # plug-in modalities the model reads
     train_ds = MultimodalDataset(cfg.data, "train", seed=cfg.seed, cache=cfg.cache,
-                                 skip_nonfinite=cfg.skip_nonfinite, lerobot=cfg.lerobot)
+                                 skip_nonfinite=cfg.skip_nonfinite, lerobot=cfg.lerobot, extra_modalities=extra)
     valid_ds = MultimodalDataset(cfg.data, "valid", seed=cfg.seed + 1, cache=cfg.cache,
-                                 skip_nonfinite=cfg.skip_nonfinite, lerobot=cfg.lerobot)
+                                 skip_nonfinite=cfg.skip_nonfinite, lerobot=cfg.lerobot, extra_modalities=extra)
     if train_ds.source.kind == "lerobot":  # the heads and inputs this dataset can feed
         from mmrep.formats.lerobot_source import check_heads
 
@@ -193,7 +190,7 @@ def _train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
                          f"{image_size}x{image_size}; leave model.image_size unset (null) to follow the data")
     model_cfg.validate()
     model = MultimodalModel(model_cfg)
-    if "proprio" in model.encoder.encoders:  # a resume overwrites these with the checkpoint's (equal) values
+    if "proprio" in getattr(model.encoder, "encoders", {}):  # a resume overwrites these with the checkpoint values
         model.encoder.encoders["proprio"].set_stats(*proprio_stats(train_ds))
     model = model.to(device).to(memory_format=torch.channels_last)
     net = torch.nn.parallel.DistributedDataParallel(
@@ -327,8 +324,8 @@ def calibrate_reliability(model: MultimodalModel, loader, device: torch.device,
                           max_batches: int | None = None) -> Reliability | None:
     """The encoder's two-sided flag thresholds (``mmrep.reliability``) on clean validation batches; None
     for the concatenation, whose expert variances are not trained."""
-    if model.cfg.fusion != "poe":
-        return None
+    if model.cfg.fusion != "poe" or not hasattr(model.encoder, "expert_logvars"):
+        return None  # (a network of one's own without experts has no variances to calibrate either)
 
     def batches():
         for i, batch in enumerate(loader):
@@ -389,9 +386,26 @@ def _with_new_defaults(old: dict) -> dict:
     return fill(old, _comparable(TrainConfig()))
 
 
+def run_train_app(cfg) -> int:
+    """``mmrep train`` on a composed Hydra config: train, report; the exit code (2: refused)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        config = app_config(cfg)
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            config.out = HydraConfig.get().runtime.output_dir  # one folder per run of the sweep
+        result = train(config)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError, FloatingPointError) as err:
+        return app_error("train", err)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+        return 0
+    print(json.dumps(result["final"], indent=2))
+    print(f"metrics: {Path(config.out) / 'metrics.json'}  encoder: {Path(config.out) / 'encoder.pt'}")
+    return 0
+
+
 if __name__ == "__main__":  # torchrun --nproc_per_node N -m mmrep.train <overrides>, as ``mmrep train``
     import sys
 
-    from mmrep.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))
+    sys.exit(run_hydra_app("train", sys.argv[1:], run_train_app))

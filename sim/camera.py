@@ -8,11 +8,11 @@ from functools import lru_cache
 import numpy as np
 import pybullet as p
 
-from sim.config import NEAR_PLANE
+from sim.config import FAR_PLANE, NEAR_PLANE
 from sim.detmath import matmul
 
 NEAR = NEAR_PLANE  # m, clipping planes (defined with the config, which checks against it)
-FAR = 2.0
+FAR = FAR_PLANE
 
 
 @dataclass

@@ -27,12 +27,12 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sim.collect import EpisodeRecorder, Progress, dispatch_order
+from sim.collection import EpisodeRecorder, Progress, dispatch_order
 from sim.dataset_format import shard_name
 from sim.recording import ShardWriter
 
 if TYPE_CHECKING:
-    from sim.collect import CollectConfig
+    from sim.collection import CollectConfig
 
 ACTOR_NAMESPACE = "mmrep"
 IN_FLIGHT_PER_ACTOR = 2

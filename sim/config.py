@@ -10,11 +10,14 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+DEFAULT_TASK = "peg_hole"  # sim.task: the task an env runs unless EnvConfig.task names another
+
 PEG_SHAPES: tuple[str, ...] = ("square", "round", "triangle", "semicircle", "hexagon")
 """Peg cross-sections. ``peg_width`` is twice the inradius (across flats; the diameter when round)."""
 
 OCCLUDER_MODES: tuple[str, ...] = ("off", "static", "after_contact", "moving")
 NEAR_PLANE = 0.05  # m, the camera's near clipping plane (sim.camera.NEAR)
+FAR_PLANE = 2.0  # m, the camera's far clipping plane (sim.camera.FAR): the depth observation's upper bound
 
 PHYSICS_PRESETS: dict[str, float] = {"accurate": 1000.0, "fast": 240.0}
 """Named physics rates: 1 kHz (50 F/T readings per 20 Hz control step, as in the paper) and 240 Hz."""
@@ -132,6 +135,10 @@ class RandomizationConfig:
 class EnvConfig:
     """Every option of ``PegInsertionEnv``; see the README's table for the same text."""
 
+    task: str = "peg_hole"  # what the robot must do: a name of sim.task.TASKS (DEFAULT_TASK)
+    plugins: list[str] = field(default_factory=list)  # modules imported first: they register tasks, modalities
+    # registered modalities (sim.modalities) observed besides rgb, depth, force, proprio (their ``observe``)
+    extra_observations: list[str] = field(default_factory=list)
     peg_shape: str = "square"
     peg_width: float = 0.03  # m, twice the peg's inradius
     peg_length: float = 0.08  # m
@@ -172,8 +179,14 @@ class EnvConfig:
         return int(round(self.physics_hz / self.control_hz))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict (for HDF5 attributes and logs)."""
-        return asdict(self)
+        """Plain JSON-serialisable dict (for HDF5 attributes and logs). ``task`` is left out at its
+        default, so files of the peg-in-hole task stay byte-identical to those written before tasks
+        were pluggable (and read back to the same config)."""
+        d = asdict(self)
+        for name, default in (("task", DEFAULT_TASK), ("plugins", []), ("extra_observations", [])):
+            if d[name] == default:  # left out at their defaults: files stay as they were before them
+                del d[name]
+        return d
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> EnvConfig:

@@ -53,6 +53,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from sim.atomic import write_text_atomic
+
 SCHEMA_VERSION = 1
 EPISODE_PREFIX = "ep_"
 DATA_GROUP = "data"
@@ -453,9 +455,7 @@ def write_manifest(out: Path, config: dict[str, Any], planned: int, valid_fracti
         "totals": {"episodes": len(episodes), "steps": sum(e["num_steps"] for e in episodes),
                    "successes": sum(e["success"] for e in episodes)},
     }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1), fsync=False)
     return manifest
 
 

@@ -1,4 +1,5 @@
-"""``PegInsertionEnv``: one PyBullet client owning a Robot, a PegHoleTask and a Camera behind one Env."""
+"""``PegInsertionEnv``: one PyBullet client owning a Robot, a task (``sim.task``; the peg-in-hole one by
+default) and a Camera behind one Env."""
 
 from __future__ import annotations
 
@@ -15,19 +16,19 @@ import pybullet_data
 from gymnasium import spaces
 
 from sim.assets import peg_hull, robot_urdf
-from sim.camera import FAR, Camera, Frame
+from sim.camera import Camera, Frame
 from sim.config import EnvConfig
 from sim.detmath import norm
 from sim.disturbances import Occluder, Pushes
 from sim.flow import body_link_poses, optical_flow
-from sim.observation import tool_down_quat
+from sim.modalities import FORCE_LIMIT, MODALITY_REGISTRY, PROPRIO_LIMIT, import_plugins, modality  # noqa: F401  (re-exported)
+from sim.observation import PROPRIO13_DIM, tool_down_quat
 from sim.robot import PEG_LINK, Robot
 from sim.sensors import ForceTorqueSensor
-from sim.task import MAX_STEP_REWARD, PegHoleTask
+from sim.task import make_task
 
-FORCE_LIMIT = 1e4  # N or N m; readings are clipped to this so the observation space is finite
-PROPRIO_DIM = 13
-PROPRIO_LIMIT = 10.0  # m, m/s, rad/s: far beyond the workspace and the runaway speed; values are clipped
+PROPRIO_DIM = PROPRIO13_DIM  # the old name of the env's proprioception size (sim.observation)
+ENV_MODALITIES = ("rgb", "depth", "force", "proprio")  # the registered modalities this env observes
 
 
 def _has_display() -> bool:
@@ -79,12 +80,11 @@ class PegInsertionEnv(gym.Env):
         cfg = self.cfg
         n, s = cfg.n_substeps, cfg.image_size
 
-        obs_spaces: dict[str, spaces.Space] = {}
-        if cfg.use_camera:
-            obs_spaces["rgb"] = spaces.Box(0, 255, (s, s, 3), np.uint8)
-            obs_spaces["depth"] = spaces.Box(0.0, FAR, (s, s, 1), np.float32)
-        obs_spaces["force"] = spaces.Box(-FORCE_LIMIT, FORCE_LIMIT, (n, 6), np.float32)
-        obs_spaces["proprio"] = spaces.Box(-PROPRIO_LIMIT, PROPRIO_LIMIT, (PROPRIO_DIM,), np.float32)
+        import_plugins(cfg.plugins)  # they register tasks and modalities
+        obs_spaces: dict[str, spaces.Space] = {
+            key: MODALITY_REGISTRY[key].space(s, n) for key in ENV_MODALITIES
+            if cfg.use_camera or not MODALITY_REGISTRY[key].camera}
+        obs_spaces.update({key: modality(key).space(s, n) for key in cfg.extra_observations})
         obs_spaces["contact"] = spaces.MultiBinary(n)
         self.observation_space = spaces.Dict(obs_spaces)
         self.action_space = spaces.Box(-1.0, 1.0, (cfg.action_dim,), np.float32)
@@ -103,7 +103,7 @@ class PegInsertionEnv(gym.Env):
         self.robot = Robot(c, robot_urdf(cfg.peg_shape, cfg.peg_width, cfg.peg_length),
                            peg_hull(cfg.peg_shape, cfg.peg_width, cfg.peg_length), cfg.peg_length,
                            cfg.controller, 1.0 / cfg.physics_hz)
-        self.task = PegHoleTask(c, cfg)
+        self.task = make_task(c, cfg)  # cfg.task: what the robot must do (sim.task)
         self.camera = (Camera(c, s, cfg.camera_target, cfg.camera_distance, cfg.camera_yaw,
                               cfg.camera_pitch, cfg.camera_fov) if cfg.use_camera or render_mode else None)
         if self.camera is not None and not gui:
@@ -119,7 +119,6 @@ class PegInsertionEnv(gym.Env):
         self._snapshot = p.saveState(physicsClientId=c)
         self._steps = 0
         self._yaw = 0.0
-        self._hole_estimate = np.zeros(3)
         self._last_obs: dict[str, np.ndarray] | None = None
         self._frame: Frame | None = None
         self._prev_frame: Frame | None = None
@@ -131,14 +130,8 @@ class PegInsertionEnv(gym.Env):
         self._require_open()
         c, cfg, rng = self._client, self.cfg, self.np_random
         p.restoreState(self._snapshot, physicsClientId=c)
-        hole = self.task.sample_pose(rng)
-        self.task.place(hole)
-        self._hole_estimate = self.task.sample_estimate(rng)
-        r = cfg.randomization
-        start = np.array([
-            r.hole_xy_center[0] + rng.uniform(-r.start_xy_range, r.start_xy_range),
-            r.hole_xy_center[1] + rng.uniform(-r.start_xy_range, r.start_xy_range),
-            cfg.box_height + rng.uniform(*r.start_height)])
+        self.task.reset(rng)  # the task samples and places its scene
+        start = self.task.start_tip(rng)
         self._yaw = 0.0
         q = self.robot.solve_ik(start, tool_down_quat(self._yaw))
         self.robot.reset(q)
@@ -213,12 +206,12 @@ class PegInsertionEnv(gym.Env):
             return obs, 0.0, False, True, info
 
         obs = self._observation(tip, raw, contact)
-        terms = self.task.stage_reward(tip.pos)
+        terms = self.task.reward_terms(tip.pos)
         success = self.task.is_success(tip.pos)
         reward = float(sum(terms.values()))
         if success:
             # Finishing must always beat hovering just short of success for the remaining steps.
-            reward += cfg.completion_bonus + MAX_STEP_REWARD * (cfg.max_steps - self._steps)
+            reward += cfg.completion_bonus + self.task.max_step_reward * (cfg.max_steps - self._steps)
         if reason is None and self._steps >= cfg.max_steps and not success:
             reason = "time_limit"
         info = self._info(tip, terms)
@@ -258,8 +251,9 @@ class PegInsertionEnv(gym.Env):
 
     @property
     def hole_estimate(self) -> np.ndarray:
-        """(3,) m, the episode's noisy estimate of the hole's top centre (what a camera would give)."""
-        return self._hole_estimate.copy()
+        """(3,) m, the peg-in-hole task's noisy estimate of the hole's top centre (its ``info``
+        carries it too); kept for callers written before tasks were pluggable."""
+        return self.task.hole_estimate.copy()
 
     def _require_open(self) -> None:
         if self._client is None:
@@ -300,6 +294,8 @@ class PegInsertionEnv(gym.Env):
         proprio = np.concatenate([tip.pos, tip.quat, tip.lin_vel, tip.ang_vel])
         obs["proprio"] = np.clip(proprio, -PROPRIO_LIMIT, PROPRIO_LIMIT).astype(np.float32)
         obs["contact"] = contact.astype(np.int8)
+        for key in self.cfg.extra_observations:  # plug-in modalities observe themselves
+            obs[key] = np.asarray(MODALITY_REGISTRY[key].observe(self), dtype=self.observation_space[key].dtype)
         return obs
 
     def _moving_bodies(self) -> list[int]:
@@ -314,19 +310,13 @@ class PegInsertionEnv(gym.Env):
         return flow
 
     def _info(self, tip, terms: dict[str, float] | None = None) -> dict[str, Any]:
-        dist, depth = self.task.insertion(tip.pos)
         state, _ = self.robot.substep_state()
         return {
             "is_success": self.task.is_success(tip.pos),
             "tip_pos": tip.pos.copy(),
             "target_pos": self.robot.target_pos.copy(),
             "target_yaw": self._yaw,
-            "hole_pos": self.task.hole.pos.copy(),
-            "hole_yaw": self.task.hole.yaw,
-            "hole_estimate": self._hole_estimate.copy(),
-            "insertion_depth": depth,
-            "hole_distance": dist,
-            "reward_terms": terms or self.task.stage_reward(tip.pos),
+            **self.task.info(tip.pos, terms),  # the task's entries (peg in hole: the hole's pose, depth, ...)
             "joint_pos": state[:7].astype(np.float32),
             "joint_vel": state[7:].astype(np.float32),
             "occluder_visible": self.occluder is not None and self.occluder.visible,

@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.detmath import norm
+from sim.modalities import MODALITIES, modality  # noqa: F401  (MODALITIES re-exported)
 
-MODALITIES = ("rgb", "depth", "force", "proprio")
 LEVELS = tuple(round(0.1 * i, 1) for i in range(10))
 """The MultiBench grid of levels p: 0.0, 0.1, ..., 0.9."""
 
@@ -413,6 +413,11 @@ PERTURBATIONS: dict[str, Perturbation] = _register()
 """Every perturbation by name (``<modality>/<kind>``)."""
 
 
+def perturbations_for(key: str) -> list[str]:
+    """The names of the perturbations of modality ``key`` (a ``sim.modalities`` key)."""
+    return [name for name, pert in PERTURBATIONS.items() if pert.key == key]
+
+
 def get(name: str) -> Perturbation:
     """The perturbation called ``name``; an unknown name raises ``ValueError`` listing the valid ones."""
     try:
@@ -442,7 +447,7 @@ def perturb(obs: dict[str, np.ndarray], name: str, p: float, rng: np.random.Gene
     if pert.key not in obs:
         raise KeyError(f"perturbation {name!r} needs observation key {pert.key!r}; got {sorted(obs)}")
     x = np.asarray(obs[pert.key])
-    single_rank = {"rgb": 3, "depth": 3, "force": 2, "proprio": 1}[pert.key]
+    single_rank = modality(pert.key).rank
     if batched is None:
         batched = x.ndim == single_rank + 1
     if x.ndim != single_rank + int(batched):

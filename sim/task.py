@@ -1,94 +1,114 @@
-"""The peg-in-hole task: a block with a through-hole, its randomised pose, the staged reward."""
+"""The task protocol: what an env asks of its task, and the registry that picks one by config.
+
+``PegInsertionEnv`` owns the robot, the camera, the sensors and the control loop; everything about
+*what* the robot must do is its task's (``EnvConfig.task`` names it; ``make_task`` builds it):
+
+    name                     the registry name
+    uid                      the PyBullet body whose contact with the peg counts (``obs["contact"]``)
+    max_step_reward          the largest per-step reward (sizes the completion bonus)
+    reset(rng)               sample and place this episode's scene (the env's rng, at reset)
+    start_tip(rng) -> (3,)   m, where the peg tip starts
+    goal_pos -> (3,)         m, the privileged goal point (state observations, probes)
+    reward_terms(tip) -> {name: float}   the staged reward's terms (summed by the env)
+    is_success(tip) -> bool
+    info(tip, terms) -> dict the task's entries of the env's ``info``
+    experts() -> {name: policy class}    its scripted policies (``sim.policies`` interface)
+    hindsight_label(proprio, contact) -> (2,) or None   optional, a label from the robot's own sensing
+
+The peg-in-hole task (``sim.peg_hole``) is the one built in; ``register_task`` adds others without
+editing the env (``docs/extending.md``). Its old names (``PegHoleTask``, ``HolePose``,
+``MAX_STEP_REWARD``) still import from here.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import importlib
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import pybullet as p
 
-from sim.assets import BOX_MARGIN, block_visual_mesh, hole_wall_boxes
-from sim.config import EnvConfig
-from sim.detmath import norm
+from sim.config import DEFAULT_TASK, EnvConfig
+from sim.hindsight import insertion_point
 
-BOX_COLOR = (0.25, 0.45, 0.75, 1.0)
-MAX_STEP_REWARD = 4.0  # reach (<= 1) + align (<= 1) + insertion (<= 2)
+# PyBullet is only imported when a task is built: training reads hindsight labels without it.
+_OLD_NAMES = ("BOX_COLOR", "MAX_STEP_REWARD", "HolePose", "PegHoleTask")
 
 
-@dataclass
-class HolePose:
-    """Hole centre at the block's top surface (m, world) and yaw (rad)."""
+def __getattr__(name: str) -> Any:
+    """The peg-in-hole task's names, importable from here as before (``sim.peg_hole`` defines them)."""
+    if name in _OLD_NAMES:
+        import sim.peg_hole
 
-    pos: np.ndarray
-    yaw: float
+        return getattr(sim.peg_hole, name)
+    raise AttributeError(f"module 'sim.task' has no attribute {name!r}")
 
 
-class PegHoleTask:
-    """Owns the block (one static multibody made of wall boxes) and scores the peg tip against it."""
+@runtime_checkable
+class Task(Protocol):
+    """What the env asks of its task (module doc)."""
 
-    def __init__(self, client: int, cfg: EnvConfig) -> None:
-        self.client = client
-        self.cfg = cfg
-        walls = hole_wall_boxes(cfg.peg_shape, cfg.peg_width, cfg.clearance, cfg.box_height)
-        halves = [w[0].tolist() for w in walls]
-        quats = [p.getQuaternionFromEuler([0, 0, w[1]]) for w in walls]
-        centres = [w[2].tolist() for w in walls]
-        col = p.createCollisionShapeArray([p.GEOM_BOX] * len(walls), halfExtents=halves,
-                                          collisionFramePositions=centres,
-                                          collisionFrameOrientations=quats, physicsClientId=client)
-        mesh = block_visual_mesh(cfg.peg_shape, cfg.peg_width, cfg.clearance, cfg.box_height)
-        vis = p.createVisualShape(p.GEOM_MESH, fileName=str(mesh), rgbaColor=BOX_COLOR,
-                                  physicsClientId=client)
-        self.uid = p.createMultiBody(0.0, col, vis, basePosition=[0.6, 0, 0], physicsClientId=client)
-        # Softer contact halves the single-substep impact spikes (DESIGN.md, prototype facts).
-        # A small collision margin keeps the rim's edge sharp: Bullet rounds box edges by the margin,
-        # which acts like a 1 mm chamfer and lets pegs landing on the rim slide in by themselves.
-        p.changeDynamics(self.uid, -1, contactStiffness=1e5, contactDamping=1e3, lateralFriction=0.5,
-                         collisionMargin=BOX_MARGIN, physicsClientId=client)
-        self.hole = HolePose(np.array([0.6, 0.0, cfg.box_height]), 0.0)
+    name: str
+    uid: int
+    max_step_reward: float
 
-    def sample_pose(self, rng: np.random.Generator) -> HolePose:
-        """Draw a hole pose from the configured ranges."""
-        r = self.cfg.randomization
-        xy = np.asarray(r.hole_xy_center) + rng.uniform(-r.hole_xy_range, r.hole_xy_range, size=2)
-        yaw = float(rng.uniform(-r.hole_yaw_range, r.hole_yaw_range)) if r.hole_yaw_range > 0 else 0.0
-        return HolePose(np.array([xy[0], xy[1], self.cfg.box_height]), yaw)
+    def reset(self, rng: np.random.Generator) -> None: ...
 
-    def place(self, hole: HolePose) -> None:
-        """Move the block so that its hole is at ``hole``."""
-        self.hole = hole
-        p.resetBasePositionAndOrientation(self.uid, [hole.pos[0], hole.pos[1], 0.0],
-                                          p.getQuaternionFromEuler([0, 0, hole.yaw]),
-                                          physicsClientId=self.client)
+    def start_tip(self, rng: np.random.Generator) -> np.ndarray: ...
 
-    def sample_estimate(self, rng: np.random.Generator) -> np.ndarray:
-        """A hole-position estimate as a camera would give: the true top centre (3,) plus a horizontal
-        error of length ``hole_estimate_error`` in a uniformly random direction."""
-        err = self.cfg.randomization.hole_estimate_error
-        angle = rng.uniform(0, 2 * math.pi)
-        return self.hole.pos + np.array([err * math.cos(angle), err * math.sin(angle), 0.0])
+    @property
+    def goal_pos(self) -> np.ndarray: ...
 
-    def insertion(self, tip: np.ndarray) -> tuple[float, float]:
-        """Horizontal distance (m) of the tip from the hole axis, and depth (m) below the block top."""
-        d = tip - self.hole.pos
-        return float(math.hypot(d[0], d[1])), float(-d[2])
+    def reward_terms(self, tip: np.ndarray) -> dict[str, float]: ...
 
-    def is_success(self, tip: np.ndarray) -> bool:
-        """The peg tip is inside the hole at least ``insertion_depth`` below the top."""
-        dist, depth = self.insertion(tip)
-        return depth >= self.cfg.insertion_depth and dist < self.cfg.peg_width / 2
+    def is_success(self, tip: np.ndarray) -> bool: ...
 
-    def stage_reward(self, tip: np.ndarray) -> dict[str, float]:
-        """Staged reward terms (paper: reaching, alignment, insertion), each in [0, its maximum].
+    def info(self, tip: np.ndarray, terms: dict[str, float] | None = None) -> dict[str, Any]: ...
 
-        reach: 1 - tanh(10 |tip - hole top|), always on.
-        align: 1 - tanh(|tip_xy - hole_xy| / 5 mm), once the tip is within 2 cm above the top.
-        insert: 2 x depth / insertion_depth (capped at 2), once the tip is inside the hole.
-        """
-        dist, depth = self.insertion(tip)
-        reach = 1.0 - math.tanh(10.0 * norm(tip - self.hole.pos))
-        align = 1.0 - math.tanh(dist / 0.005) if depth > -0.02 else 0.0
-        inside = dist < self.cfg.peg_width / 2 and depth > 0
-        insert = 2.0 * min(depth / self.cfg.insertion_depth, 1.0) if inside else 0.0
-        return {"reach": reach, "align": align, "insert": insert}
+    def experts(self) -> dict[str, Any]: ...
+
+
+TaskFactory = Callable[[int, EnvConfig], Task]
+Label = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]
+TASKS: dict[str, TaskFactory | str] = {DEFAULT_TASK: "sim.peg_hole.PegHoleTask"}
+"""Every task by name: a factory ``(client, cfg) -> Task`` (usually the class), or its dotted path."""
+HINDSIGHT_LABELS: dict[str, Label] = {DEFAULT_TASK: insertion_point}
+"""The tasks' hindsight labels ``(proprio (T, >=3), contact (T, ...)) -> (2,) or None``, by task name."""
+
+
+def register_task(name: str, factory: TaskFactory | str, replace: bool = False,
+                  hindsight_label: Label | None = None) -> TaskFactory | str:
+    """Make ``EnvConfig.task = name`` build ``factory(client, cfg)`` (with its ``hindsight_label``, if
+    it has one); a taken name raises ``ValueError`` unless ``replace``."""
+    if name in TASKS and not replace:
+        raise ValueError(f"task {name!r} is already registered")
+    TASKS[name] = factory
+    HINDSIGHT_LABELS.pop(name, None)
+    if hindsight_label is not None:
+        HINDSIGHT_LABELS[name] = hindsight_label
+    return factory
+
+
+def task_factory(name: str) -> TaskFactory:
+    """The factory of task ``name``; an unknown name raises ``ValueError`` listing the known ones."""
+    try:
+        factory = TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; registered: {sorted(TASKS)} (import the module that "
+                         f"registers it first)") from None
+    if isinstance(factory, str):
+        module, _, attr = factory.rpartition(".")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory
+
+
+def make_task(client: int, cfg: EnvConfig) -> Task:
+    """Build the task ``cfg.task`` in PyBullet client ``client``."""
+    return task_factory(cfg.task)(client, cfg)
+
+
+def hindsight_label(task: str) -> Label | None:
+    """The hindsight label function of task ``task`` (None when it has none)."""
+    if task not in TASKS:
+        task_factory(task)  # raises, naming the registered tasks
+    return HINDSIGHT_LABELS.get(task)

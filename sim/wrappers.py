@@ -87,7 +87,7 @@ class StateObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (len(self.fields),), np.float32)
 
     def observation(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        hole = self.env.unwrapped.task.hole.pos
+        hole = self.env.unwrapped.task.goal_pos  # privileged: the task's goal point (the hole's top centre)
         proprio = observation["proprio"]
         force = observation["force"][:, :3].mean(0)
         contact = observation["contact"].mean(keepdims=True)

@@ -139,4 +139,4 @@ def test_mmrep_train_on_a_full_disk_says_so_names_the_checkpoint_and_leaves_no_p
     err = capsys.readouterr().err
     assert code == 2
     assert f"mmrep train: error: disk full: could not write {run}/" in err and ".pt" in err
-    assert not list(run.rglob("*.tmp"))
+    assert not list(run.rglob("*.tmp*"))

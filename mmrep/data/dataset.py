@@ -42,10 +42,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmrep.data.hindsight import insertion_point
 from mmrep.data.sources import Episode, ReferenceSource, open_source
 from sim.dataset_format import SPLITS, is_dataset_folder, is_native_shard, split_of
+from sim.modalities import MODALITIES, MODALITY_REGISTRY, to_model_inputs
 from sim.perturb import SensorStats
+from sim.task import DEFAULT_TASK, hindsight_label
 
 STEP_SECONDS = 0.05  # s per control step (20 Hz), the time base of a transform's drift
 FLOAT_KEYS = ("depth", "force", "proprio", "action", "flow", "ee_next", "force_neg", "proprio_neg",
@@ -75,12 +76,16 @@ class MultimodalDataset(Dataset):
             (``mmrep.data.transforms``: ``RandomCorruption`` for training, ``Corrupt`` for evaluation),
             called as ``transform(rows, rng, time_s)`` with ``rng`` seeded by (seed, epoch, index).
         lerobot: the key mapping of a LeRobot dataset folder (``mmrep.config.LeRobotKeys`` or a dict).
+        extra_modalities: plug-in modalities (``sim.modalities``, with ``recorded`` arrays) read too.
+        task: the ``sim.task`` name of the task the episodes were collected in: its hindsight label
+            gives ``insertion_offset``.
     """
 
     def __init__(self, path: str | Path, split: str | None = "train", seed: int = 0,
                  cross_episode_prob: float = 0.5, min_ee_distance: float = 0.06, min_shift: int = 5,
                  cache: bool = False, valid_fraction: float = 0.2, max_tries: int = 8,
-                 skip_nonfinite: bool = False, transform=None, lerobot=None) -> None:
+                 skip_nonfinite: bool = False, transform=None, lerobot=None, task: str = DEFAULT_TASK,
+                 extra_modalities: tuple[str, ...] = ()) -> None:
         if not 0.0 <= cross_episode_prob <= 1.0:
             raise ValueError(f"cross_episode_prob must be in [0, 1], got {cross_episode_prob!r}")
         if min_shift < 1:
@@ -103,12 +108,14 @@ class MultimodalDataset(Dataset):
         self.cache = cache
         self.skip_nonfinite = skip_nonfinite
         self.transform = transform
+        self.extra_modalities = tuple(extra_modalities)
         self._cache: dict[tuple[int, str], np.ndarray] = {}
         # Small arrays of every episode, loaded once: they decide negatives and labels cheaply.
         self.proprio = [source.read(e, "proprio8", slice(None)) for e in episodes]
         self.contact_any = [source.read(e, "contact", slice(None)).any(axis=-1) for e in episodes]
         self.actions = [source.read(e, "actions", slice(None)) for e in episodes]
-        self.insertion = [insertion_point(p, c) for p, c in zip(self.proprio, self.contact_any)]
+        label = hindsight_label(task)  # the task's hindsight label (peg in hole: where the peg went in)
+        self.insertion = [label(p, c) if label else None for p, c in zip(self.proprio, self.contact_any)]
         if not skip_nonfinite:  # the small arrays are all in memory: check them now, not mid-epoch
             for e, proprio, actions in zip(episodes, self.proprio, self.actions):
                 for key, arr in (("proprio", proprio), ("actions", actions)):
@@ -193,15 +200,20 @@ class MultimodalDataset(Dataset):
                 "proprio": self.proprio[ep][t].astype(np.float32),
                 "force_neg": np.asarray(self._row(neg_ep, "force", neg_t), dtype=np.float32),
                 "proprio_neg": self.proprio[neg_ep][neg_t].astype(np.float32)}
+        for m in self.extra_modalities:  # plug-in modalities; a sensor's negative from the same other moment
+            rows[m] = self._row(ep, m, t)
+            if not MODALITY_REGISTRY[m].camera:
+                rows[f"{m}_neg"] = self._row(neg_ep, m, neg_t)
         if self.transform is not None:
             rows = self.transform(rows, np.random.default_rng([self.seed, self.epoch, index, 1]),
                                   t * STEP_SECONDS)
         flow = self._row(ep, "flow", t)
-        sample = {
-            "rgb": torch.from_numpy(np.ascontiguousarray(rows["rgb"].transpose(2, 0, 1))),
-            "depth": torch.from_numpy(np.ascontiguousarray(rows["depth"].transpose(2, 0, 1), dtype=np.float32)),
-            "force": torch.from_numpy(np.asarray(rows["force"], dtype=np.float32)),
-            "proprio": torch.from_numpy(np.asarray(rows["proprio"], dtype=np.float32)),
+        # the one env-to-model conversion (sim.modalities): CHW images, float32 sensors
+        inputs = to_model_inputs(rows, MODALITIES + self.extra_modalities)
+        inputs.update({k: to_model_inputs({m: rows[k]})[m] for m in self.extra_modalities
+                       if (k := f"{m}_neg") in rows})
+        sample = {m: torch.from_numpy(np.ascontiguousarray(x)) for m, x in inputs.items()}
+        sample.update({
             "action": torch.from_numpy(self.actions[ep][t].astype(np.float32)),
             "flow": torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)),
             "contact_next": torch.tensor([float(self.contact_any[ep][t + 1])]),
@@ -210,7 +222,7 @@ class MultimodalDataset(Dataset):
             "force_neg": torch.from_numpy(np.asarray(rows["force_neg"], dtype=np.float32)),
             "proprio_neg": torch.from_numpy(np.asarray(rows["proprio_neg"], dtype=np.float32)),
             "neg_kind": torch.tensor(kind, dtype=torch.int64),
-        }
+        })
         point = self.insertion[ep]
         offset = np.zeros(2, np.float32) if point is None else point - self.proprio[ep][t, :2]
         sample["insertion_offset"] = torch.from_numpy(offset.astype(np.float32))

@@ -34,6 +34,7 @@ from sim.dataset_format import (
     read_manifest,
     read_mask,
 )
+from sim.modalities import MODALITY_REGISTRY
 from sim.observation import action4_from_action, proprio8_from_proprio13
 from sim.reference_layout import REQUIRED_REFERENCE_KEYS
 
@@ -112,8 +113,8 @@ class _Source:
 
     def read(self, ep: Episode, key: str, rows: int | slice) -> np.ndarray:
         """Rows of one array (``key`` from the module's vocabulary)."""
-        if key not in KEYS:
-            raise KeyError(f"unknown key {key!r}; one of {KEYS}")
+        if key not in KEYS and not (key in MODALITY_REGISTRY and MODALITY_REGISTRY[key].recorded):
+            raise KeyError(f"unknown key {key!r}; one of {KEYS} or a plug-in modality with recorded arrays")
         try:
             return self._raw(ep, key, rows)
         except (OSError, KeyError, RuntimeError, ValueError) as err:  # ObservationShapeError: a wrong width
@@ -170,6 +171,9 @@ class SimSource(_Source):
             return self._get(ep, "flow", rows).astype(np.float32)
         if key == "depth":
             return self._get(ep, "obs/depth", rows).astype(np.float32)
+        if key not in KEYS:  # a plug-in modality: its recorded arrays side by side
+            parts = [self._get(ep, f"obs/{name}", rows) for name in MODALITY_REGISTRY[key].recorded]
+            return np.concatenate(parts, axis=-1)
         return self._get(ep, f"obs/{key}", rows)
 
 

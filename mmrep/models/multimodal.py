@@ -29,7 +29,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmrep.config import ModelConfig
-from mmrep.models.encoders import LEAK, ForceEncoder, ImageEncoder, ProprioEncoder
+from mmrep.models.experts import LEAK, ForceEncoder, ImageEncoder, ProprioEncoder  # noqa: F401  (re-exported)
+from mmrep.models.modalities import DEFAULT_IMAGE_SIZE, build_modality_encoder, camera_modalities
+from mmrep.models.network import build_network
 
 
 def mlp(*sizes: int) -> nn.Sequential:
@@ -87,7 +89,6 @@ class FlowDecoder(nn.Module):
 
 
 INSERTION_SCALE = 0.01  # m per unit of the insertion head's output (cm: offsets are up to ~10)
-DEFAULT_IMAGE_SIZE = 128  # px, when ``ModelConfig.image_size`` is left to the data and no data is at hand
 
 
 class MultimodalEncoder(nn.Module):
@@ -106,10 +107,10 @@ class MultimodalEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        z, size = cfg.z_dim, cfg.image_size or DEFAULT_IMAGE_SIZE
-        builders = {"rgb": lambda: ImageEncoder(3, z, size, scale=1 / 255), "depth": lambda: ImageEncoder(1, z, size),
-                    "force": lambda: ForceEncoder(z), "proprio": lambda: ProprioEncoder(z)}
-        self.encoders = nn.ModuleDict({m: builders[m]() for m in cfg.modalities})
+        z = cfg.z_dim
+        # one expert per modality, built by the modality registry (mmrep.modalities)
+        self.encoders = nn.ModuleDict({m: build_modality_encoder(m, cfg) for m in cfg.modalities})
+        self.camera = camera_modalities(cfg.modalities)
         self.fuse = mlp(z * len(cfg.modalities), 2 * z, z)[:-1] if cfg.fusion == "concat" else None
         # Learned only when modalities are dropped in training; otherwise a fixed zero vector (and
         # the weights stay those of models trained before modality dropout existed).
@@ -117,9 +118,9 @@ class MultimodalEncoder(nn.Module):
                         if cfg.fusion == "concat" and cfg.modality_dropout > 0 else None)
 
     def image_experts(self, batch: dict[str, torch.Tensor], modalities=None):
-        """(mus, logvars, rgb skips, names) of the image modalities (rgb, depth) in ``modalities``."""
+        """(mus, logvars, rgb skips, names) of the camera modalities (rgb, depth) in ``modalities``."""
         mus, logvars, skips, names = [], [], None, []
-        for m in ("rgb", "depth"):
+        for m in self.camera:
             if m in self.encoders and (modalities is None or m in modalities):
                 mu, lv, maps = self.encoders[m](batch[m])
                 mus.append(mu)
@@ -131,10 +132,16 @@ class MultimodalEncoder(nn.Module):
 
     def state_experts(self, batch: dict[str, torch.Tensor], force_key: str = "force",
                       proprio_key: str = "proprio", modalities=None):
-        """(mus, logvars, names) of F/T and proprioception, read from ``force_key`` / ``proprio_key``."""
+        """(mus, logvars, names) of the modalities that are not cameras (F/T, proprioception, ...), read
+        from ``force_key`` / ``proprio_key`` (another modality m from ``m`` + the same suffix, e.g.
+        ``_neg``, when the batch has it)."""
         mus, logvars, names = [], [], []
-        for m, key in (("force", force_key), ("proprio", proprio_key)):
-            if m in self.encoders and (modalities is None or m in modalities):
+        suffix = force_key[len("force"):] if force_key.startswith("force") else ""
+        for m in self.encoders:
+            if m in self.camera:
+                continue
+            key = {"force": force_key, "proprio": proprio_key}.get(m, m + suffix if m + suffix in batch else m)
+            if modalities is None or m in modalities:
                 mu, lv = self.encoders[m](batch[key])
                 mus.append(mu)
                 logvars.append(lv)
@@ -230,7 +237,14 @@ class MultimodalModel(nn.Module):
         self.cfg = cfg = cfg or ModelConfig()
         cfg.validate()
         z = cfg.z_dim
-        self.encoder = MultimodalEncoder(cfg)
+        self.encoder = build_network(cfg)  # MultimodalEncoder, or the network cfg.encoder_target names
+        self.experts = isinstance(self.encoder, MultimodalEncoder)  # per-modality Gaussian experts to fuse here
+        if not self.experts:  # heads that need per-modality features say so
+            if cfg.flow and not hasattr(self.encoder, "feature_maps"):
+                raise ValueError(f"model.flow needs the RGB feature maps (a feature_maps(batch) method) that "
+                                 f"{type(self.encoder).__name__} lacks; set model.flow=false")
+            if cfg.alignment and cfg.alignment_input == "experts":
+                raise ValueError("model.alignment_input='experts' needs a MultimodalEncoder's experts")
         self.action_encoder = mlp(cfg.action_dim, 32, 32)
         self.feature = mlp(z + 32, 128, 128)
         self.flow_decoder = FlowDecoder(cfg.image_size or DEFAULT_IMAGE_SIZE) if cfg.flow else None
@@ -248,9 +262,9 @@ class MultimodalModel(nn.Module):
         """Per-sample presence (B,) of each modality: the batch's ``present_<m>``, times modality
         dropout while training."""
         b = batch["action"].shape[0]
-        present = {m: batch[f"present_{m}"].float() for m in self.encoder.encoders if f"present_{m}" in batch}
+        present = {m: batch[f"present_{m}"].float() for m in self.cfg.modalities if f"present_{m}" in batch}
         if self.training and self.cfg.modality_dropout > 0:
-            drawn = draw_presence(list(self.encoder.encoders), b, self.cfg.modality_dropout, batch["action"].device)
+            drawn = draw_presence(list(self.cfg.modalities), b, self.cfg.modality_dropout, batch["action"].device)
             present = {m: drawn[m] * present[m] if m in present else drawn[m] for m in drawn}
         return present
 
@@ -260,6 +274,8 @@ class MultimodalModel(nn.Module):
         reuses it across F/T and proprioception perturbations: the image encoders are most of the cost)."""
         enc = self.encoder
         present = self.presence(batch)
+        if not self.experts:
+            return self._forward_network(batch, present)
         image_mus, image_logvars, skips, image_names = image_experts or enc.image_experts(batch)
         state_mus, state_logvars, state_names = enc.state_experts(batch)
         names = image_names + state_names
@@ -270,20 +286,7 @@ class MultimodalModel(nn.Module):
             out["mu"], out["logvar"] = mu, logvar
             for m, lv in zip(names, image_logvars + state_logvars):  # the reliability signal (evaluate)
                 out[f"expert_logvar/{m}"] = lv.detach().float().mean(1)
-        h = self.feature(torch.cat([z, self.action_encoder(batch["action"])], dim=1))
-        if self.flow_decoder is not None:
-            if "rgb" in present:  # an absent camera passes nothing to the decoder either
-                keep = present["rgb"][:, None, None, None]
-                skips = [s * keep.to(s.dtype) for s in skips]
-                if self.cfg.flow_needs_rgb:
-                    out["flow_weight"] = present["rgb"]
-            out["flow"], out["flow_mask_logit"] = self.flow_decoder(h, skips)
-        if self.contact_head is not None:
-            out["contact_logit"] = self.contact_head(h)
-        if self.ee_head is not None:
-            out["ee"] = self.ee_head(h)
-        if self.insertion_head is not None:  # on z, not h: where the hole is does not depend on the action
-            out["insertion"] = self.insertion_head(z)
+        self._heads(out, batch, z, skips, present)
         if self.alignment_head is not None:
             # Negatives reuse the image experts: only F/T, proprioception and fusion run again.
             neg_mus, neg_logvars, _ = enc.state_experts(batch, "force_neg", "proprio_neg")
@@ -305,7 +308,41 @@ class MultimodalModel(nn.Module):
                 def any_of(group: tuple[str, ...]) -> torch.Tensor:
                     return torch.stack([present.get(m, ones) for m in group if m in names]).amax(0)
 
-                out["align_weight"] = (any_of(("rgb", "depth")) * any_of(("force", "proprio")))[:, None]
+                sensed = tuple(m for m in names if m not in enc.camera)
+                out["align_weight"] = (any_of(enc.camera) * any_of(sensed))[:, None]
+        return out
+
+    def _heads(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], z: torch.Tensor,
+               skips: list[torch.Tensor] | None, present: dict[str, torch.Tensor]) -> None:
+        """The action-conditioned heads (flow, contact, ee) and the insertion head, into ``out``."""
+        h = self.feature(torch.cat([z, self.action_encoder(batch["action"])], dim=1))
+        if self.flow_decoder is not None:
+            if "rgb" in present:  # an absent camera passes nothing to the decoder either
+                keep = present["rgb"][:, None, None, None]
+                skips = [s * keep.to(s.dtype) for s in skips]
+                if self.cfg.flow_needs_rgb:
+                    out["flow_weight"] = present["rgb"]
+            out["flow"], out["flow_mask_logit"] = self.flow_decoder(h, skips)
+        if self.contact_head is not None:
+            out["contact_logit"] = self.contact_head(h)
+        if self.ee_head is not None:
+            out["ee"] = self.ee_head(h)
+        if self.insertion_head is not None:  # on z, not h: where the hole is does not depend on the action
+            out["insertion"] = self.insertion_head(z)
+
+    def _forward_network(self, batch: dict[str, torch.Tensor],
+                         present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every head's prediction with an encoder network that is not a ``MultimodalEncoder``: z is
+        its forward (deterministic, no KL); the alignment negative is its z of the batch with the
+        other moment's F/T and proprioception; the flow head reads its ``feature_maps``."""
+        enc = self.encoder
+        z = enc(batch, present=present or None)
+        out: dict[str, torch.Tensor] = {"z": z}
+        self._heads(out, batch, z, enc.feature_maps(batch) if self.flow_decoder is not None else None, present)
+        if self.alignment_head is not None:
+            negative = {**batch, **{m: batch[f"{m}_neg"] for m in self.cfg.modalities if f"{m}_neg" in batch}}
+            out["align_logit"] = self.alignment_head(z)
+            out["align_logit_neg"] = self.alignment_head(enc(negative, present=present or None))
         return out
 
 

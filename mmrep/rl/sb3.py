@@ -33,9 +33,9 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from mmrep.encoder import Encoder, load_encoder
 from mmrep.models import ModelConfig
-from mmrep.models.multimodal import MultimodalEncoder
+from mmrep.models.network import build_network
 from mmrep.rl.latent import LatentCodec
-from sim.observation import PROPRIO13_DIM, proprio8_from_proprio13
+from sim.modalities import to_model_inputs
 
 
 class VecLatentObservation(VecEnvWrapper):
@@ -89,7 +89,7 @@ class MultimodalExtractor(BaseFeaturesExtractor):
                  extra_keys: Sequence[str] = (), images_normalized: bool = True) -> None:
         if encoder is None:
             cfg = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config or {})
-            net: MultimodalEncoder = MultimodalEncoder(cfg)
+            net: torch.nn.Module = build_network(cfg)  # MultimodalEncoder, or cfg.encoder_target
         else:
             net = load_encoder(encoder) if isinstance(encoder, (str, Path)) else encoder
         cfg = net.cfg
@@ -121,16 +121,12 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         out: dict[str, torch.Tensor] = {}
         for m in self.net.cfg.modalities:
             x = obs[m].float()
-            if m == "rgb":
-                x = x.permute(0, 3, 1, 2) if self.rgb_channels_last else x
-                out[m] = x * 255.0 if self.images_normalized else x
-            elif m == "depth":
-                out[m] = x.permute(0, 3, 1, 2) if x.shape[-1] == 1 else x
-            elif m == "proprio" and x.shape[-1] == PROPRIO13_DIM:
-                # the yaw of a quaternion, as defined once in sim.observation (no gradient needed)
-                out[m] = torch.from_numpy(proprio8_from_proprio13(x.detach().cpu().numpy())).to(x.device)
-            else:
-                out[m] = x
+            if m == "rgb":  # undo what SB3 did (VecTransposeImage, /255) to get the env's observation back
+                x = x if self.rgb_channels_last else x.permute(0, 2, 3, 1)
+                x = x * 255.0 if self.images_normalized else x
+            elif m == "depth" and x.shape[-1] != 1:
+                x = x.permute(0, 2, 3, 1)
+            out[m] = to_model_inputs({m: x})[m]  # the one env-to-model conversion (sim.modalities)
         return out
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
