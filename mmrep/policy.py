@@ -1,7 +1,8 @@
 """``mmrep policy train``: a policy on the representation, with SB3 / sb3-contrib.
 
 The pipeline (``build_venv``): ``SubprocVecEnv`` (or ``DummyVecEnv``) of ``sim.policy_env`` envs, then
-the frozen encoder in the main process (``VecLatentObservation``, latent kinds), then a running
+the frozen encoder in the main process (``VecLatentObservation``, latent kinds; or inside each worker
+with ``obs.encode_in=workers``, ``mmrep.rl.worker``), then a running
 observation normaliser (``VecNormalize``, clipped at +-5, the paper's policy code; not for pixels).
 The pixels kind trains ``MultimodalExtractor`` (randomly initialised) end to end.
 
@@ -40,6 +41,7 @@ from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import load_encoder, random_like, save_atomic
 from mmrep.policy_curves import plot_curves
 from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
+from mmrep.rl.worker import make_latent_policy_env
 from sim.config import EnvConfig, merge_nested
 from sim.policy_env import make_policy_env
 
@@ -70,9 +72,18 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
     ``cfg.obs.camera_memory``."""
     env = merge_nested(asdict(cfg.env), env_overrides or {})
     perturbations = cfg.perturbations if perturbations is None else perturbations
-    fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
-                   "rgb_array" if render else None, cfg.obs.fine_scale) for i in range(n_envs)]
     kind = vec_env or cfg.vec_env
+    latent = cfg.obs.kind in ("latent", "latent_proprio")
+    extra = ("proprio",) if cfg.obs.kind == "latent_proprio" else ()
+    # Encoding in the workers only where there are workers: a single (evaluation) env encodes in place.
+    in_workers = latent and cfg.obs.encode_in == "workers" and kind != "dummy" and n_envs > 1
+    if in_workers:
+        fns = [partial(make_latent_policy_env, env, tuple(perturbations), seed + i, "rgb_array" if render else None,
+                       str(cfg.obs.encoder), extra, cfg.obs.camera_memory,
+                       cfg.seed if cfg.obs.random_init else None) for i in range(n_envs)]
+    else:
+        fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
+                       "rgb_array" if render else None, cfg.obs.fine_scale) for i in range(n_envs)]
     venv: VecEnv
     if kind == "ray":
         from mmrep.rl.ray_vec_env import RayVecEnv
@@ -81,8 +92,7 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
     else:
         venv = SubprocVecEnv(fns) if kind == "subproc" and n_envs > 1 else DummyVecEnv(fns)
     venv.seed(seed)
-    if cfg.obs.kind in ("latent", "latent_proprio"):
-        extra = ("proprio",) if cfg.obs.kind == "latent_proprio" else ()
+    if latent and not in_workers:
         encoder = load_encoder(cfg.obs.encoder)
         if cfg.obs.random_init:
             encoder = random_like(encoder, seed=cfg.seed)
@@ -365,7 +375,9 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
         old = merge_nested(json.loads(json.dumps(asdict(PolicyConfig()))), json.loads(path.read_text()))
         keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "eval_stochastic",
                 "ckpt_every_steps", "total_steps", "max_train_minutes", "vec_env", "ray_address")
-        diff = sorted(k for k in new if k not in keep and old.get(k) != new[k])
+        # where the encoder runs changes z by float rounding only: a run may resume with the other choice
+        same_obs = {**old.get("obs", {}), "encode_in": new["obs"].get("encode_in")} == new["obs"]
+        diff = sorted(k for k in new if k not in keep and old.get(k) != new[k] and not (k == "obs" and same_obs))
         if diff:
             raise ValueError(f"{path} was written with other {diff}; resume with the same settings or pick "
                              f"another out")

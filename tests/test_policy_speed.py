@@ -1,0 +1,101 @@
+"""The faster policy loop changes nothing the policy sees: the env's observations, rewards and episode
+ends are those of the tree before it (a digest recorded there), and encoding inside the env workers
+gives the main process's z to 1e-5 with the same rewards, ends and terminal observations."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
+from mmrep.encoder import export_encoder
+from mmrep.models import ModelConfig
+from mmrep.models.multimodal import MultimodalEncoder
+from mmrep.policy import build_venv
+from mmrep.rl.latent import LatentCodec
+from sim.policy_env import make_policy_env
+
+# sha256 of rollout_digest() below, computed with the tree before the speed work (commit a0db715) on the
+# project's machine. The simulation calls no BLAS (sim.detmath); a different CPU's libm inside PyBullet
+# could still change the last bits (benchmarks/determinism.py measures that boundary).
+DIGEST_BEFORE = "881469402f2147ae03b1892211b1cb38a9272ad56ff94d8fa35f72ece51a0a7c"
+
+
+def rollout_digest(steps: int = 12, seed: int = 7) -> str:
+    """sha256 over a short rollout at 1 kHz with the camera on: every observation entry's bytes, every
+    reward and termination flag, with one episode end (max_steps 5) and reset inside it."""
+    env = make_policy_env({"physics_hz": 1000.0, "max_steps": 5}, (), False, 0)
+    h = hashlib.sha256()
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(steps):
+        for k in sorted(obs):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(obs[k]).tobytes())
+        obs, r, term, trunc, _ = env.step(rng.uniform(-1, 1, 3).astype(np.float32))
+        h.update(np.float64(r).tobytes())
+        h.update(bytes([term, trunc]))
+        if term or trunc:
+            obs, _ = env.reset()
+    env.close()
+    return h.hexdigest()
+
+
+def test_env_rollout_is_bit_identical_to_the_tree_before_the_speed_work():
+    assert rollout_digest() == DIGEST_BEFORE
+
+
+@pytest.fixture(scope="module")
+def small_encoder(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("enc") / "encoder.pt"
+    export_encoder(MultimodalEncoder(ModelConfig(image_size=64, z_dim=8)), path)
+    return path
+
+
+def latent_cfg(encoder, encode_in: str) -> PolicyConfig:
+    cfg = PolicyConfig(obs=ObsConfig(kind="latent_proprio", encoder=str(encoder), encode_in=encode_in),
+                       algo=AlgoConfig("ppo", {}), n_envs=2, device="cpu", eval_episodes=0)
+    cfg.env.max_steps, cfg.env.physics_hz, cfg.env.image_size = 4, 240.0, 64
+    cfg.validate()
+    return cfg
+
+
+def test_encoding_in_the_workers_gives_the_main_process_latents(small_encoder):
+    main = build_venv(latent_cfg(small_encoder, "main"), 2, 11, vec_env="subproc")
+    workers = build_venv(latent_cfg(small_encoder, "workers"), 2, 11, vec_env="subproc")
+    try:
+        assert type(workers).__name__ == "SubprocVecEnv"  # nothing encodes in the main process
+        assert main.observation_space == workers.observation_space
+        np.testing.assert_allclose(workers.reset(), main.reset(), atol=1e-5, rtol=0)
+        rng = np.random.default_rng(3)
+        ends = 0
+        for _ in range(10):
+            actions = rng.uniform(-1, 1, (2, 3)).astype(np.float32)
+            om, rm, dm, im = main.step(actions)
+            ow, rw, dw, iw = workers.step(actions)
+            np.testing.assert_allclose(ow, om, atol=1e-5, rtol=0)
+            assert np.array_equal(rw, rm) and np.array_equal(dw, dm)
+            for a, b in zip(im, iw):
+                assert ("terminal_observation" in a) == ("terminal_observation" in b)
+                if "terminal_observation" in a:
+                    ends += 1
+                    np.testing.assert_allclose(b["terminal_observation"], a["terminal_observation"], atol=1e-5, rtol=0)
+        assert ends >= 2  # episodes of 4 steps ended inside the 10
+    finally:
+        main.close()
+        workers.close()
+
+
+def test_encode_in_is_checked_and_a_single_env_encodes_in_place(small_encoder):
+    cfg = latent_cfg(small_encoder, "workers")
+    venv = build_venv(cfg, 1, 0)  # one env (evaluation): no worker to encode in
+    try:
+        assert isinstance(venv.codec, LatentCodec)
+    finally:
+        venv.close()
+    with pytest.raises(ValueError, match="obs.encode_in"):
+        PolicyConfig(obs=ObsConfig(kind="state", encode_in="workers"), eval_episodes=0).validate()
+    with pytest.raises(ValueError, match="obs.encode_in"):
+        latent_cfg(small_encoder, "gpu")
