@@ -80,7 +80,7 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
     if in_workers:
         fns = [partial(make_latent_policy_env, env, tuple(perturbations), seed + i, "rgb_array" if render else None,
                        str(cfg.obs.encoder), extra, cfg.obs.camera_memory,
-                       cfg.seed if cfg.obs.random_init else None) for i in range(n_envs)]
+                       cfg.seed if cfg.obs.random_init else None, jit=cfg.obs.jit) for i in range(n_envs)]
     else:
         fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
                        "rgb_array" if render else None, cfg.obs.fine_scale) for i in range(n_envs)]
@@ -97,7 +97,7 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
         if cfg.obs.random_init:
             encoder = random_like(encoder, seed=cfg.seed)
         venv = VecLatentObservation(venv, encoder, extra_keys=extra, device=resolve_device(cfg.device),
-                                    camera_memory=cfg.obs.camera_memory)
+                                    camera_memory=cfg.obs.camera_memory, jit=cfg.obs.jit)
     return venv
 
 

@@ -3,22 +3,25 @@ ends are those of the tree before it (a digest recorded there), and encoding ins
 gives the main process's z to 1e-5 with the same rewards, ends and terminal observations."""
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
-from mmrep.encoder import export_encoder
+from mmrep.encoder import export_encoder, load_encoder
 from mmrep.models import ModelConfig
 from mmrep.models.multimodal import MultimodalEncoder
 from mmrep.policy import build_venv
-from mmrep.rl.latent import LatentCodec
+from mmrep.rl.latent import FrozenEncoder, LatentCodec
 from sim.policy_env import make_policy_env
 
 # sha256 of rollout_digest() below, computed with the tree before the speed work (commit a0db715) on the
 # project's machine. The simulation calls no BLAS (sim.detmath); a different CPU's libm inside PyBullet
 # could still change the last bits (benchmarks/determinism.py measures that boundary).
+# the encoder of configs/paper/fused_insertion.yaml
+FUSED_ENCODER = Path(__file__).resolve().parent.parent / "benchmarks/results/insertion/encoders/insertion.pt"
 DIGEST_BEFORE = "881469402f2147ae03b1892211b1cb38a9272ad56ff94d8fa35f72ece51a0a7c"
 
 
@@ -99,3 +102,41 @@ def test_encode_in_is_checked_and_a_single_env_encodes_in_place(small_encoder):
         PolicyConfig(obs=ObsConfig(kind="state", encode_in="workers"), eval_episodes=0).validate()
     with pytest.raises(ValueError, match="obs.encode_in"):
         latent_cfg(small_encoder, "gpu")
+
+
+def test_frozen_torchscript_encoder_gives_eager_z_bit_for_bit():
+    """On the fused row's committed encoder, at batch 1 and 2, over steps with contact-free and moving
+    frames; a new batch size gets its own trace."""
+    torch.set_num_threads(1)
+    encoder = load_encoder(FUSED_ENCODER)
+    env = make_policy_env({"physics_hz": 240.0}, (), False, 0)
+    frames = [env.reset(seed=5)[0]]
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        frames.append(env.step(rng.uniform(-1, 1, 3).astype(np.float32))[0])
+    env.close()
+    frozen = FrozenEncoder(encoder)
+    for batch in ([frames[0]], frames[1:3], [frames[3]]):
+        obs = {k: np.stack([f[k] for f in batch]) for k in frames[0]}
+        assert torch.equal(frozen(obs), encoder.encode(obs))
+    assert len(frozen._traces) == 2
+    with pytest.raises(ValueError, match="batched"):
+        frozen(frames[0])
+
+
+def test_jit_codec_in_the_workers_gives_the_main_process_latents(small_encoder):
+    cfg = latent_cfg(small_encoder, "workers")
+    cfg.obs.jit = True
+    main = build_venv(latent_cfg(small_encoder, "main"), 2, 4, vec_env="subproc")
+    workers = build_venv(cfg, 2, 4, vec_env="subproc")
+    try:
+        np.testing.assert_allclose(workers.reset(), main.reset(), atol=1e-5, rtol=0)
+        actions = np.full((2, 3), 0.5, np.float32)
+        for _ in range(5):
+            om, rm, dm, _ = main.step(actions)
+            ow, rw, dw, _ = workers.step(actions)
+            np.testing.assert_allclose(ow, om, atol=1e-5, rtol=0)
+            assert np.array_equal(rw, rm) and np.array_equal(dw, dm)
+    finally:
+        main.close()
+        workers.close()
