@@ -117,11 +117,13 @@ def random_steps_per_s(venv, steps: int) -> float:
     return (steps // n) * n / (time.perf_counter() - t0)
 
 
-def training_steps_per_s(encoder: str, n: int, encode_in: str, steps: int) -> float:
-    """Wall-clock env steps/s of ``mmrep.policy``'s PPO loop on latent_proprio (one rollout of ``steps``)."""
-    cfg = PolicyConfig(obs=ObsConfig(kind="latent_proprio", encoder=encoder, encode_in=encode_in),
+def training_steps_per_s(encoder: str, n: int, encode_in: str, steps: int, device: str = "cpu",
+                         jit: bool = False) -> float:
+    """Wall-clock env steps/s of ``mmrep.policy``'s PPO loop on latent_proprio (one rollout of ``steps``);
+    ``device`` holds the learner and, encoding in the main process, the encoder."""
+    cfg = PolicyConfig(obs=ObsConfig(kind="latent_proprio", encoder=encoder, encode_in=encode_in, jit=jit),
                        algo=AlgoConfig("ppo", {**PPO, "n_steps": steps // n}), n_envs=n, threads=1,
-                       device="cpu", eval_episodes=0, progress=False)
+                       device=device, eval_episodes=0, progress=False)
     cfg.validate()
     venv = VecNormalize(build_venv(cfg, n, 0), norm_obs=True, norm_reward=False, clip_obs=CLIP_OBS)
     model = build_model(cfg, venv)
@@ -142,6 +144,8 @@ def main() -> None:
     ap.add_argument("--encode-in", nargs="+", default=["main", "workers"], choices=["main", "workers"])
     ap.add_argument("--physics-hz", type=float, default=1000.0)
     ap.add_argument("--no-wall", action="store_true", help="CPU shares only (no wall-clock runs)")
+    ap.add_argument("--device", default="cpu", help="learner (and main-process encoder) device of the PPO runs")
+    ap.add_argument("--jit", action="store_true", help="the PPO runs encode with obs.jit=true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -152,7 +156,8 @@ def main() -> None:
     enc_dim = load_encoder(args.encoder).z_dim + 13
     result: dict = {"benchmark": "policy_throughput", "date": time.strftime("%Y-%m-%d"),
                     "machine": platform.platform(), "cores": cores, "torch_threads": 1, "encoder": args.encoder,
-                    "env": env, "steps": args.steps, "ppo": PPO, "cpu_ms_per_step": {}, "rows": {}}
+                    "env": env, "steps": args.steps, "ppo": PPO, "device": args.device, "jit": args.jit,
+                    "cpu_ms_per_step": cpu, "rows": {}}
     print(f"CPU ms per env step: physics+control {cpu['physics_and_control']:.2f}, render {cpu['render']:.2f}")
     for n in args.workers:
         enc_one = encoder_cpu_ms(args.encoder, env, 1)
@@ -182,7 +187,8 @@ def main() -> None:
                    "ceiling_steps_per_s_all_cores": 1000 * cores / total,
                    "schedule_estimate_steps_per_s": 1000 / schedule, **wall}
             if not args.no_wall:
-                row["training_steps_per_s"] = training_steps_per_s(args.encoder, n, where, args.steps)
+                row["training_steps_per_s"] = training_steps_per_s(args.encoder, n, where, args.steps, args.device,
+                                                                   args.jit)
                 row["ratio_training_vs_random"] = row["training_steps_per_s"] / wall["random_steps_per_s"]
             key = f"{n}_workers_encode_in_{where}"
             result["rows"][key] = row

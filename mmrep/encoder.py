@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from mmrep.models import ModelConfig
 from mmrep.models.multimodal import DEFAULT_IMAGE_SIZE, MultimodalEncoder
 from mmrep.reliability import Reliability
 from sim.observation import PROPRIO13_DIM, ObservationShapeError, check_shape, proprio8_from_proprio13
+
+Transfer = Callable[[str, torch.Tensor], torch.Tensor]  # (modality, CPU tensor) -> the tensor on the model's device
 
 FORMAT = "mmrep-encoder-2"
 _FORMAT_1_PREFIXES = {"rgb_encoder.": "encoders.rgb.", "depth_encoder.": "encoders.depth.",
@@ -72,9 +75,12 @@ class Encoder(MultimodalEncoder):
     def image_size(self) -> int:
         return int(self.cfg.image_size or DEFAULT_IMAGE_SIZE)
 
-    def model_inputs(self, obs: dict[str, Any]) -> tuple[dict[str, torch.Tensor], bool]:
+    def model_inputs(self, obs: dict[str, Any],
+                     transfer: Transfer | None = None) -> tuple[dict[str, torch.Tensor], bool]:
         """The model's input batch (CHW images, PROPRIO8) from an env observation dict, and whether
-        ``obs`` was a single observation (no batch axis)."""
+        ``obs`` was a single observation (no batch axis). ``transfer(modality, cpu_tensor)`` moves each
+        input to the model's device (default ``.to(device)``; ``mmrep.rl.latent.PinnedTransfer`` stages
+        it in a reused pinned buffer)."""
         device = next(self.parameters()).device
         s = self.image_size
         expected = {"rgb": (s, s, 3), "depth": (s, s, 1), "proprio": (PROPRIO13_DIM,)}
@@ -109,17 +115,19 @@ class Encoder(MultimodalEncoder):
                 t = torch.from_numpy(proprio8_from_proprio13(x))
             else:
                 t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            out[m] = t.to(device)
+            out[m] = t.to(device) if transfer is None else transfer(m, t)
         return out, not batched
 
     @torch.no_grad()
     def encode(self, obs: dict[str, Any], modalities: list[str] | None = None,
-               present: dict[str, Any] | None = None, reject: bool = False) -> torch.Tensor:
+               present: dict[str, Any] | None = None, reject: bool = False,
+               transfer: Transfer | None = None) -> torch.Tensor:
         """z of an env observation dict (single or batched). ``modalities`` uses only those; a
         modality absent from ``obs`` is left out; ``present`` ({modality: (B,) bool, or a bool for
         a single observation}) leaves a modality out of chosen samples (see the class doc);
-        ``reject`` also leaves out each sample's flagged modalities (``flags``)."""
-        inputs, single = self.model_inputs(obs)
+        ``reject`` also leaves out each sample's flagged modalities (``flags``); ``transfer``: as
+        ``model_inputs``."""
+        inputs, single = self.model_inputs(obs, transfer)
         mods = [m for m in (modalities if modalities is not None else self.cfg.modalities) if m in inputs]
         masks = None
         if present:

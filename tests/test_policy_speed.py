@@ -14,7 +14,7 @@ from mmrep.encoder import export_encoder, load_encoder
 from mmrep.models import ModelConfig
 from mmrep.models.multimodal import MultimodalEncoder
 from mmrep.policy import build_venv
-from mmrep.rl.latent import FrozenEncoder, LatentCodec
+from mmrep.rl.latent import FrozenEncoder, LatentCodec, PinnedTransfer
 from sim.policy_env import make_policy_env
 
 # sha256 of rollout_digest() below, computed with the tree before the speed work (commit a0db715) on the
@@ -140,3 +140,26 @@ def test_jit_codec_in_the_workers_gives_the_main_process_latents(small_encoder):
     finally:
         main.close()
         workers.close()
+
+
+def test_codec_device_path_stages_inputs_and_keeps_z(small_encoder):
+    """The device path of LatentCodec (inputs through PinnedTransfer, then the encoder) on the CPU: the
+    same z as the encoder alone; the staging moves tensors to a non-CPU device ("meta" stands in for a
+    GPU here) and, with CUDA, through reused pinned buffers."""
+    env = make_policy_env({"physics_hz": 240.0, "image_size": 64}, (), False, 0)
+    obs, _ = env.reset(seed=2)
+    batch = {k: np.stack([v, v]) for k, v in obs.items()}
+    codec = LatentCodec(str(small_encoder), env.observation_space, ("proprio",), device="cpu")
+    env.close()
+    z = codec.encode(batch)
+    ref = load_encoder(small_encoder).encode(batch).numpy()
+    assert z.shape == (2, 8 + 13) and np.array_equal(z[:, :8], ref)
+    t = torch.ones(2, 3)
+    assert PinnedTransfer("cpu")("rgb", t) is t
+    moved = PinnedTransfer("meta")("rgb", t)
+    assert moved.device.type == "meta" and moved.shape == t.shape
+    if torch.cuda.is_available():
+        stage = PinnedTransfer("cuda")
+        a = stage("rgb", t)
+        b = stage("rgb", t + 1)
+        assert stage.buffers["rgb"].is_pinned() and a.is_cuda and torch.equal(b.cpu(), t + 1)

@@ -27,7 +27,7 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
 from mmrep.camera_memory import CameraMemory
-from mmrep.encoder import Encoder, load_encoder
+from mmrep.encoder import Encoder, Transfer, load_encoder
 
 
 class LatentCodec:
@@ -64,7 +64,8 @@ class LatentCodec:
         self.dim = self.encoder.z_dim + sum(self.extra_sizes)
         self.space = spaces.Box(-np.inf, np.inf, (self.dim,), np.float32)
         self.memory = CameraMemory(self.encoder) if camera_memory else None
-        self.frozen = FrozenEncoder(self.encoder) if jit and self.memory is None else None
+        self.transfer = PinnedTransfer(device)
+        self.frozen = FrozenEncoder(self.encoder, self.transfer) if jit and self.memory is None else None
 
     def reset_memory(self, slots: Sequence[int] | None = None) -> None:
         """A new episode starts in ``slots`` (all when None): forget their held camera experts."""
@@ -82,7 +83,7 @@ class LatentCodec:
         elif self.frozen is not None:
             z = self.frozen(inputs).float().cpu().numpy()
         else:
-            z = self.encoder.encode(inputs).float().cpu().numpy()
+            z = self.encoder.encode(inputs, transfer=self.transfer).float().cpu().numpy()
         parts = [z] + [np.asarray(obs[k], dtype=np.float32).reshape(z.shape[0], -1) for k in self.extra_keys]
         return np.concatenate(parts, axis=1) if len(parts) > 1 else z
 
@@ -91,20 +92,44 @@ class LatentCodec:
         return self.encode({k: np.asarray(v)[None] for k, v in obs.items()})[0]
 
 
+class PinnedTransfer:
+    """Host-to-device copies of the encoder's inputs through pinned (page-locked) buffers reused from
+    step to step, so the copy is asynchronous and nothing is allocated per step (``Encoder.model_inputs``'s
+    ``transfer``). On the CPU the tensors stay where they are; on a device without CUDA's pinned memory
+    (or a CPU-only torch) a plain ``.to(device)``. The caller reads z back (``.cpu()``), which waits for
+    the copies, so a buffer is never overwritten while its copy is in flight."""
+
+    def __init__(self, device: str | torch.device) -> None:
+        self.device = torch.device(device)
+        self.pinned = self.device.type == "cuda" and torch.cuda.is_available()
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return t
+        if not self.pinned:
+            return t.to(self.device)
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
+            buf = self.buffers[name] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        buf.copy_(t)
+        return buf.to(self.device, non_blocking=True)
+
+
 class FrozenEncoder:
     """An ``Encoder``'s z of a batched observation dict (every modality of it), through
     ``torch.jit.trace`` + ``torch.jit.freeze`` of its forward: the same kernels without the Python
     module overhead, which dominates at batch 1 on a CPU. One trace per input signature (shapes and
     dtypes), so a batch of another size or an env with fewer F/T readings gets its own."""
 
-    def __init__(self, encoder: Encoder) -> None:
-        self.encoder = encoder
+    def __init__(self, encoder: Encoder, transfer: Transfer | None = None) -> None:
+        self.encoder, self.transfer = encoder, transfer
         self.modalities = list(encoder.cfg.modalities)
         self._traces: dict[tuple, torch.jit.ScriptModule] = {}
 
     def __call__(self, obs: dict[str, np.ndarray]) -> torch.Tensor:
         """(B, z_dim) posterior means, as ``Encoder.encode`` of the same batch."""
-        inputs, single = self.encoder.model_inputs(obs)
+        inputs, single = self.encoder.model_inputs(obs, self.transfer)
         if single:
             raise ValueError("FrozenEncoder needs a batched observation dict (a leading batch axis)")
         args = tuple(inputs[m] for m in self.modalities)
