@@ -37,6 +37,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNorm
 from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import load_encoder
 from mmrep.policy import CLIP_OBS, build_model, build_venv
+from mmrep.rl.latent import FrozenEncoder
 from sim.policy_env import make_policy_env
 
 PPO = {"batch_size": 64, "n_epochs": 10, "gamma": 0.99, "gae_lambda": 0.95, "learning_rate": 3.0e-4}
@@ -72,14 +73,16 @@ def env_cpu_ms(env_kwargs: dict, steps: int) -> float:
         e.close()
 
 
-def encoder_cpu_ms(encoder: str, env_kwargs: dict, batch: int) -> float:
-    """CPU ms per observation of the frozen encoder at batch size ``batch`` (1 thread)."""
+def encoder_cpu_ms(encoder: str, env_kwargs: dict, batch: int, jit: bool = False) -> float:
+    """CPU ms per observation of the frozen encoder at batch size ``batch`` (1 thread); ``jit``: as a
+    frozen TorchScript trace (``mmrep.rl.latent.FrozenEncoder``)."""
     e = make_policy_env(env_kwargs)
     obs, _ = e.reset(seed=0)
     e.close()
     enc = load_encoder(encoder)
+    run = FrozenEncoder(enc) if jit else enc.encode
     b = {k: np.stack([v] * batch) for k, v in obs.items()}
-    return cpu_ms(lambda: enc.encode(b), 20) / batch
+    return cpu_ms(lambda: run(b), 20) / batch
 
 
 def learner_cpu_ms(dim: int, n: int, rollout: int) -> float:
@@ -145,7 +148,7 @@ def main() -> None:
     ap.add_argument("--physics-hz", type=float, default=1000.0)
     ap.add_argument("--no-wall", action="store_true", help="CPU shares only (no wall-clock runs)")
     ap.add_argument("--device", default="cpu", help="learner (and main-process encoder) device of the PPO runs")
-    ap.add_argument("--jit", action="store_true", help="the PPO runs encode with obs.jit=true")
+    ap.add_argument("--jit", action="store_true", help="the encoder as a frozen TorchScript trace (obs.jit=true)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -160,8 +163,8 @@ def main() -> None:
                     "cpu_ms_per_step": cpu, "rows": {}}
     print(f"CPU ms per env step: physics+control {cpu['physics_and_control']:.2f}, render {cpu['render']:.2f}")
     for n in args.workers:
-        enc_one = encoder_cpu_ms(args.encoder, env, 1)
-        enc_batch = encoder_cpu_ms(args.encoder, env, n) if n > 1 else enc_one
+        enc_one = encoder_cpu_ms(args.encoder, env, 1, args.jit)
+        enc_batch = encoder_cpu_ms(args.encoder, env, n, args.jit) if n > 1 else enc_one
         learner = learner_cpu_ms(enc_dim, n, max(args.steps, 64 * n))
         wall: dict = {}
         if not args.no_wall:
