@@ -375,8 +375,9 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
         old = merge_nested(json.loads(json.dumps(asdict(PolicyConfig()))), json.loads(path.read_text()))
         keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "eval_stochastic",
                 "ckpt_every_steps", "total_steps", "max_train_minutes", "vec_env", "ray_address")
-        # where the encoder runs changes z by float rounding only: a run may resume with the other choice
-        same_obs = {**old.get("obs", {}), "encode_in": new["obs"].get("encode_in")} == new["obs"]
+        # where and how the encoder runs changes z by float rounding at most: a run may resume with another choice
+        speed = {k: new["obs"].get(k) for k in ("encode_in", "jit")}
+        same_obs = {**old.get("obs", {}), **speed} == new["obs"]
         diff = sorted(k for k in new if k not in keep and old.get(k) != new[k] and not (k == "obs" and same_obs))
         if diff:
             raise ValueError(f"{path} was written with other {diff}; resume with the same settings or pick "
