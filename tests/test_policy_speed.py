@@ -163,3 +163,15 @@ def test_codec_device_path_stages_inputs_and_keeps_z(small_encoder):
         a = stage("rgb", t)
         b = stage("rgb", t + 1)
         assert stage.buffers["rgb"].is_pinned() and a.is_cuda and torch.equal(b.cpu(), t + 1)
+
+
+def test_a_run_resumes_with_another_place_of_encoding_but_not_another_encoder(small_encoder, tmp_path):
+    from dataclasses import replace
+
+    from mmrep.policy import _check_same_config
+
+    cfg = latent_cfg(small_encoder, "main")
+    _check_same_config(tmp_path, cfg)
+    _check_same_config(tmp_path, replace(cfg, obs=replace(cfg.obs, encode_in="workers", jit=True)))
+    with pytest.raises(ValueError, match="obs"):
+        _check_same_config(tmp_path, replace(cfg, obs=replace(cfg.obs, encoder=str(tmp_path / "other.pt"))))
