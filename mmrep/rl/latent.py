@@ -139,6 +139,9 @@ class FrozenEncoder:
             if fn is None:
                 with warnings.catch_warnings():  # TorchScript is deprecated in favour of torch.compile, which
                     warnings.simplefilter("ignore", DeprecationWarning)  # was slower here (docs/results/speed.md)
+                    # shape-dependent branches (fewer F/T readings than the window) are baked in: hence
+                    # one trace per input signature
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
                     traced = torch.jit.trace(_Positional(self.encoder, self.modalities).eval(), args,
                                              check_trace=False)
                     fn = torch.jit.freeze(traced)
