@@ -105,8 +105,8 @@ def test_encode_in_is_checked_and_a_single_env_encodes_in_place(small_encoder):
 
 
 def test_frozen_torchscript_encoder_gives_eager_z_bit_for_bit():
-    """On the fused row's committed encoder, at batch 1 and 2, over steps with contact-free and moving
-    frames; a new batch size gets its own trace."""
+    """On the fused row's committed encoder, at batch 1 and 2, at 240 Hz (fewer F/T readings than the
+    encoder's window) and 1 kHz; a new batch size or F/T length gets its own trace."""
     torch.set_num_threads(1)
     encoder = load_encoder(FUSED_ENCODER)
     env = make_policy_env({"physics_hz": 240.0}, (), False, 0)
@@ -120,6 +120,10 @@ def test_frozen_torchscript_encoder_gives_eager_z_bit_for_bit():
         obs = {k: np.stack([f[k] for f in batch]) for k in frames[0]}
         assert torch.equal(frozen(obs), encoder.encode(obs))
     assert len(frozen._traces) == 2
+    env = make_policy_env({"physics_hz": 1000.0}, (), False, 0)  # 50 F/T readings: the other branch
+    obs = {k: v[None] for k, v in env.reset(seed=5)[0].items()}
+    env.close()
+    assert torch.equal(frozen(obs), encoder.encode(obs)) and len(frozen._traces) == 3
     with pytest.raises(ValueError, match="batched"):
         frozen(frames[0])
 
