@@ -108,15 +108,32 @@ def normalizes(cfg: PolicyConfig) -> bool:
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}
 
 
+class LinearSchedule:
+    """A learning rate decaying linearly from ``initial`` to 0 over the run (``algo.params.
+    learning_rate_schedule: linear``); SB3 calls it with the progress remaining (1 -> 0)."""
+
+    def __init__(self, initial: float) -> None:
+        self.initial = initial
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.initial * progress_remaining
+
+
 def build_model(cfg: PolicyConfig, venv: VecEnv, tensorboard_log: str | None = None):
     """The algorithm with its policy on ``venv`` (pixels: a MultiInputPolicy with the trainable
     multimodal extractor; otherwise an MlpPolicy; their LSTM versions for ``recurrent_ppo``).
 
     ``algo.params.policy_kwargs`` (e.g. ``{"net_arch": [256, 256], "log_std_init": -1.0,
     "activation_fn": "relu"}``) merge into the policy's own; ``activation_fn`` is a name of
-    ``ACTIVATIONS`` because a config holds no classes."""
+    ``ACTIVATIONS`` because a config holds no classes. ``algo.params.learning_rate_schedule``: "constant"
+    (the default) or "linear" (``LinearSchedule`` from ``learning_rate`` to 0)."""
     cls = algo_class(cfg.algo.name)
     params = dict(cfg.algo.params)
+    schedule = params.pop("learning_rate_schedule", "constant")
+    if schedule not in ("constant", "linear"):
+        raise ValueError(f"algo.params.learning_rate_schedule must be 'constant' or 'linear', got {schedule!r}")
+    if schedule == "linear":  # SB3 calls it with the progress remaining, 1 at the start to 0 at total_steps
+        params["learning_rate"] = LinearSchedule(float(params.get("learning_rate", 3e-4)))
     policy_kwargs: dict[str, Any] = dict(params.pop("policy_kwargs", None) or {})
     if isinstance(policy_kwargs.get("activation_fn"), str):
         name = policy_kwargs["activation_fn"]

@@ -179,3 +179,25 @@ def test_a_run_resumes_with_another_place_of_encoding_but_not_another_encoder(sm
     _check_same_config(tmp_path, replace(cfg, obs=replace(cfg.obs, encode_in="workers", jit=True)))
     with pytest.raises(ValueError, match="obs"):
         _check_same_config(tmp_path, replace(cfg, obs=replace(cfg.obs, encoder=str(tmp_path / "other.pt"))))
+
+
+def test_linear_learning_rate_schedule_is_a_learner_option(tmp_path):
+    from mmrep.policy import build_model
+
+    cfg = PolicyConfig(obs=ObsConfig(kind="state"), algo=AlgoConfig("ppo", {
+        "n_steps": 16, "batch_size": 16, "n_epochs": 1, "learning_rate": 1e-3, "learning_rate_schedule": "linear"}),
+        n_envs=1, device="cpu", eval_episodes=0)
+    cfg.env.use_camera, cfg.env.physics_hz, cfg.env.max_steps = False, 240.0, 8
+    cfg.validate()
+    venv = build_venv(cfg, 1, 0, vec_env="dummy")
+    try:
+        model = build_model(cfg, venv)
+        assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.lr_schedule(0.25) == pytest.approx(2.5e-4)
+        model.learn(32)  # two rollouts: the optimiser's rate follows the schedule
+        assert model.policy.optimizer.param_groups[0]["lr"] < 1e-3
+        bad = PolicyConfig(obs=cfg.obs, algo=AlgoConfig("ppo", {"learning_rate_schedule": "cosine"}), env=cfg.env,
+                           n_envs=1, device="cpu", eval_episodes=0)
+        with pytest.raises(ValueError, match="learning_rate_schedule"):
+            build_model(bad, venv)
+    finally:
+        venv.close()
