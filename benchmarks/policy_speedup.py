@@ -13,7 +13,8 @@ the machine's drift hits both alike. Each measurement is a fresh process that ti
 
 ``--new`` (and ``--base-options``) take ``section.field=value`` overrides of the PolicyConfig the
 child builds (``obs.encode_in=workers``, ``threads=2``, ``algo.params.n_epochs=5``). Writes the
-per-run figures, the per-round ratios, their median and spread.
+per-run figures, the per-round ratios, their median and spread, and the CPU ms per env step of the
+main process and the workers together (``/proc``; what throughput follows on a busy machine).
 """
 
 from __future__ import annotations
@@ -65,12 +66,32 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(cfg.threads)
     venv = VecNormalize(build_venv(cfg, cfg.n_envs, 0), norm_obs=True, norm_reward=False, clip_obs=CLIP_OBS)
     model = build_model(cfg, venv)
-    t0 = time.perf_counter()
+    workers = _worker_pids(venv)
+    cpu0, t0 = _cpu_seconds(workers), time.perf_counter()
     model.learn(args.steps)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu_seconds(workers) - cpu0
     venv.close()
     print(json.dumps({"mmrep": str(Path(mmrep.__file__).parent.parent), "steps": int(model.num_timesteps),
-                      "seconds": seconds, "steps_per_s": model.num_timesteps / seconds}))
+                      "seconds": seconds, "steps_per_s": model.num_timesteps / seconds,
+                      "cpu_ms_per_step": 1000 * cpu / model.num_timesteps}))
+
+
+def _worker_pids(venv) -> list[int]:
+    """The process ids of a (wrapped) SubprocVecEnv's workers."""
+    while not hasattr(venv, "processes") and hasattr(venv, "venv"):
+        venv = venv.venv
+    return [p.pid for p in getattr(venv, "processes", [])]
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system) of this process and of ``pids`` so far (Linux /proc), the load-robust
+    measure of the loop's work: under contention, throughput follows the CPU spent per step."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def run_child(tree: Path, options: list[str], args: argparse.Namespace) -> dict:
@@ -117,7 +138,8 @@ def main() -> None:
                 tree, opts = (base, args.base_options) if which == "base" else (ROOT, args.new)
                 row = run_child(tree, opts, args)
                 runs[which].append(row)
-                print(f"round {r} {which}: {row['steps_per_s']:.1f} steps/s", flush=True)
+                print(f"round {r} {which}: {row['steps_per_s']:.1f} steps/s, "
+                      f"{row['cpu_ms_per_step']:.1f} CPU ms a step", flush=True)
     ratios = [n["steps_per_s"] / b["steps_per_s"] for b, n in zip(runs["base"], runs["new"])]
     base_sps = [r["steps_per_s"] for r in runs["base"]]
     new_sps = [r["steps_per_s"] for r in runs["new"]]
@@ -130,7 +152,11 @@ def main() -> None:
         "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
         "ratio_of_medians": statistics.median(new_sps) / statistics.median(base_sps),
         "base_median_steps_per_s": statistics.median(base_sps), "new_median_steps_per_s": statistics.median(new_sps),
+        "base_cpu_ms_per_step": [r["cpu_ms_per_step"] for r in runs["base"]],
+        "new_cpu_ms_per_step": [r["cpu_ms_per_step"] for r in runs["new"]],
     }
+    result["cpu_ratio_median"] = statistics.median(result["base_cpu_ms_per_step"]) / statistics.median(
+        result["new_cpu_ms_per_step"])
     print(f"base {result['base_median_steps_per_s']:.1f} steps/s, new {result['new_median_steps_per_s']:.1f}; "
           f"ratio median {result['ratio_median']:.2f} (rounds {min(ratios):.2f} to {max(ratios):.2f})")
     if args.out:
