@@ -288,13 +288,21 @@ class ObsConfig:
     observed as ``tanh(offset / fine_scale)``; 0 leaves those channels out
     (``sim.wrappers.StateObservation``). ``camera_memory`` (latent kinds, product of experts): while
     the camera looks corrupted, z fuses the camera experts of the last step it looked clean
-    (``mmrep.camera_memory``)."""
+    (``mmrep.camera_memory``). ``encode_in`` (latent kinds): "main" encodes every sub-env's observation
+    in one batch in the main process, on ``device`` (the choice with a GPU); "workers" gives each env
+    worker its own CPU copy of the encoder (one torch thread), so images never cross the pipe and the
+    encoders run in parallel (``mmrep.rl.worker``; the faster choice on a CPU whose cores all step
+    envs; z then matches "main" to about 1e-6, not bit for bit). ``jit`` (latent kinds, without camera
+    memory): the encoder as a frozen TorchScript trace (``mmrep.rl.latent.FrozenEncoder``), the same z
+    with less Python per observation."""
 
     kind: str = "latent"
     encoder: str | None = None
     random_init: bool = False
     fine_scale: float = FINE_SCALE
     camera_memory: bool = False
+    encode_in: str = "main"
+    jit: bool = False
 
 
 @dataclass
@@ -343,6 +351,13 @@ class PolicyConfig:
                              f"obs.kind={self.obs.kind}")
         if self.obs.camera_memory and not self.obs.kind.startswith("latent"):
             raise ValueError(f"obs.camera_memory needs a latent kind (latent, latent_proprio), got "
+                             f"obs.kind={self.obs.kind}")
+        if self.obs.encode_in not in ("main", "workers"):
+            raise ValueError(f"obs.encode_in must be 'main' or 'workers', got {self.obs.encode_in!r}")
+        if self.obs.jit and not self.obs.kind.startswith("latent"):
+            raise ValueError(f"obs.jit needs a latent kind (latent, latent_proprio), got obs.kind={self.obs.kind}")
+        if self.obs.encode_in == "workers" and not self.obs.kind.startswith("latent"):
+            raise ValueError(f"obs.encode_in=workers needs a latent kind (latent, latent_proprio), got "
                              f"obs.kind={self.obs.kind}")
         if self.obs.fine_scale < 0:
             raise ValueError(f"obs.fine_scale must be >= 0 (m; 0: no fine channels), got {self.obs.fine_scale!r}")

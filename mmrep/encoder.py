@@ -16,6 +16,7 @@ so load only files you trust to name modules). Files of the first format (``mmre
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from mmrep.models.reliability import Reliability
 from mmrep.torch_files import load_torch_file, save_atomic  # noqa: F401  (save_atomic: re-exported)
 from sim.modalities import modality
 from sim.observation import ObservationShapeError
+
+Transfer = Callable[[str, torch.Tensor], torch.Tensor]  # (modality, CPU tensor) -> the tensor on the model's device
 
 FORMAT = "mmrep-encoder-2"
 _FORMAT_1_PREFIXES = {"rgb_encoder.": "encoders.rgb.", "depth_encoder.": "encoders.depth.",
@@ -135,9 +138,12 @@ class Encoder(nn.Module):
     def image_size(self) -> int:
         return int(self.cfg.image_size or DEFAULT_IMAGE_SIZE)
 
-    def model_inputs(self, obs: dict[str, Any]) -> tuple[dict[str, torch.Tensor], bool]:
+    def model_inputs(self, obs: dict[str, Any],
+                     transfer: Transfer | None = None) -> tuple[dict[str, torch.Tensor], bool]:
         """The model's input batch (CHW images, PROPRIO8) from an env observation dict, and whether
-        ``obs`` was a single observation (no batch axis)."""
+        ``obs`` was a single observation (no batch axis). ``transfer(modality, cpu_tensor)`` moves each
+        input to the model's device (default ``.to(device)``; ``mmrep.rl.latent.PinnedTransfer`` stages
+        it in a reused pinned buffer)."""
         device = next(self.parameters()).device
         s = self.image_size
         batched = None
@@ -157,19 +163,21 @@ class Encoder(nn.Module):
             batched = is_batched
             # the one env-to-model conversion (sim.modalities)
             t = torch.from_numpy(np.ascontiguousarray(spec.to_model(x if is_batched else x[None])))
-            out[m] = t.to(device)
+            out[m] = t.to(device) if transfer is None else transfer(m, t)
         check_model_inputs(out)
         return out, not batched
 
     @torch.no_grad()
     def encode(self, obs: dict[str, Any], modalities: list[str] | None = None,
-               present: dict[str, Any] | None = None, reject: bool = False) -> torch.Tensor:
+               present: dict[str, Any] | None = None, reject: bool = False,
+               transfer: Transfer | None = None) -> torch.Tensor:
         """z of an env observation dict (single or batched). ``modalities`` uses only those; a
         modality absent from ``obs`` is left out; ``present`` ({modality: (B,) bool, or a bool for
         a single observation}) leaves a modality out of chosen samples (see the class doc);
-        ``reject`` also leaves out each sample's flagged modalities (``flags``)."""
+        ``reject`` also leaves out each sample's flagged modalities (``flags``); ``transfer``: as
+        ``model_inputs``."""
         check_modality_names(modalities, self.cfg.modalities, "modalities")
-        inputs, single = self.model_inputs(obs)
+        inputs, single = self.model_inputs(obs, transfer)
         mods = [m for m in (modalities if modalities is not None else self.cfg.modalities) if m in inputs]
         masks = None
         if present:

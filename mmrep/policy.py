@@ -1,7 +1,8 @@
 """``mmrep policy train``: a policy on the representation, with SB3 / sb3-contrib.
 
 The pipeline (``build_venv``): ``SubprocVecEnv`` (or ``DummyVecEnv``) of ``sim.policy_env`` envs, then
-the frozen encoder in the main process (``VecLatentObservation``, latent kinds), then a running
+the frozen encoder in the main process (``VecLatentObservation``, latent kinds; or inside each worker
+with ``obs.encode_in=workers``, ``mmrep.rl.worker``), then a running
 observation normaliser (``VecNormalize``, clipped at +-5, the paper's policy code; not for pixels).
 The pixels kind trains ``MultimodalExtractor`` (randomly initialised) end to end.
 
@@ -41,6 +42,7 @@ from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import load_encoder, random_like
 from mmrep.policy_curves import plot_curves
 from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
+from mmrep.rl.worker import make_latent_policy_env
 from mmrep.torch_files import FileLoadError, load_torch_file, save_atomic, write_atomic
 from sim.atomic import write_text_atomic
 from sim.config import EnvConfig, merge_nested
@@ -74,9 +76,18 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
     ``cfg.obs.camera_memory``."""
     env = merge_nested(asdict(cfg.env), env_overrides or {})
     perturbations = cfg.perturbations if perturbations is None else perturbations
-    fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
-                   "rgb_array" if render else None, cfg.obs.fine_scale) for i in range(n_envs)]
     kind = vec_env or cfg.vec_env
+    latent = cfg.obs.kind in ("latent", "latent_proprio")
+    extra = ("proprio",) if cfg.obs.kind == "latent_proprio" else ()
+    # Encoding in the workers only where there are workers: a single (evaluation) env encodes in place.
+    in_workers = latent and cfg.obs.encode_in == "workers" and kind != "dummy" and n_envs > 1
+    if in_workers:
+        fns = [partial(make_latent_policy_env, env, tuple(perturbations), seed + i, "rgb_array" if render else None,
+                       str(cfg.obs.encoder), extra, cfg.obs.camera_memory,
+                       cfg.seed if cfg.obs.random_init else None, jit=cfg.obs.jit) for i in range(n_envs)]
+    else:
+        fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
+                       "rgb_array" if render else None, cfg.obs.fine_scale) for i in range(n_envs)]
     venv: VecEnv
     if kind == "ray":
         from mmrep.rl.ray_vec_env import RayVecEnv
@@ -85,13 +96,12 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
     else:
         venv = SubprocVecEnv(fns) if kind == "subproc" and n_envs > 1 else DummyVecEnv(fns)
     venv.seed(seed)
-    if cfg.obs.kind in ("latent", "latent_proprio"):
-        extra = ("proprio",) if cfg.obs.kind == "latent_proprio" else ()
+    if latent and not in_workers:
         encoder = load_encoder(cfg.obs.encoder)
         if cfg.obs.random_init:
             encoder = random_like(encoder, seed=cfg.seed)
         venv = VecLatentObservation(venv, encoder, extra_keys=extra, device=resolve_device(cfg.device),
-                                    camera_memory=cfg.obs.camera_memory)
+                                    camera_memory=cfg.obs.camera_memory, jit=cfg.obs.jit)
     return venv
 
 
@@ -102,15 +112,32 @@ def normalizes(cfg: PolicyConfig) -> bool:
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}
 
 
+class LinearSchedule:
+    """A learning rate decaying linearly from ``initial`` to 0 over the run (``algo.params.
+    learning_rate_schedule: linear``); SB3 calls it with the progress remaining (1 -> 0)."""
+
+    def __init__(self, initial: float) -> None:
+        self.initial = initial
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.initial * progress_remaining
+
+
 def build_model(cfg: PolicyConfig, venv: VecEnv, tensorboard_log: str | None = None):
     """The algorithm with its policy on ``venv`` (pixels: a MultiInputPolicy with the trainable
     multimodal extractor; otherwise an MlpPolicy; their LSTM versions for ``recurrent_ppo``).
 
     ``algo.params.policy_kwargs`` (e.g. ``{"net_arch": [256, 256], "log_std_init": -1.0,
     "activation_fn": "relu"}``) merge into the policy's own; ``activation_fn`` is a name of
-    ``ACTIVATIONS`` because a config holds no classes."""
+    ``ACTIVATIONS`` because a config holds no classes. ``algo.params.learning_rate_schedule``: "constant"
+    (the default) or "linear" (``LinearSchedule`` from ``learning_rate`` to 0)."""
     cls = algo_class(cfg.algo.name)
     params = dict(cfg.algo.params)
+    schedule = params.pop("learning_rate_schedule", "constant")
+    if schedule not in ("constant", "linear"):
+        raise ValueError(f"algo.params.learning_rate_schedule must be 'constant' or 'linear', got {schedule!r}")
+    if schedule == "linear":  # SB3 calls it with the progress remaining, 1 at the start to 0 at total_steps
+        params["learning_rate"] = LinearSchedule(float(params.get("learning_rate", 3e-4)))
     policy_kwargs: dict[str, Any] = dict(params.pop("policy_kwargs", None) or {})
     if isinstance(policy_kwargs.get("activation_fn"), str):
         name = policy_kwargs["activation_fn"]
@@ -384,7 +411,10 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
         old = merge_nested(json.loads(json.dumps(asdict(PolicyConfig()))), json.loads(path.read_text()))
         keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "eval_stochastic",
                 "ckpt_every_steps", "total_steps", "max_train_minutes", "vec_env", "ray_address")
-        diff = sorted(k for k in new if k not in keep and old.get(k) != new[k])
+        # where and how the encoder runs changes z by float rounding at most: a run may resume with another choice
+        speed = {k: new["obs"].get(k) for k in ("encode_in", "jit")}
+        same_obs = {**old.get("obs", {}), **speed} == new["obs"]
+        diff = sorted(k for k in new if k not in keep and old.get(k) != new[k] and not (k == "obs" and same_obs))
         if diff:
             raise ValueError(f"{path} was written with other {diff}; resume with the same settings or pick "
                              f"another out")
