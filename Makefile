@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # CPU build of torch that lies on this machine's disk; pyproject keeps the range open for GPU users.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test test-slow bench bench-scale-out quality robustness state-policy paper paper-shapes paper-status lint clean venv
+.PHONY: demo test test-slow docs docs-serve bench bench-scale-out quality robustness state-policy paper paper-shapes paper-status lint clean venv
 .SECONDARY:  # keep every training, dataset and evaluation a pattern rule made
 
 venv: $(VENV)/.installed
@@ -27,6 +27,17 @@ test: venv
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow
+
+# The documentation site (mkdocs.yml; pages in docs/). --strict: a broken link or a missing reference fails.
+$(VENV)/.docs-installed: pyproject.toml | venv
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.docs-installed  # http://127.0.0.1:8000, rebuilt on every save
+	$(VENV)/bin/mkdocs serve
 
 bench: venv  # results land in outputs/bench; committed copies live in benchmarks/results
 	$(PY) benchmarks/env_step.py --out outputs/bench/env_step.json
@@ -197,4 +208,4 @@ lint: venv
 	$(VENV)/bin/ruff check sim mmrep tests benchmarks
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs .pytest_cache site

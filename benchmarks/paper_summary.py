@@ -208,7 +208,7 @@ def targets_table(items: list[dict]) -> list[str]:
     by_target: dict[str, dict[str, dict]] = {}
     for t in items:
         by_target.setdefault(t["target"], {})[t["mode"]] = t
-    lines = ["| target (issue 12, square peg, held-out seeds) | mean action | sampled |", "| --- | --- | --- |"]
+    lines = ["| target (square peg, held-out seeds) | mean action | sampled |", "| --- | --- | --- |"]
     for name, modes in by_target.items():
         lines.append(f"| {name} | {verdict(modes['deterministic'])} | {verdict(modes['stochastic'])} |")
     return lines
