@@ -34,10 +34,10 @@ $(VENV)/.docs-installed: pyproject.toml | venv
 	touch $@
 
 docs: $(VENV)/.docs-installed
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 docs-serve: $(VENV)/.docs-installed  # http://127.0.0.1:8000, rebuilt on every save
-	$(VENV)/bin/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 bench: venv  # results land in outputs/bench; committed copies live in benchmarks/results
 	$(PY) benchmarks/env_step.py --out outputs/bench/env_step.json

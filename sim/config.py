@@ -130,7 +130,7 @@ class RandomizationConfig:
 
 @dataclass
 class EnvConfig:
-    """Every option of ``PegInsertionEnv``; see the README's table for the same text."""
+    """Every option of ``PegInsertionEnv`` (the docs' configuration reference is generated from this class)."""
 
     peg_shape: str = "square"
     peg_width: float = 0.03  # m, twice the peg's inradius

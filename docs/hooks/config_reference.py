@@ -43,24 +43,6 @@ def _class(spec: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def _field_comments(cls: type) -> dict[str, str]:
-    """The comment of each field: on its line after ``#``, or on the comment lines just above it."""
-    lines, _ = inspect.getsourcelines(cls)
-    out: dict[str, str] = {}
-    above: list[str] = []
-    for line in lines:
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            above.append(stripped.lstrip("# ").strip())
-            continue
-        m = re.match(r"\s*(\w+)\s*:[^=]*(?:=.*)?$", line)
-        if m and not stripped.startswith(("def ", "class ", "@", '"""', "return")):
-            trailing = line.split("  # ", 1)[1].strip() if "  # " in line else ""
-            out[m.group(1)] = " ".join([*above, trailing]).strip()
-        above = []
-    return out
-
-
 def _render_message(node: ast.AST, module: Any) -> str:
     """A ``ValueError`` message as a rule: f-string values become their names (module constants
     resolved), and the ``got ...`` tail (the offending value) is cut."""
@@ -136,7 +118,9 @@ def _type(f: dataclasses.Field) -> str:
 
 
 def _table(cls: type, key_prefix: str, rules: list[str], section: str, owner_rules: list[str]) -> list[str]:
-    comments = _field_comments(cls)
+    from mmrep.confighelp import field_comments
+
+    comments = field_comments(cls)
     rows = ["| key | type | default | unit and meaning | validation |", "| --- | --- | --- | --- | --- |"]
     nested: list[tuple[str, type]] = []
     for f in dataclasses.fields(cls):
@@ -178,10 +162,26 @@ def render() -> str:
     return "\n".join(out)
 
 
+CLI_PLACEHOLDER = "<!-- cli-reference -->"
+
+
+def render_cli() -> str:
+    """``mmrep --help`` and every command's ``--help``, as the command prints them."""
+    sys.path.insert(0, str(ROOT))
+    from mmrep.cli import COMMANDS, _overview, command_help
+
+    out = ["```text", "$ mmrep --help", _overview(), "```", ""]
+    for name in COMMANDS:
+        out += [f"## mmrep {name}", "", "```text", f"$ mmrep {name} --help", command_help(name), "```", ""]
+    return "\n".join(out)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """mkdocs hook: fill the placeholder of the configuration reference page."""
+    """mkdocs hook: fill the placeholders of the configuration and command-line reference pages."""
     if PLACEHOLDER in markdown:
-        return markdown.replace(PLACEHOLDER, render())
+        markdown = markdown.replace(PLACEHOLDER, render())
+    if CLI_PLACEHOLDER in markdown:
+        markdown = markdown.replace(CLI_PLACEHOLDER, render_cli())
     return markdown
 
 
