@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmrep.config import APPS, app_config, config_dir, register_configs
+from mmrep.config import app_config, config_dir, register_configs
 
 DOCS = "the documentation site: `make docs-serve` (http://127.0.0.1:8000), or docs/ in the repository"
 
