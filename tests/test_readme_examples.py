@@ -186,6 +186,7 @@ def test_python_blocks_of_the_page_run(page, workspace, tmp_path):
     run_in(ws, [sys.executable, "page.py"], f"the python blocks of {page.name}")
 
 
+@pytest.mark.slow  # about 4 minutes for all the guides on 2 cores (the README's own blocks run by default)
 @pytest.mark.parametrize("page", [p for p in PAGES if p.name != "README.md"], ids=lambda p: p.name)
 def test_bash_blocks_of_the_page_run(page, workspace, tmp_path):
     blocks = runnable(page, "bash")
