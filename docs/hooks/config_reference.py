@@ -128,7 +128,8 @@ def _table(cls: type, key_prefix: str, rules: list[str], section: str, owner_rul
         if dataclasses.is_dataclass(default):
             nested.append((f.name, type(default)))
             continue
-        found = _rules_for(f.name, "", rules) + _rules_for(f.name, section, owner_rules)
+        found = (_rules_for(f.name, "", rules) + _rules_for(f.name, section, rules)
+                 + _rules_for(f.name, section, owner_rules))
         found = list(dict.fromkeys(found))
         meaning = comments.get(f.name, "").replace("|", "\\|")
         check = "<br>".join(r.replace("|", "\\|") for r in found) or "type checked by Hydra"
