@@ -73,7 +73,8 @@ def test_config_reference_names_every_field_with_its_default_and_rules():
             else:
                 assert f"`{prefix}{f.name}` |" in page, f"{prefix}{f.name}"
     # units from the code's comments, rules from validate
-    clearance = "| `env.clearance` | `float` | `0.002` | m, hole width minus peg width | clearance must be in [0, 0.02] m |"
+    clearance = ("| `env.clearance` | `float` | `0.002` | m, hole width minus peg width "
+                 "| clearance must be in [0, 0.02] m |")
     assert clearance in page
     assert "controller.kp_pos must be a positive finite number" in page
     assert "model.fusion must be 'poe' or 'concat'" in page
