@@ -90,7 +90,8 @@ def _field_value(cfg, key: str) -> str:
     value = OmegaConf.select(cfg, key)
     if OmegaConf.is_config(value):
         value = OmegaConf.to_container(value)
-    return "null" if value is None else str(value).replace("True", "true").replace("False", "false")
+    text = "null" if value is None else str(value).replace("True", "true").replace("False", "false")
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def command_help(name: str) -> str:
@@ -284,12 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     data = sub.add_parser("data", help="dataset tools")
     dsub = data.add_subparsers(dest="action", required=True)
-    p = dsub.add_parser("verify", help=COMMANDS["data verify"].summary, epilog=COMMANDS["data verify"].examples[0])
+    p = dsub.add_parser("verify", help=COMMANDS["data verify"].summary,
+                       description=COMMANDS["data verify"].summary, epilog=COMMANDS["data verify"].examples[0])
     p.add_argument("path")
-    p = dsub.add_parser("info", help=COMMANDS["data info"].summary, epilog=COMMANDS["data info"].examples[0])
+    p = dsub.add_parser("info", help=COMMANDS["data info"].summary,
+                       description=COMMANDS["data info"].summary, epilog=COMMANDS["data info"].examples[0])
     p.add_argument("path")
     p.add_argument("--json", action="store_true")
-    p = dsub.add_parser("export", help=COMMANDS["data export"].summary, epilog=COMMANDS["data export"].examples[0])
+    p = dsub.add_parser("export", help=COMMANDS["data export"].summary,
+                       description=COMMANDS["data export"].summary, epilog=COMMANDS["data export"].examples[0])
     p.add_argument("--format", choices=["reference"], default="reference")
     p.add_argument("path")
     p.add_argument("out")
