@@ -48,14 +48,14 @@ bench: venv  # results land in outputs/bench; committed copies live in benchmark
 	$(PY) benchmarks/loader.py --out outputs/bench/loader.json
 	$(PY) benchmarks/train_throughput.py --out outputs/bench/train_throughput.json
 
-# Scale-out (README, "Scaling out"): datasets under other numeric kernels and on Ray (about 3 minutes),
+# Scale-out (docs/results/scale-out.md): datasets under other numeric kernels and on Ray (about 3 minutes),
 # Ray collection against the local pool and DDP against one process (about 3 minutes, data/quality).
 bench-scale-out: venv
 	$(PY) benchmarks/determinism.py --episodes 6 --out outputs/bench/determinism.json
 	test -f data/quality/manifest.json || $(VENV)/bin/mmrep collect episodes=1200 workers=2 out=data/quality
 	$(PY) benchmarks/scale_out.py --out outputs/bench/scale_out.json
 
-# The representation's quality run and ablation table (README): about 6 + 44 + 40 minutes on 2 cores.
+# The representation's quality run and ablation table (docs/results/representation.md): about 6 + 44 + 40 minutes on 2 cores.
 # The ablations are one Hydra multirun (one run folder per model config), then a table of the runs.
 quality: venv
 	test -f data/quality/manifest.json || $(VENV)/bin/mmrep collect episodes=1200 workers=2 out=data/quality
@@ -64,7 +64,7 @@ quality: venv
 		max_batches_per_epoch=2000 max_val_batches=100 lr=3.0e-4 lr_schedule=cosine threads=2
 	$(PY) benchmarks/ablations.py runs/ablations --json outputs/bench/ablations.json
 
-# The robustness comparison (README, "Robustness"): six trainings of 7200 steps of 32, the
+# The robustness comparison (docs/results/robustness.md): six trainings of 7200 steps of 32, the
 # in-simulation occluder test sets, the evaluations and the targets' table. Each training and each
 # evaluation is its own target with one torch thread, so `make -j2 robustness` runs two at a time:
 # on this 2-core machine 1.5x the throughput of one 2-thread job (0.265 s a step each against 0.20
@@ -117,7 +117,7 @@ robustness: $(foreach e,$(COMPARE),outputs/eval/$(e)/results.json) \
 # Issue 11 item 5, the RL machinery on the privileged state: PPO, 100k env steps, 3 training seeds,
 # with the millimetre tip-to-hole channels (fine) and without them (coarse, obs.fine_scale=0); each
 # policy on 100 held-out seeds, mean and sampled actions. One core a run: `make -j2 state-policy`,
-# 8-11 minutes a run, two at a time, about 35 minutes in all (README, "Policies on the representation").
+# 8-11 minutes a run, two at a time, about 35 minutes in all (docs/results/policies.md).
 STATE_SEEDS = 0 1 2
 STATE_TRAIN = $(VENV)/bin/mmrep policy train obs=state algo=ppo total_steps=100000 n_envs=4 vec_env=dummy \
 	threads=1 eval_episodes=30 eval_every_steps=20000 progress=false

@@ -13,7 +13,7 @@ a function of its index alone. Each actor asks for one CPU, so ``workers`` actor
 cluster's CPUs; two episodes are kept in flight per actor, so an actor never waits for the driver.
 
 Bit-identical results across machines assume the same wheels (PyBullet, NumPy) and glibc and, for
-x86, that all nodes' CPUs have FMA or none do (``benchmarks/determinism.py``; README, "Scaling out").
+x86, that all nodes' CPUs have FMA or none do (``benchmarks/determinism.py``; docs/results/scale-out.md).
 """
 
 from __future__ import annotations
