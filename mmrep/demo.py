@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary["dataset_info_text"] = dataset_format.format_info(stats)
 
     # 4. A small representation trained on it: the reference architecture with the deterministic
-    # (ICRA) fusion, which learns fastest (docs/results/representation.md, ablations), a higher learning rate and a cosine decay.
+    # (ICRA) fusion, which learns fastest (docs/results/representation.md, ablations), a higher learning
+    # rate and a cosine decay.
     t_train = time.time()
     result = train(TrainConfig(data=str(data_dir), out=str(out / "train"), epochs=args.train_epochs,
                                batch_size=32, lr=1e-3, lr_schedule="cosine", kl_warmup_steps=0,
