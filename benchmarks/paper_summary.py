@@ -15,9 +15,8 @@ e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as
 evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a policy trained without it
 are the setting's name with ``+memory``, apart from the plain ones.
 Writes ``summary.json``, ``table.md`` (docs/results/policies.md includes it) and ``curves.png`` (one panel per
-row, its seeds' held-out
-curves), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations beside them (with the
-rollout GIFs of each row's first seed) and its training wall time (``train_wall.json``, since the
+row, its seeds' held-out curves), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations
+beside them (with the rollout GIFs of each row's first seed) and its training wall time (``train_wall.json``, since the
 TensorBoard files stay behind). Those copies are run folders this script reads again: restore them
 under a fresh ``runs/paper`` (``cp -r benchmarks/results/paper/runs/* runs/paper/``) and the table
 is rebuilt with the new runs beside the committed ones.
