@@ -164,6 +164,30 @@ def render() -> str:
 
 
 CLI_PLACEHOLDER = "<!-- cli-reference -->"
+GROUPS_PLACEHOLDER = "<!-- config-groups -->"
+
+
+def _yaml_summary(path: Path) -> str:
+    """The comment at the top of a config file, as one line (without Hydra's ``@package`` line)."""
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("# ").strip()
+        if not text.startswith("@package"):
+            lines.append(text)
+    return " ".join(lines).replace("|", "\\|")
+
+
+def render_groups() -> str:
+    """Every config group (``configs/<group>/``) and its options, each with the comment its file opens with."""
+    out = []
+    for folder in sorted(p for p in (ROOT / "configs").iterdir() if p.is_dir()):
+        out += [f"### `{folder.name}=`", "", "| option | what it is |", "| --- | --- |"]
+        for path in sorted(folder.glob("*.yaml")):
+            out.append(f"| `{folder.name}={path.stem}` | {_yaml_summary(path) or '(no description)'} |")
+        out.append("")
+    return "\n".join(out)
 
 
 def render_cli() -> str:
@@ -183,6 +207,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
         markdown = markdown.replace(PLACEHOLDER, render())
     if CLI_PLACEHOLDER in markdown:
         markdown = markdown.replace(CLI_PLACEHOLDER, render_cli())
+    if GROUPS_PLACEHOLDER in markdown:
+        markdown = markdown.replace(GROUPS_PLACEHOLDER, render_groups())
     return markdown
 
 
