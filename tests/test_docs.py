@@ -78,3 +78,19 @@ def test_config_reference_names_every_field_with_its_default_and_rules():
     assert clearance in page
     assert "controller.kp_pos must be a positive finite number" in page
     assert "model.fusion must be 'poe' or 'concat'" in page
+
+
+def test_config_groups_table_lists_every_option_with_its_comment():
+    table = _reference().render_groups()
+    for path in sorted((ROOT / "configs").glob("*/*.yaml")):
+        assert f"| `{path.parent.name}={path.stem}` |" in table, path
+    assert "| `algo=trpo` | TRPO (sb3-contrib), the paper's algorithm" in table
+
+
+def test_cli_reference_is_what_the_commands_print(capsys):
+    page = _reference().render_cli()
+    for name in COMMANDS:
+        main([*name.split(), "--help"])
+        printed = capsys.readouterr().out.strip()
+        if COMMANDS[name].app:
+            assert printed in page, name
