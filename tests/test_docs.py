@@ -89,8 +89,6 @@ def test_config_groups_table_lists_every_option_with_its_comment():
 
 def test_cli_reference_is_what_the_commands_print(capsys):
     page = _reference().render_cli()
-    for name in COMMANDS:
+    for name in (n for n, c in COMMANDS.items() if c.app):  # the Hydra apps; data tools print argparse's help
         main([*name.split(), "--help"])
-        printed = capsys.readouterr().out.strip()
-        if COMMANDS[name].app:
-            assert printed in page, name
+        assert capsys.readouterr().out.strip() in page, name
