@@ -145,8 +145,6 @@ def workspace(tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("readme")
     (ws / "benchmarks").symlink_to(ROOT / "benchmarks")  # the committed encoders the examples load
     for code in runnable(ROOT / "README.md", "bash"):
-        if "make " in code:  # the Makefile's venv targets: what `make test` itself ran
-            continue
         run_in(ws, ["bash", "-euo", "pipefail", "-c", bash_script(code)], "README bash block")
     return ws
 
