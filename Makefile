@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 TORCHVISION_PIN ?= torchvision==0.28.0
 FORMAT_PINS ?= lerobot==0.4.4 robomimic==0.3.0
 
-.PHONY: demo test test-slow bench bench-scale-out quality robustness state-policy paper paper-shapes paper-status lint clean venv
+.PHONY: demo test test-slow docs docs-serve bench bench-scale-out quality robustness state-policy paper paper-shapes paper-status lint clean venv
 .SECONDARY:  # keep every training, dataset and evaluation a pattern rule made
 
 venv: $(VENV)/.installed
@@ -33,6 +33,17 @@ test: venv
 test-slow: venv
 	$(PY) -m pytest -q -m slow
 
+# The documentation site (mkdocs.yml; pages in docs/). --strict: a broken link or a missing reference fails.
+$(VENV)/.docs-installed: pyproject.toml | venv
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: $(VENV)/.docs-installed  # http://127.0.0.1:8000, rebuilt on every save
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
 bench: venv  # results land in outputs/bench; committed copies live in benchmarks/results
 	$(PY) benchmarks/env_step.py --out outputs/bench/env_step.json
 	$(PY) benchmarks/expert_success.py --episodes 50 --out outputs/bench/expert_success.json
@@ -42,14 +53,14 @@ bench: venv  # results land in outputs/bench; committed copies live in benchmark
 	$(PY) benchmarks/loader.py --out outputs/bench/loader.json
 	$(PY) benchmarks/train_throughput.py --out outputs/bench/train_throughput.json
 
-# Scale-out (README, "Scaling out"): datasets under other numeric kernels and on Ray (about 3 minutes),
+# Scale-out (docs/results/scale-out.md): datasets under other numeric kernels and on Ray (about 3 minutes),
 # Ray collection against the local pool and DDP against one process (about 3 minutes, data/quality).
 bench-scale-out: venv
 	$(PY) benchmarks/determinism.py --episodes 6 --out outputs/bench/determinism.json
 	test -f data/quality/manifest.json || $(VENV)/bin/mmrep collect episodes=1200 workers=2 out=data/quality
 	$(PY) benchmarks/scale_out.py --out outputs/bench/scale_out.json
 
-# The representation's quality run and ablation table (README): about 6 + 44 + 40 minutes on 2 cores.
+# The representation's quality run and ablation table (docs/results/representation.md): about 6 + 44 + 40 minutes on 2 cores.
 # The ablations are one Hydra multirun (one run folder per model config), then a table of the runs.
 quality: venv
 	test -f data/quality/manifest.json || $(VENV)/bin/mmrep collect episodes=1200 workers=2 out=data/quality
@@ -58,7 +69,7 @@ quality: venv
 		max_batches_per_epoch=2000 max_val_batches=100 lr=3.0e-4 lr_schedule=cosine threads=2
 	$(PY) benchmarks/ablations.py runs/ablations --json outputs/bench/ablations.json
 
-# The robustness comparison (README, "Robustness"): six trainings of 7200 steps of 32, the
+# The robustness comparison (docs/results/robustness.md): six trainings of 7200 steps of 32, the
 # in-simulation occluder test sets, the evaluations and the targets' table. Each training and each
 # evaluation is its own target with one torch thread, so `make -j2 robustness` runs two at a time:
 # on this 2-core machine 1.5x the throughput of one 2-thread job (0.265 s a step each against 0.20
@@ -111,7 +122,7 @@ robustness: $(foreach e,$(COMPARE),outputs/eval/$(e)/results.json) \
 # Issue 11 item 5, the RL machinery on the privileged state: PPO, 100k env steps, 3 training seeds,
 # with the millimetre tip-to-hole channels (fine) and without them (coarse, obs.fine_scale=0); each
 # policy on 100 held-out seeds, mean and sampled actions. One core a run: `make -j2 state-policy`,
-# 8-11 minutes a run, two at a time, about 35 minutes in all (README, "Policies on the representation").
+# 8-11 minutes a run, two at a time, about 35 minutes in all (docs/results/policies.md).
 STATE_SEEDS = 0 1 2
 STATE_TRAIN = $(VENV)/bin/mmrep policy train obs=state algo=ppo total_steps=100000 n_envs=4 vec_env=dummy \
 	threads=1 eval_episodes=30 eval_every_steps=20000 progress=false
@@ -202,4 +213,4 @@ lint: venv
 	$(VENV)/bin/ruff check sim mmrep tests benchmarks
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs .pytest_cache site

@@ -15,7 +15,7 @@ way another CPU would, and compares every episode's arrays to the first variant'
     without FMA (x86 before Haswell / Piledriver). Outside the guarantee: PyBullet itself calls libm's
     sin, cos, atan2, acos, exp and pow, whose FMA and SSE2 variants differ in the last bit, so this
     variant is expected to differ and reports where. A cluster mixing such CPUs pins one variant on
-    every node (README, "Scaling out").
+    every node (docs/results/scale-out.md).
 
 The guarantee holds when every variant but the last is identical. A variant whose environment this
 machine cannot apply is reported as such, not as a pass. A one-off check, kept out of the test suite

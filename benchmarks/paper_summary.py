@@ -14,9 +14,9 @@ episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_
 e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells; rows
 evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a policy trained without it
 are the setting's name with ``+memory``, apart from the plain ones.
-Writes ``summary.json``, ``table.md`` (the README's tables) and ``curves.png`` (one panel per row, its seeds' held-out
-curves), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations beside them (with the
-rollout GIFs of each row's first seed) and its training wall time (``train_wall.json``, since the
+Writes ``summary.json``, ``table.md`` (docs/results/policies.md includes it) and ``curves.png`` (one panel per
+row, its seeds' held-out curves), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations
+beside them (with the rollout GIFs of each row's first seed) and its training wall time (``train_wall.json``, since the
 TensorBoard files stay behind). Those copies are run folders this script reads again: restore them
 under a fresh ``runs/paper`` (``cp -r benchmarks/results/paper/runs/* runs/paper/``) and the table
 is rebuilt with the new runs beside the committed ones.
@@ -208,7 +208,7 @@ def targets_table(items: list[dict]) -> list[str]:
     by_target: dict[str, dict[str, dict]] = {}
     for t in items:
         by_target.setdefault(t["target"], {})[t["mode"]] = t
-    lines = ["| target (issue 12, square peg, held-out seeds) | mean action | sampled |", "| --- | --- | --- |"]
+    lines = ["| target (square peg, held-out seeds) | mean action | sampled |", "| --- | --- | --- |"]
     for name, modes in by_target.items():
         lines.append(f"| {name} | {verdict(modes['deterministic'])} | {verdict(modes['stochastic'])} |")
     return lines

@@ -1,4 +1,4 @@
-"""The in-simulation disturbances, pictured for the README: camera frames with the occluder (off,
+"""The in-simulation disturbances, pictured for the docs: camera frames with the occluder (off,
 static, appearing after first contact, moving), and the wrist F/T trace of an episode with pushes.
 
     python benchmarks/render_disturbances.py --out docs --json benchmarks/results/disturbances.json

@@ -1,4 +1,4 @@
-"""The README's robustness tables from `mmrep evaluate` outputs and the runs' training metrics.
+"""The robustness tables (docs/results/robustness.md) from `mmrep evaluate` outputs and the runs' training metrics.
 
     python benchmarks/robustness_summary.py --grid outputs/eval_compare [outputs/eval_more ...] \
         --sim clean=outputs/eval_clean_test occluder50=outputs/eval_occluder50_test \

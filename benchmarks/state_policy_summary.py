@@ -6,7 +6,7 @@ seeds (``eval/results.json`` of ``mmrep policy eval``) and the wall time; per va
     python benchmarks/state_policy_summary.py runs/state_fine_s0 runs/state_coarse_s0 ... \
         --out benchmarks/results/state_policy
 
-Writes ``summary.json``, ``curves.png`` and ``table.md`` (the README's table) to ``--out``, and copies
+Writes ``summary.json``, ``curves.png`` and ``table.md`` (docs/results/policies.md) to ``--out``, and copies
 each run's ``config.json``, ``eval.jsonl`` and ``eval/results.json`` (episodes included) beside them.
 """
 

@@ -1,16 +1,12 @@
-"""The ``mmrep`` command: the Hydra apps ``collect``, ``train`` and ``evaluate`` (configs in ``configs/``, every
-default in ``mmrep.config``) and the ``data`` tools (``sim.dataset_format``; no torch).
+"""The ``mmrep`` command: one subcommand per job (the table ``COMMANDS``). The Hydra apps (``collect``,
+``train``, ``evaluate``, ``policy train``, ``policy eval``; configs in ``configs/``, every default in the
+config dataclasses) take ``key=value`` overrides; the ``data`` tools import no torch.
 
     mmrep collect episodes=100 workers=2 out=data/sim env=fast
     mmrep train data=data/sim epochs=5 model=no_force out=runs/no_force
-    mmrep train -m data=data/sim model=full,no_force out=runs/ablations    (one folder per run)
-    mmrep train --cfg job model=no_force        (print the composed config)   mmrep train --help
-    mmrep evaluate runs=[runs/a,robust:runs/b] data=data/sim perturb=default out=outputs/eval
+    mmrep evaluate "runs=[runs/a,robust:runs/b]" data=data/sim perturb=default out=outputs/eval
     mmrep policy train obs=state total_steps=300000 out=runs/policy_state
-    mmrep policy eval policy=runs/policy_state episodes=100 "settings=[clean,pushes,ft_dead]"
-    mmrep data info data/sim
     mmrep data verify data/sim
-    mmrep data export --format reference data/sim data/sim_reference
     mmrep data export format=lerobot data=data/sim out=data/sim_lerobot     (also: format=robomimic)
     mmrep export-encoder runs/quality/encoder.pt --format onnx|safetensors [--out PATH]
     mmrep policy export policy=runs/policy out=runs/policy/policy.onnx
@@ -21,17 +17,131 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from mmrep.config import APPS, app_config, app_error, run_hydra_app
+from mmrep.config import app_config, app_error, run_hydra_app
+
+DOCS = "the documentation site: `make docs-serve` (http://127.0.0.1:8000), or docs/ in the repository"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One row of ``mmrep --help``: what the command does in a line, and for a Hydra app its main fields
+    (shown with their defaults by ``mmrep <command> --help``), its config groups and an example."""
+
+    summary: str
+    app: str | None = None  # the Hydra app (configs/<app>.yaml); None: an argparse command
+    fields: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+    guide: str = ""
+
+
+# The command table: a new command is one row here (and its handler below).
+COMMANDS: dict[str, Command] = {
+    "collect": Command(
+        "collect a simulated dataset: scripted episodes into HDF5 shards, one worker per core", "collect",
+        ("episodes", "workers", "out", "shapes", "policies", "seed", "backend", "compression", "valid_fraction"),
+        ("env",), ("mmrep collect episodes=200 workers=2 out=data/sim",
+                   "mmrep collect env=fast env.camera_fov=60 out=data/fast"), "guides/datasets.md"),
+    "train": Command(
+        "train a representation (the multimodal encoder and its self-supervised heads)", "train",
+        ("data", "out", "epochs", "batch_size", "lr", "lr_schedule", "device", "threads", "seed"),
+        ("model", "experiment", "augment"),
+        ("mmrep train data=data/sim out=runs/full", "mmrep train data=data/sim model=no_force out=runs/no_force",
+         "mmrep train -m 'model=glob(*)' data=data/sim out=runs/sweep"), "guides/representation.md"),
+    "evaluate": Command(
+        "evaluate trained representations under perturbations (occlusion, sensor faults)", "evaluate",
+        ("runs", "data", "out", "perturbations", "levels", "episodes", "split", "reject", "threads"),
+        ("perturb",), ('mmrep evaluate "runs=[runs/full]" data=data/sim perturb=quick out=outputs/eval',),
+        "guides/robustness.md"),
+    "policy train": Command(
+        "train a policy (PPO, TRPO, SAC, recurrent PPO) on a frozen encoder, pixels or the state", "policy",
+        ("out", "obs.encoder", "total_steps", "n_envs", "vec_env", "seed", "eval_every_steps", "device", "threads"),
+        ("algo", "obs", "paper"),
+        ("mmrep policy train obs=latent_proprio obs.encoder=runs/full/encoder.pt algo=ppo out=runs/policy",
+         "mmrep policy train +paper=fused_insertion seed=0 out=runs/paper/fused_insertion_s0"), "guides/policies.md"),
+    "policy eval": Command(
+        "evaluate a trained policy on held-out seeds under closed-loop faults", "policy_eval",
+        ("policy", "out", "episodes", "settings", "shapes", "modes", "camera_memory", "video"), (),
+        ('mmrep policy eval policy=runs/policy episodes=100 "settings=[clean,occluder_after_contact,ft_dead]"',),
+        "guides/policies.md"),
+    "data verify": Command("check a dataset: schema, shapes, dtypes, NaN/inf, checksums",
+                           examples=("mmrep data verify data/sim",), guide="guides/datasets.md"),
+    "data info": Command("summarise a dataset: episodes, steps, size, shapes, contact and success",
+                         examples=("mmrep data info data/sim --json",), guide="guides/datasets.md"),
+    "data export": Command("write a dataset in another layout: the paper's reference files, LeRobot, robomimic",
+                           examples=("mmrep data export --format reference data/sim data/sim_reference",
+                                     "mmrep data export format=lerobot data=data/sim out=data/sim_lerobot",
+                                     "mmrep data export format=robomimic data=data/sim out=data/sim_robomimic.hdf5"),
+                           guide="formats.md"),
+    "export-encoder": Command("write an encoder as safetensors + JSON or as an ONNX graph",
+                              examples=("mmrep export-encoder runs/full/encoder.pt --format onnx",),
+                              guide="formats.md"),
+    "policy export": Command("write a trained policy as ONNX, its observation normaliser folded in",
+                             examples=("mmrep policy export policy=runs/policy",), guide="formats.md"),
+}
+
+
+def _overview() -> str:
+    """``mmrep --help``: every command in a line."""
+    width = max(map(len, COMMANDS)) + 2
+    rows = "\n".join(f"  {name:<{width}}{c.summary}" for name, c in COMMANDS.items())
+    return (f"usage: mmrep <command> [key=value ...]\n\nmultimodal (vision, touch, proprioception) representations "
+            f"for contact-rich manipulation\n\ncommands:\n{rows}\n\n`mmrep <command> --help` shows a command's "
+            f"main fields, their defaults and an example.\nGuides, every option and the API: {DOCS}.")
+
+
+def _field_value(cfg, key: str) -> str:
+    from omegaconf import OmegaConf
+
+    value = OmegaConf.select(cfg, key)
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value)
+    text = "null" if value is None else str(value).replace("True", "true").replace("False", "false")
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def command_help(name: str) -> str:
+    """``mmrep <command> --help``: the main fields with their defaults and meaning, the config groups and
+    their options, examples, and where the rest is."""
+    from mmrep.config import compose, group_options
+    from mmrep.confighelp import field_comments
+
+    c = COMMANDS[name]
+    lines = [f"usage: mmrep {name} [key=value ...]", "", c.summary, ""]
+    if c.app is not None:
+        cfg = compose(c.app)
+        schema = _schema(c.app)
+        lines.append("main fields (key: default  meaning):")
+        for key in c.fields:
+            section, _, leaf = key.rpartition(".")
+            cls = type(getattr(schema(), section)) if section else schema
+            meaning = field_comments(cls).get(leaf, "").split(". ")[0]
+            meaning = meaning if len(meaning) <= 90 else meaning[:87] + "..."
+            lines.append(f"  {key}: {_field_value(cfg, key)}" + (f"  # {meaning}" if meaning else ""))
+        if c.groups:
+            lines += ["", "config groups (group=option):"]
+            lines += [f"  {g}: {', '.join(group_options(g))}" for g in c.groups]
+        lines += ["", "examples:", *(f"  {e}" for e in c.examples), "",
+                  f"every field: `mmrep {name} --cfg job` (the composed config) or the configuration reference; "
+                  "Hydra's own flags (-m, --cfg, --info, ...): `--hydra-help`."]
+    else:
+        lines += ["examples:", *(f"  {e}" for e in c.examples)]
+    lines.append(f"guide: {c.guide} on {DOCS}.")
+    return "\n".join(lines)
+
+
+def _schema(app: str) -> type:
+    from mmrep import config
+    from sim.collect import CollectConfig
+
+    return {"collect": CollectConfig, "train": config.TrainConfig, "evaluate": config.EvaluateConfig,
+            "policy": config.PolicyConfig, "policy_eval": config.PolicyEvalConfig}[app]
+
 
 _fail = app_error
-
-
-def _train_app(cfg) -> int:
-    from mmrep.train import run_train_app
-
-    return run_train_app(cfg)
 
 
 def _collect_task(cfg) -> int:
@@ -48,6 +158,12 @@ def _collect_task(cfg) -> int:
         return _fail("collect", err)
     print(format_info(info(config.out)))
     return 0 if manifest["complete"] else 1
+
+
+def _train_app(cfg) -> int:
+    from mmrep.train import run_train_app
+
+    return run_train_app(cfg)
 
 
 def _evaluate_task(cfg) -> int:
@@ -152,9 +268,16 @@ def _key_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _wants_help(args: list[str]) -> bool:
+    return any(a in ("-h", "--help") for a in args)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:2] == ["policy", "export"]:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_overview())
+        return 0 if argv else 2
+    if argv[:2] == ["policy", "export"]:  # argparse commands with a module of their own (mmrep.formats)
         from mmrep.formats.policy_onnx import main as policy_export
 
         return policy_export(argv[2:])
@@ -164,32 +287,30 @@ def main(argv: list[str] | None = None) -> int:
         return export_encoder_main(argv[1:])
     if argv[:2] == ["data", "export"]:
         argv = argv[:2] + _key_values(argv[2:])
-    if argv[:2] == ["policy", "train"]:
-        return run_app("policy", argv[2:])
-    if argv[:2] == ["policy", "eval"]:
-        return run_app("policy_eval", argv[2:])
-    if argv and argv[0] in APPS and not argv[0].startswith("policy"):
-        return run_app(argv[0], argv[1:])
-    parser = argparse.ArgumentParser(prog="mmrep", description=__doc__.splitlines()[0])
+    name = " ".join(argv[:2]) if " ".join(argv[:2]) in COMMANDS else argv[0]
+    rest = argv[len(name.split()):]
+    command = COMMANDS.get(name)
+    if command is not None and command.app is not None:
+        if _wants_help(rest):
+            print(command_help(name))
+            return 0
+        return run_app(command.app, ["--help" if a == "--hydra-help" else a for a in rest])
+    if name in ("policy", "data") and (not rest or _wants_help(rest)):
+        print(_overview())
+        return 0 if rest else 2
+    parser = argparse.ArgumentParser(prog="mmrep", description=_overview().splitlines()[2])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("collect", help="collect a simulated dataset (Hydra overrides follow; --help)")
-    sub.add_parser("train", help="train the representation (Hydra overrides follow; --help)")
-    sub.add_parser("evaluate", help="trained models under perturbation (Hydra overrides follow; --help)")
-    pol = sub.add_parser("policy", help="policies on the representation")
-    pol_sub = pol.add_subparsers(dest="action", required=True)
-    pol_sub.add_parser("train", help="train a policy (Hydra overrides follow; --help)")
-    pol_sub.add_parser("eval", help="a trained policy on held-out seeds (Hydra overrides follow; --help)")
-    pol_sub.add_parser("export", help="a trained policy as ONNX, normaliser folded in (--help)")
-    sub.add_parser("export-encoder", help="an encoder as safetensors + JSON or ONNX (--help)")
     data = sub.add_parser("data", help="dataset tools")
     dsub = data.add_subparsers(dest="action", required=True)
-    p = dsub.add_parser("verify", help="check schema, shapes, dtypes, NaN/inf, checksums")
+    p = dsub.add_parser("verify", help=COMMANDS["data verify"].summary,
+                       description=COMMANDS["data verify"].summary, epilog=COMMANDS["data verify"].examples[0])
     p.add_argument("path")
-    p = dsub.add_parser("info", help="episodes, steps, size, per-shape counts, contact and success")
+    p = dsub.add_parser("info", help=COMMANDS["data info"].summary,
+                       description=COMMANDS["data info"].summary, epilog=COMMANDS["data info"].examples[0])
     p.add_argument("path")
     p.add_argument("--json", action="store_true")
-    p = dsub.add_parser("export", help="write another layout: the paper's reference files, a LeRobot dataset, "
-                                       "a robomimic view (docs/formats.md)")
+    p = dsub.add_parser("export", help=COMMANDS["data export"].summary,
+                       description=COMMANDS["data export"].summary, epilog=COMMANDS["data export"].examples[0])
     p.add_argument("--format", choices=["reference", "lerobot", "robomimic"], default="reference")
     p.add_argument("path", nargs="?")
     p.add_argument("out_pos", nargs="?", metavar="out")
@@ -198,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flow", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
                    help="lerobot: include the exact optical flow (default true)")
     p.add_argument("--episodes", type=int, default=None, help="lerobot: only the first N (training first)")
+    if argv[0] not in ("data",):
+        print(f"mmrep: unknown command {argv[0]!r}\n\n{_overview()}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         return _data(args)

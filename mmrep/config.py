@@ -325,7 +325,7 @@ class PolicyConfig:
     normalize: bool = True  # running mean / std of the observations, clipped at +-5 (the paper's policy code)
     eval_every_steps: int = 20_000
     eval_episodes: int = 20
-    eval_stochastic: bool = True  # the periodic evaluation also samples actions (both curves, issue 11)
+    eval_stochastic: bool = True  # the periodic evaluation also samples actions (both curves)
     eval_seed: int = 1_000_000  # periodic evaluation on seeds eval_seed + k (held out)
     ckpt_every_steps: int = 10_000
     device: str = "auto"  # auto | cpu | cuda (where the learner and the encoder run)

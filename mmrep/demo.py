@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary["dataset_info_text"] = dataset_format.format_info(stats)
 
     # 4. A small representation trained on it: the reference architecture with the deterministic
-    # (ICRA) fusion, which learns fastest (README, ablations), a higher learning rate and a cosine decay.
+    # (ICRA) fusion, which learns fastest (docs/results/representation.md, ablations), a higher learning
+    # rate and a cosine decay.
     t_train = time.time()
     result = train(TrainConfig(data=str(data_dir), out=str(out / "train"), epochs=args.train_epochs,
                                batch_size=32, lr=1e-3, lr_schedule="cosine", kl_warmup_steps=0,
@@ -201,7 +202,7 @@ def demo_policy(out: Path, paper_run: Path, steps: int, episodes: int, seed: int
     else:
         run, kind = out, "state"
         # The periodic evaluation is left to the one below: 40k steps is where every seed of the
-        # README's state runs had reached 97-100%, not a curve worth drawing.
+        # the documented state runs had reached 97-100%, not a curve worth drawing.
         cfg = app_config(compose("policy", ["obs=state", "algo=ppo", f"total_steps={steps}", "n_envs=2",
                                             f"seed={seed}", "eval_episodes=0", f"out={out}"]))
         trained = train_policy(cfg)

@@ -15,7 +15,7 @@ started, two in flight per actor, so an actor never waits for the driver and an 
 for a CPU holds none. A cluster on which nothing moves for ``STALL_SECONDS`` is reported.
 
 Bit-identical results across machines assume the same wheels (PyBullet, NumPy) and glibc and, for
-x86, that all nodes' CPUs have FMA or none do (``benchmarks/determinism.py``; README, "Scaling out").
+x86, that all nodes' CPUs have FMA or none do (``benchmarks/determinism.py``; docs/results/scale-out.md).
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ class RandomizationConfig:
 
 @dataclass
 class EnvConfig:
-    """Every option of ``PegInsertionEnv``; see the README's table for the same text."""
+    """Every option of ``PegInsertionEnv`` (the docs' configuration reference is generated from this class)."""
 
     task: str = "peg_hole"  # what the robot must do: a name of sim.task.TASKS (DEFAULT_TASK)
     plugins: list[str] = field(default_factory=list)  # modules imported first: they register tasks, modalities

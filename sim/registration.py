@@ -1,6 +1,6 @@
 """The env ids, built in one place: ``mmrep/PegInsertion-v0`` and ``mmrep/PegInsertion<Shape>-v0``.
 
-Two ways to make an env, both documented in the README:
+Two ways to make an env, both documented in docs/guides/environment.md:
 
     gym.make("mmrep/PegInsertionRound-v0", max_steps=50)             # keyword arguments
     gym.make("mmrep/PegInsertion-v0", config=EnvConfig(peg_shape="round", max_steps=50))
