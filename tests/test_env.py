@@ -317,8 +317,13 @@ def test_rollouts_are_bit_identical_across_processes():
 
 
 def test_unstable_controller_truncates_without_nan_in_observations(make_env):
-    """Absurd gains blow the simulation up: the env must truncate and never emit a NaN."""
-    env = make_env(use_camera=False, controller={"kp_pos": 1e9, "kd_pos": 1e7})
+    """Absurd gains blow the simulation up: the config refuses them, and should they reach the controller
+    anyway, the env must truncate and never emit a NaN."""
+    with pytest.raises(ValueError, match="kp_pos"):
+        make_env(use_camera=False, controller={"kp_pos": 1e9, "kd_pos": 1e7})
+    env = make_env(use_camera=False)
+    env.unwrapped.robot._stiffness[:3] = 1e9  # past validation: the runtime guard is what is tested
+    env.unwrapped.robot._damping[:3] = 1e7
     obs, _ = env.reset(seed=0)
     truncated = False
     for _ in range(20):
