@@ -21,8 +21,9 @@ from sim.robot import quat_to_matrix
 
 SENSES: tuple[str, ...] = ("ft", "proprio")
 """What an expert feels contact with: the wrist F/T and contact flags, or proprioception alone."""
-SEARCHES: tuple[str, ...] = ("spiral", "moment")
-"""How an expert searches for the hole on contact: a blind spiral, or steps along the rim moment."""
+SEARCHES: tuple[str, ...] = ("spiral", "moment", "tilt")
+"""How an expert searches for the hole on contact: a blind spiral, steps along the rim moment (F/T),
+or steps along the peg's tilt (proprioception: the compliant wrist yields to the rim moment)."""
 
 
 def rim_direction(force: np.ndarray, quat: np.ndarray, min_force: float = 3.0,
@@ -50,6 +51,23 @@ def rim_direction(force: np.ndarray, quat: np.ndarray, min_force: float = 3.0,
     if lever < min_lever:
         return None
     return -cop / lever
+
+
+def tilt_direction(quat: np.ndarray, min_tilt: float = 0.0005) -> np.ndarray | None:
+    """Unit (2,) world-frame horizontal direction toward the hole read from the peg's tilt alone
+    (proprioception), or None below ``min_tilt`` rad.
+
+    The impedance controller holds the orientation with a finite stiffness, so the rim moment tilts
+    the peg a little (about 1.5 mrad at the experts' press): its tip swings away from the contact,
+    toward the hole, and the peg axis (sensor z, pointing from the flange to the tip) leans the other
+    way at the top. Proprioception is noiseless here; a real arm's would not resolve this as well.
+    """
+    axis = quat_to_matrix(np.asarray(quat, dtype=np.float64))[:, 2]
+    lean = np.array([axis[0], axis[1]])
+    size = norm(lean)
+    if size < min_tilt:
+        return None
+    return -lean / size
 
 
 class StepRecord(NamedTuple):
@@ -109,7 +127,8 @@ class ExpertPolicy(ScriptedPolicy):
       controller target leads it downward (what joint encoders alone can tell).
     - ``search="spiral"`` (default): a spiral around the estimate, blind to where the hole is;
       ``search="moment"`` (needs ``sense="ft"``): step along the direction the rim moment points
-      (``rim_direction``), halving the step whenever it reverses; a spiral when it says nothing.
+      (``rim_direction``), halving the step whenever it reverses; a spiral when it says nothing;
+      ``search="tilt"``: the same steps along the peg's tilt (``tilt_direction``, proprioception).
 
     Args:
         cfg: the env's config (action scaling, geometry).
@@ -168,8 +187,12 @@ class ExpertPolicy(ScriptedPolicy):
         return near_top and lead < -0.002 and abs(float(obs["proprio"][9])) < 0.01
 
     def _moment_goal(self, obs: dict[str, np.ndarray], est: np.ndarray) -> np.ndarray | None:
-        """The next lateral goal (2,) m of the moment search, or None when the moment says nothing."""
-        direction = rim_direction(obs["force"], obs["proprio"][3:7])
+        """The next lateral goal (2,) m of the directed search (rim moment or tilt), or None when
+        the reading says nothing."""
+        if self.search == "tilt":
+            direction = tilt_direction(obs["proprio"][3:7])
+        else:
+            direction = rim_direction(obs["force"], obs["proprio"][3:7])
         if direction is None:
             return None
         if self.last_dir is not None and float(np.dot(direction, self.last_dir)) < 0.0:
@@ -208,7 +231,7 @@ class ExpertPolicy(ScriptedPolicy):
                 self.contact_z = tip[2]
             goal = np.array([est[0], est[1], tip[2] - 0.006])
             return self._toward(info, goal, speed=0.5, yaw_goal=yaw)
-        if self.phase == "search" and self.search == "moment":
+        if self.phase == "search" and self.search != "spiral":
             goal_xy = self._moment_goal(obs, est)
             if goal_xy is not None:
                 goal = np.array([goal_xy[0], goal_xy[1], tip[2] - self.press_depth])
@@ -254,6 +277,18 @@ class BlindExpert(ExpertPolicy):
 
     def __init__(self, cfg: EnvConfig, **kwargs: Any) -> None:
         kwargs.setdefault("sense", "proprio")
+        super().__init__(cfg, **kwargs)
+
+
+class TiltExpert(ExpertPolicy):
+    """The expert with F/T withheld that reads the direction from the peg's tilt instead
+    (``sense="proprio"``, ``search="tilt"``): how much of the rim moment proprioception leaks."""
+
+    name = "expert_tilt"
+
+    def __init__(self, cfg: EnvConfig, **kwargs: Any) -> None:
+        kwargs.setdefault("sense", "proprio")
+        kwargs.setdefault("search", "tilt")
         super().__init__(cfg, **kwargs)
 
 
@@ -368,14 +403,14 @@ class NoisyExpert(ExpertPolicy):
 
 
 POLICIES: dict[str, type[ScriptedPolicy]] = {
-    cls.name: cls for cls in (ExpertPolicy, MomentExpert, BlindExpert, NoisyExpert, PushDownPolicy,
+    cls.name: cls for cls in (ExpertPolicy, MomentExpert, BlindExpert, TiltExpert, NoisyExpert, PushDownPolicy,
                               RandomExplorer, ContactSeekingPolicy)
 }
 
 
 def make_policy(name: str, cfg: EnvConfig, **kwargs: Any) -> ScriptedPolicy:
     """Build a scripted policy by name (``expert``, ``expert_moment``, ``expert_blind``,
-    ``noisy_expert``, ``push_down``, ``random``, ``contact_seeking``)."""
+    ``expert_tilt``, ``noisy_expert``, ``push_down``, ``random``, ``contact_seeking``)."""
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}")
     return POLICIES[name](cfg, **kwargs)
