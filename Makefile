@@ -9,7 +9,7 @@ TORCH_PIN ?= torch==2.13.0
 TORCHVISION_PIN ?= torchvision==0.28.0
 FORMAT_PINS ?= lerobot==0.4.4 robomimic==0.3.0
 
-.PHONY: demo test test-slow docs docs-serve bench bench-scale-out quality robustness state-policy paper paper-shapes paper-status lint clean venv
+.PHONY: demo test test-slow docs docs-serve bench bench-scale-out quality robustness state-policy paper paper-touch paper-shapes paper-status lint clean venv
 .SECONDARY:  # keep every training, dataset and evaluation a pattern rule made
 
 venv: $(VENV)/.installed
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
 	$(PY) -m pip install -q --no-deps "$(TORCHVISION_PIN)" $(FORMAT_PINS)
-	$(PY) -m pip install -q -e ".[dev,rl,ray,deploy,lerobot,robomimic]"
+	$(PY) -m pip install -q -e ".[dev,rl,ray,stats,deploy,lerobot,robomimic]"
 	touch $@
 
 demo: venv
@@ -155,11 +155,38 @@ PAPER_SEEDS ?= 0 1 2
 PAPER_PERTURBED = fused_poe fused_insertion fused_robust fused_robust_occluder fused_lstm_occluder \
 	fused_memory_occluder no_haptics
 PAPER_SETTINGS = clean,occluder,occluder_after_contact,pushes,ft_noise,ft_bias,ft_dead
-PAPER_CAMERA_ONLY = no_vision
+PAPER_CAMERA_ONLY = no_vision no_vision_touch
 PAPER_CAMERA_SETTINGS = clean,occluder,occluder_after_contact
 
+# The touch-needing setting (env=touch, docs/results/touch_task.md): its own dataset (1 mm clearance,
+# 60-step episodes, the rim-moment expert in the noisy-expert share), the three senses' encoders and
+# the robust one trained on it as the insertion rows were (experiment=touch_*, one thread each), then
+# the rows: `make paper PAPER_ROWS="$(PAPER_TOUCH_ROWS)"` (add PAPER_SEEDS=0 to screen on one seed).
+# Each row's policy waits for its encoder (ENCODER_<row>).
+PAPER_TOUCH_ROWS = fused_touch no_haptics_touch no_vision_touch fused_robust_occluder_touch \
+	fused_memory_occluder_touch fused_lstm_occluder_touch
+PAPER_PERTURBED += fused_touch no_haptics_touch fused_robust_occluder_touch fused_memory_occluder_touch \
+	fused_lstm_occluder_touch
+TOUCH_COLLECT = env=touch "shapes=[square]" "+policy_kwargs.noisy_expert.search=moment" \
+	"policies={noisy_expert: 0.5, contact_seeking: 0.3, random: 0.2}"
+ENCODER_fused_touch = runs/touch_insertion/encoder.pt
+ENCODER_no_haptics_touch = runs/touch_insertion_vision/encoder.pt
+ENCODER_no_vision_touch = runs/touch_insertion_force/encoder.pt
+ENCODER_fused_robust_occluder_touch = runs/touch_insertion_robust/encoder.pt
+ENCODER_fused_memory_occluder_touch = runs/touch_insertion/encoder.pt
+ENCODER_fused_lstm_occluder_touch = runs/touch_insertion/encoder.pt
+
+data/touch_quality/manifest.json: | venv
+	$(VENV)/bin/mmrep collect episodes=1200 workers=2 seed=0 $(TOUCH_COLLECT) out=data/touch_quality
+
+runs/touch_%/encoder.pt: data/touch_quality/manifest.json
+	$(VENV)/bin/mmrep train experiment=touch_$* threads=1
+
+paper-touch:
+	$(MAKE) paper PAPER_ROWS="$(PAPER_TOUCH_ROWS)"
+
 define PAPER_RUN
-runs/paper/$(1)_s$(2)/policy.pt: | venv
+runs/paper/$(1)_s$(2)/policy.pt: $(ENCODER_$(1)) | venv
 	$(VENV)/bin/mmrep policy train +paper=$(1) seed=$(2) progress=false out=runs/paper/$(1)_s$(2)
 runs/paper/$(1)_s$(2)/eval/results.json: runs/paper/$(1)_s$(2)/policy.pt
 	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(2) episodes=100 progress=false \

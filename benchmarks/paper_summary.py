@@ -14,6 +14,9 @@ episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_
 e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells; rows
 evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a policy trained without it
 are the setting's name with ``+memory``, apart from the plain ones.
+With the optional ``rliable`` package (``pip install 'mmrep[stats]'``), each cell also gets the
+interquartile mean of its seeds' success rates with a 95% stratified-bootstrap interval (rliable's
+``get_interval_estimates``, seeded): ``summary.json``'s ``iqm`` and a table per mode in ``table.md``.
 Writes ``summary.json``, ``table.md`` (docs/results/policies.md includes it) and ``curves.png`` (one panel per
 row, its seeds' held-out curves), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations
 beside them (with the rollout GIFs of each row's first seed) and its training wall time (``train_wall.json``, since the
@@ -254,6 +257,53 @@ def status_lines(root: Path, rows: list[str]) -> list[str]:
     return lines
 
 
+def iqm_over_seeds(rows: dict[str, dict], reps: int = 2000, seed: int = 0) -> dict[str, dict[str, dict]]:
+    """{row: {cell key: {"iqm", "ci95", "seeds"}}}: the interquartile mean of each cell's per-seed
+    success rates (a 25% trimmed mean: with 3 seeds, the mean) and its 95% interval from rliable's
+    stratified bootstrap over seeds (``reps`` replications, seeded with ``seed``). Empty when
+    rliable is not installed."""
+    try:
+        from rliable import library, metrics
+    except ImportError:
+        print("rliable is not installed (pip install 'mmrep[stats]'): no interquartile means")
+        return {}
+
+    def iqm(scores: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(scores)])
+
+    out: dict[str, dict[str, dict]] = {}
+    for name, row in rows.items():
+        for key, cell in row["cells"].items():
+            scores = np.asarray(list(cell["seeds"].values()), dtype=np.float64)[:, None]  # (seeds, 1 task)
+            point, interval = library.get_interval_estimates(
+                {name: scores}, iqm, reps=reps, random_state=np.random.RandomState(seed))
+            out.setdefault(name, {})[key] = {"iqm": float(point[name][0]),
+                                             "ci95": [float(interval[name][0, 0]), float(interval[name][1, 0])],
+                                             "seeds": len(scores)}
+    return out
+
+
+def iqm_tables(rows: dict[str, dict], iqm: dict[str, dict[str, dict]], shape: str = "square") -> list[str]:
+    """Markdown: per action mode, rows x settings, each cell "IQM (low-high)" over the seeds."""
+    lines: list[str] = []
+    modes = sorted({c["mode"] for r in rows.values() for c in r["cells"].values()})
+    settings = sorted({c["setting"] for r in rows.values() for c in r["cells"].values()},
+                      key=lambda s: (s != "clean", s))
+    for mode in modes:
+        lines += [f"### interquartile mean over seeds, {mode} action ({shape} peg; 95% stratified bootstrap, rliable)",
+                  "", "| row | seeds | " + " | ".join(settings) + " |", "| --- | --- |" + " --- |" * len(settings)]
+        for name in sorted(iqm):
+            cells = [iqm[name].get(f"{s}/{shape}/{mode}") for s in settings]
+            if not any(cells):
+                continue
+            seeds = max(c["seeds"] for c in cells if c)
+            text = ["-" if not c else f"{c['iqm']:.2f} (one seed)" if c["seeds"] < 2
+                    else f"{c['iqm']:.2f} ({c['ci95'][0]:.2f}-{c['ci95'][1]:.2f})" for c in cells]
+            lines.append(f"| {name} | {seeds} | " + " | ".join(text) + " |")
+        lines.append("")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", type=Path, help="the folder of the row runs (runs/paper)")
@@ -262,6 +312,8 @@ def main() -> None:
                     help="only print where every run stands (steps trained, evaluations done or kept)")
     ap.add_argument("--configs", type=Path, default=Path(__file__).resolve().parents[1] / "configs" / "paper",
                     help="the rows' configs (--status lists the rows with no run yet)")
+    ap.add_argument("--iqm-reps", type=int, default=2000,
+                    help="bootstrap replications of the interquartile-mean intervals (0: none)")
     args = ap.parse_args()
     if args.status:
         rows = sorted(p.stem for p in args.configs.glob("*.yaml") if p.stem != "base")
@@ -281,9 +333,12 @@ def main() -> None:
                                               setting) + [""]
     goals = targets(rows)
     text = ["### targets", ""] + targets_table(goals) + [""] + text
+    iqm = iqm_over_seeds(rows, reps=args.iqm_reps) if args.iqm_reps > 0 else {}
+    if iqm:
+        text += iqm_tables(rows, iqm)
     (args.out / "table.md").write_text("\n".join(text))
-    (args.out / "summary.json").write_text(json.dumps({"benchmark": "paper", "targets": goals, "rows": rows},
-                                                      indent=2))
+    (args.out / "summary.json").write_text(json.dumps({"benchmark": "paper", "targets": goals, "rows": rows,
+                                                       "iqm": iqm}, indent=2))
     curves = {row: {f"s{RUN_NAME.match(run.name)['seed']}": run for run in runs if (run / "eval.jsonl").exists()}
               for row, runs in found.items()}
     curves = {row: runs for row, runs in curves.items() if runs}

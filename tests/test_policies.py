@@ -1,10 +1,14 @@
 """Scripted policies: the expert inserts every shape; forces stay bounded; the others run."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 import sim
-from sim.policies import POLICIES, make_policy, run_episode
+from sim.config import EnvConfig
+from sim.policies import POLICIES, make_policy, rim_direction, run_episode
 
 
 @pytest.mark.parametrize("shape", sim.PEG_SHAPES)
@@ -67,3 +71,45 @@ def test_expert_success_rate_ten_seeds(shape, make_env):
     policy = make_policy("expert", env.unwrapped.cfg)
     rate = np.mean([run_episode(env, policy, seed=70_000 + k)["success"] for k in range(10)])
     assert rate >= 0.9
+
+
+TOUCH_YAML = Path(__file__).resolve().parents[1] / "configs" / "env" / "touch.yaml"
+
+
+def test_touch_setting_loads_and_differs_from_default():
+    settings = yaml.safe_load(TOUCH_YAML.read_text())
+    cfg = EnvConfig.from_kwargs(**settings)
+    assert (cfg.clearance, cfg.max_steps, cfg.randomization.hole_estimate_error) == (0.001, 60, 0.004)
+    assert EnvConfig().clearance == 0.002 and EnvConfig().max_steps == 200  # the default stays
+
+
+def test_rim_direction_points_away_from_the_centre_of_pressure():
+    # Pressing 8 N (the joint's reading is -z with the peg pointing down the sensor frame's z) with
+    # the contact 15 mm to +x of the axis: tau = r x F; the hole lies toward -x.
+    window = np.zeros((50, 6))
+    window[:, 2] = -8.0
+    window[:, 4] = 0.015 * 8.0  # tau_y = -r_x F_z
+    direction = rim_direction(window, np.array([0.0, 0.0, 0.0, 1.0]))
+    np.testing.assert_allclose(direction, [-1.0, 0.0], atol=1e-9)
+    window[:, 2] = -1.0  # too light a press: no direction
+    assert rim_direction(window, np.array([0.0, 0.0, 0.0, 1.0])) is None
+
+
+def test_moment_search_needs_the_ft_sense(make_env):
+    env = make_env(use_camera=False)
+    with pytest.raises(ValueError, match="sense='ft'"):
+        make_policy("expert", env.unwrapped.cfg, search="moment", sense="proprio")
+    with pytest.raises(ValueError, match="search must be one of"):
+        make_policy("expert", env.unwrapped.cfg, search="zigzag")
+
+
+def test_touch_setting_needs_the_rim_moment(make_env):
+    """On env=touch the expert reading the moment's direction inserts where the same expert with
+    the F/T withheld runs out of time (docs/results/touch_task.md: 50/50 against 0/50)."""
+    env = make_env(use_camera=False, **yaml.safe_load(TOUCH_YAML.read_text()))
+    guided = make_policy("expert_moment", env.unwrapped.cfg)
+    blind = make_policy("expert_blind", env.unwrapped.cfg)
+    for seed in (20_000, 20_001):
+        assert run_episode(env, guided, seed=seed)["success"]
+        result = run_episode(env, blind, seed=seed)
+        assert not result["success"] and result["truncation_reason"] == "time_limit"
