@@ -395,10 +395,11 @@ def test_paper_table_counts_the_seeds_evaluated_in_each_setting_not_the_seeds_tr
         return {"setting": setting, "shape": "square", "seeds": {k: v / 100 for k, v in seeds.items()},
                 "pooled": wins / (100 * len(seeds)), "pooled_ci95": wilson_interval(wins, 100 * len(seeds))}
 
-    cells = {f"{s}/square/{m}": cell(s, seeds) for s, seeds in
-             (("clean", {"s0": 96, "s1": 90, "s2": 80}), ("ft_bias", {"s0": 96})) for m in ("deterministic", "stochastic")}
+    settings = (("clean", {"s0": 96, "s1": 90, "s2": 80}), ("ft_bias", {"s0": 96}))
+    cells = {f"{s}/square/{m}": cell(s, seeds) for s, seeds in settings for m in ("deterministic", "stochastic")}
     row = {"runs": ["s0", "s1", "s2"], "cells": cells, "total_steps": [300_000], "max_train_minutes": [0],
-           "env_steps_done": {"s0": 300_000, "s1": 300_000, "s2": 300_000}, "wall_minutes": {"s0": 95, "s1": 140, "s2": 140}}
+           "env_steps_done": {"s0": 300_000, "s1": 300_000, "s2": 300_000},
+           "wall_minutes": {"s0": 95, "s1": 140, "s2": 140}}
     clean, = [line for line in mod.table({"no_haptics": row}, "clean") if line.startswith("| no_haptics")]
     bias, = [line for line in mod.table({"no_haptics": row}, "ft_bias") if line.startswith("| no_haptics")]
     assert clean.split(" | ")[1] == "3" and "0.89 |" in clean  # 266 of 300 pooled

@@ -4,12 +4,12 @@ import json
 
 import imageio.v3 as iio
 import pytest
+from test_policy import TINY_PPO, policy_cfg  # not tests.test_policy: draccus installs a top-level "tests"
 
 from mmrep.cli import main
 from mmrep.policy import train_policy
 from mmrep.policy_compare import differing_seeds, evaluated_outcomes
 from mmrep.policy_compare import main as compare_main
-from test_policy import TINY_PPO, policy_cfg  # not tests.test_policy: draccus installs a top-level "tests"
 
 
 def test_differing_seeds_are_the_shared_seeds_where_outcomes_part():
