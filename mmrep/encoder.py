@@ -235,14 +235,31 @@ def export_encoder(encoder: nn.Module, path: Path, reliability: Reliability | No
     save_atomic(blob, path)
 
 
+def read_safetensors(path: Path) -> dict[str, Any]:
+    """The blob ``load_encoder`` reads (format, config JSON, state_dict, reliability) from a
+    ``.safetensors`` file; the JSON beside it, when present, gives the config and thresholds."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    side = Path(path).with_suffix(".json")
+    if side.exists():
+        doc = json.loads(side.read_text())
+        meta = {"format": doc.get("format"), "config": json.dumps(doc["config"]),
+                **({"reliability": json.dumps(doc["reliability"])} if doc.get("reliability") else {})}
+    if "config" not in meta:
+        raise ValueError(f"{path} has no mmrep config (neither in its metadata nor in {side.name})")
+    return {"format": meta.get("format"), "config": meta["config"], "state_dict": load_file(str(path)),
+            "reliability": meta.get("reliability")}
+
+
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:
     """Load an encoder file written by ``mmrep train`` (``encoder.pt``), safely (``weights_only=True``), or its
     ``mmrep export-encoder --format safetensors`` copy (``.safetensors`` + ``.json``).
     Raises ``ValueError`` when the file is not an mmrep encoder file or its weights do not fit."""
     path = Path(path)
     if path.suffix == ".safetensors":  # mmrep.formats.encoder_export: weights + JSON config
-        from mmrep.formats.encoder_export import read_safetensors
-
         if not path.exists():
             raise FileNotFoundError(f"encoder file {path} does not exist")
         try:

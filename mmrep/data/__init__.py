@@ -10,7 +10,7 @@ from importlib import import_module
 
 _LAZY = {"MultimodalDataset": "mmrep.data.dataset", "NonFiniteDataError": "mmrep.data.dataset",
          "DataReadError": "mmrep.data.sources", "ReferenceSource": "mmrep.data.sources",
-         "SimSource": "mmrep.data.sources", "open_source": "mmrep.data.sources"}
+         "SimSource": "mmrep.data.sources", "open_source": "mmrep.data.dataset"}
 
 __all__ = sorted(_LAZY)
 

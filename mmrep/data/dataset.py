@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmrep.data.sources import Episode, ReferenceSource, open_source
+from mmrep.data.sources import Episode, ReferenceSource, SimSource
 from sim.dataset_format import SPLITS, is_dataset_folder, is_native_shard, split_of
 from sim.modalities import MODALITIES, MODALITY_REGISTRY, to_model_inputs
 from sim.perturb import SensorStats
@@ -55,6 +55,22 @@ FLOAT_KEYS = ("depth", "force", "proprio", "action", "flow", "ee_next", "force_n
 
 class NonFiniteDataError(ValueError):
     """A sample holds NaN or inf; the message names the file, episode, key and step."""
+
+
+def open_source(path: str | Path, split: str | None = None, lerobot=None):
+    """A SimSource for a native dataset folder or shard, a LeRobotSource for a LeRobot dataset folder
+    (``lerobot``: its key mapping, ``mmrep.config.LeRobotKeys``), a ReferenceSource for reference-layout
+    files (a folder of them, or one file), decided by what is there."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset path {path} does not exist")
+    if (path / "meta" / "info.json").exists():
+        from mmrep.formats.lerobot_source import LeRobotSource
+
+        return LeRobotSource(path, split, lerobot)
+    if is_dataset_folder(path) or (path.is_file() and is_native_shard(path)):
+        return SimSource(path, split)
+    return ReferenceSource(path)
 
 
 class MultimodalDataset(Dataset):

@@ -28,8 +28,6 @@ from sim.dataset_format import (
     MANIFEST,
     UnreadableFileError,
     episode_groups,
-    is_dataset_folder,
-    is_native_shard,
     open_shard,
     read_manifest,
     read_mask,
@@ -231,19 +229,3 @@ class ReferenceSource(_Source):
         if key == "proprio8":
             return get("proprio")[..., :8].astype(np.float32)
         return get("action")[..., :4].astype(np.float32)  # "actions"
-
-
-def open_source(path: str | Path, split: str | None = None, lerobot=None):
-    """A SimSource for a native dataset folder or shard, a LeRobotSource for a LeRobot dataset folder
-    (``lerobot``: its key mapping, ``mmrep.config.LeRobotKeys``), a ReferenceSource for reference-layout
-    files (a folder of them, or one file), decided by what is there."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"dataset path {path} does not exist")
-    if (path / "meta" / "info.json").exists():
-        from mmrep.formats.lerobot_source import LeRobotSource
-
-        return LeRobotSource(path, split, lerobot)
-    if is_dataset_folder(path) or (path.is_file() and is_native_shard(path)):
-        return SimSource(path, split)
-    return ReferenceSource(path)

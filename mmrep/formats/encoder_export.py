@@ -56,25 +56,6 @@ def save_safetensors(encoder: Encoder, out: str | Path) -> tuple[Path, Path]:
     return st, js
 
 
-def read_safetensors(path: Path) -> dict[str, Any]:
-    """The blob ``load_encoder`` reads (format, config JSON, state_dict, reliability) from a
-    ``.safetensors`` file; the JSON beside it, when present, gives the config and thresholds."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    side = Path(path).with_suffix(".json")
-    if side.exists():
-        doc = json.loads(side.read_text())
-        meta = {"format": doc.get("format"), "config": json.dumps(doc["config"]),
-                **({"reliability": json.dumps(doc["reliability"])} if doc.get("reliability") else {})}
-    if "config" not in meta:
-        raise ValueError(f"{path} has no mmrep config (neither in its metadata nor in {side.name})")
-    return {"format": meta.get("format"), "config": meta["config"], "state_dict": load_file(str(path)),
-            "reliability": meta.get("reliability")}
-
-
 def _input_doc(encoder: Encoder) -> dict[str, Any]:
     s = encoder.image_size
     doc = {"rgb": [s, s, 3, "uint8"], "depth": [s, s, 1, "float32 m"], "force": ["n", 6, "float32 N, N m"],
