@@ -195,7 +195,7 @@ class ExpertPolicy(ScriptedPolicy):
             direction = rim_direction(obs["force"], obs["proprio"][3:7])
         if direction is None:
             return None
-        if self.last_dir is not None and float(np.dot(direction, self.last_dir)) < 0.0:
+        if self.last_dir is not None and float((direction * self.last_dir).sum()) < 0.0:
             self.step_xy = max(self.step_xy / 2, self.min_moment_step)  # overshot: halve the step
         self.last_dir = direction
         goal = self.goal_xy + self.step_xy * direction
