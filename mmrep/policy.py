@@ -84,7 +84,8 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
     if in_workers:
         fns = [partial(make_latent_policy_env, env, tuple(perturbations), seed + i, "rgb_array" if render else None,
                        str(cfg.obs.encoder), extra, cfg.obs.camera_memory,
-                       cfg.seed if cfg.obs.random_init else None, jit=cfg.obs.jit) for i in range(n_envs)]
+                       cfg.seed if cfg.obs.random_init else None, jit=cfg.obs.jit, onnx=cfg.obs.onnx)
+               for i in range(n_envs)]
     else:
         fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
                        "rgb_array" if render else None, cfg.obs.fine_scale) for i in range(n_envs)]
@@ -101,7 +102,7 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
         if cfg.obs.random_init:
             encoder = random_like(encoder, seed=cfg.seed)
         venv = VecLatentObservation(venv, encoder, extra_keys=extra, device=resolve_device(cfg.device),
-                                    camera_memory=cfg.obs.camera_memory, jit=cfg.obs.jit)
+                                    camera_memory=cfg.obs.camera_memory, jit=cfg.obs.jit, onnx=cfg.obs.onnx)
     return venv
 
 
@@ -412,7 +413,7 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
         keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "eval_stochastic",
                 "ckpt_every_steps", "total_steps", "max_train_minutes", "vec_env", "ray_address")
         # where and how the encoder runs changes z by float rounding at most: a run may resume with another choice
-        speed = {k: new["obs"].get(k) for k in ("encode_in", "jit")}
+        speed = {k: new["obs"].get(k) for k in ("encode_in", "jit", "onnx")}
         same_obs = {**old.get("obs", {}), **speed} == new["obs"]
         diff = sorted(k for k in new if k not in keep and old.get(k) != new[k] and not (k == "obs" and same_obs))
         if diff:

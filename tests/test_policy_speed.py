@@ -201,3 +201,36 @@ def test_linear_learning_rate_schedule_is_a_learner_option(tmp_path):
             build_model(bad, venv)
     finally:
         venv.close()
+
+
+def test_onnx_runtime_codec_gives_torch_latents_in_the_main_process_and_the_workers(small_encoder):
+    """obs.onnx: the frozen encoder under ONNX Runtime gives eager torch's z to 1e-5 (fused row's encoder,
+    1 kHz, batch 1 and 2), in the main process and in each env worker; rewards and ends unchanged."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    torch.set_num_threads(1)
+    encoder = load_encoder(FUSED_ENCODER)
+    env = make_policy_env({"physics_hz": 1000.0}, (), False, 0)
+    frames = [env.reset(seed=3)[0], env.step(np.full(3, 0.3, np.float32))[0]]
+    codec = LatentCodec(encoder, env.observation_space, ("proprio",), onnx=True)
+    env.close()
+    for batch in ([frames[0]], frames):
+        obs = {k: np.stack([f[k] for f in batch]) for k in frames[0]}
+        np.testing.assert_allclose(codec.encode(obs)[:, :encoder.z_dim], encoder.encode(obs).numpy(), atol=1e-5, rtol=0)
+    cfg = latent_cfg(small_encoder, "workers")
+    cfg.obs.onnx = True
+    main = build_venv(latent_cfg(small_encoder, "main"), 2, 4, vec_env="subproc")
+    workers = build_venv(cfg, 2, 4, vec_env="subproc")
+    try:
+        np.testing.assert_allclose(workers.reset(), main.reset(), atol=1e-5, rtol=0)
+        for _ in range(5):
+            om, rm, dm, _ = main.step(np.full((2, 3), 0.5, np.float32))
+            ow, rw, dw, _ = workers.step(np.full((2, 3), 0.5, np.float32))
+            np.testing.assert_allclose(ow, om, atol=1e-5, rtol=0)
+            assert np.array_equal(rw, rm) and np.array_equal(dw, dm)
+    finally:
+        main.close()
+        workers.close()
+    with pytest.raises(ValueError, match="obs.onnx"):
+        PolicyConfig(obs=ObsConfig(kind="latent", encoder=str(small_encoder), onnx=True, jit=True),
+                     eval_episodes=0).validate()

@@ -29,14 +29,16 @@ from sim.wrappers import FINE_SCALE
 def make_latent_policy_env(env: dict[str, Any] | None, perturbations: Sequence[str], perturb_seed: int,
                            render_mode: str | None, encoder: str, extra_keys: Sequence[str] = (),
                            camera_memory: bool = False, random_init_seed: int | None = None,
-                           threads: int = 1, fine_scale: float = FINE_SCALE, jit: bool = False) -> gym.Env:
+                           threads: int = 1, fine_scale: float = FINE_SCALE, jit: bool = False,
+                           onnx: bool = False) -> gym.Env:
     """A picklable factory (``functools.partial`` of it) for one ``SubprocVecEnv`` worker:
     ``sim.policy_env.make_policy_env`` wrapped in ``LatentObservation`` with the encoder loaded from
     ``encoder`` (a path: weights are read in the worker, never pickled) on the CPU; with
     ``random_init_seed`` its architecture with fresh weights (``mmrep.encoder.random_like``).
 
     ``threads``: torch threads of the worker (1: the workers already use every core; more threads
-    would oversubscribe them); ``jit``: the frozen TorchScript encoder (``mmrep.rl.latent.FrozenEncoder``).
+    would oversubscribe them); ``jit``: the frozen TorchScript encoder (``mmrep.rl.latent.FrozenEncoder``);
+    ``onnx``: the encoder under ONNX Runtime (``mmrep.rl.latent.LatentCodec``).
     Observation: ``Box`` (z_dim + extras,) float32, as ``LatentCodec``.
     """
     torch.set_num_threads(threads)
@@ -45,4 +47,4 @@ def make_latent_policy_env(env: dict[str, Any] | None, perturbations: Sequence[s
     if random_init_seed is not None:
         enc = random_like(enc, seed=random_init_seed)
     return LatentObservation(e, enc, extra_keys=tuple(extra_keys), device="cpu", camera_memory=camera_memory,
-                             jit=jit)
+                             jit=jit, onnx=onnx)
