@@ -247,11 +247,12 @@ def read_safetensors(path: Path) -> dict[str, Any]:
     if side.exists():
         doc = json.loads(side.read_text())
         meta = {"format": doc.get("format"), "config": json.dumps(doc["config"]),
-                **({"reliability": json.dumps(doc["reliability"])} if doc.get("reliability") else {})}
+                **({"reliability": json.dumps(doc["reliability"])} if doc.get("reliability") else {}),
+                **({"network": doc["network"]} if doc.get("network") else {})}
     if "config" not in meta:
         raise ValueError(f"{path} has no mmrep config (neither in its metadata nor in {side.name})")
     return {"format": meta.get("format"), "config": meta["config"], "state_dict": load_file(str(path)),
-            "reliability": meta.get("reliability")}
+            "reliability": meta.get("reliability"), **({"network": meta["network"]} if "network" in meta else {})}
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encoder:

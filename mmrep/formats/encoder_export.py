@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 from mmrep.encoder import FORMAT, Encoder, assert_finite_weights, load_encoder
+from mmrep.models.multimodal import MultimodalEncoder
+from mmrep.models.network import network_of, target_of
 from sim.observation import PROPRIO13_DIM
 
 OPSET = 17
@@ -42,16 +44,20 @@ def save_safetensors(encoder: Encoder, out: str | Path) -> tuple[Path, Path]:
     from safetensors.torch import save_file
 
     out = Path(out).with_suffix("")
-    assert_finite_weights(encoder, f"encoder for {out}")
-    weights = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+    net = network_of(encoder)  # the network's own names, as in encoder.pt (not the wrapper's ``net.``)
+    assert_finite_weights(net, f"encoder for {out}")
+    weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     config = encoder.cfg.to_dict()
     meta = {"format": FORMAT, "config": json.dumps(config)}
+    if type(net) is not MultimodalEncoder:  # a network of the user's own: load_encoder rebuilds its class
+        meta["network"] = target_of(net)
     if encoder.reliability is not None:
         meta["reliability"] = encoder.reliability.to_json()
     st, js = out.with_suffix(".safetensors"), out.with_suffix(".json")
     save_file(weights, str(st), metadata=meta)
     js.write_text(json.dumps({"format": FORMAT, "weights": st.name, "config": config,
                               "reliability": json.loads(meta["reliability"]) if "reliability" in meta else None,
+                              **({"network": meta["network"]} if "network" in meta else {}),
                               "inputs": _input_doc(encoder)}, indent=2))
     return st, js
 
