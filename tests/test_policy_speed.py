@@ -128,9 +128,12 @@ def test_frozen_torchscript_encoder_gives_eager_z_bit_for_bit():
         frozen(frames[0])
 
 
-def test_jit_codec_in_the_workers_gives_the_main_process_latents(small_encoder):
+def assert_workers_match_main(small_encoder, **obs_options) -> None:
+    """Encoding in the workers with ``obs_options`` gives the main process's (eager torch) z to 1e-5, with
+    the same rewards and episode ends."""
     cfg = latent_cfg(small_encoder, "workers")
-    cfg.obs.jit = True
+    for key, value in obs_options.items():
+        setattr(cfg.obs, key, value)
     main = build_venv(latent_cfg(small_encoder, "main"), 2, 4, vec_env="subproc")
     workers = build_venv(cfg, 2, 4, vec_env="subproc")
     try:
@@ -144,6 +147,10 @@ def test_jit_codec_in_the_workers_gives_the_main_process_latents(small_encoder):
     finally:
         main.close()
         workers.close()
+
+
+def test_jit_codec_in_the_workers_gives_the_main_process_latents(small_encoder):
+    assert_workers_match_main(small_encoder, jit=True)
 
 
 def test_codec_device_path_stages_inputs_and_keeps_z(small_encoder):
@@ -217,20 +224,7 @@ def test_onnx_runtime_codec_gives_torch_latents_in_the_main_process_and_the_work
     for batch in ([frames[0]], frames):
         obs = {k: np.stack([f[k] for f in batch]) for k in frames[0]}
         np.testing.assert_allclose(codec.encode(obs)[:, :encoder.z_dim], encoder.encode(obs).numpy(), atol=1e-5, rtol=0)
-    cfg = latent_cfg(small_encoder, "workers")
-    cfg.obs.onnx = True
-    main = build_venv(latent_cfg(small_encoder, "main"), 2, 4, vec_env="subproc")
-    workers = build_venv(cfg, 2, 4, vec_env="subproc")
-    try:
-        np.testing.assert_allclose(workers.reset(), main.reset(), atol=1e-5, rtol=0)
-        for _ in range(5):
-            om, rm, dm, _ = main.step(np.full((2, 3), 0.5, np.float32))
-            ow, rw, dw, _ = workers.step(np.full((2, 3), 0.5, np.float32))
-            np.testing.assert_allclose(ow, om, atol=1e-5, rtol=0)
-            assert np.array_equal(rw, rm) and np.array_equal(dw, dm)
-    finally:
-        main.close()
-        workers.close()
+    assert_workers_match_main(small_encoder, onnx=True)
     with pytest.raises(ValueError, match="obs.onnx"):
         PolicyConfig(obs=ObsConfig(kind="latent", encoder=str(small_encoder), onnx=True, jit=True),
                      eval_episodes=0).validate()
