@@ -176,11 +176,13 @@ def robot_urdf(shape: str, peg_width: float, peg_length: float) -> Path:
     the flange, so the peg tip sits at (0, 0, peg_length) in the peg frame. The peg has no
     collision element here: ``sim.robot.build_arm_with_peg`` adds it (see PEG_MARGIN).
     """
-    key = hashlib.sha1(f"v5|{shape}|{peg_width:.6f}|{peg_length:.6f}".encode()).hexdigest()[:12]
+    data = Path(pybullet_data.getDataPath()) / "kuka_iiwa"
+    # The copy names the meshes by absolute path, so the key holds where they are: a cached copy made
+    # by another environment (a removed virtualenv, another checkout) is never reused.
+    key = hashlib.sha1(f"v5|{shape}|{peg_width:.6f}|{peg_length:.6f}|{data}".encode()).hexdigest()[:12]
     out = asset_dir() / f"iiwa_peg_{shape}_{key}.urdf"
     if out.exists():
         return out
-    data = Path(pybullet_data.getDataPath()) / "kuka_iiwa"
     text = (data / "model.urdf").read_text()
     text = text.replace('filename="meshes/', f'filename="{data}/meshes/')
     text = re.sub(r'<dynamics damping="[0-9.]+"/>', '<dynamics damping="0.0"/>', text)
