@@ -1,6 +1,7 @@
 """The Gymnasium env: API conformance, determinism, spaces, arguments, safety, rewards."""
 
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -342,3 +343,21 @@ def test_human_mode_without_display_falls_back_with_a_warning(make_env, monkeypa
     obs, _ = env.reset(seed=0)
     assert env.render() is None  # the GUI would show the scene; headless there is nothing to return
     env.step(np.zeros(3, dtype=np.float32))
+
+
+def test_robot_urdf_cache_is_per_pybullet_data_location(tmp_path, monkeypatch):
+    """The generated URDF names pybullet_data's meshes by absolute path: a copy made from another
+    environment (a removed virtualenv) must not be reused."""
+    import shutil
+
+    import pybullet_data
+
+    from sim import assets
+
+    monkeypatch.setenv("MMREP_ASSET_DIR", str(tmp_path / "assets"))
+    here = assets.robot_urdf("square", 0.03, 0.1)
+    moved = tmp_path / "other_env" / "pybullet_data"
+    shutil.copytree(Path(pybullet_data.getDataPath()) / "kuka_iiwa", moved / "kuka_iiwa")
+    monkeypatch.setattr(pybullet_data, "getDataPath", lambda: str(moved))
+    there = assets.robot_urdf("square", 0.03, 0.1)
+    assert there != here and str(moved) in there.read_text() and str(moved) not in here.read_text()
