@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -165,10 +166,8 @@ class OnnxRuntimeEncoder:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.dtypes = {"rgb": "uint8"}
 
-    def __call__(self, obs: dict[str, Any]) -> Any:
+    def __call__(self, obs: dict[str, Any]) -> np.ndarray:
         """(B, z_dim) float32 numpy posterior means of a batched observation dict."""
-        import numpy as np
-
         feed = {m: np.ascontiguousarray(obs[m], dtype=self.dtypes.get(m, "float32")) for m in self.modalities}
         return self.session.run(["z_mean"], feed)[0]
 
