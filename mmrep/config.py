@@ -280,7 +280,8 @@ class AlgoConfig:
 @dataclass
 class ObsConfig:
     """What the policy observes (``configs/obs/``): "latent" (the frozen encoder's z), "latent_proprio"
-    (z and the env's PROPRIO13), "pixels" (the observation dict through the encoder's architecture,
+    (z and the robot's proprioception: ``proprio`` 13, the env's PROPRIO13, or 8, PROPRIO8 without the
+    peg's tilt, ``sim.wrappers.Proprio8Observation``), "pixels" (the observation dict through the encoder's architecture,
     randomly initialised and trained end to end), "state" (privileged: tip-to-hole vector, velocity,
     force, contact). ``encoder``: the ``encoder.pt`` of the latent kinds; ``random_init``: its
     architecture with fresh weights seeded by the policy's seed, frozen (the random-features baseline,
@@ -306,6 +307,7 @@ class ObsConfig:
     encode_in: str = "main"
     jit: bool = False
     onnx: bool = False  # the frozen encoder under ONNX Runtime (CPU); not with jit or camera_memory
+    proprio: int = 13  # latent_proprio: 13 (PROPRIO13, with the orientation quaternion) or 8 (PROPRIO8: no tilt)
 
 
 @dataclass
@@ -366,6 +368,8 @@ class PolicyConfig:
         if self.obs.encode_in == "workers" and not self.obs.kind.startswith("latent"):
             raise ValueError(f"obs.encode_in=workers needs a latent kind (latent, latent_proprio), got "
                              f"obs.kind={self.obs.kind}")
+        if self.obs.proprio not in (8, 13):
+            raise ValueError(f"obs.proprio must be 13 (PROPRIO13) or 8 (PROPRIO8), got {self.obs.proprio!r}")
         if self.obs.fine_scale < 0:
             raise ValueError(f"obs.fine_scale must be >= 0 (m; 0: no fine channels), got {self.obs.fine_scale!r}")
         if self.vec_env not in ("subproc", "dummy", "ray"):

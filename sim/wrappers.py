@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from sim.observation import PROPRIO8_DIM, proprio8_from_proprio13
 from sim.perturb import SensorStats, Setting, apply_all
 
 
@@ -56,6 +57,31 @@ class PerturbObservation(gym.ObservationWrapper):
         for key, space in self.observation_space.spaces.items():
             if key in out and out[key] is not observation[key] and isinstance(space, gym.spaces.Box):
                 out[key] = np.clip(out[key], space.low, space.high).astype(space.dtype)
+        return out
+
+
+class Proprio8Observation(gym.ObservationWrapper):
+    """Adds ``proprio8``, (8,) float32 PROPRIO8 (x, y, z m; yaw rad; vx, vy, vz m/s; yaw rate rad/s;
+    ``sim.observation``), beside the env's 13-value ``proprio``, which stays for the encoder.
+
+    Why: PROPRIO13 carries the peg's orientation quaternion, and on the compliant wrist the peg tilts
+    towards the hole's side when it presses on the rim; a policy reading that tilt gets the hole's
+    direction from proprioception, which is what the touch-needing setting wants to come from touch
+    (``docs/results/touch_task.md``). PROPRIO8 keeps only the yaw of the orientation.
+    """
+
+    KEY = "proprio8"
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        spaces = dict(env.observation_space.spaces)
+        limit = float(np.max(spaces["proprio"].high))
+        spaces[self.KEY] = gym.spaces.Box(-limit, limit, (PROPRIO8_DIM,), np.float32)
+        self.observation_space = gym.spaces.Dict(spaces)
+
+    def observation(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = dict(observation)
+        out[self.KEY] = proprio8_from_proprio13(observation["proprio"])
         return out
 
 

@@ -151,6 +151,34 @@ def test_latent_policy_encodes_subprocess_envs_in_the_main_process(tmp_path):
         venv.close()
 
 
+def test_proprio8_policy_observes_z_and_the_tilt_free_proprioception(tmp_path):
+    """obs.proprio=8: z then PROPRIO8 (sim.wrappers.Proprio8Observation), in the main process and in the
+    workers alike; the orientation's tilt (PROPRIO13's qx, qy) is not in the observation."""
+    from sim.observation import proprio8_from_proprio13
+
+    enc = tmp_path / "encoder.pt"
+    torch.manual_seed(0)
+    export_encoder(MultimodalEncoder(ModelConfig(image_size=64, z_dim=8)), enc)
+    env = make_policy_env({"max_steps": 4, "physics_hz": 240.0, "image_size": 64}, proprio8=True)
+    obs, _ = env.reset(seed=3)
+    assert env.observation_space["proprio8"].shape == (8,)
+    np.testing.assert_array_equal(obs["proprio8"], proprio8_from_proprio13(obs["proprio"]))
+    env.close()
+    latents = []
+    for encode_in in ("main", "workers"):
+        cfg = policy_cfg(tmp_path / encode_in, "obs=latent_proprio", f"obs.encoder={enc}", "obs.proprio=8",
+                         f"obs.encode_in={encode_in}", "vec_env=subproc")
+        venv = build_venv(cfg, 2, seed=5)
+        try:
+            latents.append(venv.reset())
+        finally:
+            venv.close()
+    assert latents[0].shape == (2, 8 + 8)
+    np.testing.assert_allclose(latents[0], latents[1], atol=1e-5)
+    with pytest.raises(ValueError, match="obs.proprio"):
+        policy_cfg(tmp_path / "bad", "obs=latent_proprio", f"obs.encoder={enc}", "obs.proprio=7").validate()
+
+
 def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     import shutil
     import subprocess
@@ -271,6 +299,8 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
             for r in rows}
     touch = [r for r in rows if r.endswith("_touch")]
     assert touch and all(cfgs[r].env.clearance < cfgs["fused_insertion"].env.clearance for r in touch)
+    # the touch rows' proprioception has no tilt (PROPRIO8); the default rows keep the env's PROPRIO13
+    assert all(cfgs[r].obs.proprio == 8 for r in touch) and cfgs["fused_insertion"].obs.proprio == 13
     shared = {(c.algo.name, json.dumps(c.algo.params, sort_keys=True), c.total_steps, c.n_envs, c.eval_every_steps,
                c.eval_episodes, c.eval_seed, c.seed, c.env.peg_shape) for r, c in cfgs.items() if "lstm" not in r}
     assert len(shared) == 1 and next(iter(shared))[0] == "ppo"

@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 import sim  # noqa: F401  (registers the env ids; numpy and PyBullet, no torch)
+from sim.observation import proprio8_from_proprio13
 
 encoder = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
 policy = ort.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
@@ -22,8 +23,9 @@ obs, _ = env.reset(seed=0)
 for t in range(steps):
     batch = {k: obs[k][None].astype(np.uint8 if k == "rgb" else np.float32) for k in inputs}
     z = encoder.run(["z_mean"], batch)[0]  # (1, z_dim), the posterior mean
-    if meta["obs_kind"] == "latent_proprio":
-        z = np.concatenate([z, obs["proprio"][None].astype(np.float32)], axis=1)
+    if meta["obs_kind"] == "latent_proprio":  # PROPRIO13 as the env gives it, or PROPRIO8 (obs.proprio=8)
+        proprio = proprio8_from_proprio13(obs["proprio"]) if "proprio8" in meta["obs_layout"] else obs["proprio"]
+        z = np.concatenate([z, proprio[None].astype(np.float32)], axis=1)
     action = policy.run(["action"], {"obs": z})[0][0]  # normaliser folded in; the mean action
     obs, reward, terminated, truncated, info = env.step(action)
     print(f"step {t:3d}  action {np.round(action, 3)}  reward {reward:7.3f}  success {info.get('success', False)}")

@@ -83,7 +83,8 @@ def export_policy(policy: str | Path, out: str | Path | None = None) -> Path:
 
     onnx_model = onnx.load(str(out))
     onnx.checker.check_model(onnx_model)
-    layout = ["z_mean"] + (["proprio (PROPRIO13)"] if cfg.obs.kind == "latent_proprio" else [])
+    proprio = "proprio8 (PROPRIO8)" if cfg.obs.proprio == 8 else "proprio (PROPRIO13)"
+    layout = ["z_mean"] + ([proprio] if cfg.obs.kind == "latent_proprio" else [])
     meta = {"format": "mmrep-policy-onnx-1", "algo": cfg.algo.name, "obs_kind": cfg.obs.kind,
             "encoder": str(cfg.obs.encoder or ""), "env_config": json.dumps(_env_dict(cfg.env)),
             "obs_layout": json.dumps(layout if cfg.obs.kind.startswith("latent") else [cfg.obs.kind])}

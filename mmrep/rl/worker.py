@@ -30,7 +30,7 @@ def make_latent_policy_env(env: dict[str, Any] | None, perturbations: Sequence[s
                            render_mode: str | None, encoder: str, extra_keys: Sequence[str] = (),
                            camera_memory: bool = False, random_init_seed: int | None = None,
                            threads: int = 1, fine_scale: float = FINE_SCALE, jit: bool = False,
-                           onnx: bool = False) -> gym.Env:
+                           onnx: bool = False, proprio8: bool = False) -> gym.Env:
     """A picklable factory (``functools.partial`` of it) for one ``SubprocVecEnv`` worker:
     ``sim.policy_env.make_policy_env`` wrapped in ``LatentObservation`` with the encoder loaded from
     ``encoder`` (a path: weights are read in the worker, never pickled) on the CPU; with
@@ -38,11 +38,12 @@ def make_latent_policy_env(env: dict[str, Any] | None, perturbations: Sequence[s
 
     ``threads``: torch threads of the worker (1: the workers already use every core; more threads
     would oversubscribe them); ``jit``: the frozen TorchScript encoder (``mmrep.rl.latent.FrozenEncoder``);
-    ``onnx``: the encoder under ONNX Runtime (``mmrep.rl.latent.LatentCodec``).
+    ``onnx``: the encoder under ONNX Runtime (``mmrep.rl.latent.LatentCodec``); ``proprio8``: as
+    ``make_policy_env`` (the ``proprio8`` entry for ``extra_keys``).
     Observation: ``Box`` (z_dim + extras,) float32, as ``LatentCodec``.
     """
     torch.set_num_threads(threads)
-    e = make_policy_env(env, perturbations, False, perturb_seed, render_mode, fine_scale)
+    e = make_policy_env(env, perturbations, False, perturb_seed, render_mode, fine_scale, proprio8)
     enc = load_encoder(encoder, "cpu")
     if random_init_seed is not None:
         enc = random_like(enc, seed=random_init_seed)
