@@ -283,8 +283,7 @@ class ObsConfig:
     (z and the robot's proprioception: ``proprio`` 13, the env's PROPRIO13, or 8, PROPRIO8 without the
     peg's tilt, ``sim.wrappers.Proprio8Observation``), "pixels" (the observation dict through the
     encoder's architecture, randomly initialised and trained end to end), "state" (privileged: tip-to-hole
-    vector, velocity,
-    force, contact). ``encoder``: the ``encoder.pt`` of the latent kinds; ``random_init``: its
+    vector, velocity, force, contact). ``encoder``: the ``encoder.pt`` of the latent kinds; ``random_init``: its
     architecture with fresh weights seeded by the policy's seed, frozen (the random-features baseline,
     ``mmrep.encoder.random_like``). ``fine_scale`` (m, state only): the tip-to-hole offset is also
     observed as ``tanh(offset / fine_scale)``; 0 leaves those channels out
