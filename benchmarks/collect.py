@@ -25,7 +25,7 @@ import gymnasium as gym
 
 import sim  # noqa: F401
 from sim.collect import CollectConfig, collect, plan_episode
-from sim.policies import make_policy, run_episode
+from sim.experts import make_expert, run_episode
 
 
 def env_only(cfg: CollectConfig) -> tuple[float, int]:
@@ -36,7 +36,7 @@ def env_only(cfg: CollectConfig) -> tuple[float, int]:
         if shape not in envs:
             envs[shape] = gym.make(f"mmrep/PegInsertion{shape.capitalize()}-v0", **cfg.env_kwargs(shape))
         env = envs[shape]
-        policy = make_policy(policy_name, env.unwrapped.cfg, **cfg.policy_kwargs.get(policy_name, {}))
+        policy = make_expert(policy_name, env.unwrapped.cfg, **cfg.policy_kwargs.get(policy_name, {}))
         steps += run_episode(env, policy, seed=seed)["steps"]
     elapsed = time.perf_counter() - t0
     for env in envs.values():

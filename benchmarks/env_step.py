@@ -23,7 +23,7 @@ import pybullet as p
 
 import sim  # noqa: F401
 from sim.camera import Camera
-from sim.policies import RandomExplorer
+from sim.peg_hole_experts import RandomExplorer
 from sim.robot import ARM_JOINTS
 
 

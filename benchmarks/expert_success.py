@@ -28,8 +28,8 @@ import yaml
 from tqdm import tqdm
 
 import sim
+from sim.experts import make_expert, run_episode
 from sim.observation import tool_down_quat
-from sim.policies import make_policy, run_episode
 from sim.robot import ARM_JOINTS, FT_JOINT
 
 
@@ -39,7 +39,7 @@ def evaluate(shape: str, policy_name: str, episodes: int, seed0: int, env_kwargs
         randomization = {**env_kwargs.get("randomization", {}), "hole_estimate_error": estimate_error}
         env_kwargs = {**env_kwargs, "randomization": randomization}
     env = gym.make(f"mmrep/PegInsertion{shape.capitalize()}-v0", use_camera=False, **env_kwargs)
-    policy = make_policy(policy_name, env.unwrapped.cfg)
+    policy = make_expert(policy_name, env.unwrapped.cfg)
     results = []
     for k in tqdm(range(episodes), desc=f"{policy_name:>9} {shape:<10}", leave=False, disable=None):
         # The steps taken and the step of the first peg-block contact (the sim's flags, for the record).

@@ -19,9 +19,9 @@ import torch
 
 from mmrep.encoder import load_encoder
 from mmrep.reliability import Reliability
+from sim.experts import make_expert
 from sim.modalities import camera_modalities
-from sim.policies import make_policy
-from sim.policy_env import CLOSED_LOOP, make_policy_env
+from sim.rl_env import CLOSED_LOOP, make_rl_env
 
 QUANTILES = (0.001, 0.01, 0.05, 0.5, 0.95, 0.99)
 
@@ -30,9 +30,9 @@ def rollout_logvars(encoder_path: str, episodes: int, seed: int) -> tuple[dict[s
     """({modality: (N,) mean log-variance}, (N,) bool occluder visible) over every step of
     ``episodes`` expert episodes under ``occluder_after_contact``."""
     enc = load_encoder(encoder_path)
-    env = make_policy_env(CLOSED_LOOP["occluder_after_contact"][0])
+    env = make_rl_env(CLOSED_LOOP["occluder_after_contact"][0])
     base = env.unwrapped
-    expert = make_policy("expert", base.cfg)
+    expert = make_expert("expert", base.cfg)
     logvars: dict[str, list[float]] = {}
     visible: list[bool] = []
     try:

@@ -38,7 +38,7 @@ from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import load_encoder
 from mmrep.policy import CLIP_OBS, build_model, build_venv
 from mmrep.rl.latent import FrozenEncoder
-from sim.policy_env import make_policy_env
+from sim.rl_env import make_rl_env
 
 PPO = {"batch_size": 64, "n_epochs": 10, "gamma": 0.99, "gae_lambda": 0.95, "learning_rate": 3.0e-4}
 
@@ -58,7 +58,7 @@ def cpu_ms(fn, n: int, warmup: int = 3) -> float:
 
 def env_cpu_ms(env_kwargs: dict, steps: int) -> float:
     """CPU ms per env step (random actions, resets included), in this process."""
-    e = make_policy_env(env_kwargs)
+    e = make_rl_env(env_kwargs)
     e.reset(seed=0)
     rng = np.random.default_rng(0)
 
@@ -76,7 +76,7 @@ def env_cpu_ms(env_kwargs: dict, steps: int) -> float:
 def encoder_cpu_ms(encoder: str, env_kwargs: dict, batch: int, jit: bool = False) -> float:
     """CPU ms per observation of the frozen encoder at batch size ``batch`` (1 thread); ``jit``: as a
     frozen TorchScript trace (``mmrep.rl.latent.FrozenEncoder``)."""
-    e = make_policy_env(env_kwargs)
+    e = make_rl_env(env_kwargs)
     obs, _ = e.reset(seed=0)
     e.close()
     enc = load_encoder(encoder)
@@ -168,7 +168,7 @@ def main() -> None:
         learner = learner_cpu_ms(enc_dim, n, max(args.steps, 64 * n))
         wall: dict = {}
         if not args.no_wall:
-            fns = [partial(make_policy_env, env) for _ in range(n)]
+            fns = [partial(make_rl_env, env) for _ in range(n)]
             v = SubprocVecEnv(fns) if n > 1 else DummyVecEnv(fns)
             wall["random_steps_per_s"] = random_steps_per_s(v, args.steps)
             v.close()

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sim.env import PegInsertionEnv  # noqa: E402
-from sim.policies import PushDownPolicy  # noqa: E402
+from sim.peg_hole_experts import PushDownPolicy  # noqa: E402
 
 
 def occluder_frames(seed: int) -> list[tuple[str, np.ndarray]]:

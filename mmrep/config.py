@@ -410,7 +410,7 @@ class PolicyEvalConfig:
     out: str | None = None  # default: <run folder>/eval
     episodes: int = 100  # per setting, shape and action mode
     seed: int = 2_000_000  # evaluation seeds seed + k: disjoint from training (< 1e6) and its periodic evaluation
-    settings: list[str] = field(default_factory=lambda: ["clean"])  # sim.policy_env.CLOSED_LOOP names
+    settings: list[str] = field(default_factory=lambda: ["clean"])  # sim.rl_env.CLOSED_LOOP names
     shapes: list[str] = field(default_factory=list)  # peg shapes; []: the one the policy was trained on
     modes: list[str] = field(default_factory=lambda: ["deterministic", "stochastic"])
     video: bool = True  # one rollout per setting (the first shape, deterministic) as a GIF
@@ -421,7 +421,7 @@ class PolicyEvalConfig:
 
     def validate(self) -> None:
         from sim.config import PEG_SHAPES
-        from sim.policy_env import CLOSED_LOOP
+        from sim.rl_env import CLOSED_LOOP
 
         unknown = [s for s in self.settings if s not in CLOSED_LOOP]
         if unknown or not self.settings:
@@ -471,11 +471,21 @@ def register_configs() -> None:
     # struct flag Hydra sets on every node would refuse.
     OmegaConf.set_struct(collect_schema.policies, False)
     OmegaConf.set_struct(collect_schema.policy_kwargs, False)
-    cs.store(name="collect_schema", node=collect_schema)
+    cs.store(name="collect_schema", node=_open_task_options(collect_schema))
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
-    cs.store(name="policy_schema", node=PolicyConfig)
-    cs.store(name="policy_eval_schema", node=PolicyEvalConfig)
+    cs.store(name="policy_schema", node=_open_task_options(OmegaConf.structured(PolicyConfig)))
+    cs.store(name="policy_eval_schema", node=_open_task_options(OmegaConf.structured(PolicyEvalConfig)))
+
+
+def _open_task_options(schema):
+    """A task's own options are its dataclass's (``sim.task.task_options``), not the schema's: Hydra's
+    struct flag would refuse ``"env.task_options={target_force: 8}"``."""
+    from omegaconf import OmegaConf
+
+    if "env" in schema:
+        OmegaConf.set_struct(schema.env.task_options, False)
+    return schema
 
 
 def group_options(group: str) -> list[str]:

@@ -43,7 +43,7 @@ from mmrep.train import train  # noqa: E402
 from sim import dataset_format, env_id  # noqa: E402
 from sim.collect import CollectConfig, collect  # noqa: E402
 from sim.config import EnvConfig  # noqa: E402
-from sim.policies import StepRecord, make_policy, run_episode  # noqa: E402
+from sim.experts import StepRecord, make_expert, run_episode  # noqa: E402
 
 
 def plot_force_trace(trace: dict[str, list], path: Path, dt: float) -> None:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 1. A rendered frame and the exact flow of one step.
     env = gym.make("mmrep/PegInsertion-v0", compute_flow=True)
     obs, info = env.reset(seed=args.seed)
-    policy = make_policy("expert", env.unwrapped.cfg)
+    policy = make_expert("expert", env.unwrapped.cfg)
     policy.reset(info, seed=args.seed)
     for _ in range(12):
         prev = obs["rgb"]
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         env = gym.make(env_id(shape))
         summary["results"][shape] = {}
         for name in policies:
-            policy = make_policy(name, env.unwrapped.cfg)
+            policy = make_expert(name, env.unwrapped.cfg)
             results = []
             for k in range(args.episodes):
                 record = name == "expert" and shape == args.shapes[0] and k == 0

@@ -1,6 +1,6 @@
 """``mmrep policy train``: a policy on the representation, with SB3 / sb3-contrib.
 
-The pipeline (``build_venv``): ``SubprocVecEnv`` (or ``DummyVecEnv``) of ``sim.policy_env`` envs, then
+The pipeline (``build_venv``): ``SubprocVecEnv`` (or ``DummyVecEnv``) of ``sim.rl_env`` envs, then
 the frozen encoder in the main process (``VecLatentObservation``, latent kinds; or inside each worker
 with ``obs.encode_in=workers``, ``mmrep.rl.worker``), then a running
 observation normaliser (``VecNormalize``, clipped at +-5, the paper's policy code; not for pixels).
@@ -46,7 +46,7 @@ from mmrep.rl.worker import make_latent_policy_env
 from mmrep.torch_files import FileLoadError, load_torch_file, save_atomic, write_atomic
 from sim.atomic import write_text_atomic
 from sim.config import EnvConfig, merge_nested
-from sim.policy_env import make_policy_env
+from sim.rl_env import make_rl_env
 from sim.run_lock import run_lock
 
 POLICY_FORMAT = "mmrep-policy-1"
@@ -89,7 +89,7 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
                        proprio8=proprio8)
                for i in range(n_envs)]
     else:
-        fns = [partial(make_policy_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
+        fns = [partial(make_rl_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
                        "rgb_array" if render else None, cfg.obs.fine_scale, proprio8) for i in range(n_envs)]
     venv: VecEnv
     if kind == "ray":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mmrep.policy import load_policy, run_episodes
 from mmrep.policy_eval import PARTIAL, Frames, kept_entries, panels_gif, policy_file
-from sim.policy_env import CLOSED_LOOP
+from sim.rl_env import CLOSED_LOOP
 
 
 def evaluated_outcomes(run: Path, setting: str, mode: str) -> dict[int, bool]:

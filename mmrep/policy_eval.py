@@ -1,5 +1,5 @@
 """``mmrep policy eval``: a trained policy on held-out seeds, per closed-loop setting
-(``sim.policy_env.CLOSED_LOOP``), peg shape and action mode (deterministic: the mean action;
+(``sim.rl_env.CLOSED_LOOP``), peg shape and action mode (deterministic: the mean action;
 stochastic: sampled, as the paper's evaluation code did).
 
 Writes ``results.json`` (every episode and every summary), ``report.md`` (success rate with its 95%
@@ -22,7 +22,7 @@ import numpy as np
 
 from mmrep.config import PolicyEvalConfig
 from mmrep.policy import load_policy, run_episodes, summarize
-from sim.policy_env import CLOSED_LOOP
+from sim.rl_env import CLOSED_LOOP
 from sim.run_lock import run_lock
 
 

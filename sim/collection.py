@@ -19,9 +19,12 @@ import numpy as np
 
 from sim.config import PEG_SHAPES, EnvConfig
 from sim.dataset_format import ArraySpec
-from sim.policies import POLICIES, make_policy
+from sim.experts import make_expert, task_experts
+from sim.modalities import import_plugins
+from sim.peg_hole_experts import DEFAULT_MIXTURE as DEFAULT_POLICY_MIXTURE  # noqa: F401  (its old name here)
 from sim.recording import COMPRESSIONS, record_episode, specs_for_env
 from sim.registration import env_id
+from sim.task import task_factory
 
 COLLECT_ENV_DEFAULTS: dict[str, Any] = {"max_steps": 100, "compute_flow": True}
 """Where collection's env differs from ``EnvConfig``'s defaults: short episodes, exact flow on (the
@@ -29,8 +32,8 @@ training labels need the camera and the flow)."""
 
 
 BACKENDS = ("local", "ray")
-DEFAULT_POLICY_MIXTURE: dict[str, float] = {"noisy_expert": 0.4, "random": 0.3, "contact_seeking": 0.3}
-"""The paper collected random and contact-seeking data; the noisy expert adds insertions."""
+DEFAULT_POLICY_KWARGS: dict[str, dict[str, Any]] = {"noisy_expert": {"noise_std": 0.3}}
+"""The peg-in-hole noisy expert's noise; ignored for a task without an expert of that name."""
 
 
 def _collect_env() -> EnvConfig:
@@ -43,10 +46,11 @@ class CollectConfig:
 
     episodes: int = 20
     shapes: list[str] = field(default_factory=lambda: list(PEG_SHAPES))  # episode i gets shapes[i % len]
-    # mixture weights (empty: DEFAULT_POLICY_MIXTURE); a value given replaces the mixture, it is not
+    # mixture weights over the task's scripted experts (``Task.experts()``; empty: the task's
+    # ``default_mixture``, or all its experts alike); a value given replaces the mixture, it is not
     # merged into it (an empty default makes Hydra's ``policies={random:1.0}`` an assignment)
     policies: dict[str, float] = field(default_factory=dict)
-    policy_kwargs: dict[str, dict[str, Any]] = field(default_factory=lambda: {"noisy_expert": {"noise_std": 0.3}})
+    policy_kwargs: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_POLICY_KWARGS))
     seed: int = 0
     out: str = "data/sim"
     workers: int | None = None  # None: all cores (ray: all the cluster's CPUs); one PyBullet client each
@@ -65,15 +69,24 @@ class CollectConfig:
             raise ValueError(f"episodes must be a positive int, got {self.episodes!r}")
         if not self.shapes or any(s not in PEG_SHAPES for s in self.shapes):
             raise ValueError(f"shapes must be a non-empty list of {PEG_SHAPES}, got {list(self.shapes)!r}")
+        import_plugins(self.env.plugins)  # they may register the task
+        try:
+            experts = task_experts(self.env.task)
+        except ValueError as err:
+            raise ValueError(f"env.task: {err}") from None
+        if not experts:
+            raise ValueError(f"env.task={self.env.task!r} has no scripted experts (Task.experts()): nothing to "
+                             f"collect with")
         mixture = self.mixture()
-        unknown = [p for p in mixture if p not in POLICIES]
+        unknown = [p for p in mixture if p not in experts]
         if unknown:
-            raise ValueError(f"policies: unknown {unknown}; choose from {sorted(POLICIES)}")
+            raise ValueError(f"policies: unknown {unknown} for task {self.env.task!r}; choose from {sorted(experts)}")
         if any(w < 0 for w in mixture.values()) or sum(mixture.values()) <= 0:
             raise ValueError(f"policies weights must be >= 0 with a positive sum, got {dict(mixture)!r}")
-        unknown = [p for p in self.policy_kwargs if p not in POLICIES]
+        unknown = [p for p in self.policy_kwargs if p not in experts and p not in DEFAULT_POLICY_KWARGS]
         if unknown:
-            raise ValueError(f"policy_kwargs: unknown policies {unknown}; choose from {sorted(POLICIES)}")
+            raise ValueError(f"policy_kwargs: unknown policies {unknown} for task {self.env.task!r}; choose from "
+                             f"{sorted(experts)}")
         if self.compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
         if not 0.0 <= self.valid_fraction < 1.0:
@@ -94,14 +107,20 @@ class CollectConfig:
         except ValueError as err:
             raise ValueError(f"env.{err}") from None
         for name, kwargs in self.policy_kwargs.items():  # a bad policy argument fails now, not in a worker
+            if name not in experts:
+                continue  # a default entry for another task's expert
             try:
-                make_policy(name, self.env, **kwargs)
+                make_expert(name, self.env, **kwargs)
             except TypeError as err:
                 raise ValueError(f"policy_kwargs.{name}: {err}") from None
 
     def mixture(self) -> dict[str, float]:
-        """The policy mixture's weights: ``policies``, or ``DEFAULT_POLICY_MIXTURE`` when it is empty."""
-        return dict(self.policies or DEFAULT_POLICY_MIXTURE)
+        """The expert mixture's weights: ``policies``, or when it is empty the task's ``default_mixture``
+        (the peg-in-hole task's: ``sim.peg_hole_experts.DEFAULT_MIXTURE``), or all its experts alike."""
+        if self.policies:
+            return dict(self.policies)
+        default = getattr(task_factory(self.env.task), "default_mixture", None)
+        return dict(default) if default else {name: 1.0 for name in task_experts(self.env.task)}
 
     def env_config(self, shape: str) -> EnvConfig:
         """The env settings of an episode with peg ``shape``."""
@@ -140,7 +159,7 @@ class EpisodeRecorder:
         seed, shape, policy_name = plan_episode(self.cfg, index)
         env = self._envs.get(shape) or self._envs.setdefault(
             shape, gym.make(env_id(shape), config=self.cfg.env_config(shape)))
-        policy = make_policy(policy_name, env.unwrapped.cfg, **self.cfg.policy_kwargs.get(policy_name, {}))
+        policy = make_expert(policy_name, env.unwrapped.cfg, **self.cfg.policy_kwargs.get(policy_name, {}))
         arrays, attrs = record_episode(env, policy, seed, should_stop=should_stop)
         return arrays, attrs, specs_for_env(env)
 

@@ -137,6 +137,9 @@ class EnvConfig:
 
     task: str = "peg_hole"  # what the robot must do: a name of sim.task.TASKS (DEFAULT_TASK)
     plugins: list[str] = field(default_factory=list)  # modules imported first: they register tasks, modalities
+    # a registered task's own options (``sim.task.task_options`` reads them into its options dataclass);
+    # the peg-in-hole task's are the fields below (clearance, box_height, insertion_depth, randomization)
+    task_options: dict[str, Any] = field(default_factory=dict)
     # registered modalities (sim.modalities) observed besides rgb, depth, force, proprio (their ``observe``)
     extra_observations: list[str] = field(default_factory=list)
     peg_shape: str = "square"
@@ -183,7 +186,8 @@ class EnvConfig:
         default, so files of the peg-in-hole task stay byte-identical to those written before tasks
         were pluggable (and read back to the same config)."""
         d = asdict(self)
-        for name, default in (("task", DEFAULT_TASK), ("plugins", []), ("extra_observations", [])):
+        for name, default in (("task", DEFAULT_TASK), ("plugins", []), ("task_options", {}),
+                              ("extra_observations", [])):
             if d[name] == default:  # left out at their defaults: files stay as they were before them
                 del d[name]
         return d

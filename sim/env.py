@@ -249,12 +249,6 @@ class PegInsertionEnv(gym.Env):
         self._require_open()
         return self._client
 
-    @property
-    def hole_estimate(self) -> np.ndarray:
-        """(3,) m, the peg-in-hole task's noisy estimate of the hole's top centre (its ``info``
-        carries it too); kept for callers written before tasks were pluggable."""
-        return self.task.hole_estimate.copy()
-
     def _require_open(self) -> None:
         if self._client is None:
             raise RuntimeError("the environment is closed")
@@ -270,7 +264,7 @@ class PegInsertionEnv(gym.Env):
             target = tip_pos + lead * (max_lead / dist)
         robot.target_pos = target
         if cfg.action_dim == 4:
-            limit = cfg.randomization.hole_yaw_range + math.pi / 4
+            limit = getattr(self.task, "yaw_limit", math.pi / 4)  # rad: the task's, else a quarter turn
             self._yaw = float(np.clip(self._yaw + a[3] * cfg.action_scale_yaw, -limit, limit))
             robot.target_quat = tool_down_quat(self._yaw)
 

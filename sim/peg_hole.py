@@ -14,7 +14,7 @@ from sim.assets import BOX_MARGIN, block_visual_mesh, hole_wall_boxes
 from sim.config import EnvConfig
 from sim.detmath import norm
 from sim.hindsight import insertion_point
-from sim.policies import POLICIES
+from sim.peg_hole_experts import DEFAULT_MIXTURE, PEG_HOLE_EXPERTS
 
 BOX_COLOR = (0.25, 0.45, 0.75, 1.0)
 MAX_STEP_REWARD = 4.0  # reach (<= 1) + align (<= 1) + insertion (<= 2)
@@ -34,9 +34,13 @@ class PegHoleTask:
 
     name = "peg_hole"
     max_step_reward = MAX_STEP_REWARD
+    default_mixture = DEFAULT_MIXTURE  # collection's expert mixture when none is given
     hindsight_label = staticmethod(insertion_point)
 
     def __init__(self, client: int, cfg: EnvConfig) -> None:
+        if cfg.task_options:
+            raise ValueError(f"task_options: the peg-in-hole task has none (got {sorted(cfg.task_options)}); its "
+                             f"options are EnvConfig's clearance, box_height, insertion_depth and randomization")
         self.client = client
         self.cfg = cfg
         walls = hole_wall_boxes(cfg.peg_shape, cfg.peg_width, cfg.clearance, cfg.box_height)
@@ -90,8 +94,13 @@ class PegHoleTask:
 
     @staticmethod
     def experts() -> dict:
-        """The task's scripted policies by name (``sim.policies``)."""
-        return dict(POLICIES)
+        """The task's scripted experts by name (``sim.peg_hole_experts``)."""
+        return dict(PEG_HOLE_EXPERTS)
+
+    @property
+    def yaw_limit(self) -> float:
+        """rad, how far 4-D actions may turn the peg: the hole's yaw range plus a quarter turn."""
+        return self.cfg.randomization.hole_yaw_range + math.pi / 4
 
     def sample_pose(self, rng: np.random.Generator) -> HolePose:
         """Draw a hole pose from the configured ranges."""

@@ -1,6 +1,6 @@
 """Recording episodes into HDF5 shards (one writer per file), crash-safely.
 
-``record_episode`` runs a policy in an env (the one rollout loop, ``sim.policies.run_episode``) and
+``record_episode`` runs a policy in an env (the one rollout loop, ``sim.experts.run_episode``) and
 returns the episode's arrays in the layout of ``sim.dataset_format``; ``ShardWriter`` appends
 finished episodes to a shard file, each as one group marked complete last, followed by a flush.
 Opening a shard for writing removes any partial group (an episode cut short by a crash), so the
@@ -34,7 +34,7 @@ from sim.dataset_format import (
     specs_for_env_config,
     validate_episode,
 )
-from sim.policies import ScriptedPolicy, StepRecord, run_episode
+from sim.experts import ScriptedExpert, StepRecord, run_episode
 
 COMPRESSIONS = ("lzf", "gzip", "none")
 
@@ -55,8 +55,8 @@ def specs_for_env(env) -> list[ArraySpec]:
     return specs_for_env_config(env.unwrapped.cfg)
 
 
-def record_episode(env, policy: ScriptedPolicy, seed: int, should_stop=None) -> tuple[dict, dict]:
-    """Run one episode (``sim.policies.run_episode``) and return ``(arrays, attrs)`` in the layout of
+def record_episode(env, policy: ScriptedExpert, seed: int, should_stop=None) -> tuple[dict, dict]:
+    """Run one episode (``sim.experts.run_episode``) and return ``(arrays, attrs)`` in the layout of
     ``sim.dataset_format``. ``should_stop()`` aborts it with ``InterruptedError``."""
     cfg = env.unwrapped.cfg
     obs_keys = ["force", "proprio", "contact"] + (["rgb", "depth"] if cfg.use_camera else [])

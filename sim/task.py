@@ -12,7 +12,10 @@
     reward_terms(tip) -> {name: float}   the staged reward's terms (summed by the env)
     is_success(tip) -> bool
     info(tip, terms) -> dict the task's entries of the env's ``info``
-    experts() -> {name: policy class}    its scripted policies (``sim.policies`` interface)
+    experts() -> {name: expert class}    its scripted experts (``sim.experts.ScriptedExpert``), a static
+                                         method: collection asks the class before any env exists
+    default_mixture (optional)           {expert name: weight}, collection's mixture when none is given
+    yaw_limit (optional)                 rad, how far 4-D actions may turn the peg (default a quarter turn)
     hindsight_label(proprio, contact) -> (2,) or None   optional, a label from the robot's own sensing
 
 The peg-in-hole task (``sim.peg_hole``) is the one built in; ``register_task`` adds others without
@@ -22,9 +25,10 @@ editing the env (``docs/extending.md``). Its old names (``PegHoleTask``, ``HoleP
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -100,6 +104,20 @@ def task_factory(name: str) -> TaskFactory:
         module, _, attr = factory.rpartition(".")
         factory = getattr(importlib.import_module(module), attr)
     return factory
+
+
+Options = TypeVar("Options")
+
+
+def task_options(cfg: EnvConfig, options_class: type[Options]) -> Options:
+    """``cfg.task_options`` as the task's own options dataclass ``options_class`` (its fields, units and
+    defaults are the task's configuration; ``"env.task_options={field: value}"`` on a command line). A key that
+    is not one of its fields raises ``ValueError`` naming it, the task and the known fields."""
+    known = [f.name for f in dataclasses.fields(options_class)]
+    unknown = sorted(set(cfg.task_options) - set(known))
+    if unknown:
+        raise ValueError(f"task_options: unknown {unknown} for task {cfg.task!r}; its options are {known}")
+    return options_class(**cfg.task_options)
 
 
 def make_task(client: int, cfg: EnvConfig) -> Task:

@@ -194,11 +194,11 @@ def test_disk_full_gives_clear_error_and_keeps_earlier_episodes(tmp_path, monkey
 
     import gymnasium as gym
 
-    from sim.policies import make_policy
+    from sim.experts import make_expert
     from sim.recording import record_episode, specs_for_env
 
     env = gym.make("mmrep/PegInsertion-v0", compute_flow=True, **SMALL)
-    policy = make_policy("random", env.unwrapped.cfg)
+    policy = make_expert("random", env.unwrapped.cfg)
     specs = specs_for_env(env)
     shard = tmp_path / "shard_000.h5"
     with ShardWriter(shard) as writer:

@@ -8,7 +8,7 @@ import pytest
 
 from sim.config import EnvConfig, merge_nested
 from sim.env import PegInsertionEnv
-from sim.policies import PushDownPolicy
+from sim.peg_hole_experts import PushDownPolicy
 
 QUIET = {"force_noise_std": 0.0, "torque_noise_std": 0.0}
 
@@ -74,7 +74,7 @@ def test_occluder_probability_puts_it_in_that_share_of_episodes_seeded():
 
 
 def test_closed_loop_settings_set_every_disturbance_whatever_the_policy_trained_with():
-    from sim.policy_env import CLOSED_LOOP
+    from sim.rl_env import CLOSED_LOOP
 
     trained = EnvConfig.from_kwargs(occluder={"mode": "after_contact", "probability": 0.5}, push={"rate_hz": 2.0})
     for name, (over, _) in CLOSED_LOOP.items():

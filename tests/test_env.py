@@ -199,7 +199,7 @@ def test_pressing_on_block_reads_bounded_positive_z_force(make_env):
 def test_completion_bonus_beats_hovering(make_env):
     env = make_env("mmrep/PegInsertionSquare-v0", use_camera=False,
                    randomization={"hole_estimate_error": 0.0})
-    from sim.policies import ExpertPolicy
+    from sim.peg_hole_experts import ExpertPolicy
     policy = ExpertPolicy(env.unwrapped.cfg)
     obs, info = env.reset(seed=0)
     policy.reset(info, seed=0)
@@ -217,7 +217,7 @@ def test_completion_bonus_beats_hovering(make_env):
 def test_culled_render_is_pixel_identical_to_full_render(make_env):
     """Skipping arm links outside the view must not change a single pixel."""
     from sim.camera import Camera
-    from sim.policies import RandomExplorer
+    from sim.peg_hole_experts import RandomExplorer
 
     env = make_env()
     u = env.unwrapped

@@ -19,6 +19,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(f"docs_example_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -44,6 +45,29 @@ def test_second_task_runs_in_the_env_unedited_and_its_expert_succeeds():
         assert np.allclose(env.unwrapped.task.goal_pos, info["plate_pos"])
     finally:
         env.close()
+
+
+def test_second_task_is_collected_with_its_own_experts_and_options(tmp_path):
+    """`mmrep collect` draws from the task's experts() (its default: all of them alike), and the task's own
+    options come from env.task_options, checked against its options dataclass."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLES), os.environ.get("PYTHONPATH", "")])}
+    base = [sys.executable, "-m", "mmrep.cli", "collect", "episodes=2", "workers=1", "env.task=press",
+            "env.plugins=[press_task]", "env.image_size=32", "env.physics_hz=240.0", "env.max_steps=30",
+            "env.task_options={target_force: 8.0}"]
+    run = subprocess.run([*base, f"out={tmp_path / 'data'}"], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    import json
+
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert manifest["config"]["policies"] == {"press_down": 1.0}
+    assert manifest["config"]["env"]["task_options"] == {"target_force": 8.0}
+    bad = subprocess.run([*base[:-1], "env.task_options={force: 8.0}", "policies={expert: 1.0}",
+                          f"out={tmp_path / 'bad'}"], env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "unknown ['expert'] for task 'press'" in bad.stderr + bad.stdout
+    press = _load("press_task")
+    with pytest.raises(ValueError, match=r"task_options: unknown \['force'\] for task 'press'"):
+        gym.make("mmrep/PegInsertion-v0", config=press.EnvConfig(task="press", use_camera=False,
+                                                                 task_options={"force": 1.0}))
 
 
 def test_unknown_task_is_refused_naming_the_registered_ones():

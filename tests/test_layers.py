@@ -5,7 +5,8 @@ import sys
 
 
 def test_sim_does_not_import_torch_or_mmrep():
-    code = ("import sys, sim, sim.policies, sim.flow, sim.camera, sim.perturb, sim.wrappers, sim.disturbances; "
+    code = ("import sys, sim, sim.experts, sim.peg_hole_experts, sim.rl_env, sim.flow, sim.camera, sim.perturb, "
+            "sim.wrappers, sim.disturbances; "
             "print(any(m == 'torch' or m.startswith('torch.') or m == 'mmrep' for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

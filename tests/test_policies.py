@@ -8,13 +8,14 @@ import yaml
 
 import sim
 from sim.config import EnvConfig
-from sim.policies import POLICIES, make_policy, rim_direction, run_episode
+from sim.experts import make_expert, run_episode
+from sim.peg_hole_experts import PEG_HOLE_EXPERTS, rim_direction
 
 
 @pytest.mark.parametrize("shape", sim.PEG_SHAPES)
 def test_expert_inserts_each_shape(shape, make_env):
     env = make_env(f"mmrep/PegInsertion{shape.capitalize()}-v0", use_camera=False)
-    policy = make_policy("expert", env.unwrapped.cfg)
+    policy = make_expert("expert", env.unwrapped.cfg)
     results = [run_episode(env, policy, seed=500 + k) for k in range(2)]
     assert all(r["success"] for r in results), results
     # Compliant control: tens of newtons averaged over a control step, never kN.
@@ -24,22 +25,22 @@ def test_expert_inserts_each_shape(shape, make_env):
 
 def test_expert_inserts_at_240hz(make_env):
     env = make_env(use_camera=False, physics_preset="fast")
-    policy = make_policy("expert", env.unwrapped.cfg)
+    policy = make_expert("expert", env.unwrapped.cfg)
     assert all(run_episode(env, policy, seed=900 + k)["success"] for k in range(2))
 
 
 def test_expert_with_yaw_action_aligns_a_turned_hole(make_env):
     env = make_env("mmrep/PegInsertionTriangle-v0", use_camera=False, action_dim=4,
                    randomization={"hole_yaw_range": 0.3})
-    policy = make_policy("expert", env.unwrapped.cfg)
+    policy = make_expert("expert", env.unwrapped.cfg)
     result = run_episode(env, policy, seed=3)
     assert result["success"], result
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(PEG_HOLE_EXPERTS))
 def test_every_policy_runs_and_is_seeded(name, make_env):
     env = make_env(use_camera=False, max_steps=25)
-    policy = make_policy(name, env.unwrapped.cfg)
+    policy = make_expert(name, env.unwrapped.cfg)
     tips = []
     for _ in range(2):
         trace: list = []
@@ -51,7 +52,7 @@ def test_every_policy_runs_and_is_seeded(name, make_env):
 
 def test_contact_seeking_makes_contact(make_env):
     env = make_env(use_camera=False, max_steps=60)
-    policy = make_policy("contact_seeking", env.unwrapped.cfg)
+    policy = make_expert("contact_seeking", env.unwrapped.cfg)
     contacts = []
     run_episode(env, policy, seed=5, on_step=lambda step: contacts.append(step.obs["contact"].mean()))
     assert np.mean(contacts) > 0.2
@@ -60,7 +61,7 @@ def test_contact_seeking_makes_contact(make_env):
 def test_unknown_policy_name(make_env):
     env = make_env(use_camera=False)
     with pytest.raises(ValueError, match="unknown policy"):
-        make_policy("teleport", env.unwrapped.cfg)
+        make_expert("teleport", env.unwrapped.cfg)
 
 
 @pytest.mark.slow
@@ -68,7 +69,7 @@ def test_unknown_policy_name(make_env):
 def test_expert_success_rate_ten_seeds(shape, make_env):
     """Slow: the benchmark's claim (>= 90% per shape) on 10 fresh seeds."""
     env = make_env(f"mmrep/PegInsertion{shape.capitalize()}-v0", use_camera=False)
-    policy = make_policy("expert", env.unwrapped.cfg)
+    policy = make_expert("expert", env.unwrapped.cfg)
     rate = np.mean([run_episode(env, policy, seed=70_000 + k)["success"] for k in range(10)])
     assert rate >= 0.9
 
@@ -98,18 +99,36 @@ def test_rim_direction_points_away_from_the_centre_of_pressure():
 def test_moment_search_needs_the_ft_sense(make_env):
     env = make_env(use_camera=False)
     with pytest.raises(ValueError, match="sense='ft'"):
-        make_policy("expert", env.unwrapped.cfg, search="moment", sense="proprio")
+        make_expert("expert", env.unwrapped.cfg, search="moment", sense="proprio")
     with pytest.raises(ValueError, match="search must be one of"):
-        make_policy("expert", env.unwrapped.cfg, search="zigzag")
+        make_expert("expert", env.unwrapped.cfg, search="zigzag")
 
 
 def test_touch_setting_needs_the_rim_moment(make_env):
     """On env=touch the expert reading the moment's direction inserts where the same expert with
     the F/T withheld runs out of time (docs/results/touch_task.md: 50/50 against 0/50)."""
     env = make_env(use_camera=False, **yaml.safe_load(TOUCH_YAML.read_text()))
-    guided = make_policy("expert_moment", env.unwrapped.cfg)
-    blind = make_policy("expert_blind", env.unwrapped.cfg)
+    guided = make_expert("expert_moment", env.unwrapped.cfg)
+    blind = make_expert("expert_blind", env.unwrapped.cfg)
     for seed in (20_000, 20_001):
         assert run_episode(env, guided, seed=seed)["success"]
         result = run_episode(env, blind, seed=seed)
         assert not result["success"] and result["truncation_reason"] == "time_limit"
+
+
+def test_old_module_names_still_import_the_same_objects():
+    """sim.policies and sim.policy_env were split and renamed (sim.experts, sim.peg_hole_experts, sim.rl_env);
+    code written against the old names keeps working."""
+    import sim.experts
+    import sim.peg_hole_experts
+    import sim.policies
+    import sim.policy_env
+    import sim.rl_env
+
+    assert sim.policies.POLICIES is sim.peg_hole_experts.PEG_HOLE_EXPERTS
+    assert sim.policies.make_policy is sim.experts.make_expert
+    assert sim.policies.ScriptedPolicy is sim.experts.ScriptedExpert and sim.policies.ExpertPolicy
+    assert sim.policy_env.make_policy_env is sim.rl_env.make_rl_env
+    assert sim.policy_env.CLOSED_LOOP is sim.rl_env.CLOSED_LOOP
+    with pytest.raises(ValueError, match="unknown policy 'nope' for task 'peg_hole'"):
+        sim.experts.make_expert("nope", EnvConfig())

@@ -16,7 +16,7 @@ from mmrep.models import ModelConfig
 from mmrep.models.multimodal import MultimodalEncoder
 from mmrep.policy import build_model, build_venv, load_policy, run_episodes, summarize, train_policy, wilson_interval
 from mmrep.policy_curves import read_evaluations
-from sim.policy_env import make_policy_env
+from sim.rl_env import make_rl_env
 from sim.wrappers import FINE_SCALE, STATE_FIELDS
 
 FAST_ENV = ["env.max_steps=8", "env.physics_hz=240.0", "env.image_size=64"]
@@ -53,7 +53,7 @@ def test_policy_config_refuses_bad_values_naming_the_field(tmp_path, capsys):
 
 
 def test_state_observation_is_the_tip_to_hole_vector():
-    env = make_policy_env({"use_camera": False, "physics_hz": 240.0}, state=True)
+    env = make_rl_env({"use_camera": False, "physics_hz": 240.0}, state=True)
     try:
         obs, info = env.reset(seed=4)
         assert obs.shape == (len(STATE_FIELDS),) and obs.dtype == np.float32
@@ -64,7 +64,7 @@ def test_state_observation_is_the_tip_to_hole_vector():
         assert np.all(np.abs(fine) <= 1.0)
     finally:
         env.close()
-    coarse = make_policy_env({"use_camera": False, "physics_hz": 240.0}, state=True, fine_scale=0.0)
+    coarse = make_rl_env({"use_camera": False, "physics_hz": 240.0}, state=True, fine_scale=0.0)
     try:
         obs2, _ = coarse.reset(seed=4)
         keep = [i for i, f in enumerate(STATE_FIELDS) if not f.endswith("_fine")]
@@ -159,7 +159,7 @@ def test_proprio8_policy_observes_z_and_the_tilt_free_proprioception(tmp_path):
     enc = tmp_path / "encoder.pt"
     torch.manual_seed(0)
     export_encoder(MultimodalEncoder(ModelConfig(image_size=64, z_dim=8)), enc)
-    env = make_policy_env({"max_steps": 4, "physics_hz": 240.0, "image_size": 64}, proprio8=True)
+    env = make_rl_env({"max_steps": 4, "physics_hz": 240.0, "image_size": 64}, proprio8=True)
     obs, _ = env.reset(seed=3)
     assert env.observation_space["proprio8"].shape == (8,)
     np.testing.assert_array_equal(obs["proprio8"], proprio8_from_proprio13(obs["proprio"]))

@@ -15,7 +15,7 @@ from mmrep.models import ModelConfig
 from mmrep.models.multimodal import MultimodalEncoder
 from mmrep.policy import build_venv
 from mmrep.rl.latent import FrozenEncoder, LatentCodec, PinnedTransfer
-from sim.policy_env import make_policy_env
+from sim.rl_env import make_rl_env
 
 # sha256 of rollout_digest() below, computed with the tree before the speed work (commit a0db715) on the
 # project's machine. The simulation calls no BLAS (sim.detmath); a different CPU's libm inside PyBullet
@@ -28,7 +28,7 @@ DIGEST_BEFORE = "881469402f2147ae03b1892211b1cb38a9272ad56ff94d8fa35f72ece51a0a7
 def rollout_digest(steps: int = 12, seed: int = 7) -> str:
     """sha256 over a short rollout at 1 kHz with the camera on: every observation entry's bytes, every
     reward and termination flag, with one episode end (max_steps 5) and reset inside it."""
-    env = make_policy_env({"physics_hz": 1000.0, "max_steps": 5}, (), False, 0)
+    env = make_rl_env({"physics_hz": 1000.0, "max_steps": 5}, (), False, 0)
     h = hashlib.sha256()
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
@@ -109,7 +109,7 @@ def test_frozen_torchscript_encoder_gives_eager_z_bit_for_bit():
     encoder's window) and 1 kHz; a new batch size or F/T length gets its own trace."""
     torch.set_num_threads(1)
     encoder = load_encoder(FUSED_ENCODER)
-    env = make_policy_env({"physics_hz": 240.0}, (), False, 0)
+    env = make_rl_env({"physics_hz": 240.0}, (), False, 0)
     frames = [env.reset(seed=5)[0]]
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -120,7 +120,7 @@ def test_frozen_torchscript_encoder_gives_eager_z_bit_for_bit():
         obs = {k: np.stack([f[k] for f in batch]) for k in frames[0]}
         assert torch.equal(frozen(obs), encoder.encode(obs))
     assert len(frozen._traces) == 2
-    env = make_policy_env({"physics_hz": 1000.0}, (), False, 0)  # 50 F/T readings: the other branch
+    env = make_rl_env({"physics_hz": 1000.0}, (), False, 0)  # 50 F/T readings: the other branch
     obs = {k: v[None] for k, v in env.reset(seed=5)[0].items()}
     env.close()
     assert torch.equal(frozen(obs), encoder.encode(obs)) and len(frozen._traces) == 3
@@ -157,7 +157,7 @@ def test_codec_device_path_stages_inputs_and_keeps_z(small_encoder):
     """The device path of LatentCodec (inputs through PinnedTransfer, then the encoder) on the CPU: the
     same z as the encoder alone; the staging moves tensors to a non-CPU device ("meta" stands in for a
     GPU here) and, with CUDA, through reused pinned buffers."""
-    env = make_policy_env({"physics_hz": 240.0, "image_size": 64}, (), False, 0)
+    env = make_rl_env({"physics_hz": 240.0, "image_size": 64}, (), False, 0)
     obs, _ = env.reset(seed=2)
     batch = {k: np.stack([v, v]) for k, v in obs.items()}
     codec = LatentCodec(str(small_encoder), env.observation_space, ("proprio",), device="cpu")
@@ -217,7 +217,7 @@ def test_onnx_runtime_codec_gives_torch_latents_in_the_main_process_and_the_work
     pytest.importorskip("onnx")
     torch.set_num_threads(1)
     encoder = load_encoder(FUSED_ENCODER)
-    env = make_policy_env({"physics_hz": 1000.0}, (), False, 0)
+    env = make_rl_env({"physics_hz": 1000.0}, (), False, 0)
     frames = [env.reset(seed=3)[0], env.step(np.full(3, 0.3, np.float32))[0]]
     codec = LatentCodec(encoder, env.observation_space, ("proprio",), onnx=True)
     env.close()

@@ -8,7 +8,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from test_policy import TINY_PPO, policy_cfg
 
 from mmrep.policy import load_policy, train_policy
-from sim.policy_env import make_policy_env
+from sim.rl_env import make_rl_env
 
 pytest.importorskip("ray")
 
@@ -16,7 +16,7 @@ ENV = {"use_camera": False, "physics_hz": 240.0, "max_steps": 6}
 
 
 def _fns(n):
-    return [partial(make_policy_env, ENV, (), True, i) for i in range(n)]
+    return [partial(make_rl_env, ENV, (), True, i) for i in range(n)]
 
 
 def _rollout(venv, steps=14):
@@ -35,7 +35,7 @@ def test_ray_vec_env_rolls_out_exactly_as_the_dummy_vec_env(ray_local):
     ray_env = RayVecEnv(_fns(2))
     try:
         assert ray_env.num_envs == 2 and ray_env.get_attr("spec")[0].id == "mmrep/PegInsertion-v0"
-        assert ray_env.env_is_wrapped(type(make_policy_env(ENV, (), True)))[0] is True
+        assert ray_env.env_is_wrapped(type(make_rl_env(ENV, (), True)))[0] is True
         got = _rollout(ray_env)
     finally:
         ray_env.close()

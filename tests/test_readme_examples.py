@@ -42,8 +42,8 @@ def shrink(code: str, **constants: int) -> str:
 
 def run_example(code: str, tmp_path: Path, env_kwargs: str) -> str:
     # A fast env (fewer steps and substeps) through the one factory the examples call.
-    code = code.replace("make_policy_env()", f"make_policy_env({env_kwargs})")
-    code = code.replace("[make_policy_env] * 2", f"[lambda: make_policy_env({env_kwargs})] * 2")
+    code = code.replace("make_rl_env()", f"make_rl_env({env_kwargs})")
+    code = code.replace("[make_rl_env] * 2", f"[lambda: make_rl_env({env_kwargs})] * 2")
     script = tmp_path / "example.py"
     script.write_text(code)
     done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -185,8 +185,8 @@ def test_python_blocks_of_the_page_run(page, workspace, tmp_path):
     ws = tmp_path / "ws"
     shutil.copytree(workspace, ws, symlinks=True)
     # Policy envs with short episodes at 240 Hz, through the one factory the blocks call (as run_example).
-    code = code.replace("make_policy_env()", f"make_policy_env({FAST})")
-    code = code.replace("[make_policy_env]", f"[lambda: make_policy_env({FAST})]")
+    code = code.replace("make_rl_env()", f"make_rl_env({FAST})")
+    code = code.replace("[make_rl_env]", f"[lambda: make_rl_env({FAST})]")
     (ws / "page.py").write_text(code)
     run_in(ws, [sys.executable, "page.py"], f"the python blocks of {page.name}")
 

@@ -1,6 +1,8 @@
 """Extending mmrep, example (b): a second task, pressing on a plate to a force threshold, without
 editing ``sim/env.py`` (docs/extending.md). This one file is the whole task; ``register_task`` is its
 registration line, and ``EnvConfig.task="press"`` (``env.task=press`` on a command line) chooses it.
+Its options are its own dataclass, set with ``"env.task_options={target_force: 15}"``; ``mmrep collect``
+records its expert (``env.task=press "env.plugins=[press_task]"``, with this folder on PYTHONPATH).
 
 Run it: ``python docs/examples/press_task.py`` (one expert episode, about 5 s without camera).
 """
@@ -8,6 +10,7 @@ Run it: ``python docs/examples/press_task.py`` (one expert episode, about 5 s wi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -16,14 +19,21 @@ import pybullet as p
 
 import sim  # noqa: F401  (registers the env ids)
 from sim.config import EnvConfig
-from sim.policies import ScriptedPolicy, run_episode
-from sim.task import register_task
+from sim.experts import ScriptedExpert, run_episode
+from sim.task import register_task, task_options
 
 PLATE_HALF = (0.06, 0.06, 0.01)  # m, half extents of the plate
-TARGET_FORCE = 10.0  # N, the normal force on the plate that counts as success
 
 
-class PressDown(ScriptedPolicy):
+@dataclass
+class PressOptions:
+    """The press task's options (``env.task_options``)."""
+
+    target_force: float = 10.0  # N, the normal force on the plate that counts as success
+    plate_xy_range: float = 0.03  # m, the plate centre is (0.6, 0) +- this on x and y
+
+
+class PressDown(ScriptedExpert):
     """Go above the plate centre (the task's ``info["plate_pos"]``), then push down."""
 
     name = "press_down"
@@ -36,13 +46,13 @@ class PressDown(ScriptedPolicy):
 
 
 class PressTask:
-    """Press the peg tip on a plate until the plate feels ``TARGET_FORCE`` newtons (``sim.task.Task``)."""
+    """Press the peg tip on a plate until it feels ``target_force`` newtons (``sim.task.Task``)."""
 
     name = "press"
     max_step_reward = 2.0  # reach (<= 1) + press (<= 1)
 
     def __init__(self, client: int, cfg: EnvConfig) -> None:
-        self.client, self.cfg = client, cfg
+        self.client, self.cfg, self.options = client, cfg, task_options(cfg, PressOptions)
         col = p.createCollisionShape(p.GEOM_BOX, halfExtents=PLATE_HALF, physicsClientId=client)
         vis = p.createVisualShape(p.GEOM_BOX, halfExtents=PLATE_HALF, rgbaColor=(0.8, 0.5, 0.2, 1),
                                   physicsClientId=client)
@@ -50,7 +60,8 @@ class PressTask:
         self.plate = np.array([0.6, 0.0, 2 * PLATE_HALF[2]])
 
     def reset(self, rng: np.random.Generator) -> None:
-        xy = np.array([0.6, 0.0]) + rng.uniform(-0.03, 0.03, size=2)
+        r = self.options.plate_xy_range
+        xy = np.array([0.6, 0.0]) + rng.uniform(-r, r, size=2)
         self.plate = np.array([xy[0], xy[1], 2 * PLATE_HALF[2]])
         p.resetBasePositionAndOrientation(self.uid, [xy[0], xy[1], PLATE_HALF[2]], [0, 0, 0, 1],
                                           physicsClientId=self.client)
@@ -68,17 +79,17 @@ class PressTask:
 
     def reward_terms(self, tip: np.ndarray) -> dict[str, float]:
         return {"reach": 1.0 - math.tanh(10.0 * float(np.linalg.norm(tip - self.plate))),
-                "press": min(self.pressing_force() / TARGET_FORCE, 1.0)}
+                "press": min(self.pressing_force() / self.options.target_force, 1.0)}
 
     def is_success(self, tip: np.ndarray) -> bool:
-        return self.pressing_force() >= TARGET_FORCE
+        return self.pressing_force() >= self.options.target_force
 
     def info(self, tip: np.ndarray, terms: dict[str, float] | None = None) -> dict[str, Any]:
         return {"plate_pos": self.plate.copy(), "pressing_force": self.pressing_force(),
                 "reward_terms": terms or self.reward_terms(tip)}
 
     @staticmethod
-    def experts() -> dict[str, type[ScriptedPolicy]]:
+    def experts() -> dict[str, type[ScriptedExpert]]:
         return {PressDown.name: PressDown}
 
 

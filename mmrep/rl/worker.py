@@ -22,7 +22,7 @@ import torch
 
 from mmrep.encoder import load_encoder, random_like
 from mmrep.rl.latent import LatentObservation
-from sim.policy_env import make_policy_env
+from sim.rl_env import make_rl_env
 from sim.wrappers import FINE_SCALE
 
 
@@ -32,18 +32,18 @@ def make_latent_policy_env(env: dict[str, Any] | None, perturbations: Sequence[s
                            threads: int = 1, fine_scale: float = FINE_SCALE, jit: bool = False,
                            onnx: bool = False, proprio8: bool = False) -> gym.Env:
     """A picklable factory (``functools.partial`` of it) for one ``SubprocVecEnv`` worker:
-    ``sim.policy_env.make_policy_env`` wrapped in ``LatentObservation`` with the encoder loaded from
+    ``sim.rl_env.make_rl_env`` wrapped in ``LatentObservation`` with the encoder loaded from
     ``encoder`` (a path: weights are read in the worker, never pickled) on the CPU; with
     ``random_init_seed`` its architecture with fresh weights (``mmrep.encoder.random_like``).
 
     ``threads``: torch threads of the worker (1: the workers already use every core; more threads
     would oversubscribe them); ``jit``: the frozen TorchScript encoder (``mmrep.rl.latent.FrozenEncoder``);
     ``onnx``: the encoder under ONNX Runtime (``mmrep.rl.latent.LatentCodec``); ``proprio8``: as
-    ``make_policy_env`` (the ``proprio8`` entry for ``extra_keys``).
+    ``make_rl_env`` (the ``proprio8`` entry for ``extra_keys``).
     Observation: ``Box`` (z_dim + extras,) float32, as ``LatentCodec``.
     """
     torch.set_num_threads(threads)
-    e = make_policy_env(env, perturbations, False, perturb_seed, render_mode, fine_scale, proprio8)
+    e = make_rl_env(env, perturbations, False, perturb_seed, render_mode, fine_scale, proprio8)
     enc = load_encoder(encoder, "cpu")
     if random_init_seed is not None:
         enc = random_like(enc, seed=random_init_seed)
