@@ -25,7 +25,8 @@ import gymnasium as gym
 
 import sim  # noqa: F401
 from sim.collect import CollectConfig, collect, plan_episode
-from sim.experts import make_expert, run_episode
+from sim.experts import run_episode
+from sim.task import make_expert
 
 
 def env_only(cfg: CollectConfig) -> tuple[float, int]:

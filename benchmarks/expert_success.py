@@ -28,9 +28,10 @@ import yaml
 from tqdm import tqdm
 
 import sim
-from sim.experts import make_expert, run_episode
+from sim.experts import run_episode
 from sim.observation import tool_down_quat
 from sim.robot import ARM_JOINTS, FT_JOINT
+from sim.task import make_expert
 
 
 def evaluate(shape: str, policy_name: str, episodes: int, seed0: int, env_kwargs: dict,

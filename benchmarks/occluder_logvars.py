@@ -19,9 +19,9 @@ import torch
 
 from mmrep.encoder import load_encoder
 from mmrep.reliability import Reliability
-from sim.experts import make_expert
 from sim.modalities import camera_modalities
 from sim.rl_env import CLOSED_LOOP, make_rl_env
+from sim.task import make_expert
 
 QUANTILES = (0.001, 0.01, 0.05, 0.5, 0.95, 0.99)
 

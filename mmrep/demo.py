@@ -43,7 +43,8 @@ from mmrep.train import train  # noqa: E402
 from sim import dataset_format, env_id  # noqa: E402
 from sim.collect import CollectConfig, collect  # noqa: E402
 from sim.config import EnvConfig  # noqa: E402
-from sim.experts import StepRecord, make_expert, run_episode  # noqa: E402
+from sim.experts import StepRecord, run_episode  # noqa: E402
+from sim.task import make_expert  # noqa: E402
 
 
 def plot_force_trace(trace: dict[str, list], path: Path, dt: float) -> None:

@@ -19,12 +19,11 @@ import numpy as np
 
 from sim.config import PEG_SHAPES, EnvConfig
 from sim.dataset_format import ArraySpec
-from sim.experts import make_expert, task_experts
 from sim.modalities import import_plugins
 from sim.peg_hole_experts import DEFAULT_MIXTURE as DEFAULT_POLICY_MIXTURE  # noqa: F401  (its old name here)
 from sim.recording import COMPRESSIONS, record_episode, specs_for_env
 from sim.registration import env_id
-from sim.task import task_factory
+from sim.task import make_expert, task_experts, task_factory
 
 COLLECT_ENV_DEFAULTS: dict[str, Any] = {"max_steps": 100, "compute_flow": True}
 """Where collection's env differs from ``EnvConfig``'s defaults: short episodes, exact flow on (the

@@ -1,6 +1,6 @@
-"""Scripted experts: their interface (``ScriptedExpert``), how one is found and built by name
-(``task_experts``, ``make_expert``: each task brings its own, ``Task.experts()``), and the one rollout
-loop (``run_episode``). The peg-in-hole task's experts are in ``sim.peg_hole_experts``.
+"""Scripted experts: their interface (``ScriptedExpert``) and the one rollout loop (``run_episode``).
+Each task brings its own (``Task.experts()``; the peg-in-hole task's are in ``sim.peg_hole_experts``),
+found and built by name with ``sim.task.task_experts`` and ``sim.task.make_expert``.
 
 "Expert" here means a scripted controller that reads the env's ``info``; the learned policies (RL on
 the latent) are ``mmrep.policy``'s, and the envs they train on are ``sim.rl_env``'s.
@@ -15,7 +15,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from sim.config import EnvConfig
-from sim.task import task_factory
 
 
 class StepRecord(NamedTuple):
@@ -63,23 +62,6 @@ class ScriptedExpert:
             yaw = 0.0 if yaw_goal is None else (yaw_goal - info["target_yaw"]) / self.cfg.action_scale_yaw
             action.append(yaw)
         return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
-
-
-def task_experts(task: str) -> dict[str, type[ScriptedExpert]]:
-    """The scripted experts of task ``task`` (its factory's ``experts()``, asked of the class: no env is
-    built); a task without any gives ``{}``. An unknown task raises ``ValueError`` listing the known ones."""
-    experts = getattr(task_factory(task), "experts", None)
-    return dict(experts()) if experts is not None else {}
-
-
-def make_expert(name: str, cfg: EnvConfig, **kwargs: Any) -> ScriptedExpert:
-    """Build the scripted expert ``name`` of the task ``cfg.task`` (the peg-in-hole task's: ``expert``,
-    ``expert_moment``, ``expert_blind``, ``expert_tilt``, ``noisy_expert``, ``push_down``, ``random``,
-    ``contact_seeking``); an unknown name raises ``ValueError`` listing the task's experts."""
-    experts = task_experts(cfg.task)
-    if name not in experts:
-        raise ValueError(f"unknown policy {name!r} for task {cfg.task!r}; choose one of {sorted(experts)}")
-    return experts[name](cfg, **kwargs)
 
 
 def run_episode(env, policy: ScriptedExpert, seed: int, policy_seed: int | None = None,

@@ -125,6 +125,23 @@ def make_task(client: int, cfg: EnvConfig) -> Task:
     return task_factory(cfg.task)(client, cfg)
 
 
+def task_experts(task: str) -> dict[str, Any]:
+    """The scripted experts of task ``task`` (its factory's ``experts()``, asked of the class: no env is
+    built); a task without any gives ``{}``. An unknown task raises ``ValueError`` listing the known ones."""
+    experts = getattr(task_factory(task), "experts", None)
+    return dict(experts()) if experts is not None else {}
+
+
+def make_expert(name: str, cfg: EnvConfig, **kwargs: Any) -> Any:
+    """Build the scripted expert ``name`` of the task ``cfg.task`` (the peg-in-hole task's: ``expert``,
+    ``expert_moment``, ``expert_blind``, ``expert_tilt``, ``noisy_expert``, ``push_down``, ``random``,
+    ``contact_seeking``); an unknown name raises ``ValueError`` listing the task's experts."""
+    experts = task_experts(cfg.task)
+    if name not in experts:
+        raise ValueError(f"unknown policy {name!r} for task {cfg.task!r}; choose one of {sorted(experts)}")
+    return experts[name](cfg, **kwargs)
+
+
 def hindsight_label(task: str) -> Label | None:
     """The hindsight label function of task ``task`` (None when it has none)."""
     if task not in TASKS:

@@ -194,8 +194,8 @@ def test_disk_full_gives_clear_error_and_keeps_earlier_episodes(tmp_path, monkey
 
     import gymnasium as gym
 
-    from sim.experts import make_expert
     from sim.recording import record_episode, specs_for_env
+    from sim.task import make_expert
 
     env = gym.make("mmrep/PegInsertion-v0", compute_flow=True, **SMALL)
     policy = make_expert("random", env.unwrapped.cfg)

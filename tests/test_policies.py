@@ -8,8 +8,9 @@ import yaml
 
 import sim
 from sim.config import EnvConfig
-from sim.experts import make_expert, run_episode
+from sim.experts import run_episode
 from sim.peg_hole_experts import PEG_HOLE_EXPERTS, rim_direction
+from sim.task import make_expert
 
 
 @pytest.mark.parametrize("shape", sim.PEG_SHAPES)
@@ -124,11 +125,12 @@ def test_old_module_names_still_import_the_same_objects():
     import sim.policies
     import sim.policy_env
     import sim.rl_env
+    import sim.task
 
     assert sim.policies.POLICIES is sim.peg_hole_experts.PEG_HOLE_EXPERTS
-    assert sim.policies.make_policy is sim.experts.make_expert
+    assert sim.policies.make_policy is sim.task.make_expert
     assert sim.policies.ScriptedPolicy is sim.experts.ScriptedExpert and sim.policies.ExpertPolicy
     assert sim.policy_env.make_policy_env is sim.rl_env.make_rl_env
     assert sim.policy_env.CLOSED_LOOP is sim.rl_env.CLOSED_LOOP
     with pytest.raises(ValueError, match="unknown policy 'nope' for task 'peg_hole'"):
-        sim.experts.make_expert("nope", EnvConfig())
+        sim.task.make_expert("nope", EnvConfig())
