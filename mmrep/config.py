@@ -71,6 +71,9 @@ class ModelConfig:
     # not in the paper: a head on z predicting where the peg will go in, relative to the tip, a
     # hindsight label from the robot's own sensing (``mmrep.data.hindsight``); 0: no head
     w_insertion: float = 0.0
+    # the same insertion head read from the product of the non-camera experts alone (F/T, proprio, ...):
+    # makes touch carry the hole's direction, for when the camera is left out (product of experts only)
+    w_insertion_touch: float = 0.0
 
     def validate(self) -> None:
         if self.fusion not in ("poe", "concat"):
@@ -103,6 +106,12 @@ class ModelConfig:
             raise ValueError(f"model.action_dim must be >= 1, got {self.action_dim!r}")
         if self.w_insertion < 0:
             raise ValueError(f"model.w_insertion must be >= 0 (0: no insertion head), got {self.w_insertion!r}")
+        if self.w_insertion_touch < 0:
+            raise ValueError(f"model.w_insertion_touch must be >= 0, got {self.w_insertion_touch!r}")
+        if self.w_insertion_touch > 0 and (self.w_insertion <= 0 or self.fusion != "poe"):
+            raise ValueError("model.w_insertion_touch needs the insertion head (model.w_insertion > 0) and "
+                             f"fusion=poe (its touch-only posterior), got w_insertion={self.w_insertion}, "
+                             f"fusion={self.fusion!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:

@@ -105,3 +105,26 @@ def test_insertion_head_exists_only_with_a_weight_and_ignores_unlabelled_samples
 def test_negative_insertion_weight_is_refused():
     with pytest.raises(ValueError, match="w_insertion"):
         ModelConfig(w_insertion=-1.0).validate()
+
+
+def test_touch_insertion_reads_the_same_head_from_the_non_camera_experts_alone(data64):
+    """w_insertion_touch: the insertion head on the product of the F/T and proprio experts, which is the
+    posterior the model falls back to when the camera is left out; its own loss term and metric."""
+    batch = next(iter(DataLoader(MultimodalDataset(data64, split=None), batch_size=8, shuffle=False)))
+    batch["insertion_known"] = torch.ones(8, 1)
+    torch.manual_seed(0)
+    model = MultimodalModel(ModelConfig(image_size=64, w_insertion=1.0, w_insertion_touch=0.5)).eval()
+    out = model(batch)
+    blind = {**batch, "present_rgb": torch.zeros(8), "present_depth": torch.zeros(8)}
+    torch.testing.assert_close(out["insertion_touch"], model(blind)["insertion"])  # the camera-less prediction
+    assert not torch.allclose(out["insertion_touch"], out["insertion"])
+    terms = compute_losses(model.cfg, out, batch)
+    expected = (out["insertion_touch"] - batch["insertion_offset"] / INSERTION_SCALE).abs().mean()
+    torch.testing.assert_close(terms["insertion_touch"], expected)
+    acc = MetricAccumulator()
+    acc.update(out, batch, terms)
+    assert "insertion_touch_error_mm" in acc.compute()
+    for bad in (dict(w_insertion_touch=-1.0), dict(w_insertion_touch=1.0),
+                dict(w_insertion=1.0, w_insertion_touch=1.0, fusion="concat")):
+        with pytest.raises(ValueError, match="w_insertion_touch"):
+            ModelConfig(**bad).validate()

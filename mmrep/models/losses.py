@@ -66,6 +66,9 @@ def compute_losses(cfg: ModelConfig, out: dict[str, torch.Tensor], batch: dict[s
     if "insertion" in out:
         terms["insertion"] = insertion_l1(out["insertion"], batch)
         total = total + cfg.w_insertion * terms["insertion"]
+    if "insertion_touch" in out:
+        terms["insertion_touch"] = insertion_l1(out["insertion_touch"], batch)
+        total = total + cfg.w_insertion_touch * terms["insertion_touch"]
     if "align_logit" in out:
         logits = torch.cat([out["align_logit"], out["align_logit_neg"]]).float()
         labels = torch.cat([torch.ones_like(out["align_logit"]), torch.zeros_like(out["align_logit_neg"])])
@@ -138,14 +141,16 @@ class MetricAccumulator:
                 self._add("flow_epe_moving_px", float(endpoint_error(out["flow"], batch["flow"], moving)), m)
                 zero = torch.zeros_like(batch["flow"])
                 self._add("flow_epe_moving_zero_px", float(endpoint_error(zero, batch["flow"], moving)), m)
-        if "insertion" in out:
+        for key, name in (("insertion", "insertion"), ("insertion_touch", "insertion_touch")):
+            if key not in out:
+                continue
             known = batch["insertion_known"][:, 0] > 0.5
             if known.any():
-                err = (out["insertion"].float() * INSERTION_SCALE - batch["insertion_offset"]).norm(dim=1) * 1000
-                self._add("insertion_error_mm", float(err[known].mean()), float(known.sum()))
+                err = (out[key].float() * INSERTION_SCALE - batch["insertion_offset"]).norm(dim=1) * 1000
+                self._add(f"{name}_error_mm", float(err[known].mean()), float(known.sum()))
                 near = known & (batch["insertion_offset"].norm(dim=1) < 0.02)
                 if near.any():
-                    self._add("insertion_error_near_mm", float(err[near].mean()), float(near.sum()))
+                    self._add(f"{name}_error_near_mm", float(err[near].mean()), float(near.sum()))
         if "ee" in out:
             self._add("ee_mse", float(F.mse_loss(out["ee"].float(), batch["ee_next"])), n)
         if "mu" in out:

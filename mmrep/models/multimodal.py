@@ -15,7 +15,9 @@ Heads, on the action-conditioned feature h = MLP([z, MLP(action)]) (128):
     ee        next end-effector pose (x, y, z in m, yaw in rad)
 and on z: alignment (is this F/T and proprioception from the same moment as the image?) logit, and
 (``cfg.w_insertion`` > 0) insertion: the offset from the tip to where the peg will go in (x, y, in
-units of ``INSERTION_SCALE``), a hindsight label (``mmrep.data.hindsight``). With
+units of ``INSERTION_SCALE``), a hindsight label (``mmrep.data.hindsight``); with
+``cfg.w_insertion_touch`` > 0 the same head also reads the product of the non-camera experts alone
+(``insertion_touch``), so touch carries the hole's direction when the camera is left out. With
 the product of experts the alignment head reads the posterior mean by default
 (``alignment_input="mean"``; the reference code feeds it the sampled z, ``"sample"``): on a sampled z
 the head stayed at chance for 1000 steps, on the mean it reached 0.80 (README, "Quality").
@@ -287,6 +289,12 @@ class MultimodalModel(nn.Module):
             for m, lv in zip(names, image_logvars + state_logvars):  # the reliability signal (evaluate)
                 out[f"expert_logvar/{m}"] = lv.detach().float().mean(1)
         self._heads(out, batch, z, skips, present)
+        if self.insertion_head is not None and self.cfg.w_insertion_touch > 0 and state_mus:
+            # the insertion head on the touch-only posterior (no camera expert): the same head, so the
+            # touch experts must place the hole in the same z the camera does
+            z_touch = enc.fuse_experts(state_mus, state_logvars, sample=self.training, names=state_names,
+                                       present=present)[0]
+            out["insertion_touch"] = self.insertion_head(z_touch)
         if self.alignment_head is not None:
             # Negatives reuse the image experts: only F/T, proprioception and fusion run again.
             neg_mus, neg_logvars, _ = enc.state_experts(batch, "force_neg", "proprio_neg")
