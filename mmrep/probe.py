@@ -208,9 +208,15 @@ def run_probes(data: str | Path, encoders: dict[str, str], out: str | Path, cfg:
     valid = load_steps(data, "valid", keys, max_episodes)
     p8_train, p8_valid = (proprio8_from_proprio13(s.obs["proprio"]) for s in (train, valid))
     rows = [probe_features("proprio", p8_train, p8_valid, train, valid, cfg)]
-    for label, path in encoders.items():
+    for label, spec in encoders.items():
+        path, _, only = spec.partition("@")
         enc = load_probed_encoder(path)
-        z_train, z_valid = encode_steps(enc, train.obs), encode_steps(enc, valid.obs)
+        keep = only.split(",") if only else list(train.obs)  # "@force,proprio": the product of those experts
+
+        def given(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {k: obs[k] for k in keep}
+
+        z_train, z_valid = encode_steps(enc, given(train.obs)), encode_steps(enc, given(valid.obs))
         row = probe_features("z", z_train, z_valid, train, valid, cfg)
         rows.append({"encoder": label, **row})
         if with_proprio:
@@ -243,7 +249,8 @@ def probe_table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", help="a native dataset folder (its train episodes fit, its valid episodes score)")
-    ap.add_argument("encoders", nargs="*", help="label=encoder.pt, or label=random:encoder.pt (fresh weights)")
+    ap.add_argument("encoders", nargs="*", help="label=encoder.pt, or label=random:encoder.pt (fresh weights); "
+                    "a suffix @force,proprio encodes those modalities alone (the others left out of the product)")
     ap.add_argument("--out", default="outputs/probe")
     ap.add_argument("--epochs", type=int, default=ProbeConfig.epochs)
     ap.add_argument("--max-episodes", type=int, default=None, help="per split")
@@ -255,9 +262,13 @@ def main(argv: list[str] | None = None) -> None:
     encoders = {}
     for spec in args.encoders:
         label, _, path = spec.rpartition("=")
-        encoders[label or Path(path).stem] = path
-        if not Path(path.removeprefix(RANDOM_PREFIX)).exists():
-            raise SystemExit(f"encoder {path} does not exist")
+        encoders[label or Path(path.partition("@")[0]).stem] = path
+        file, _, only = path.partition("@")
+        if not Path(file.removeprefix(RANDOM_PREFIX)).exists():
+            raise SystemExit(f"encoder {file} does not exist")
+        unknown = sorted(set(filter(None, only.split(","))) - set(MODALITIES))
+        if unknown:
+            raise SystemExit(f"encoder {spec}: unknown modalities {unknown} after '@' (choose from {list(MODALITIES)})")
     result = run_probes(args.data, encoders, args.out, ProbeConfig(epochs=args.epochs),
                         max_episodes=args.max_episodes)
     print(probe_table(result))

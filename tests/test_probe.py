@@ -51,6 +51,22 @@ def test_run_probes_writes_every_feature_set(data, tmp_path):
     assert "z+proprio" in (tmp_path / "out" / "probe.md").read_text()
 
 
+def test_a_modality_suffix_probes_the_product_of_those_experts_alone(data, tmp_path):
+    """``PATH@force,proprio``: z of the touch experts alone (the camera left out of the product), which is
+    not the z of every modality."""
+    torch.manual_seed(0)
+    enc = tmp_path / "encoder.pt"
+    export_encoder(MultimodalEncoder(ModelConfig(image_size=64, z_dim=8)), enc)
+    both = run_probes(data, {"all": str(enc), "touch": f"{enc}@force,proprio"}, tmp_path / "out",
+                      ProbeConfig(epochs=2), with_proprio=False, max_episodes=2)
+    medians = {r.get("encoder"): r["offset_mm_median"] for r in both["results"]}
+    assert medians["all"] != medians["touch"]
+    with pytest.raises(SystemExit, match="unknown modalities"):
+        from mmrep.probe import main
+
+        main([str(data), f"x={enc}@force,touch"])
+
+
 def test_random_spec_probes_the_architecture_with_fresh_weights(tmp_path):
     from mmrep.encoder import load_encoder
     from mmrep.probe import load_probed_encoder
