@@ -212,11 +212,7 @@ def run_probes(data: str | Path, encoders: dict[str, str], out: str | Path, cfg:
         path, _, only = spec.partition("@")
         enc = load_probed_encoder(path)
         keep = only.split(",") if only else list(train.obs)  # "@force,proprio": the product of those experts
-
-        def given(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return {k: obs[k] for k in keep}
-
-        z_train, z_valid = encode_steps(enc, given(train.obs)), encode_steps(enc, given(valid.obs))
+        z_train, z_valid = (encode_steps(enc, {k: s.obs[k] for k in keep}) for s in (train, valid))
         row = probe_features("z", z_train, z_valid, train, valid, cfg)
         rows.append({"encoder": label, **row})
         if with_proprio:
