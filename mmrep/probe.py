@@ -18,9 +18,13 @@ episode: z (posterior mean, clean inputs) with or without PROPRIO8. Probes train
 
     offset_mm_median        median horizontal error of the tip-to-hole offset (mm)
     offset_mm_median_near   the same where the tip is within 2 cm of the hole's top centre
+    offset_mm_median_touch  the same where the tip is that near and the peg touches the block (what touch
+                            can sense: pressing on the rim)
     contact_f1              F1 of "the peg touches the block during the step that ended at t"
 
-Writes ``probe.json`` (every figure and the settings) and ``probe.md`` (a table).
+The zero-offset baseline (predicting that the hole is right under the tip) is reported beside, on
+the same samples (``zero_offset``). Writes ``probe.json`` (every figure and the settings) and
+``probe.md`` (a table).
 """
 
 from __future__ import annotations
@@ -178,6 +182,7 @@ def probe_features(name: str, train_x: np.ndarray, valid_x: np.ndarray, train: S
     reg = fit_probe(train_x, train.offset * mm, "regression", cfg)
     err = np.linalg.norm(predict(reg, valid_x)[:, :2] - valid.offset[:, :2] * mm, axis=1)
     near = np.linalg.norm(valid.offset, axis=1) < NEAR_M
+    touching = near & (valid.contact > 0.5)
     clf = fit_probe(train_x, train.contact[:, None], "binary", cfg)
     contact = predict(clf, valid_x)[:, 0] > 0
     truth = valid.contact > 0.5
@@ -186,8 +191,20 @@ def probe_features(name: str, train_x: np.ndarray, valid_x: np.ndarray, train: S
     return {"features": name, "dim": int(train_x.shape[1]), "offset_mm_median": float(np.median(err)),
             "offset_mm_median_near": float(np.median(err[near])) if near.any() else None,
             "offset_mm_p90_near": float(np.percentile(err[near], 90)) if near.any() else None,
-            "near_samples": int(near.sum()), "contact_f1": f1,
+            "offset_mm_median_touch": float(np.median(err[touching])) if touching.any() else None,
+            "near_samples": int(near.sum()), "touch_samples": int(touching.sum()), "contact_f1": f1,
             "contact_rate": float(valid.contact.mean())}
+
+
+def zero_offset(valid: Steps) -> dict[str, float | None]:
+    """The baseline that predicts a zero offset (the hole right under the tip): its median horizontal
+    error (mm) over every held-out sample, near the hole, and near it in contact."""
+    err = np.linalg.norm(valid.offset[:, :2], axis=1) * 1000.0
+    near = np.linalg.norm(valid.offset, axis=1) < NEAR_M
+    touching = near & (valid.contact > 0.5)
+    return {"offset_mm_median": float(np.median(err)),
+            "offset_mm_median_near": float(np.median(err[near])) if near.any() else None,
+            "offset_mm_median_touch": float(np.median(err[touching])) if touching.any() else None}
 
 
 def load_probed_encoder(spec: str):
@@ -220,7 +237,7 @@ def run_probes(data: str | Path, encoders: dict[str, str], out: str | Path, cfg:
                                  np.concatenate([z_valid, p8_valid], 1), train, valid, cfg)
             rows.append({"encoder": label, **row})
         print(f"probed {label}", flush=True)
-    result = {"data": str(data), "encoders": encoders, "config": asdict(cfg),
+    result = {"data": str(data), "encoders": encoders, "config": asdict(cfg), "zero_offset": zero_offset(valid),
               "train_samples": len(train.offset), "valid_samples": len(valid.offset),
               "train_episodes": int(train.episode.max() + 1), "valid_episodes": int(valid.episode.max() + 1),
               "seconds": time.time() - t0, "results": rows}
@@ -233,12 +250,19 @@ def probe_table(result: dict[str, Any]) -> str:
     lines = [f"Probes on `{result['data']}`: {result['train_episodes']} train / {result['valid_episodes']} held-out "
              f"episodes ({result['valid_samples']} samples).", "",
              "| representation | features | offset error, median (mm) | near the hole (mm) | near, 90th pct (mm) | "
-             "contact F1 |", "| --- | --- | --- | --- | --- | --- |"]
+             "near and touching (mm) | contact F1 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+
+    def mm(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    zero = result.get("zero_offset")
+    if zero:
+        lines.append(f"| zero offset (baseline) | - | {mm(zero['offset_mm_median'])} | "
+                     f"{mm(zero['offset_mm_median_near'])} | - | {mm(zero.get('offset_mm_median_touch'))} | - |")
     for r in result["results"]:
-        near = "-" if r["offset_mm_median_near"] is None else f"{r['offset_mm_median_near']:.1f}"
-        p90 = "-" if r["offset_mm_p90_near"] is None else f"{r['offset_mm_p90_near']:.1f}"
-        lines.append(f"| {r.get('encoder', '-')} | {r['features']} | {r['offset_mm_median']:.1f} | {near} | {p90} | "
-                     f"{r['contact_f1']:.3f} |")
+        lines.append(f"| {r.get('encoder', '-')} | {r['features']} | {r['offset_mm_median']:.1f} | "
+                     f"{mm(r['offset_mm_median_near'])} | {mm(r['offset_mm_p90_near'])} | "
+                     f"{mm(r.get('offset_mm_median_touch'))} | {r['contact_f1']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -49,6 +49,10 @@ def test_run_probes_writes_every_feature_set(data, tmp_path):
     assert all(r["offset_mm_median"] > 0 and 0 <= r["contact_f1"] <= 1 for r in result["results"])
     assert json.loads((tmp_path / "out" / "probe.json").read_text())["valid_samples"] == result["valid_samples"]
     assert "z+proprio" in (tmp_path / "out" / "probe.md").read_text()
+    valid = load_steps(data, "valid", ("proprio",))
+    zero = np.median(np.linalg.norm(valid.offset[:, :2], axis=1)) * 1000  # the hole right under the tip
+    assert result["zero_offset"]["offset_mm_median"] == pytest.approx(zero, rel=1e-6)
+    assert "zero offset (baseline)" in (tmp_path / "out" / "probe.md").read_text()
 
 
 def test_a_modality_suffix_probes_the_product_of_those_experts_alone(data, tmp_path):
