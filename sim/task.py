@@ -111,8 +111,8 @@ Options = TypeVar("Options")
 
 def task_options(cfg: EnvConfig, options_class: type[Options]) -> Options:
     """``cfg.task_options`` as the task's own options dataclass ``options_class`` (its fields, units and
-    defaults are the task's configuration; ``"env.task_options={field: value}"`` on a command line). A key that
-    is not one of its fields raises ``ValueError`` naming it, the task and the known fields."""
+    defaults are the task's configuration; ``"env.task_options={field: value}"`` on a command line).
+    A key that is not one of its fields raises ``ValueError`` naming it, the task and the known fields."""
     known = [f.name for f in dataclasses.fields(options_class)]
     unknown = sorted(set(cfg.task_options) - set(known))
     if unknown:
