@@ -19,6 +19,8 @@ Layout of one shard file (robomimic-like)::
         obs/contact   (T+1, n)       int8      peg-block contact per substep
         obs/joint_pos (T+1, 7)       float32   rad
         obs/joint_vel (T+1, 7)       float32   rad/s
+        obs/<key>     (T+1, ...)     per modality  a plug-in observation in ``EnvConfig.extra_observations``
+                                               that names no recorded arrays (``recorded_extra_observations``)
         actions       (T, A)         float32   in [-1, 1]
         rewards       (T,)           float32
         dones         (T,)           bool      terminated (success) at that step
@@ -105,18 +107,44 @@ def episode_specs(image_size: int, n_substeps: int, action_dim: int, camera: boo
     return specs
 
 
+def recorded_extra_observations(env_config) -> list[str]:
+    """The plug-in observations (``EnvConfig.extra_observations``) an episode stores as ``obs/<key>``:
+    those whose modality is held by no other recorded array (``Modality.dataset_arrays == (key,)``)."""
+    from sim.modalities import modality  # the registry imports gymnasium; the format needs it only here
+
+    keys = getattr(env_config, "extra_observations", None) or []
+    return [k for k in keys if modality(k).dataset_arrays == (k,)]
+
+
 def specs_for_env_config(env_config) -> list[ArraySpec]:
-    """The arrays recorded from an env with this ``EnvConfig`` (camera, flow, substeps, action size)."""
-    return episode_specs(env_config.image_size, env_config.n_substeps, env_config.action_dim,
-                         camera=env_config.use_camera, flow=env_config.compute_flow)
+    """The arrays recorded from an env with this ``EnvConfig`` (camera, flow, substeps, action size),
+    then one ``obs/<key>`` per recorded plug-in observation (after the rest: a dataset without them
+    keeps its checksums)."""
+    from sim.modalities import modality
+
+    s, n = env_config.image_size, env_config.n_substeps
+    specs = episode_specs(s, n, env_config.action_dim, camera=env_config.use_camera,
+                          flow=env_config.compute_flow)
+    for key in recorded_extra_observations(env_config):
+        m = modality(key)
+        row_shape = tuple(n if d is None else d for d in m.shape(s, n))
+        specs.append(ArraySpec(f"obs/{key}", row_shape, m.dtype or "float32", True))
+    return specs
 
 
 def specs_from_group(group: h5py.Group) -> list[ArraySpec]:
-    """The specs matching an episode group as stored (its env config and the arrays present)."""
+    """The specs matching an episode group as stored (its env config and the arrays present; a
+    plug-in observation's row shape and dtype as stored, so reading needs no plug-in imported)."""
     env = json.loads(group.attrs["env_config"])
     n = int(round(env["physics_hz"] / env["control_hz"]))
-    return episode_specs(env["image_size"], n, env["action_dim"], camera="obs/rgb" in group,
-                         flow="flow" in group)
+    specs = episode_specs(env["image_size"], n, env["action_dim"], camera="obs/rgb" in group,
+                          flow="flow" in group)
+    for key in env.get("extra_observations", []):
+        path = f"obs/{key}"
+        if path in group:
+            stored = group[path]
+            specs.append(ArraySpec(path, tuple(stored.shape[1:]), stored.dtype.name, True))
+    return specs
 
 
 def episode_name(index: int) -> str:

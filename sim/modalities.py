@@ -87,6 +87,15 @@ class Modality:
     recorded: tuple[str, ...] = ()
 
     @property
+    def dataset_arrays(self) -> tuple[str, ...]:
+        """The arrays under ``obs/`` of a native dataset that hold this modality: ``recorded``, or,
+        for a plug-in the env observes (``observe``), its own ``obs/<key>``, which ``mmrep collect``
+        writes when the key is in ``env.extra_observations``; empty for a built-in modality."""
+        if self.recorded:
+            return self.recorded
+        return (self.key,) if self.observe is not None else ()
+
+    @property
     def rank(self) -> int:
         """Number of axes of one observation (without a batch axis)."""
         return len(self.shape(1, 1))

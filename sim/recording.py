@@ -31,6 +31,7 @@ from sim.dataset_format import (
     episode_groups,
     episode_name,
     mark_complete,
+    recorded_extra_observations,
     specs_for_env_config,
     validate_episode,
 )
@@ -59,7 +60,8 @@ def record_episode(env, policy: ScriptedExpert, seed: int, should_stop=None) -> 
     """Run one episode (``sim.experts.run_episode``) and return ``(arrays, attrs)`` in the layout of
     ``sim.dataset_format``. ``should_stop()`` aborts it with ``InterruptedError``."""
     cfg = env.unwrapped.cfg
-    obs_keys = ["force", "proprio", "contact"] + (["rgb", "depth"] if cfg.use_camera else [])
+    extra = recorded_extra_observations(cfg)  # plug-in observations, each as obs/<key>
+    obs_keys = ["force", "proprio", "contact"] + (["rgb", "depth"] if cfg.use_camera else []) + extra
     rows: dict[str, list] = {k: [] for k in (*obs_keys, "joint_pos", "joint_vel")}
     actions, rewards, dones, flows = [], [], [], []
 
@@ -82,6 +84,9 @@ def record_episode(env, policy: ScriptedExpert, seed: int, should_stop=None) -> 
     if cfg.use_camera:
         arrays["obs/depth"] = arrays["obs/depth"].astype(np.float16)
     arrays["obs/contact"] = arrays["obs/contact"].astype(np.int8)
+    for spec in specs_for_env_config(cfg):
+        if spec.path in (f"obs/{k}" for k in extra):
+            arrays[spec.path] = arrays[spec.path].astype(spec.dtype)
     arrays["actions"] = np.stack(actions).astype(np.float32)
     arrays["rewards"] = np.asarray(rewards, dtype=np.float32)
     arrays["dones"] = np.asarray(dones, dtype=bool)

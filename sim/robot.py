@@ -165,6 +165,9 @@ class Robot:
         self.target_quat = np.array([1.0, 0.0, 0.0, 0.0])
         self.posture = REST_POSE.copy()
         self._substep = 0
+        # (7,) N m, the arm's joint torques commanded at the last physics substep (PyBullet reports 0
+        # as the applied torque under TORQUE_CONTROL, so a joint-torque sensor reads this)
+        self.last_torque = np.zeros(7)
         self._stiffness = np.array([controller.kp_pos] * 3 + [controller.kp_rot] * 3)
         self._damping = np.array([controller.kd_pos] * 3 + [controller.kd_rot] * 3)
 
@@ -262,6 +265,7 @@ class Robot:
         tau = self._affine_a + (self._affine_c * state).sum(axis=1)  # sim.detmath.matmul, inlined: 1 kHz
         p.setJointMotorControlArray(self.uid, self._arm_joints, p.TORQUE_CONTROL, forces=tau.tolist(),
                                     physicsClientId=self.client)
+        self.last_torque = tau
 
     def substep_state(self) -> tuple[np.ndarray, tuple]:
         """(14,) joint positions and velocities, and the raw F/T joint reaction (6-tuple), in one query."""

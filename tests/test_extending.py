@@ -137,3 +137,36 @@ def test_a_network_without_feature_maps_refuses_the_flow_head():
                                         force=False))
     finally:
         sys.path.remove(str(EXAMPLES))
+
+
+def test_unrecorded_plugin_modality_is_recorded_by_collect_and_read_by_training(tmp_path, monkeypatch):
+    """A plug-in that names no recorded arrays is stored as obs/<key> when collected with
+    env.extra_observations; a dataset without it is refused when opened, naming the key."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import h5py
+    import torque_modality  # noqa: F401  (registers "joint_torque")
+    from conftest import collect_small
+
+    from mmrep.data import MultimodalDataset
+    from sim.collect import CollectConfig, collect
+    from sim.dataset_format import scan_shards
+
+    out = tmp_path / "torque"
+    collect(CollectConfig(episodes=2, out=str(out), workers=1, policies={"noisy_expert": 1.0},
+                          env={"max_steps": 6, "image_size": 32,
+                               "plugins": ["torque_modality"], "extra_observations": ["joint_torque"]}),
+            progress=False)
+    assert len(scan_shards(out)) == 2  # validated against the specs, obs/joint_torque included
+    ds = MultimodalDataset(out, split=None, extra_modalities=("joint_torque",))
+    ep, t = ds.locate(2)
+    e = ds.episodes[ep]
+    with h5py.File(e.file, "r") as f:
+        stored = f[e.group]["obs/joint_torque"]
+        assert stored.dtype == np.float32 and stored.shape == (e.num_obs, 7)
+        want = stored[t]
+        assert np.abs(stored[1:]).max() > 1.0  # the arm holds itself up: real torques, not zeros
+    assert np.array_equal(ds[2]["joint_torque"].numpy(), want)
+    plain = collect_small(tmp_path / "plain", episodes=1, max_steps=4)
+    with pytest.raises(ValueError, match=r"does not hold the plug-in modality 'joint_torque'.*"
+                                         r"env.extra_observations=\[joint_torque\]"):
+        MultimodalDataset(plain, split=None, extra_modalities=("joint_torque",))

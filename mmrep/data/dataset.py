@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmrep.data.sources import Episode, ReferenceSource, SimSource
+from mmrep.data.sources import DataReadError, Episode, ReferenceSource, SimSource
 from sim.dataset_format import SPLITS, is_dataset_folder, is_native_shard, split_of
 from sim.modalities import MODALITIES, MODALITY_REGISTRY, to_model_inputs
 from sim.perturb import SensorStats
@@ -125,6 +125,13 @@ class MultimodalDataset(Dataset):
         self.skip_nonfinite = skip_nonfinite
         self.transform = transform
         self.extra_modalities = tuple(extra_modalities)
+        for key in self.extra_modalities:  # a missing array fails here, naming it, not at the first sample
+            try:
+                source.read(episodes[0], key, slice(0, 1))
+            except (DataReadError, KeyError) as err:
+                raise ValueError(f"{path} does not hold the plug-in modality {key!r} ({err}); record it when "
+                                 f"collecting: env.extra_observations=[{key}] with its plug-in in "
+                                 f"env.plugins") from None
         self._cache: dict[tuple[int, str], np.ndarray] = {}
         # Small arrays of every episode, loaded once: they decide negatives and labels cheaply.
         self.proprio = [source.read(e, "proprio8", slice(None)) for e in episodes]

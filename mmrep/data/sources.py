@@ -111,8 +111,9 @@ class _Source:
 
     def read(self, ep: Episode, key: str, rows: int | slice) -> np.ndarray:
         """Rows of one array (``key`` from the module's vocabulary)."""
-        if key not in KEYS and not (key in MODALITY_REGISTRY and MODALITY_REGISTRY[key].recorded):
-            raise KeyError(f"unknown key {key!r}; one of {KEYS} or a plug-in modality with recorded arrays")
+        if key not in KEYS and not (key in MODALITY_REGISTRY and MODALITY_REGISTRY[key].dataset_arrays):
+            raise KeyError(f"unknown key {key!r}; one of {KEYS} or a plug-in modality with recorded arrays "
+                           f"(`recorded`, or `observe` and collected with env.extra_observations=[{key}])")
         try:
             return self._raw(ep, key, rows)
         except (OSError, KeyError, RuntimeError, ValueError) as err:  # ObservationShapeError: a wrong width
@@ -170,7 +171,7 @@ class SimSource(_Source):
         if key == "depth":
             return self._get(ep, "obs/depth", rows).astype(np.float32)
         if key not in KEYS:  # a plug-in modality: its recorded arrays side by side
-            parts = [self._get(ep, f"obs/{name}", rows) for name in MODALITY_REGISTRY[key].recorded]
+            parts = [self._get(ep, f"obs/{name}", rows) for name in MODALITY_REGISTRY[key].dataset_arrays]
             return np.concatenate(parts, axis=-1)
         return self._get(ep, f"obs/{key}", rows)
 
