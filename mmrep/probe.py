@@ -12,7 +12,8 @@ representation.
 ``random:PATH`` probes PATH's architecture with fresh seeded weights (``mmrep.encoder.random_like``, seed 0),
 the random-features row of the paper experiment.
 
-For each encoder, and for proprioception alone as the baseline, features per step t of every
+For each encoder, and for proprioception alone and the raw F/T with proprioception (``ft+proprio``:
+each step's mean and last F/T reading, ``ft_summary``) as baselines, features per step t of every
 episode: z (posterior mean, clean inputs) with or without PROPRIO8. Probes train on the dataset's
 ``train`` episodes and are scored on its ``valid`` episodes:
 
@@ -196,6 +197,12 @@ def probe_features(name: str, train_x: np.ndarray, valid_x: np.ndarray, train: S
             "contact_rate": float(valid.contact.mean())}
 
 
+def ft_summary(force: np.ndarray) -> np.ndarray:
+    """(N, 12) float32: the mean and the last of each step's F/T readings (``force``: (N, n, 6), N and
+    N m, sensor frame): the raw features the ``ft+proprio`` row probes (with PROPRIO8)."""
+    return np.concatenate([force.mean(axis=1), force[:, -1]], axis=1).astype(np.float32)
+
+
 def zero_offset(valid: Steps) -> dict[str, float | None]:
     """The baseline that predicts a zero offset (the hole right under the tip): its median horizontal
     error (mm) over every held-out sample, near the hole, and near it in contact."""
@@ -225,6 +232,10 @@ def run_probes(data: str | Path, encoders: dict[str, str], out: str | Path, cfg:
     valid = load_steps(data, "valid", keys, max_episodes)
     p8_train, p8_valid = (proprio8_from_proprio13(s.obs["proprio"]) for s in (train, valid))
     rows = [probe_features("proprio", p8_train, p8_valid, train, valid, cfg)]
+    # the raw F/T beside: whether the sensor's own readings carry the hole's direction, learned or not
+    ft_train, ft_valid = (np.concatenate([ft_summary(s.obs["force"]), p8], 1)
+                          for s, p8 in ((train, p8_train), (valid, p8_valid)))
+    rows.append(probe_features("ft+proprio", ft_train, ft_valid, train, valid, cfg))
     for label, spec in encoders.items():
         path, _, only = spec.partition("@")
         enc = load_probed_encoder(path)

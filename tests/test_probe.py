@@ -45,7 +45,7 @@ def test_run_probes_writes_every_feature_set(data, tmp_path):
     export_encoder(MultimodalEncoder(ModelConfig(image_size=64, z_dim=8)), enc)
     result = run_probes(data, {"random": str(enc)}, tmp_path / "out", ProbeConfig(epochs=2))
     assert [(r.get("encoder"), r["features"]) for r in result["results"]] == [
-        (None, "proprio"), ("random", "z"), ("random", "z+proprio")]
+        (None, "proprio"), (None, "ft+proprio"), ("random", "z"), ("random", "z+proprio")]
     assert all(r["offset_mm_median"] > 0 and 0 <= r["contact_f1"] <= 1 for r in result["results"])
     assert json.loads((tmp_path / "out" / "probe.json").read_text())["valid_samples"] == result["valid_samples"]
     assert "z+proprio" in (tmp_path / "out" / "probe.md").read_text()
