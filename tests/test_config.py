@@ -117,3 +117,10 @@ def test_encoder_names_a_wrong_input_and_can_leave_a_modality_out():
     with torch.no_grad():
         concat.missing["rgb"].fill_(1.0)  # the learned "missing" vector stands in for the camera
     assert not torch.allclose(concat.encode(obs, modalities=["depth", "force", "proprio"]), concat.encode(obs))
+
+
+def test_a_network_s_own_arguments_are_given_as_a_dict_on_the_command_line():
+    """``model.encoder_kwargs`` holds the user's network's constructor arguments: any keys, as a dict."""
+    cfg = compose("train", ["model.encoder_kwargs={channels: 8, depth: 2}"])
+    assert dict(cfg.model.encoder_kwargs) == {"channels": 8, "depth": 2}
+    assert compose("train", ["+model.encoder_kwargs.channels=4"]).model.encoder_kwargs.channels == 4
