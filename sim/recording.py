@@ -84,9 +84,8 @@ def record_episode(env, policy: ScriptedExpert, seed: int, should_stop=None) -> 
     if cfg.use_camera:
         arrays["obs/depth"] = arrays["obs/depth"].astype(np.float16)
     arrays["obs/contact"] = arrays["obs/contact"].astype(np.int8)
-    for spec in specs_for_env_config(cfg):
-        if spec.path in (f"obs/{k}" for k in extra):
-            arrays[spec.path] = arrays[spec.path].astype(spec.dtype)
+    for spec in specs_for_env_config(cfg)[-len(extra):] if extra else ():  # the plug-ins' specs come last
+        arrays[spec.path] = arrays[spec.path].astype(spec.dtype)
     arrays["actions"] = np.stack(actions).astype(np.float32)
     arrays["rewards"] = np.asarray(rewards, dtype=np.float32)
     arrays["dones"] = np.asarray(dones, dtype=bool)
