@@ -74,6 +74,10 @@ class ModelConfig:
     # the same insertion head read from the product of the non-camera experts alone (F/T, proprio, ...):
     # makes touch carry the hole's direction, for when the camera is left out (product of experts only)
     w_insertion_touch: float = 0.0
+    # not in the paper: the F/T expert also reads its window's mean reading, standardised with the
+    # training set's statistics (``ForceEncoder`` summary); the rim moments that point to the hole
+    # are otherwise far below the forces at the expert's input
+    force_summary: bool = False
 
     def validate(self) -> None:
         if self.fusion not in ("poe", "concat"):

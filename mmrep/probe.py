@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from mmrep.encoder import load_encoder, random_like
+from mmrep.models.experts import step_summary
 from mmrep.models.losses import f1_from_counts
 from sim.dataset_format import DATA_GROUP, open_shard, read_manifest
 from sim.modalities import MODALITIES
@@ -200,7 +201,7 @@ def probe_features(name: str, train_x: np.ndarray, valid_x: np.ndarray, train: S
 def ft_summary(force: np.ndarray) -> np.ndarray:
     """(N, 12) float32: the mean and the last of each step's F/T readings (``force``: (N, n, 6), N and
     N m, sensor frame): the raw features the ``ft+proprio`` row probes (with PROPRIO8)."""
-    return np.concatenate([force.mean(axis=1), force[:, -1]], axis=1).astype(np.float32)
+    return step_summary(torch.from_numpy(np.asarray(force, dtype=np.float32))).numpy()
 
 
 def zero_offset(valid: Steps) -> dict[str, float | None]:

@@ -35,6 +35,7 @@ from mmrep.data.transforms import ROBUST_PERTURBATIONS, RandomCorruption
 from mmrep.distributed import DistContext, rank_batches
 from mmrep.encoder import assert_finite_weights, export_encoder
 from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
+from mmrep.models.experts import step_summary
 from mmrep.pictures import flow_to_rgb
 from mmrep.reliability import FLAG_QUANTILE, LOW_QUANTILE, Reliability, calibrate, collect_logvars
 from mmrep.torch_files import load_torch_file, save_atomic
@@ -192,6 +193,8 @@ def _train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     model = MultimodalModel(model_cfg)
     if "proprio" in getattr(model.encoder, "encoders", {}):  # a resume overwrites these with the checkpoint values
         model.encoder.encoders["proprio"].set_stats(*proprio_stats(train_ds))
+    if model_cfg.force_summary and "force" in getattr(model.encoder, "encoders", {}):
+        model.encoder.encoders["force"].set_stats(*force_summary_stats(train_ds))
     model = model.to(device).to(memory_format=torch.channels_last)
     net = torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None) if ctx.enabled else model
@@ -343,6 +346,16 @@ def proprio_stats(ds: MultimodalDataset) -> tuple[torch.Tensor, torch.Tensor]:
     p = np.concatenate(ds.proprio).astype(np.float64)
     p = torch.from_numpy(p[np.isfinite(p).all(axis=1)])  # rows a skip_nonfinite run leaves out
     return p.mean(0).float(), p.std(0).float()
+
+
+def force_summary_stats(ds: MultimodalDataset, max_episodes: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (12,) of the steps' ``step_summary`` (mean and last F/T reading; N,
+    N m, sensor frame) over up to ``max_episodes`` episodes of a dataset, evenly spread."""
+    pick = np.unique(np.linspace(0, len(ds.episodes) - 1, min(max_episodes, len(ds.episodes))).astype(int))
+    f = torch.cat([step_summary(torch.from_numpy(ds.source.read(ds.episodes[i], "force", slice(None))).double())
+                   for i in pick])
+    f = f[torch.isfinite(f).all(dim=1)]
+    return f.mean(0).float(), f.std(0).float()
 
 
 def learning_rate(cfg: TrainConfig, step: int, batches_per_epoch: int) -> float:

@@ -189,6 +189,35 @@ def test_proprio_is_standardised_with_training_statistics(data64, tmp_path):
     assert not torch.allclose(enc(p)[0], expert, atol=1e-3)
 
 
+def test_force_summary_reads_the_standardised_step_mean(data64, tmp_path):
+    from mmrep.models.experts import ForceEncoder
+
+    cfg = _cfg(data64, tmp_path, epochs=1)
+    cfg.model.force_summary = True
+    train(cfg, progress=False)
+    ds = MultimodalDataset(data64, "train")
+    force = [ds.source.read(e, "force", slice(None)) for e in ds.episodes]
+    summary = np.concatenate([np.concatenate([f.mean(axis=1), f[:, -1]], axis=1) for f in force])
+    blob = torch.load(tmp_path / "encoder.pt", weights_only=True)["state_dict"]
+    assert np.allclose(blob["encoders.force.mean"].numpy(), summary.mean(0), atol=1e-4)
+    assert np.allclose(blob["encoders.force.std"].numpy(), summary.std(0, ddof=1).clip(1e-3), rtol=1e-3)
+    encoder = mmrep.load_encoder(tmp_path / "encoder.pt")  # the switch travels with the weights
+    enc = encoder.encoders["force"]
+    assert enc.summary is not None
+    # the branch is in the expert's output: without it the mean changes
+    window = torch.from_numpy(force[0][-4:].astype(np.float32))
+    mu = enc(window)[0]
+    with torch.no_grad():
+        enc.summary[-1].weight.zero_()
+        enc.summary[-1].bias.zero_()
+    assert not torch.allclose(enc(window)[0], mu, atol=1e-4)
+    # off by default, and a default encoder has no statistics to set
+    plain = ForceEncoder(8)
+    assert plain.summary is None and "mean" not in plain.state_dict()
+    with pytest.raises(ValueError, match="summary"):
+        plain.set_stats(torch.zeros(12), torch.ones(12))
+
+
 def test_cosine_learning_rate_decays_to_five_percent():
     from mmrep.train import learning_rate
 

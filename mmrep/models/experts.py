@@ -65,15 +65,39 @@ class CausalConv1d(nn.Conv1d):
 
 class ForceEncoder(nn.Module):
     """The last ``window`` F/T readings, soft-normalised with tanh (force / 20 N, moment / 1 N m),
-    through five causal stride-2 1-D convolutions (32 -> 1 time steps) to 2 x z_dim."""
+    through five causal stride-2 1-D convolutions (32 -> 1 time steps) to 2 x z_dim.
+
+    With ``summary`` (not in the paper), an MLP 12-64-128-2 x z_dim also reads the step's mean
+    reading and its last one, standardised per channel with the training set's statistics (buffers
+    ``mean``, ``std`` (12,), set by ``set_stats``), and its output is added to the convolution's.
+    Why: while the peg presses on the rim, the hole's direction is in the step's mean moment over its
+    vertical force (the centre of pressure, ``sim.peg_hole_experts.rim_direction``). Those moments
+    are ~0.1 N m; the convolution alone, trained with the insertion head, did not keep them (on
+    clean-pressing touch-setting data its z read the hole no better than proprioception alone).
+    """
 
     def __init__(self, z_dim: int, window: int = 32, force_scale: float = 20.0,
-                 torque_scale: float = 1.0) -> None:
+                 torque_scale: float = 1.0, summary: bool = False) -> None:
         super().__init__()
         self.window = window
         chans = (6, 16, 32, 64, 128, 2 * z_dim)
         self.convs = nn.ModuleList(CausalConv1d(a, b, 2, 2) for a, b in zip(chans[:-1], chans[1:]))
         self.register_buffer("scale", torch.tensor([force_scale] * 3 + [torque_scale] * 3))
+        self.summary = None
+        if summary:
+            self.register_buffer("mean", torch.zeros(12))
+            self.register_buffer("std", torch.ones(12))
+            self.summary = nn.Sequential(nn.Linear(12, 64), nn.LeakyReLU(LEAK), nn.Linear(64, 128),
+                                         nn.LeakyReLU(LEAK), nn.Linear(128, 2 * z_dim))
+
+    @torch.no_grad()
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-channel statistics (12,) of the training steps' ``step_summary`` (N, N m); std is
+        floored at 1e-3. Only with ``summary``."""
+        if self.summary is None:
+            raise ValueError("ForceEncoder.set_stats: this encoder has no summary branch (summary=False)")
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3))
 
     def forward(self, force: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = force[:, -self.window:]
@@ -84,8 +108,17 @@ class ForceEncoder(nn.Module):
             h = conv(h)
             if i < len(self.convs) - 1:
                 h = F.leaky_relu(h, LEAK)
-        mu, logvar = h.flatten(1).chunk(2, dim=1)
+        h = h.flatten(1)
+        if self.summary is not None:
+            h = h + self.summary((step_summary(force) - self.mean) / self.std)
+        mu, logvar = h.chunk(2, dim=1)
         return mu, logvar
+
+
+def step_summary(force: torch.Tensor) -> torch.Tensor:
+    """(B, 12): the mean and the last of each step's F/T readings (``force``: (B, n, 6), N and N m,
+    sensor frame); the ``ForceEncoder`` summary's input (and ``mmrep.probe.ft_summary``'s features)."""
+    return torch.cat([force.mean(dim=1), force[:, -1]], dim=1)
 
 
 class ProprioEncoder(nn.Module):

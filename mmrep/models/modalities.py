@@ -59,5 +59,5 @@ def _size(cfg: ModelConfig) -> int:
 
 register_encoder_builder("rgb", lambda cfg: ImageEncoder(3, cfg.z_dim, _size(cfg), scale=1 / 255))
 register_encoder_builder("depth", lambda cfg: ImageEncoder(1, cfg.z_dim, _size(cfg)))
-register_encoder_builder("force", lambda cfg: ForceEncoder(cfg.z_dim))
+register_encoder_builder("force", lambda cfg: ForceEncoder(cfg.z_dim, summary=cfg.force_summary))
 register_encoder_builder("proprio", lambda cfg: ProprioEncoder(cfg.z_dim))
