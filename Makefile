@@ -183,6 +183,18 @@ data/touch_quality/manifest.json: | venv
 runs/touch_%/encoder.pt: data/touch_quality/manifest.json
 	$(VENV)/bin/mmrep train experiment=touch_$* threads=1
 
+# Clean pressing on the touch setting: the rim-moment expert alone with little action noise, so the rim
+# moment points to the hole; the encoders with the F/T expert's summary branch (experiment=touch_press_*).
+TOUCH_PRESS_COLLECT = env=touch "shapes=[square]" "+policy_kwargs.noisy_expert.search=moment" \
+	"policy_kwargs.noisy_expert.noise_std=0.05" "policies={noisy_expert: 1.0}"
+
+data/touch_press1200/manifest.json: | venv
+	$(VENV)/bin/mmrep collect episodes=1200 workers=2 seed=0 $(TOUCH_PRESS_COLLECT) out=data/touch_press1200
+
+# the shorter stem wins over runs/touch_%: these train on the clean-pressing data
+runs/touch_press_%/encoder.pt: data/touch_press1200/manifest.json
+	$(VENV)/bin/mmrep train experiment=touch_press_$* threads=1
+
 paper-touch:
 	$(MAKE) paper PAPER_ROWS="$(PAPER_TOUCH_ROWS)"
 
