@@ -255,7 +255,38 @@ def run_probes(data: str | Path, encoders: dict[str, str], out: str | Path, cfg:
               "seconds": time.time() - t0, "results": rows}
     (out / "probe.json").write_text(json.dumps(result, indent=2))
     (out / "probe.md").write_text(probe_table(result))
+    probe_figure(result, out / "probe.png")
     return result
+
+
+def probe_figure(result: dict[str, Any], path: str | Path) -> None:
+    """A bar per feature set: the median horizontal error (mm) to the hole near it, and near it while
+    touching (a dot), against the zero-offset baseline (dashed). Written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["results"] if r["offset_mm_median_near"] is not None]
+    labels = [f"{r['encoder']} {r['features']}" if r.get("encoder") else r["features"] for r in rows]
+    near = [r["offset_mm_median_near"] for r in rows]
+    touch = [r.get("offset_mm_median_touch") for r in rows]
+    fig, ax = plt.subplots(figsize=(8.4, 1.2 + 0.32 * len(rows)))
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, near, color="C0", label="near the hole (within 2 cm)")
+    ax.plot([t if t is not None else np.nan for t in touch], y, "o", color="C1", label="near and touching")
+    zero = result.get("zero_offset") or {}
+    if zero.get("offset_mm_median_near") is not None:
+        ax.axvline(zero["offset_mm_median_near"], color="k", ls="--", lw=1, label="zero offset, near")
+    if zero.get("offset_mm_median_touch") is not None:
+        ax.axvline(zero["offset_mm_median_touch"], color="C1", ls=":", lw=1, label="zero offset, touching")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("median horizontal error to the hole (mm), held-out episodes")
+    ax.set_title(f"Probes on {result['data']}", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside, not over the bars
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def probe_table(result: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@ the outputs."""
 
 import json
 
+import imageio
 import numpy as np
 import pytest
 import torch
@@ -53,6 +54,8 @@ def test_run_probes_writes_every_feature_set(data, tmp_path):
     zero = np.median(np.linalg.norm(valid.offset[:, :2], axis=1)) * 1000  # the hole right under the tip
     assert result["zero_offset"]["offset_mm_median"] == pytest.approx(zero, rel=1e-6)
     assert "zero offset (baseline)" in (tmp_path / "out" / "probe.md").read_text()
+    image = imageio.v3.imread(tmp_path / "out" / "probe.png")  # the figure: a bar per feature set
+    assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0
 
 
 def test_a_modality_suffix_probes_the_product_of_those_experts_alone(data, tmp_path):
