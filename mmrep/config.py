@@ -74,9 +74,9 @@ class ModelConfig:
     # the same insertion head read from the product of the non-camera experts alone (F/T, proprio, ...):
     # makes touch carry the hole's direction, for when the camera is left out (product of experts only)
     w_insertion_touch: float = 0.0
-    # not in the paper: the F/T expert also reads its window's mean reading, standardised with the
-    # training set's statistics (``ForceEncoder`` summary); the rim moments that point to the hole
-    # are otherwise far below the forces at the expert's input
+    # not in the paper: the F/T expert also reads the step's mean and last F/T reading (over all the
+    # step's readings, not only the convolution's window), standardised with the training set's
+    # statistics (``ForceEncoder`` summary): without it the rim moment that points to the hole is lost
     force_summary: bool = False
 
     def validate(self) -> None:
@@ -85,6 +85,8 @@ class ModelConfig:
         if self.alignment_input not in ("sample", "mean", "experts"):
             raise ValueError(f"model.alignment_input must be 'sample', 'mean' or 'experts', got "
                              f"{self.alignment_input!r}")
+        if self.force_summary and not self.force:
+            raise ValueError("model.force_summary=true needs model.force=true (it is a branch of the F/T expert)")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ValueError(f"model.modality_dropout must be in [0, 1), got {self.modality_dropout!r}")
         import_plugins(self.plugins)

@@ -282,7 +282,10 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
         enc = Encoder(build_network(cfg, blob.get("network")))
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
-    missing, unexpected = enc.net.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = enc.net.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a tensor of another shape than the config builds
+        raise ValueError(f"{path}: weights do not match the config: {err}") from err
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected "
                          f"{unexpected[:3]})")
@@ -295,7 +298,7 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Encode
 def random_like(encoder: Encoder, seed: int = 0) -> Encoder:
     """The same architecture with freshly initialised weights (``torch.manual_seed(seed)``), for the
     "random features" baseline: the input standardisation (buffers: proprioception mean / std, F/T
-    scale) is kept, since it is data statistics rather than learned features."""
+    scale, and the F/T summary's mean / std) is kept, since it is data statistics rather than learned features."""
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:

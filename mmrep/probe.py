@@ -261,7 +261,7 @@ def run_probes(data: str | Path, encoders: dict[str, str], out: str | Path, cfg:
 
 def probe_figure(result: dict[str, Any], path: str | Path) -> None:
     """A bar per feature set: the median horizontal error (mm) to the hole near it, and near it while
-    touching (a dot), against the zero-offset baseline (dashed). Written to ``path`` (PNG)."""
+    touching (a dot), against the zero-offset baselines (near: dashed; touching: dotted). Written to ``path`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,6 +317,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="outputs/probe")
     ap.add_argument("--epochs", type=int, default=ProbeConfig.epochs)
     ap.add_argument("--max-episodes", type=int, default=None, help="per split")
+    ap.add_argument("--seed", type=int, default=ProbeConfig.seed,
+                    help="the probes' initialisation and shuffling (repeat with others for the spread)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (1 beside another torch job: two jobs' idle threads spin on 2 cores)")
     args = ap.parse_intermixed_args(argv)  # options before or after the encoders
@@ -332,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         unknown = sorted(set(filter(None, only.split(","))) - set(MODALITIES))
         if unknown:
             raise SystemExit(f"encoder {spec}: unknown modalities {unknown} after '@' (choose from {list(MODALITIES)})")
-    result = run_probes(args.data, encoders, args.out, ProbeConfig(epochs=args.epochs),
+    result = run_probes(args.data, encoders, args.out, ProbeConfig(epochs=args.epochs, seed=args.seed),
                         max_episodes=args.max_episodes)
     print(probe_table(result))
 

@@ -355,6 +355,10 @@ def force_summary_stats(ds: MultimodalDataset, max_episodes: int = 64) -> tuple[
     f = torch.cat([step_summary(torch.from_numpy(ds.source.read(ds.episodes[i], "force", slice(None))).double())
                    for i in pick])
     f = f[torch.isfinite(f).all(dim=1)]
+    if len(f) < 2:
+        raise ValueError(f"model.force_summary: the training data has fewer than 2 steps with finite 'force' "
+                         f"readings in the {len(pick)} episodes read; no statistics to standardise the F/T "
+                         "summary with")
     return f.mean(0).float(), f.std(0).float()
 
 

@@ -216,6 +216,14 @@ def test_force_summary_reads_the_standardised_step_mean(data64, tmp_path):
     assert plain.summary is None and "mean" not in plain.state_dict()
     with pytest.raises(ValueError, match="summary"):
         plain.set_stats(torch.zeros(12), torch.ones(12))
+    with pytest.raises(ValueError, match="force_summary"):
+        ModelConfig(force=False, force_summary=True).validate()
+    # weights of another shape than the config builds (a 6-wide summary): refused, naming the file
+    whole = torch.load(tmp_path / "encoder.pt", weights_only=True)
+    whole["state_dict"]["encoders.force.mean"] = torch.zeros(6)
+    torch.save(whole, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="odd.pt"):
+        mmrep.load_encoder(tmp_path / "odd.pt")
 
 
 def test_cosine_learning_rate_decays_to_five_percent():

@@ -4,6 +4,7 @@ Every encoder maps its input to ``(mu, logvar)``, each (B, z_dim). Shapes and un
 
     ImageEncoder  rgb   (B, 3, 128, 128) uint8 or float in [0, 255]; depth (B, 1, 128, 128) metres
     ForceEncoder  force (B, n, 6) float32, N and N m, sensor frame; the last 32 readings are used
+                  (with ``summary``, also the mean and the last of all n)
     ProprioEncoder proprio (B, 8) float32: x, y, z (m), yaw (rad), vx, vy, vz (m/s), yaw rate (rad/s)
 """
 
