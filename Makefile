@@ -169,12 +169,15 @@ PAPER_PERTURBED += fused_touch no_haptics_touch fused_robust_occluder_touch fuse
 	fused_lstm_occluder_touch fused_touchhead_touch
 TOUCH_COLLECT = env=touch "shapes=[square]" "+policy_kwargs.noisy_expert.search=moment" \
 	"policies={noisy_expert: 0.5, contact_seeking: 0.3, random: 0.2}"
-ENCODER_fused_touch = runs/touch_insertion/encoder.pt
-ENCODER_no_haptics_touch = runs/touch_insertion_vision/encoder.pt
-ENCODER_no_vision_touch = runs/touch_insertion_force/encoder.pt
+# fused, no_haptics and no_vision (F/T + proprio) on the clean-pressing data (runs/touch_press_*, below):
+# the fused model's touch experts read the hole's direction there; the robust and touch-head rows still
+# use the mixed data (data/touch_quality).
+ENCODER_fused_touch = runs/touch_press_insertion/encoder.pt
+ENCODER_no_haptics_touch = runs/touch_press_insertion_vision/encoder.pt
+ENCODER_no_vision_touch = runs/touch_press_insertion_ftp/encoder.pt
 ENCODER_fused_robust_occluder_touch = runs/touch_insertion_robust/encoder.pt
-ENCODER_fused_memory_occluder_touch = runs/touch_insertion/encoder.pt
-ENCODER_fused_lstm_occluder_touch = runs/touch_insertion/encoder.pt
+ENCODER_fused_memory_occluder_touch = runs/touch_press_insertion/encoder.pt
+ENCODER_fused_lstm_occluder_touch = runs/touch_press_insertion/encoder.pt
 ENCODER_fused_touchhead_touch = runs/touch_insertion_touchhead/encoder.pt
 
 data/touch_quality/manifest.json: | venv
