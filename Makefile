@@ -149,6 +149,7 @@ state-policy: $(foreach r,$(STATE_RUNS),runs/$(r)/eval/results.json)
 PAPER_ROWS ?= fused_insertion no_haptics no_vision fused_robust fused_robust_occluder fused_poe fused_concat \
 	random_init pixels state fused_lstm_occluder fused_memory_occluder
 PAPER_SEEDS ?= 0 1 2
+PAPER_OUT ?= benchmarks/results/paper
 # no_vision gets the camera settings only: they check that it never uses the camera (its episodes
 # must equal the clean ones); at 1% clean success its F/T and push rows could not be "clearly" anything,
 # and its failed episodes all run the full 200 steps, which makes it the costliest evaluation.
@@ -198,8 +199,12 @@ data/touch_press1200/manifest.json: | venv
 runs/touch_press_%/encoder.pt: data/touch_press1200/manifest.json
 	$(VENV)/bin/mmrep train experiment=touch_press_$* threads=1
 
+# The touch rows' own table, targets and robustness figure (beside the default setting's committed rows):
+# benchmarks/results/paper_touch. Screen on one seed: make paper-touch PAPER_TOUCH_ROWS="fused_touch
+# no_haptics_touch" PAPER_SEEDS=0
 paper-touch:
-	$(MAKE) paper PAPER_ROWS="$(PAPER_TOUCH_ROWS)"
+	$(MAKE) paper PAPER_ROWS="$(PAPER_TOUCH_ROWS)" PAPER_OUT=benchmarks/results/paper_touch \
+		PAPER_SUMMARY_ARGS="--rows $(PAPER_TOUCH_ROWS) --figure-with benchmarks/results/paper/summary.json"
 
 define PAPER_RUN
 runs/paper/$(1)_s$(2)/policy.pt: $(ENCODER_$(1)) | venv
@@ -250,7 +255,7 @@ paper-status: venv  # where each run stands: env steps trained, evaluations done
 
 paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json)) \
 		$(if $(filter fused_insertion,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_memory/results.json))
-	$(PY) benchmarks/paper_summary.py runs/paper --out benchmarks/results/paper
+	$(PY) benchmarks/paper_summary.py runs/paper --out $(PAPER_OUT) $(PAPER_SUMMARY_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check sim mmrep tests benchmarks

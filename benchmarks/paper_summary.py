@@ -17,10 +17,14 @@ are the setting's name with ``+memory``, apart from the plain ones.
 With the optional ``rliable`` package (``pip install 'mmrep[stats]'``), each cell also gets the
 interquartile mean of its seeds' success rates with a 95% stratified-bootstrap interval (rliable's
 ``get_interval_estimates``, seeded): ``summary.json``'s ``iqm`` and a table per mode in ``table.md``.
-Writes ``summary.json``, ``table.md`` (docs/results/policies.md includes it) and ``curves.png`` (one panel per
-row, its seeds' held-out curves), and copies each run's ``config.json``, ``eval.jsonl`` and evaluations
-beside them (with the rollout GIFs of each row's first seed) and its training wall time (``train_wall.json``, since the
-TensorBoard files stay behind). Those copies are run folders this script reads again: restore them
+The touch setting's rows (``*_touch``) get their own targets (``touch_targets``); ``--rows`` keeps
+only the named rows (``make paper-touch`` summarises its rows apart, into benchmarks/results/paper_touch).
+Writes ``summary.json``, ``table.md`` (docs/results/policies.md includes it), ``curves.png`` (one panel per
+row, its seeds' held-out curves) and ``robustness.png`` (success against perturbation for fused,
+no_haptics and no_vision on each setting present; ``--figure-with`` adds another summary's rows),
+and copies each run's ``config.json``, ``eval.jsonl`` and evaluations beside them (with the rollout
+GIFs of each row's first seed) and its training wall time (``train_wall.json``, since the TensorBoard
+files stay behind). Those copies are run folders this script reads again: restore them
 under a fresh ``runs/paper`` (``cp -r benchmarks/results/paper/runs/* runs/paper/``) and the table
 is rebuilt with the new runs beside the committed ones.
 """
@@ -162,6 +166,9 @@ def table(rows: dict[str, dict], setting: str) -> list[str]:
 
 FUSED_TARGET = 0.90  # issue 12: the fused representation's success on the square peg
 PERTURBED_WITHIN = 0.10  # issue 12: under the occluder and pushes, within 10 points of clean
+TOUCH_HAPTICS_GAP = 0.20  # the touch setting: no_haptics at least 20 points below fused (disjoint intervals)
+TOUCH_OCCLUDED_GAP = 0.30  # the touch setting, occluder at first contact: fused at least 30 points above no_haptics
+SENSE_FAILURES = ["occluder_after_contact", "ft_bias", "ft_dead", "ft_noise", "pushes"]
 
 
 def targets(rows: dict[str, dict], fused: str = "fused_insertion", shape: str = "square") -> list[dict]:
@@ -195,6 +202,88 @@ def targets(rows: dict[str, dict], fused: str = "fused_insertion", shape: str = 
                         "measured": f"{rate(pert)} against {rate(clean)}" if both else None,
                         "met": clean["pooled"] - pert["pooled"] <= PERTURBED_WITHIN + 1e-9 if both else None})
     return out
+
+
+def touch_targets(rows: dict[str, dict], shape: str = "square") -> list[dict]:
+    """The touch-needing setting's targets (``*_touch`` rows), per action mode: fused_touch at least
+    90% clean and within 10 points of it under each sense failure (``SENSE_FAILURES``); no_haptics_touch
+    at least 20 points below it with disjoint 95% intervals; under the occluder at first contact,
+    fused_touch at least 30 points above no_haptics_touch. Empty where fused_touch has no run."""
+    if "fused_touch" not in rows:
+        return []
+
+    def cell(row: str, setting: str, mode: str) -> dict | None:
+        return rows.get(row, {}).get("cells", {}).get(f"{setting}/{shape}/{mode}")
+
+    out = []
+    for mode in ("deterministic", "stochastic"):
+        clean = cell("fused_touch", "clean", mode)
+        out.append({"target": f"fused_touch >= {FUSED_TARGET:.0%}", "mode": mode,
+                    "measured": None if clean is None else rate(clean),
+                    "met": None if clean is None else clean["pooled"] >= FUSED_TARGET})
+        for setting in SENSE_FAILURES:
+            pert = cell("fused_touch", setting, mode)
+            both = clean is not None and pert is not None
+            out.append({"target": f"fused_touch under {setting} within {PERTURBED_WITHIN * 100:.0f} points of clean",
+                        "mode": mode, "measured": f"{rate(pert)} against {rate(clean)}" if both else None,
+                        "met": clean["pooled"] - pert["pooled"] <= PERTURBED_WITHIN + 1e-9 if both else None})
+        for setting, gap, disjoint in (("clean", TOUCH_HAPTICS_GAP, True),
+                                       ("occluder_after_contact", TOUCH_OCCLUDED_GAP, False)):
+            fused, other = cell("fused_touch", setting, mode), cell("no_haptics_touch", setting, mode)
+            both = fused is not None and other is not None
+            met = None
+            if both:
+                met = fused["pooled"] - other["pooled"] >= gap - 1e-9
+                if disjoint:
+                    met = met and other["pooled_ci95"][1] < fused["pooled_ci95"][0]
+            out.append({"target": f"no_haptics_touch at least {gap * 100:.0f} points below fused_touch ({setting}"
+                                  + (", disjoint 95% intervals)" if disjoint else ")"),
+                        "mode": mode, "measured": f"{rate(other)} against {rate(fused)}" if both else None,
+                        "met": met})
+    return out
+
+
+ROBUSTNESS_ROWS = {"default setting": ("fused_insertion", "no_haptics", "no_vision"),
+                   "touch setting": ("fused_touch", "no_haptics_touch", "no_vision_touch")}
+ROBUSTNESS_SETTINGS = ["clean", "occluder_after_contact", "occluder", "pushes", "ft_noise", "ft_bias", "ft_dead"]
+
+
+def plot_robustness(rows: dict[str, dict], path: Path, mode: str = "deterministic", shape: str = "square") -> bool:
+    """Success against perturbation: one panel per setting family (``ROBUSTNESS_ROWS``) that has a row,
+    fused / no_haptics / no_vision as markers per perturbation, the pooled rate with its 95% Wilson
+    interval as an error bar, and the number of seeds in the legend. False (nothing written) when
+    none of those rows is in ``rows``."""
+    panels = {title: [r for r in names if r in rows] for title, names in ROBUSTNESS_ROWS.items()}
+    panels = {t: names for t, names in panels.items() if names}
+    if not panels:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False, sharey=True)
+    x = np.arange(len(ROBUSTNESS_SETTINGS))
+    for ax, (title, names) in zip(axes[0], panels.items()):
+        for k, name in enumerate(names):
+            cells = [rows[name]["cells"].get(f"{s}/{shape}/{mode}") for s in ROBUSTNESS_SETTINGS]
+            xs = [x[i] + (k - 1) * 0.2 for i, c in enumerate(cells) if c]
+            ys = np.array([c["pooled"] for c in cells if c])
+            lo = np.array([c["pooled_ci95"][0] for c in cells if c])
+            hi = np.array([c["pooled_ci95"][1] for c in cells if c])
+            seeds = max((len(c["seeds"]) for c in cells if c), default=0)
+            ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], fmt="o", capsize=3,
+                        label=f"{name} ({seeds} seed{'s' if seeds != 1 else ''})")
+        ax.set_xticks(x, ROBUSTNESS_SETTINGS, rotation=30, ha="right")
+        ax.set_title(f"{title}, {shape} peg, {'mean' if mode == 'deterministic' else 'sampled'} action")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=3)  # below: never on a point
+    axes[0][0].set_ylabel("held-out success (pooled, 95% CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def rate(cell: dict) -> str:
@@ -314,6 +403,11 @@ def main() -> None:
                     help="the rows' configs (--status lists the rows with no run yet)")
     ap.add_argument("--iqm-reps", type=int, default=2000,
                     help="bootstrap replications of the interquartile-mean intervals (0: none)")
+    ap.add_argument("--rows", nargs="+", metavar="ROW",
+                    help="summarise only these rows (default: every evaluated row under root)")
+    ap.add_argument("--figure-with", nargs="+", type=Path, default=[], metavar="SUMMARY_JSON",
+                    help="rows of other summaries (their summary.json) to draw beside these in robustness.png, "
+                         "e.g. the default setting's committed rows beside the touch setting's")
     args = ap.parse_args()
     if args.status:
         rows = sorted(p.stem for p in args.configs.glob("*.yaml") if p.stem != "base")
@@ -323,6 +417,11 @@ def main() -> None:
         ap.error("--out is required (or --status)")
     args.out.mkdir(parents=True, exist_ok=True)
     found = find_runs(args.root)
+    if args.rows:
+        unknown = sorted(set(args.rows) - set(found))
+        if unknown:
+            raise SystemExit(f"{args.root}: no evaluated run of rows {unknown} (evaluated: {sorted(found)})")
+        found = {name: runs for name, runs in found.items() if name in args.rows}
     rows = {name: row_summary(runs) for name, runs in found.items()}
     settings = sorted({c["setting"] for r in rows.values() for c in r["cells"].values()},
                       key=lambda s: (s != "clean", s))
@@ -331,8 +430,11 @@ def main() -> None:
         text += [f"### {setting}", ""] + table({n: r for n, r in rows.items()
                                                if any(c["setting"] == setting for c in r["cells"].values())},
                                               setting) + [""]
-    goals = targets(rows)
-    text = ["### targets", ""] + targets_table(goals) + [""] + text
+    goals = targets(rows) if "fused_insertion" in rows or not any(n.endswith("_touch") for n in rows) else []
+    touch_goals = touch_targets(rows)
+    text = (["### targets", ""] + targets_table(goals) + [""] if goals else []) + (
+        ["### targets on the touch setting", ""] + targets_table(touch_goals) + [""] if touch_goals else []) + text
+    goals += touch_goals
     iqm = iqm_over_seeds(rows, reps=args.iqm_reps) if args.iqm_reps > 0 else {}
     if iqm:
         text += iqm_tables(rows, iqm)
@@ -344,6 +446,13 @@ def main() -> None:
     curves = {row: runs for row, runs in curves.items() if runs}
     if curves:  # one panel per row, its seeds as curves: twenty runs on one axis cannot be read
         plot_curve_panels(curves, args.out / "curves.png")
+    figure_rows = {}
+    for other in args.figure_with:
+        try:
+            figure_rows.update(json.loads(other.read_text())["rows"])
+        except (OSError, ValueError, KeyError) as err:
+            raise SystemExit(f"--figure-with {other}: not a paper summary.json ({err})") from err
+    robustness = plot_robustness({**figure_rows, **rows}, args.out / "robustness.png")
     for row_name, runs in found.items():
         for k, run in enumerate(runs):
             dest = args.out / "runs" / run.name
@@ -359,7 +468,8 @@ def main() -> None:
                     (dest / name).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy(run / name, dest / name)
     print("\n".join(text))
-    print(f"wrote {args.out}/summary.json, table.md" + (", curves.png" if curves else ""))
+    print(f"wrote {args.out}/summary.json, table.md" + (", curves.png" if curves else "")
+          + (", robustness.png" if robustness else ""))
 
 
 if __name__ == "__main__":

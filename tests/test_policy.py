@@ -417,6 +417,48 @@ def test_paper_targets_compare_pooled_cells_and_say_what_has_not_run():
     assert not any("occluder+memory" in t for t in met)  # only the settings evaluated with memory
 
 
+def test_touch_setting_targets_and_the_robustness_figure(tmp_path):
+    import importlib.util
+
+    from mmrep.policy import wilson_interval
+
+    spec = importlib.util.spec_from_file_location(
+        "paper_summary", Path(__file__).resolve().parents[1] / "benchmarks" / "paper_summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(**rates):  # setting -> successes of 100, both modes alike
+        return {"cells": {f"{s}/square/{m}": {"pooled": k / 100, "pooled_ci95": wilson_interval(k, 100),
+                                              "seeds": {"s0": k / 100}}
+                          for s, k in rates.items() for m in ("deterministic", "stochastic")}}
+
+    assert mod.touch_targets({"fused_insertion": row(clean=95)}) == []  # no touch row: no touch targets
+    rows = {"fused_touch": row(clean=94, occluder_after_contact=80, ft_bias=85, ft_dead=70, ft_noise=93, pushes=90),
+            "no_haptics_touch": row(clean=70, occluder_after_contact=52)}
+    goals = mod.touch_targets(rows)
+    assert len(goals) == 2 * 8  # eight targets, each for the mean and the sampled action
+    met = {t["target"]: t["met"] for t in goals if t["mode"] == "deterministic"}
+    assert met["fused_touch >= 90%"] is True
+    assert met["fused_touch under ft_bias within 10 points of clean"] is True  # 9 points
+    assert met["fused_touch under ft_dead within 10 points of clean"] is False  # 24 points
+    assert met["fused_touch under occluder_after_contact within 10 points of clean"] is False  # 14 points
+    # 24 points below, and 0.61-0.78 wholly under 0.88-0.97
+    assert met["no_haptics_touch at least 20 points below fused_touch (clean, disjoint 95% intervals)"] is True
+    assert met["no_haptics_touch at least 30 points below fused_touch (occluder_after_contact)"] is False  # 28
+    few = {"fused_touch": {"cells": {f"clean/square/{m}": {"pooled": 0.95, "pooled_ci95": wilson_interval(19, 20)}
+                                     for m in ("deterministic", "stochastic")}},
+           "no_haptics_touch": {"cells": {f"clean/square/{m}": {"pooled": 0.70, "pooled_ci95": wilson_interval(14, 20)}
+                                          for m in ("deterministic", "stochastic")}}}
+    close = mod.touch_targets(few)  # 25 points on 20 episodes each: the intervals overlap
+    met = {t["target"]: t["met"] for t in close if t["mode"] == "stochastic"}
+    assert met["no_haptics_touch at least 20 points below fused_touch (clean, disjoint 95% intervals)"] is False
+    assert met["no_haptics_touch at least 30 points below fused_touch (occluder_after_contact)"] is None  # not run
+    assert mod.plot_robustness({"state": row(clean=100)}, tmp_path / "none.png") is False
+    assert not (tmp_path / "none.png").exists()
+    assert mod.plot_robustness({**rows, "no_haptics": row(clean=96, ft_bias=96)}, tmp_path / "robustness.png")
+    assert (tmp_path / "robustness.png").stat().st_size > 10_000  # two panels: default and touch
+
+
 def test_paper_table_counts_the_seeds_evaluated_in_each_setting_not_the_seeds_trained():
     import importlib.util
     from pathlib import Path
