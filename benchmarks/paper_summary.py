@@ -13,7 +13,8 @@ and mode each seed's success on the held-out seeds, their mean, and the pooled r
 episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_<name>/results.json``,
 e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells; rows
 evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a policy trained without it
-are the setting's name with ``+memory``, apart from the plain ones.
+are the setting's name with ``+memory``, apart from the plain ones (``+reject`` for those evaluated
+with ``reject_flagged=true``: the flagged experts left out).
 With the optional ``rliable`` package (``pip install 'mmrep[stats]'``), each cell also gets the
 interquartile mean of its seeds' success rates with a 95% stratified-bootstrap interval (rliable's
 ``get_interval_estimates``, seeded): ``summary.json``'s ``iqm`` and a table per mode in ``table.md``.
@@ -99,6 +100,7 @@ def eval_results(run: Path) -> list[Path]:
 
 
 MEMORY = "+memory"  # the setting's suffix for rows evaluated with camera memory
+REJECT = "+reject"  # ... and for rows evaluated leaving out the flagged experts (reject_flagged)
 
 
 def row_summary(runs: list[Path]) -> dict:
@@ -108,8 +110,10 @@ def row_summary(runs: list[Path]) -> dict:
     cells: dict[str, dict] = {}
     for run, config in zip(runs, configs):
         trained_with_memory = config["obs"].get("camera_memory", False)  # then memory is how it is evaluated
+        trained_rejecting = config["obs"].get("reject_flagged", False)
         for r in (r for folder in eval_results(run) for r in read_eval(folder)["results"]):
             setting = r["setting"] + (MEMORY if "camera_held_fraction" in r and not trained_with_memory else "")
+            setting += REJECT if r.get("reject_flagged") and not trained_rejecting else ""
             key = f"{setting}/{r['shape']}/{r['mode']}"
             cell = cells.setdefault(key, {"setting": setting, "shape": r["shape"], "mode": r["mode"],
                                           "seeds": {}, "successes": 0, "episodes": 0})

@@ -10,6 +10,10 @@ their place in the product, while F/T and proprioception stay live. With nothing
 episode that starts occluded) the current experts are used, so z is then what ``Encoder.encode``
 gives.
 
+With ``reject=True`` the other senses' experts (F/T, proprioception) that the thresholds flag are
+left out of that step's product (the "reject" of "Detect, Reject, Correct", Lee et al. 2021): a biased
+or dead F/T sensor then stops moving z, and the camera (or its memory) and proprioception carry it.
+
 Memory is per slot (one slot per sub-environment of a batch): ``reset(slots)`` at each episode's start.
 """
 
@@ -29,10 +33,11 @@ class CameraMemory:
 
     ``encoder``: a product-of-experts ``Encoder`` with reliability thresholds (two-sided ones to catch
     an occluder: ``python -m mmrep.reliability ENCODER DATA`` sets them). ``held_steps`` / ``steps``
-    count the samples encoded with held experts / all samples.
+    count the samples encoded with held experts / all samples; ``reject``: also leave out the flagged
+    experts of the other senses, counted per modality in ``rejected`` (samples).
     """
 
-    def __init__(self, encoder: Encoder) -> None:
+    def __init__(self, encoder: Encoder, reject: bool = False) -> None:
         if encoder.cfg.fusion != "poe":
             raise ValueError(f"camera memory needs the product of experts; this encoder fuses by "
                              f"{encoder.cfg.fusion!r}")
@@ -52,6 +57,8 @@ class CameraMemory:
         self.held: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}  # slot -> modality -> (mu, lv)
         self.held_steps = 0
         self.steps = 0
+        self.reject = reject
+        self.rejected: dict[str, int] = {}
 
     def reset(self, slots: Iterable[int] | None = None) -> None:
         """Forget the held experts of ``slots`` (all when None): a new episode starts there."""
@@ -88,5 +95,11 @@ class CameraMemory:
                 self.held_steps += 1
             elif not bad and update:
                 self.held[slot] = {names[i]: (mus[i][b].clone(), logvars[i][b].clone()) for i in cam}
+        present = None
+        if self.reject:
+            flagged = self.reliability.flags({m: lv.float().mean(1) for m, lv in zip(state_names, state_logvars)})
+            present = {m: (~f).float() for m, f in flagged.items()}
+            for m, f in flagged.items():
+                self.rejected[m] = self.rejected.get(m, 0) + int(f.sum())
         return enc.fuse_experts(mus + state_mus, logvars + state_logvars, sample=False,
-                                names=names + state_names, batch_size=batch)[0]
+                                names=names + state_names, present=present, batch_size=batch)[0]

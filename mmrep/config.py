@@ -312,7 +312,10 @@ class ObsConfig:
     memory): the encoder as a frozen TorchScript trace (``mmrep.rl.latent.FrozenEncoder``), the same z
     with less Python per observation. ``onnx`` (latent kinds, CPU, without camera memory): the encoder
     under ONNX Runtime (``mmrep.formats.encoder_export.OnnxRuntimeEncoder``), z equal to torch's to
-    about 1e-6 with about half the CPU per observation (``pip install 'mmrep[deploy]'``)."""
+    about 1e-6 with about half the CPU per observation (``pip install 'mmrep[deploy]'``).
+    ``reject_flagged`` (latent kinds, product of experts, torch's encoder): each step, the experts that
+    the encoder's reliability thresholds flag are left out of the product (with camera memory the
+    camera's are held instead), so a biased or dead sense stops moving z (``mmrep.camera_memory``)."""
 
     kind: str = "latent"
     encoder: str | None = None
@@ -323,6 +326,7 @@ class ObsConfig:
     jit: bool = False
     onnx: bool = False  # the frozen encoder under ONNX Runtime (CPU); not with jit or camera_memory
     proprio: int = 13  # latent_proprio: 13 (PROPRIO13, with the orientation quaternion) or 8 (PROPRIO8: no tilt)
+    reject_flagged: bool = False  # leave out the experts the reliability thresholds flag; not with jit or onnx
 
 
 @dataclass
@@ -378,6 +382,10 @@ class PolicyConfig:
             raise ValueError("obs.onnx needs a latent kind (latent, latent_proprio), without obs.jit and "
                              f"obs.camera_memory (got kind={self.obs.kind}, jit={self.obs.jit}, "
                              f"camera_memory={self.obs.camera_memory})")
+        if self.obs.reject_flagged and (not self.obs.kind.startswith("latent") or self.obs.jit or self.obs.onnx):
+            raise ValueError("obs.reject_flagged needs a latent kind (latent, latent_proprio) and torch's encoder, "
+                             f"without obs.jit and obs.onnx (got kind={self.obs.kind}, jit={self.obs.jit}, "
+                             f"onnx={self.obs.onnx})")
         if self.obs.jit and not self.obs.kind.startswith("latent"):
             raise ValueError(f"obs.jit needs a latent kind (latent, latent_proprio), got obs.kind={self.obs.kind}")
         if self.obs.encode_in == "workers" and not self.obs.kind.startswith("latent"):
@@ -430,6 +438,7 @@ class PolicyEvalConfig:
     modes: list[str] = field(default_factory=lambda: ["deterministic", "stochastic"])
     video: bool = True  # one rollout per setting (the first shape, deterministic) as a GIF
     camera_memory: bool | None = None  # hold the camera experts while it looks corrupted; None: as trained
+    reject_flagged: bool | None = None  # leave out the experts the reliability flags flag; None: as trained
     device: str = "cpu"
     threads: int | None = 1  # torch CPU threads (as PolicyConfig.threads)
     progress: bool = True

@@ -86,7 +86,7 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
         fns = [partial(make_latent_policy_env, env, tuple(perturbations), seed + i, "rgb_array" if render else None,
                        str(cfg.obs.encoder), extra, cfg.obs.camera_memory,
                        cfg.seed if cfg.obs.random_init else None, jit=cfg.obs.jit, onnx=cfg.obs.onnx,
-                       proprio8=proprio8)
+                       proprio8=proprio8, reject_flagged=cfg.obs.reject_flagged)
                for i in range(n_envs)]
     else:
         fns = [partial(make_rl_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
@@ -104,7 +104,8 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
         if cfg.obs.random_init:
             encoder = random_like(encoder, seed=cfg.seed)
         venv = VecLatentObservation(venv, encoder, extra_keys=extra, device=resolve_device(cfg.device),
-                                    camera_memory=cfg.obs.camera_memory, jit=cfg.obs.jit, onnx=cfg.obs.onnx)
+                                    camera_memory=cfg.obs.camera_memory, jit=cfg.obs.jit, onnx=cfg.obs.onnx,
+                                    reject_flagged=cfg.obs.reject_flagged)
     return venv
 
 
@@ -466,10 +467,12 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
 
 
 def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, perturbations: list[str] | None = None,
-                device: str = "cpu", render: bool = False, camera_memory: bool | None = None):
+                device: str = "cpu", render: bool = False, camera_memory: bool | None = None,
+                reject_flagged: bool | None = None):
     """(model, venv, cfg, obs_rms) of a saved ``policy.pt``: the algorithm rebuilt from its JSON config on
     a single-env ``venv`` (with ``env_overrides``, ``perturbations`` and, when not None,
-    ``camera_memory`` for evaluation)."""
+    ``camera_memory`` and ``reject_flagged`` for evaluation: either one runs torch's encoder, so a
+    policy trained with ``obs.onnx`` or ``obs.jit`` is evaluated without them, the same z to 1e-5)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"policy file {path} does not exist (a finished `mmrep policy train` run?)")
@@ -484,6 +487,12 @@ def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, p
         if camera_memory and not cfg.obs.kind.startswith("latent"):
             raise ValueError(f"camera_memory needs a policy on a frozen latent; {path} observes {cfg.obs.kind!r}")
         cfg = replace(cfg, obs=replace(cfg.obs, camera_memory=camera_memory))
+    if reject_flagged is not None:
+        if reject_flagged and not cfg.obs.kind.startswith("latent"):
+            raise ValueError(f"reject_flagged needs a policy on a frozen latent; {path} observes {cfg.obs.kind!r}")
+        cfg = replace(cfg, obs=replace(cfg.obs, reject_flagged=reject_flagged))
+    if cfg.obs.camera_memory or cfg.obs.reject_flagged:  # both read torch's expert posteriors
+        cfg = replace(cfg, obs=replace(cfg.obs, onnx=False, jit=False))
     venv = build_venv(cfg, 1, 0, vec_env="dummy", env_overrides=env_overrides, perturbations=perturbations,
                       render=render)
     params = dict(cfg.algo.params)

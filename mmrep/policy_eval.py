@@ -141,6 +141,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                "seed": cfg.seed, "episodes": cfg.episodes}
     if cfg.camera_memory is not None:  # rows of another memory setting are not this evaluation's
         run_key["camera_memory"] = cfg.camera_memory
+    if cfg.reject_flagged is not None:
+        run_key["reject_flagged"] = cfg.reject_flagged
     done = finished_rows(out, run_key)
     if not done:
         (out / PARTIAL).unlink(missing_ok=True)
@@ -155,7 +157,7 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
         env_over, perturbations = CLOSED_LOOP[setting]
         env_over = {**env_over, **({"peg_shape": shape} if shape else {})}
         model, venv, pcfg, rms = load_policy(path, env_over, list(perturbations), cfg.device, render=cfg.video,
-                                             camera_memory=cfg.camera_memory)
+                                             camera_memory=cfg.camera_memory, reject_flagged=cfg.reject_flagged)
         trained_shape = pcfg.env.peg_shape
         try:
             for mode in cfg.modes:
@@ -164,9 +166,11 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                     bar.update(cfg.episodes)
                     continue
                 record = [] if cfg.video and mode == cfg.modes[0] and shape == (cfg.shapes or [None])[0] else None
-                memory = getattr(getattr(venv, "codec", None), "memory", None)
+                codec = getattr(venv, "codec", None)
+                memory = getattr(codec, "memory", None)
                 if memory is not None:
                     memory.steps = memory.held_steps = 0
+                    memory.rejected = {}
                 episodes = []
                 for s in seeds:  # one at a time, for the progress bar
                     episodes += run_episodes(model, venv, [s], mode == "deterministic", rms,
@@ -176,6 +180,10 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                        "episode_results": episodes}
                 if memory is not None:  # the share of steps whose camera experts were held ones
                     row["camera_held_fraction"] = memory.held_steps / max(memory.steps, 1)
+                if getattr(codec, "reject", False):  # the share of steps each flagged sense was left out
+                    row["reject_flagged"] = True
+                    if memory is not None:
+                        row["rejected_fraction"] = {m: k / max(memory.steps, 1) for m, k in memory.rejected.items()}
                 if record:
                     name = f"rollout_{setting}.gif"
                     rollout_gif(record, episodes[0]["success"], out / name)

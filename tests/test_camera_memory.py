@@ -184,7 +184,8 @@ def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
     cfg = app_config(compose("policy", [f"out={tmp_path / 'run'}", "progress=false", "vec_env=dummy",
                                         "eval_episodes=1", "eval_every_steps=32", "ckpt_every_steps=32",
                                         "env.max_steps=8", "env.physics_hz=240.0", "env.image_size=64",
-                                        "obs=latent_proprio", f"obs.encoder={path}", "total_steps=32", "algo=ppo",
+                                        "obs=latent_proprio", f"obs.encoder={path}", "obs.onnx=true",
+                                        "total_steps=32", "algo=ppo",
                                         "algo.params.n_steps=16", "algo.params.batch_size=16",
                                         "algo.params.n_epochs=1"]))
     train_policy(cfg)
@@ -201,12 +202,17 @@ def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
     (run / "eval_memory").mkdir()
     (run / "eval_memory" / PARTIAL).write_text(json.dumps(
         {"run": key, "shape_asked": None, "trained_shape": "square", "row": {**plain, "marker": "plain"}}) + "\n")
+    # trained under ONNX Runtime: the memory reads torch's experts, so the evaluation runs torch's encoder
     assert main([*args, "camera_memory=true", f"out={run / 'eval_memory'}"]) == 0
     row = json.loads((run / "eval_memory" / "results.json").read_text())["results"][0]
     assert "marker" not in row and 0.0 <= row["camera_held_fraction"] <= 1.0
-    # the paper summary keeps the two apart
+    assert main([*args, "camera_memory=true", "reject_flagged=true", f"out={run / 'eval_drc'}"]) == 0
+    row = json.loads((run / "eval_drc" / "results.json").read_text())["results"][0]
+    assert row["reject_flagged"] and set(row["rejected_fraction"]) == {"force", "proprio"}
+    # the paper summary keeps the three apart
     summary = paper_summary().row_summary([run])
-    assert {c["setting"] for c in summary["cells"].values()} == {"occluder", "occluder+memory"}
+    assert {c["setting"] for c in summary["cells"].values()} == {"occluder", "occluder+memory",
+                                                                  "occluder+memory+reject"}
 
     train_policy(app_config(compose("policy", [f"out={tmp_path / 'state'}", "progress=false", "vec_env=dummy",
                                                "obs=state", "total_steps=16", "eval_every_steps=16", "eval_episodes=1",
@@ -214,6 +220,43 @@ def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
                                                "algo.params.n_steps=16", "algo.params.batch_size=16"])))
     with pytest.raises(ValueError, match="camera_memory needs a policy on a frozen latent"):
         load_policy(tmp_path / "state" / "policy.pt", camera_memory=True)
+    with pytest.raises(ValueError, match="reject_flagged needs a policy on a frozen latent"):
+        load_policy(tmp_path / "state" / "policy.pt", reject_flagged=True)
+
+
+def test_rejecting_leaves_the_flagged_senses_out_of_the_product(views, tmp_path):
+    from mmrep.config import app_config, compose
+    from mmrep.rl.latent import LatentCodec
+
+    enc, clean, occluded = views
+    ft_flagged = Encoder(enc.cfg)  # F/T flagged on every step (its threshold under any log-variance)
+    ft_flagged.load_state_dict(enc.state_dict())
+    ft_flagged.reliability = Reliability({**enc.reliability.thresholds, "force": -1e9}, 0.99, 10,
+                                         dict(enc.reliability.low), 0.01)
+    both = stack(clean, occluded)
+    without_ft = ft_flagged.encode(both, modalities=["rgb", "depth", "proprio"])
+    memory = CameraMemory(ft_flagged, reject=True)
+    z = memory.encode(both)
+    torch.testing.assert_close(z[0], without_ft[0], rtol=1e-5, atol=1e-6)  # clean camera: F/T alone left out
+    held = ft_flagged.encode(stack({**occluded, "rgb": clean["rgb"], "depth": clean["depth"]}),
+                             modalities=["rgb", "depth", "proprio"])
+    torch.testing.assert_close(memory.encode(stack(occluded), slots=[0])[0], held[0], rtol=1e-5, atol=1e-6)
+    assert memory.rejected == {"force": 3, "proprio": 0}
+    torch.testing.assert_close(CameraMemory(ft_flagged).encode(both), ft_flagged.encode(both))  # off: unchanged
+    # without the memory the codec leaves every flagged expert out, the occluded camera's too
+    codec = LatentCodec(ft_flagged, make().observation_space, reject_flagged=True)
+    np.testing.assert_allclose(codec.encode(both), ft_flagged.encode(both, reject=True).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(codec.encode(both)[0], without_ft[0].numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="reject_flagged needs torch's encoder"):
+        LatentCodec(ft_flagged, make().observation_space, reject_flagged=True, onnx=True)
+    bare = Encoder(enc.cfg)
+    with pytest.raises(ValueError, match="no reliability thresholds"):
+        LatentCodec(bare, make().observation_space, reject_flagged=True)
+    path = tmp_path / "encoder.pt"
+    export_encoder(ft_flagged, path, ft_flagged.reliability)
+    with pytest.raises(ValueError, match="obs.reject_flagged needs"):
+        app_config(compose("policy", ["obs=latent_proprio", f"obs.encoder={path}", "obs.reject_flagged=true",
+                                      "obs.onnx=true"]))
 
 
 def test_observations_without_the_camera_encode_as_the_encoder_does(views):

@@ -41,11 +41,15 @@ class LatentCodec:
     frozen TorchScript trace (``FrozenEncoder``; without camera memory), z bit-identical to eager in the
     tests, about 10-15% less CPU per observation on one thread; ``onnx``: run it under ONNX Runtime
     (``mmrep.formats.encoder_export.OnnxRuntimeEncoder``; CPU, without camera memory), z equal to eager
-    torch's to about 1e-6, about half the CPU per observation (``pip install 'mmrep[deploy]'``).
+    torch's to about 1e-6, about half the CPU per observation (``pip install 'mmrep[deploy]'``);
+    ``reject_flagged``: leave out of each step's product the experts the encoder's reliability thresholds
+    flag (``Encoder.encode(reject=True)``; with camera memory the camera's are held instead, the other
+    senses' left out: ``CameraMemory(reject=True)``); torch's encoder, not with jit or onnx.
     """
 
     def __init__(self, encoder: Encoder | str | Path, obs_space: spaces.Dict, extra_keys: Sequence[str] = (),
-                 device: str = "cpu", camera_memory: bool = False, jit: bool = False, onnx: bool = False) -> None:
+                 device: str = "cpu", camera_memory: bool = False, jit: bool = False, onnx: bool = False,
+                 reject_flagged: bool = False) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         enc = load_encoder(encoder, device) if isinstance(encoder, (str, Path)) else encoder.to(device)
@@ -65,7 +69,12 @@ class LatentCodec:
         self.extra_sizes = [int(np.prod(obs_space[k].shape)) for k in self.extra_keys]
         self.dim = self.encoder.z_dim + sum(self.extra_sizes)
         self.space = spaces.Box(-np.inf, np.inf, (self.dim,), np.float32)
-        self.memory = CameraMemory(self.encoder) if camera_memory else None
+        self.memory = CameraMemory(self.encoder, reject=reject_flagged) if camera_memory else None
+        self.reject = reject_flagged
+        if reject_flagged:
+            if jit or onnx:
+                raise ValueError("reject_flagged needs torch's encoder (the reliability flags): not with jit or onnx")
+            self.encoder.require_reliability()  # raises, naming the fix, when the encoder has no thresholds
         self.transfer = PinnedTransfer(device)
         self.frozen = FrozenEncoder(self.encoder, self.transfer) if jit and self.memory is None else None
         self.onnx = None
@@ -96,7 +105,7 @@ class LatentCodec:
         elif self.frozen is not None:
             z = self.frozen(inputs).float().cpu().numpy()
         else:
-            z = self.encoder.encode(inputs, transfer=self.transfer).float().cpu().numpy()
+            z = self.encoder.encode(inputs, reject=self.reject, transfer=self.transfer).float().cpu().numpy()
         parts = [z] + [np.asarray(obs[k], dtype=np.float32).reshape(z.shape[0], -1) for k in self.extra_keys]
         return np.concatenate(parts, axis=1) if len(parts) > 1 else z
 
@@ -177,12 +186,15 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
     """A Gymnasium env whose observation is the frozen encoder's latent (see the module doc)."""
 
     def __init__(self, env: gym.Env, encoder: Encoder | str | Path, extra_keys: Sequence[str] = (),
-                 device: str = "cpu", camera_memory: bool = False, jit: bool = False, onnx: bool = False) -> None:
+                 device: str = "cpu", camera_memory: bool = False, jit: bool = False, onnx: bool = False,
+                 reject_flagged: bool = False) -> None:
         # recorded so that gym.make can rebuild the wrapped env from its spec (env checkers do)
         gym.utils.RecordConstructorArgs.__init__(self, encoder=encoder, extra_keys=tuple(extra_keys), device=device,
-                                                 camera_memory=camera_memory, jit=jit, onnx=onnx)
+                                                 camera_memory=camera_memory, jit=jit, onnx=onnx,
+                                                 reject_flagged=reject_flagged)
         gym.ObservationWrapper.__init__(self, env)
-        self.codec = LatentCodec(encoder, env.observation_space, extra_keys, device, camera_memory, jit, onnx)
+        self.codec = LatentCodec(encoder, env.observation_space, extra_keys, device, camera_memory, jit, onnx,
+                                 reject_flagged)
         self.observation_space = self.codec.space
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -30,7 +30,7 @@ def make_latent_policy_env(env: dict[str, Any] | None, perturbations: Sequence[s
                            render_mode: str | None, encoder: str, extra_keys: Sequence[str] = (),
                            camera_memory: bool = False, random_init_seed: int | None = None,
                            threads: int = 1, fine_scale: float = FINE_SCALE, jit: bool = False,
-                           onnx: bool = False, proprio8: bool = False) -> gym.Env:
+                           onnx: bool = False, proprio8: bool = False, reject_flagged: bool = False) -> gym.Env:
     """A picklable factory (``functools.partial`` of it) for one ``SubprocVecEnv`` worker:
     ``sim.rl_env.make_rl_env`` wrapped in ``LatentObservation`` with the encoder loaded from
     ``encoder`` (a path: weights are read in the worker, never pickled) on the CPU; with
@@ -39,7 +39,7 @@ def make_latent_policy_env(env: dict[str, Any] | None, perturbations: Sequence[s
     ``threads``: torch threads of the worker (1: the workers already use every core; more threads
     would oversubscribe them); ``jit``: the frozen TorchScript encoder (``mmrep.rl.latent.FrozenEncoder``);
     ``onnx``: the encoder under ONNX Runtime (``mmrep.rl.latent.LatentCodec``); ``proprio8``: as
-    ``make_rl_env`` (the ``proprio8`` entry for ``extra_keys``).
+    ``make_rl_env`` (the ``proprio8`` entry for ``extra_keys``); ``reject_flagged``: as ``LatentCodec``.
     Observation: ``Box`` (z_dim + extras,) float32, as ``LatentCodec``.
     """
     torch.set_num_threads(threads)
@@ -48,4 +48,4 @@ def make_latent_policy_env(env: dict[str, Any] | None, perturbations: Sequence[s
     if random_init_seed is not None:
         enc = random_like(enc, seed=random_init_seed)
     return LatentObservation(e, enc, extra_keys=tuple(extra_keys), device="cpu", camera_memory=camera_memory,
-                             jit=jit, onnx=onnx)
+                             jit=jit, onnx=onnx, reject_flagged=reject_flagged)
