@@ -1,6 +1,8 @@
 """Does the F/T expert's summary branch make touch's reading of the hole fragile under F/T faults?
 A probe fitted on clean touch-only posteriors (``@force,proprio``) of each encoder, scored near the
-hole on held-out episodes, clean and with each F/T perturbation at full level applied to every step.
+hole on held-out episodes, clean and with each F/T perturbation at full level applied to every step;
+beside it, the share of steps whose F/T expert the encoder's reliability thresholds flag (near the
+hole and overall): what a remedy that detects and leaves out a corrupted sense can start from.
 
     python benchmarks/touch_fault_probe.py data/touch_press1200 \
         summary=runs/touch_press_insertion/encoder.pt conv=runs/touch_press_insertion_conv/encoder.pt \
@@ -23,6 +25,20 @@ from mmrep.probe import NEAR_M, ProbeConfig, encode_steps, fit_probe, load_steps
 from sim.perturb import perturb
 
 FAULTS = ("force/gaussian_noise", "force/bias", "force/taps", "force/dead")
+
+
+def force_flags(enc, force: np.ndarray, proprio: np.ndarray, batch: int = 256) -> np.ndarray:
+    """(N,) bool: whether the encoder's reliability flags (its thresholds, and a flatlined signal) flag
+    the F/T expert of each step (the detection a "detect, reject" remedy starts from); all False
+    without thresholds."""
+    if enc.reliability is None or "force" not in enc.reliability.thresholds:
+        return np.zeros(len(force), dtype=bool)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(force), batch):
+            inputs, _ = enc.model_inputs({"force": force[i:i + batch], "proprio": proprio[i:i + batch]})
+            out.append(enc.reliability.flags(enc.net.expert_logvars(inputs), inputs)["force"].cpu().numpy())
+    return np.concatenate(out)
 
 
 def main() -> None:
@@ -56,8 +72,11 @@ def main() -> None:
             z = encode_steps(enc, {"force": force, "proprio": valid.obs["proprio"]})
             err = np.linalg.norm(predict(probe, z)[:, :2] - valid.offset[:, :2] * 1000.0, axis=1)
             median = float(np.median(err[near]))
-            result["rows"].append({"encoder": label, "fault": fault, "offset_mm_median_near": median})
-            print(label, fault, round(median, 2), flush=True)
+            flagged = force_flags(enc, force, valid.obs["proprio"])
+            result["rows"].append({"encoder": label, "fault": fault, "offset_mm_median_near": median,
+                                   "ft_flagged_near": float(flagged[near].mean()), "ft_flagged": float(flagged.mean())})
+            print(label, fault, round(median, 2), "F/T flagged near", round(float(flagged[near].mean()), 3),
+                  "all", round(float(flagged.mean()), 3), flush=True)
     result["seconds"] = time.time() - t0
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

@@ -97,7 +97,8 @@ class CameraMemory:
                 self.held[slot] = {names[i]: (mus[i][b].clone(), logvars[i][b].clone()) for i in cam}
         present = None
         if self.reject:
-            flagged = self.reliability.flags({m: lv.float().mean(1) for m, lv in zip(state_names, state_logvars)})
+            flagged = self.reliability.flags({m: lv.float().mean(1) for m, lv in zip(state_names, state_logvars)},
+                                             inputs)
             present = {m: (~f).float() for m, f in flagged.items()}
             for m, f in flagged.items():
                 self.rejected[m] = self.rejected.get(m, 0) + int(f.sum())

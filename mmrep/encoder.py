@@ -193,7 +193,7 @@ class Encoder(nn.Module):
                     raise ObservationShapeError(f"present[{m!r}] has {t.numel()} values for a batch of {b}")
                 masks[m] = t
         if reject:
-            masks = self.require_reliability().keep(self.net.expert_logvars(inputs), masks)
+            masks = self.require_reliability().keep(self.net.expert_logvars(inputs), masks, inputs)
         z = self(inputs, mods, present=masks)
         return z[0] if single else z
 
@@ -209,7 +209,7 @@ class Encoder(nn.Module):
         """{modality: () or (B,) bool}: True where that modality's expert is less sure of the input than
         it was of 99% of clean held-out inputs (``reliability``): a likely corrupted sense."""
         inputs, single = self.model_inputs(obs)
-        out = self.require_reliability().flags(self.net.expert_logvars(inputs))
+        out = self.require_reliability().flags(self.net.expert_logvars(inputs), inputs)
         return {m: v[0] if single else v for m, v in out.items()}
 
     @torch.no_grad()

@@ -138,7 +138,8 @@ def run_setting(model: MultimodalModel, batches, absent: tuple[str, float] | Non
             _, state_logvars, state_names = model.encoder.state_experts(batch)
             lvs = {m: lv.float().mean(1) for m, lv in zip(experts[3] + state_names, experts[1] + state_logvars)}
             present = {m: batch[f"present_{m}"] for m in lvs if f"present_{m}" in batch}
-            batch.update({f"present_{m}": v for m, v in Reliability(reject).keep(lvs, present).items()})
+            inputs = {m: batch[m] for m in lvs if m in batch}  # a flatlined sensor is flagged too
+            batch.update({f"present_{m}": v for m, v in Reliability(reject).keep(lvs, present, inputs).items()})
         out = model(batch, image_experts=experts)
         acc.update(out, batch, compute_losses(model.cfg, out, batch))
         for m, lv in ((k.split("/")[1], v) for k, v in out.items() if k.startswith("expert_logvar/")):

@@ -78,6 +78,24 @@ def test_two_sided_flags_fire_under_the_low_quantile_and_round_trip_through_json
         calibrate(lv, 0.99, 0.995)
 
 
+def test_a_flatlined_sensor_is_flagged_whatever_its_expert_says(views):
+    from mmrep.models.reliability import flatlined
+
+    enc, clean, _ = views
+    dead = {**clean, "force": np.zeros_like(clean["force"])}
+    assert not bool(enc.flags(clean)["force"])  # the thresholds never flag F/T here (set at 1e9)
+    assert bool(enc.flags(dead)["force"]) and not bool(enc.flags(dead)["proprio"])
+    stuck = {**clean, "force": np.broadcast_to(clean["force"][:1], clean["force"].shape).copy()}  # one reading held
+    assert bool(enc.flags(stuck)["force"])
+    # rejection leaves the dead sensor out: z as without F/T
+    torch.testing.assert_close(enc.encode(stack(dead), reject=True),
+                               enc.encode(stack(dead), modalities=["rgb", "depth", "proprio"]), rtol=1e-5, atol=1e-6)
+    x = torch.zeros(3, 50, 6)
+    x[1, 7, 2] = 1e-3  # one reading moved: live
+    flat = flatlined({"force": x, "proprio": torch.zeros(3, 8)})
+    assert set(flat) == {"force"} and flat["force"].tolist() == [True, False, True]
+
+
 def test_held_z_is_the_clean_camera_with_the_live_touch_and_proprioception(views):
     enc, clean, occluded = views
     memory = CameraMemory(enc)

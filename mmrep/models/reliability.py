@@ -14,6 +14,12 @@ exceeds an upper threshold; ``benchmarks/occluder_logvars.py``). Thresholds cali
 under that low quantile of the clean values (``low``), so an input unlike the clean ones either way is
 flagged. Files written without them flag one-sided, as before.
 
+A sensor that has died fails a third way: its zeros look like free space, and its expert is as sure of
+them as of any clean reading (on the touch setting's fused encoder the thresholds flag none of a dead
+F/T sensor's steps; ``benchmarks/touch_fault_probe.py``). Given the inputs, ``flags`` also flags a
+time series whose readings do not change within the step (``flatlined``): a live sensor's readings
+always carry noise (the simulated F/T's per-step standard deviation is at least 0.04 N on clean data).
+
 Only the product of experts has variances that are trained; the concatenation has no signal.
 """
 
@@ -28,6 +34,13 @@ import torch
 
 FLAG_QUANTILE = 0.99
 LOW_QUANTILE = 0.01  # the lower thresholds of two-sided flags: as far into the other tail
+FLATLINE_STD = 1e-6  # a step's readings whose every channel varies less than this: a dead or stuck sensor
+
+
+def flatlined(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """{modality: (B,) bool} for the time-series inputs ((B, T, C), T > 1, e.g. force (B, 50, 6)): True
+    where every channel's standard deviation over the step's T readings is under ``FLATLINE_STD``."""
+    return {m: x.float().std(1).amax(-1) < FLATLINE_STD for m, x in inputs.items() if x.dim() == 3 and x.shape[1] > 1}
 
 
 @dataclass
@@ -58,22 +71,25 @@ class Reliability:
         return cls({m: float(v) for m, v in d["thresholds"].items()}, float(d["quantile"]), int(d["samples"]),
                    {m: float(v) for m, v in d.get("low", {}).items()}, None if low_q is None else float(low_q))
 
-    def flags(self, logvars: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def flags(self, logvars: dict[str, torch.Tensor],
+              inputs: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """{modality: (B,) bool}: True where that expert's mean log-variance exceeds its threshold, or
         lies under its lower threshold where one is set (modalities without a threshold are never
-        flagged)."""
+        flagged); with the model's ``inputs``, also where a time series has flatlined (``flatlined``)."""
         out = {m: lv > self.thresholds[m] for m, lv in logvars.items() if m in self.thresholds}
         for m, lv in logvars.items():
             if m in self.low:
                 out[m] = out[m] | (lv < self.low[m]) if m in out else lv < self.low[m]
+        for m, flat in flatlined({m: x for m, x in (inputs or {}).items() if m in logvars}).items():
+            out[m] = out[m] | flat.to(logvars[m].device) if m in out else flat.to(logvars[m].device)
         return out
 
-    def keep(self, logvars: dict[str, torch.Tensor],
-             present: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    def keep(self, logvars: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None,
+             inputs: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Per-sample presence masks ({modality: (B,) float 0/1}) with the flagged modalities left out:
-        ``present`` (kept as it is where nothing is flagged) times "not flagged"."""
+        ``present`` (kept as it is where nothing is flagged) times "not flagged" (``flags``)."""
         out = dict(present or {})
-        for m, flagged in self.flags(logvars).items():
+        for m, flagged in self.flags(logvars, inputs).items():
             keep = (~flagged).float()
             out[m] = out[m] * keep if m in out else keep
         return out
