@@ -225,6 +225,17 @@ runs/paper/fused_insertion_s$(1)/eval_memory/results.json: runs/paper/fused_inse
 endef
 $(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_MEMORY_RUN,$(s))))
 
+# Detect, reject, hold (mmrep policy eval camera_memory=true reject_flagged=true): a fused policy, unchanged,
+# with each step's flagged experts left out (a biased or dead F/T sensor) and the camera's held while it
+# looks corrupted (eval_drc/); the touch rows' `make paper-touch` runs it for fused_touch.
+PAPER_DRC_SETTINGS = clean,occluder_after_contact,pushes,ft_noise,ft_bias,ft_dead
+define PAPER_DRC_RUN
+runs/paper/$(1)_s$(2)/eval_drc/results.json: runs/paper/$(1)_s$(2)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(2) out=runs/paper/$(1)_s$(2)/eval_drc \
+		camera_memory=true reject_flagged=true episodes=100 progress=false "settings=[$(PAPER_DRC_SETTINGS)]"
+endef
+$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_DRC_RUN,fused_touch,$(s))))
+
 # Shape transfer (item 5): the square fused_insertion policies on the other pegs without retraining
 # (eval_transfer/, 100 seeds a shape, about 16 min a seed), and a new policy per shape on the same
 # frozen representation (rows fused_insertion_<shape>, seed 0, one training each).
@@ -254,7 +265,8 @@ paper-status: venv  # where each run stands: env steps trained, evaluations done
 	$(PY) benchmarks/paper_summary.py runs/paper --status
 
 paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json)) \
-		$(if $(filter fused_insertion,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_memory/results.json))
+		$(if $(filter fused_insertion,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_memory/results.json)) \
+		$(if $(filter fused_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_touch_s$(s)/eval_drc/results.json))
 	$(PY) benchmarks/paper_summary.py runs/paper --out $(PAPER_OUT) $(PAPER_SUMMARY_ARGS)
 
 lint: venv
