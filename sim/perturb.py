@@ -467,20 +467,28 @@ def perturb(obs: dict[str, np.ndarray], name: str, p: float, rng: np.random.Gene
 @dataclass(frozen=True)
 class Setting:
     """A perturbation and its level, e.g. ``Setting("rgb/occlusion_mean", 0.5)``; parsed from
-    ``"rgb/occlusion_mean:0.5"`` by ``Setting.parse``."""
+    ``"rgb/occlusion_mean:0.5"`` by ``Setting.parse``. ``episodes``: the share of env episodes it is
+    drawn into (``sim.wrappers.PerturbObservation``, once per episode; ``"force/dead:1@0.25"``: a dead
+    F/T sensor in a quarter of the episodes), 1 for every episode; datasets and ``apply_all`` apply it
+    to every sample."""
 
     name: str
     p: float
+    episodes: float = 1.0
 
     def __post_init__(self) -> None:
         get(self.name)
         check_level(self.p, f"level of {self.name}")
+        if not 0.0 < self.episodes <= 1.0:
+            raise ValueError(f"the share of episodes of {self.name} must lie in (0, 1], got {self.episodes!r}")
 
     @classmethod
     def parse(cls, text: str) -> Setting:
-        name, _, level = str(text).partition(":")
+        """``"name"``, ``"name:level"`` or ``"name:level@share"`` (share of episodes)."""
+        body, _, share = str(text).partition("@")
+        name, _, level = body.partition(":")
         try:
-            return cls(name.strip(), float(level) if level else 1.0)
+            return cls(name.strip(), float(level) if level else 1.0, float(share) if share else 1.0)
         except ValueError as err:
             raise ValueError(f"bad perturbation setting {text!r}: {err}") from None
 

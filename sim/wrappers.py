@@ -16,11 +16,12 @@ class PerturbObservation(gym.ObservationWrapper):
     """Perturbs every observation with ``sim.perturb`` settings, in order, seeded.
 
     ``settings``: ``Setting`` objects or strings ``"name:p"`` (``"rgb/occlusion_mean:0.5"``,
-    ``"force/bias:1"``). The wrapper's generator is seeded by ``seed`` and, at each ``reset(seed=s)``,
-    re-seeded from ``(seed, s)``, so a seeded episode is perturbed the same way every time. Faults of
-    the episode (F/T bias signs, drift direction, a dead sensor) are drawn once per episode; drift
-    grows with the episode's time (steps / control_hz). Values are clipped to the observation space,
-    which is unchanged.
+    ``"force/bias:1"``, ``"force/dead:1@0.25"``: in a quarter of the episodes). The wrapper's generator
+    is seeded by ``seed`` and, at each ``reset(seed=s)``, re-seeded from ``(seed, s)``, so a seeded
+    episode is perturbed the same way every time. Faults of the episode (F/T bias signs, drift
+    direction, a dead sensor, whether a setting with a share of episodes below 1 is drawn into it) are
+    drawn once per episode; drift grows with the episode's time (steps / control_hz). Values are
+    clipped to the observation space, which is unchanged.
     """
 
     def __init__(self, env: gym.Env, settings: Iterable[Setting | str], seed: int = 0,
@@ -32,6 +33,7 @@ class PerturbObservation(gym.ObservationWrapper):
         self._rng = np.random.default_rng([self.seed])
         self._episode_seed = 0
         self._steps = 0
+        self._active = [s for s in self.settings if s.episodes >= 1.0]  # before the first reset
         cfg = getattr(env.unwrapped, "cfg", None)
         self._control_dt = 1.0 / cfg.control_hz if cfg is not None else 0.05
         self._reading_dt = 1.0 / cfg.physics_hz if cfg is not None else 1e-3
@@ -41,6 +43,10 @@ class PerturbObservation(gym.ObservationWrapper):
             self._rng = np.random.default_rng([self.seed, int(seed)])
         self._episode_seed = int(self._rng.integers(2**62))
         self._steps = 0
+        # whether each setting is in this episode: from the episode's seed, so settings in every episode
+        # (share 1) draw nothing and perturb exactly as they did before shares existed
+        self._active = [s for k, s in enumerate(self.settings)
+                        if s.episodes >= 1.0 or np.random.default_rng([self._episode_seed, k]).random() < s.episodes]
         return super().reset(seed=seed, options=options)
 
     def step(self, action):
@@ -51,7 +57,7 @@ class PerturbObservation(gym.ObservationWrapper):
         n = observation["force"].shape[0] if "force" in observation else 0
         # the first reading of this observation's window, in seconds since reset
         time_s = max(self._steps * self._control_dt - n * self._reading_dt, 0.0)
-        out = apply_all(observation, self.settings, self._rng, stats=self.stats,
+        out = apply_all(observation, self._active, self._rng, stats=self.stats,
                         episode_rng=np.random.default_rng(self._episode_seed), time_s=time_s,
                         reading_dt=self._reading_dt, batched=False)
         for key, space in self.observation_space.spaces.items():

@@ -180,3 +180,22 @@ def test_wrapper_bias_is_constant_and_drift_grows_within_an_episode():
     finally:
         env.close()
         clean.close()
+
+
+def test_a_share_of_episodes_draws_the_setting_into_that_share_seeded():
+    assert Setting.parse("force/dead:1@0.25") == Setting("force/dead", 1.0, 0.25)
+    assert Setting.parse("force/dead").episodes == 1.0
+    with pytest.raises(ValueError, match=r"share of episodes of force/dead must lie in \(0, 1\]"):
+        Setting.parse("force/dead:1@1.5")
+    env = PerturbObservation(PegInsertionEnv(use_camera=False, max_steps=4), ["force/dead:1@0.5"], seed=2)
+    try:
+        def dead(seed: int) -> bool:
+            return not env.reset(seed=seed)[0]["force"].any()
+
+        draws = [dead(s) for s in range(40)]
+        assert 10 <= sum(draws) <= 30  # about half the episodes
+        assert [dead(s) for s in range(40)] == draws  # the same seeds, the same episodes
+        obs, _ = env.reset(seed=draws.index(True))
+        assert all(not env.step(np.zeros(3, np.float32))[0]["force"].any() for _ in range(3))  # the whole episode
+    finally:
+        env.close()
