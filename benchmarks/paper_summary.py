@@ -101,6 +101,7 @@ def eval_results(run: Path) -> list[Path]:
 
 MEMORY = "+memory"  # the setting's suffix for rows evaluated with camera memory
 REJECT = "+reject"  # ... and for rows evaluated leaving out the flagged experts (reject_flagged)
+UNREJECT = "-reject"  # ... and for rows of a policy trained with reject_flagged, evaluated without it
 
 
 def row_summary(runs: list[Path]) -> dict:
@@ -113,7 +114,9 @@ def row_summary(runs: list[Path]) -> dict:
         trained_rejecting = config["obs"].get("reject_flagged", False)
         for r in (r for folder in eval_results(run) for r in read_eval(folder)["results"]):
             setting = r["setting"] + (MEMORY if "camera_held_fraction" in r and not trained_with_memory else "")
-            setting += REJECT if r.get("reject_flagged") and not trained_rejecting else ""
+            rejecting = r.get("reject_flagged", trained_rejecting)  # rows written before the option: as trained
+            if rejecting != trained_rejecting:
+                setting += REJECT if rejecting else UNREJECT
             key = f"{setting}/{r['shape']}/{r['mode']}"
             cell = cells.setdefault(key, {"setting": setting, "shape": r["shape"], "mode": r["mode"],
                                           "seeds": {}, "successes": 0, "episodes": 0})

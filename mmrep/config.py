@@ -314,8 +314,9 @@ class ObsConfig:
     under ONNX Runtime (``mmrep.formats.encoder_export.OnnxRuntimeEncoder``), z equal to torch's to
     about 1e-6 with about half the CPU per observation (``pip install 'mmrep[deploy]'``).
     ``reject_flagged`` (latent kinds, product of experts, torch's encoder): each step, the experts that
-    the encoder's reliability thresholds flag are left out of the product (with camera memory the
-    camera's are held instead), so a biased or dead sense stops moving z (``mmrep.camera_memory``)."""
+    the encoder's reliability flags flag are left out of the product (with camera memory the camera's
+    are held instead, and used as they are while nothing is held yet), so a biased or dead sense stops
+    moving z (``mmrep.camera_memory``)."""
 
     kind: str = "latent"
     encoder: str | None = None

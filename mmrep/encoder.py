@@ -207,7 +207,9 @@ class Encoder(nn.Module):
     @torch.no_grad()
     def flags(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """{modality: () or (B,) bool}: True where that modality's expert is less sure of the input than
-        it was of 99% of clean held-out inputs (``reliability``): a likely corrupted sense."""
+        it was of 99% of clean held-out inputs, or surer than 99% where two-sided thresholds are set, or
+        where its time series has flatlined (``reliability``, ``mmrep.models.reliability.flatlined``):
+        a likely corrupted sense."""
         inputs, single = self.model_inputs(obs)
         out = self.require_reliability().flags(self.net.expert_logvars(inputs), inputs)
         return {m: v[0] if single else v for m, v in out.items()}

@@ -143,6 +143,10 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
         run_key["camera_memory"] = cfg.camera_memory
     if cfg.reject_flagged is not None:
         run_key["reject_flagged"] = cfg.reject_flagged
+    if cfg.camera_memory or cfg.reject_flagged:  # rows flagged by other rules are not this evaluation's
+        from mmrep.models.reliability import FLAG_RULES
+
+        run_key["flag_rules"] = FLAG_RULES
     done = finished_rows(out, run_key)
     if not done:
         (out / PARTIAL).unlink(missing_ok=True)
@@ -180,8 +184,9 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                        "episode_results": episodes}
                 if memory is not None:  # the share of steps whose camera experts were held ones
                     row["camera_held_fraction"] = memory.held_steps / max(memory.steps, 1)
+                if codec is not None:
+                    row["reject_flagged"] = bool(codec.reject)
                 if getattr(codec, "reject", False):  # the share of steps each flagged sense was left out
-                    row["reject_flagged"] = True
                     if memory is not None:
                         row["rejected_fraction"] = {m: k / max(memory.steps, 1) for m, k in memory.rejected.items()}
                 if record:

@@ -485,10 +485,12 @@ class Setting:
     @classmethod
     def parse(cls, text: str) -> Setting:
         """``"name"``, ``"name:level"`` or ``"name:level@share"`` (share of episodes)."""
-        body, _, share = str(text).partition("@")
+        body, at, share = str(text).partition("@")
         name, _, level = body.partition(":")
         try:
-            return cls(name.strip(), float(level) if level else 1.0, float(share) if share else 1.0)
+            if at and not share.strip():
+                raise ValueError("nothing after '@' (the share of episodes, e.g. @0.25)")
+            return cls(name.strip(), float(level) if level else 1.0, float(share) if at else 1.0)
         except ValueError as err:
             raise ValueError(f"bad perturbation setting {text!r}: {err}") from None
 

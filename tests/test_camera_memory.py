@@ -83,6 +83,10 @@ def test_a_flatlined_sensor_is_flagged_whatever_its_expert_says(views):
 
     enc, clean, _ = views
     dead = {**clean, "force": np.zeros_like(clean["force"])}
+    without = Encoder(enc.cfg)  # no F/T threshold: never flagged, flatlined or not
+    without.load_state_dict(enc.state_dict())
+    without.reliability = Reliability({m: v for m, v in enc.reliability.thresholds.items() if m != "force"})
+    assert "force" not in without.flags(dead)
     assert not bool(enc.flags(clean)["force"])  # the thresholds never flag F/T here (set at 1e9)
     assert bool(enc.flags(dead)["force"]) and not bool(enc.flags(dead)["proprio"])
     stuck = {**clean, "force": np.broadcast_to(clean["force"][:1], clean["force"].shape).copy()}  # one reading held
@@ -212,7 +216,7 @@ def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
             "progress=false", "modes=[deterministic]"]
     assert main([*args, f"out={run / 'eval'}"]) == 0
     plain = json.loads((run / "eval" / "results.json").read_text())["results"][0]
-    assert "camera_held_fraction" not in plain
+    assert "camera_held_fraction" not in plain and plain["reject_flagged"] is False
     # a plain row kept from a killed evaluation is not taken for a camera-memory evaluation's
     stat = (run / "policy.pt").stat()
     key = {"policy": str((run / "policy.pt").resolve()), "policy_bytes": stat.st_size,

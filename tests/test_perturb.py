@@ -187,6 +187,8 @@ def test_a_share_of_episodes_draws_the_setting_into_that_share_seeded():
     assert Setting.parse("force/dead").episodes == 1.0
     with pytest.raises(ValueError, match=r"share of episodes of force/dead must lie in \(0, 1\]"):
         Setting.parse("force/dead:1@1.5")
+    with pytest.raises(ValueError, match="nothing after '@'"):
+        Setting.parse("force/dead:1@")
     env = PerturbObservation(PegInsertionEnv(use_camera=False, max_steps=4), ["force/dead:1@0.5"], seed=2)
     try:
         def dead(seed: int) -> bool:

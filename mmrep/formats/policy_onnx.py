@@ -87,7 +87,10 @@ def export_policy(policy: str | Path, out: str | Path | None = None) -> Path:
     layout = ["z_mean"] + ([proprio] if cfg.obs.kind == "latent_proprio" else [])
     meta = {"format": "mmrep-policy-onnx-1", "algo": cfg.algo.name, "obs_kind": cfg.obs.kind,
             "encoder": str(cfg.obs.encoder or ""), "env_config": json.dumps(_env_dict(cfg.env)),
-            "obs_layout": json.dumps(layout if cfg.obs.kind.startswith("latent") else [cfg.obs.kind])}
+            "obs_layout": json.dumps(layout if cfg.obs.kind.startswith("latent") else [cfg.obs.kind]),
+            # how z was encoded in training: a runtime feeding z must encode it the same way
+            "z_encoding": json.dumps({"camera_memory": cfg.obs.camera_memory,
+                                      "reject_flagged": cfg.obs.reject_flagged})}
     for k, v in meta.items():
         onnx_model.metadata_props.add(key=k, value=v)
     onnx.save(onnx_model, str(out))

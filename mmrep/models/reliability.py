@@ -17,8 +17,11 @@ flagged. Files written without them flag one-sided, as before.
 A sensor that has died fails a third way: its zeros look like free space, and its expert is as sure of
 them as of any clean reading (on the touch setting's fused encoder the thresholds flag none of a dead
 F/T sensor's steps; ``benchmarks/touch_fault_probe.py``). Given the inputs, ``flags`` also flags a
-time series whose readings do not change within the step (``flatlined``): a live sensor's readings
-always carry noise (the simulated F/T's per-step standard deviation is at least 0.04 N on clean data).
+time series whose readings do not change within the step (``flatlined``), for the modalities that have
+thresholds: a live sensor's readings always carry noise (with the simulation's default F/T noise,
+0.05 N, the per-step standard deviation is at least 0.04 N on clean data). A sensor configured without
+noise (``ft_sensor.force_noise_std=0``) reads exact zeros at rest and would be flagged there, as would a
+step whose window is padded with copies of one reading (the first frame of a LeRobot-sourced episode).
 
 Only the product of experts has variances that are trained; the concatenation has no signal.
 """
@@ -35,6 +38,7 @@ import torch
 FLAG_QUANTILE = 0.99
 LOW_QUANTILE = 0.01  # the lower thresholds of two-sided flags: as far into the other tail
 FLATLINE_STD = 1e-6  # a step's readings whose every channel varies less than this: a dead or stuck sensor
+FLAG_RULES = "thresholds+flatline"  # what flags checks; evaluations that read the flags record it (resume keys)
 
 
 def flatlined(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -74,13 +78,14 @@ class Reliability:
     def flags(self, logvars: dict[str, torch.Tensor],
               inputs: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """{modality: (B,) bool}: True where that expert's mean log-variance exceeds its threshold, or
-        lies under its lower threshold where one is set (modalities without a threshold are never
-        flagged); with the model's ``inputs``, also where a time series has flatlined (``flatlined``)."""
+        lies under its lower threshold where one is set; with the model's ``inputs``, also where a time
+        series has flatlined (``flatlined``). Modalities without a threshold are never flagged."""
         out = {m: lv > self.thresholds[m] for m, lv in logvars.items() if m in self.thresholds}
         for m, lv in logvars.items():
             if m in self.low:
                 out[m] = out[m] | (lv < self.low[m]) if m in out else lv < self.low[m]
-        for m, flat in flatlined({m: x for m, x in (inputs or {}).items() if m in logvars}).items():
+        for m, flat in flatlined({m: x for m, x in (inputs or {}).items()
+                                  if m in logvars and m in self.thresholds}).items():
             out[m] = out[m] | flat.to(logvars[m].device) if m in out else flat.to(logvars[m].device)
         return out
 

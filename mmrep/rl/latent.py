@@ -43,8 +43,9 @@ class LatentCodec:
     (``mmrep.formats.encoder_export.OnnxRuntimeEncoder``; CPU, without camera memory), z equal to eager
     torch's to about 1e-6, about half the CPU per observation (``pip install 'mmrep[deploy]'``);
     ``reject_flagged``: leave out of each step's product the experts the encoder's reliability thresholds
-    flag (``Encoder.encode(reject=True)``; with camera memory the camera's are held instead, the other
-    senses' left out: ``CameraMemory(reject=True)``); torch's encoder, not with jit or onnx.
+    flag (``Encoder.encode(reject=True)``; with camera memory the camera's are held instead, or used as
+    they are while nothing is held, the other senses' left out: ``CameraMemory(reject=True)``); torch's
+    encoder, not with jit or onnx.
     """
 
     def __init__(self, encoder: Encoder | str | Path, obs_space: spaces.Dict, extra_keys: Sequence[str] = (),
