@@ -33,12 +33,9 @@ def force_flags(enc, force: np.ndarray, proprio: np.ndarray, batch: int = 256) -
     without thresholds."""
     if enc.reliability is None or "force" not in enc.reliability.thresholds:
         return np.zeros(len(force), dtype=bool)
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(force), batch):
-            inputs, _ = enc.model_inputs({"force": force[i:i + batch], "proprio": proprio[i:i + batch]})
-            out.append(enc.reliability.flags(enc.net.expert_logvars(inputs), inputs)["force"].cpu().numpy())
-    return np.concatenate(out)
+    flags = [enc.flags({"force": force[i:i + batch], "proprio": proprio[i:i + batch]})["force"]
+             for i in range(0, len(force), batch)]
+    return torch.cat(flags).cpu().numpy()
 
 
 def main() -> None:

@@ -192,9 +192,16 @@ class Encoder(nn.Module):
                 if t.numel() != b:
                     raise ObservationShapeError(f"present[{m!r}] has {t.numel()} values for a batch of {b}")
                 masks[m] = t
-        if reject:
-            masks = self.require_reliability().keep(self.net.expert_logvars(inputs), masks, inputs)
-        z = self(inputs, mods, present=masks)
+        if reject:  # the experts once: their log-variances are the flags' signal and the product's input
+            reliability = self.require_reliability()
+            mus, logvars, _, names = self.net.image_experts(inputs, mods)
+            state_mus, state_logvars, state_names = self.net.state_experts(inputs, modalities=mods)
+            names, mus, logvars = names + state_names, mus + state_mus, logvars + state_logvars
+            masks = reliability.keep({m: lv.float().mean(1) for m, lv in zip(names, logvars)}, masks, inputs)
+            z = self.net.fuse_experts(mus, logvars, sample=False, names=names, present=masks,
+                                      batch_size=next(iter(inputs.values())).shape[0])[0]
+        else:
+            z = self(inputs, mods, present=masks)
         return z[0] if single else z
 
     def require_reliability(self) -> Reliability:

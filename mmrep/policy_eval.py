@@ -186,9 +186,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                     row["camera_held_fraction"] = memory.held_steps / max(memory.steps, 1)
                 if codec is not None:
                     row["reject_flagged"] = bool(codec.reject)
-                if getattr(codec, "reject", False):  # the share of steps each flagged sense was left out
-                    if memory is not None:
-                        row["rejected_fraction"] = {m: k / max(memory.steps, 1) for m, k in memory.rejected.items()}
+                if memory is not None and memory.reject:  # the share of steps each flagged sense was left out
+                    row["rejected_fraction"] = {m: k / max(memory.steps, 1) for m, k in memory.rejected.items()}
                 if record:
                     name = f"rollout_{setting}.gif"
                     rollout_gif(record, episodes[0]["success"], out / name)
