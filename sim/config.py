@@ -39,11 +39,19 @@ class ControllerConfig:
     kd_null: float = 3.0  # 1/s, nullspace posture damping (scaled by the mass-matrix diagonal)
     max_contact_force: float = 30.0  # N, sets the lead bound kp_pos * lead <= this
     model_update_hz: float = 100.0  # Hz, how often Jacobian, mass matrix and bias torques are refreshed
+    # m, the lateral lead bound once the tip is in the hole (more than IN_HOLE_DEPTH below the block's
+    # top, EnvConfig.box_height, which proprioception knows); None: only max_lead. A lateral command
+    # held against the hole's wall then pushes with at most kp_pos x this, as a compliant wrist
+    # (remote centre compliance) would, instead of tilting and wedging the peg.
+    max_lateral_lead_in_hole: float | None = None
 
     @property
     def max_lead(self) -> float:
         """Largest distance (m) the desired tip position may lead the measured one."""
         return self.max_contact_force / self.kp_pos
+
+
+IN_HOLE_DEPTH = 0.001  # m, below the block's top: where ControllerConfig.max_lateral_lead_in_hole applies
 
 
 @dataclass
@@ -252,6 +260,9 @@ class EnvConfig:
                   prefix="controller.")
         if c.kp_null < 0 or c.kd_null < 0:
             raise ValueError("controller.kp_null and controller.kd_null must be >= 0")
+        if c.max_lateral_lead_in_hole is not None and not 0 <= c.max_lateral_lead_in_hole <= c.max_lead:
+            raise ValueError(f"controller.max_lateral_lead_in_hole must be None or in [0, max_lead = "
+                             f"{c.max_lead:g}] m, got {c.max_lateral_lead_in_hole!r}")
         f = self.ft_sensor
         if f.lowpass_hz is not None and not 0 < f.lowpass_hz < self.physics_hz / 2:
             raise ValueError(f"ft_sensor.lowpass_hz must be in (0, physics_hz/2), got {f.lowpass_hz!r}")

@@ -17,7 +17,7 @@ from gymnasium import spaces
 
 from sim.assets import peg_hull, robot_urdf
 from sim.camera import Camera, Frame
-from sim.config import EnvConfig
+from sim.config import IN_HOLE_DEPTH, EnvConfig
 from sim.detmath import norm
 from sim.disturbances import Occluder, Pushes
 from sim.flow import body_link_poses, optical_flow
@@ -262,6 +262,11 @@ class PegInsertionEnv(gym.Env):
         max_lead = cfg.controller.max_lead
         if dist > max_lead:  # the lead bound is what caps the contact force
             target = tip_pos + lead * (max_lead / dist)
+        lateral_max = cfg.controller.max_lateral_lead_in_hole
+        if lateral_max is not None and tip_pos[2] < cfg.box_height - IN_HOLE_DEPTH:
+            lateral = math.hypot(*(target[:2] - tip_pos[:2]))
+            if lateral > lateral_max:  # a lateral push held against the wall tilts the peg and wedges it
+                target[:2] = tip_pos[:2] + (target[:2] - tip_pos[:2]) * (lateral_max / lateral)
         robot.target_pos = target
         if cfg.action_dim == 4:
             limit = getattr(self.task, "yaw_limit", math.pi / 4)  # rad: the task's, else a quarter turn

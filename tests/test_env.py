@@ -361,3 +361,40 @@ def test_robot_urdf_cache_is_per_pybullet_data_location(tmp_path, monkeypatch):
     monkeypatch.setattr(pybullet_data, "getDataPath", lambda: str(moved))
     there = assets.robot_urdf("square", 0.03, 0.1)
     assert there != here and str(moved) in there.read_text() and str(moved) not in here.read_text()
+
+
+def _push_sideways_in_hole(make_env, seed: int, **overrides) -> dict:
+    """Go to the true hole, drop in, then command mostly sideways (0.3, 1, -0.3): the target runs off
+    laterally until the lead bound holds it there, as the wedged touch policies did."""
+    env = make_env(use_camera=False, clearance=0.001, max_steps=60, randomization={"hole_estimate_error": 0.0},
+                   **overrides)
+    obs, info = env.reset(seed=seed)
+    hole = env.unwrapped.task.hole.pos
+    for _ in range(60):
+        tip, target = obs["proprio"][:3], info.get("target_pos", obs["proprio"][:3])
+        if tip[2] > hole[2] - 0.003:  # above the hole: straight over it, then down
+            over = np.linalg.norm(hole[:2] - tip[:2]) > 0.0003
+            goal = np.r_[hole[:2], max(hole[2] + 0.005, tip[2] - 0.02) if over else tip[2] - 0.01]
+            a = np.clip((goal - target) / 0.01, -1, 1)
+        else:
+            a = np.array([0.3, 1.0, -0.3])
+        obs, _, terminated, truncated, info = env.step(a.astype(np.float32))
+        if terminated or truncated:
+            return info
+    return info
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lateral_lead_bound_in_hole_stops_the_wedge(make_env, seed):
+    """A peg pushed sideways in a 1 mm clearance hole tilts and jams short of the insertion depth; with
+    the lateral lead bounded in the hole (0.5 mm, about 1 N) the same commands insert."""
+    stiff = _push_sideways_in_hole(make_env, seed)
+    assert not stiff["is_success"] and 0.005 < stiff["insertion_depth"] < 0.025
+    assert np.linalg.norm(stiff["target_pos"][:2] - stiff["tip_pos"][:2]) > 0.005  # pushing sideways at ~10+ N
+    compliant = _push_sideways_in_hole(make_env, seed, controller={"max_lateral_lead_in_hole": 0.0005})
+    assert compliant["is_success"]
+
+
+def test_lateral_lead_bound_is_validated(make_env):
+    with pytest.raises(ValueError, match="max_lateral_lead_in_hole"):
+        make_env(use_camera=False, controller={"max_lateral_lead_in_hole": 0.02})

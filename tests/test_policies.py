@@ -82,6 +82,8 @@ def test_touch_setting_loads_and_differs_from_default():
     settings = yaml.safe_load(TOUCH_YAML.read_text())
     cfg = EnvConfig.from_kwargs(**settings)
     assert (cfg.clearance, cfg.max_steps, cfg.randomization.hole_estimate_error) == (0.001, 60, 0.004)
+    assert cfg.controller.max_lateral_lead_in_hole == 0.0005
+    assert EnvConfig().controller.max_lateral_lead_in_hole is None
     assert EnvConfig().clearance == 0.002 and EnvConfig().max_steps == 200  # the default stays
 
 
