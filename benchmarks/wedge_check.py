@@ -1,0 +1,99 @@
+"""Do policies fail at finishing because the peg wedges? Saved policies rolled out on held-out seeds
+with the controller as trained and with the lateral lead bounded once the tip is in the hole
+(``controller.max_lateral_lead_in_hole``); per episode: success, where it ended (depth below the
+block's top and offset from the hole's axis, mm), the last step's lateral and vertical lead of the
+controller's target over the tip (mm: kp_pos x lead is the push, 2 N/mm), and the last action.
+
+    python benchmarks/wedge_check.py runs/paper/fused_touch_s0 runs/paper/no_haptics_touch_s0 \
+        --bounds none 0.0005 --episodes 20 --out benchmarks/results/touch_task/wedge_check.json
+
+A wedged policy ends deep in the hole, short of the insertion depth, with its target held far to the
+side (pushing the tilted peg against the wall); with the bound the same commands push with about 1 N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mmrep.policy import CLIP_OBS, load_policy
+from mmrep.policy_eval import policy_file
+
+
+def rollout(model, venv, rms, seed: int) -> dict:
+    """One mean-action episode on ``seed``; the last step's state before the episode ended."""
+    venv.seed(seed)
+    obs = venv.reset()
+    steps, last, action = 0, None, None
+    while True:
+        x = obs if rms is None else np.clip((obs - rms.mean) / np.sqrt(rms.var + 1e-8), -CLIP_OBS, CLIP_OBS)
+        action, _ = model.predict(x.astype(np.float32), deterministic=True)
+        obs, _, done, infos = venv.step(action)
+        steps += 1
+        if done[0]:
+            info = infos[0]
+            break
+        last = infos[0]
+    lead = (last["target_pos"] - last["tip_pos"]) if last is not None else np.zeros(3)
+    return {"seed": seed, "success": bool(info.get("is_success", False)), "steps": steps,
+            "depth_mm": 1000 * float(last["insertion_depth"]) if last else None,
+            "offset_mm": 1000 * float(last["hole_distance"]) if last else None,
+            "lateral_lead_mm": 1000 * float(np.hypot(lead[0], lead[1])), "vertical_lead_mm": 1000 * float(lead[2]),
+            "last_action": [round(float(a), 3) for a in action[0]]}
+
+
+def _median(episodes: list[dict], key: str) -> float | None:
+    return float(np.median([e[key] for e in episodes])) if episodes else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("policies", nargs="+", help="policy run folders or policy.pt files")
+    ap.add_argument("--bounds", nargs="+", default=["none", "0.0005"],
+                    help="controller.max_lateral_lead_in_hole values (m); 'none': as the policy was trained")
+    ap.add_argument("--episodes", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=2_000_000, help="first held-out seed")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    seeds = [args.seed + k for k in range(args.episodes)]
+    results, t0 = [], time.time()
+    with tqdm(total=len(args.policies) * len(args.bounds) * len(seeds), desc="wedge check", unit="episode") as bar:
+        for pol in args.policies:
+            for bound in args.bounds:
+                over = {} if bound == "none" else {"controller": {"max_lateral_lead_in_hole": float(bound)}}
+                model, venv, cfg, rms = load_policy(policy_file(pol), over)
+                try:
+                    episodes = []
+                    for s in seeds:
+                        with torch.random.fork_rng(devices=[]):
+                            torch.manual_seed(s)
+                            episodes.append(rollout(model, venv, rms, s))
+                        bar.update()
+                finally:
+                    venv.close()
+                fails = [e for e in episodes if not e["success"]]
+                row = {"policy": str(pol), "trained_bound": cfg.env.controller.max_lateral_lead_in_hole,
+                       "bound": None if bound == "none" else float(bound), "episodes": len(episodes),
+                       "success_rate": float(np.mean([e["success"] for e in episodes])),
+                       "failures_median_depth_mm": _median(fails, "depth_mm"),
+                       "failures_median_offset_mm": _median(fails, "offset_mm"),
+                       "failures_median_lateral_lead_mm": _median(fails, "lateral_lead_mm"),
+                       "episode_results": episodes}
+                results.append(row)
+                print(f"{pol}  bound {bound:>7}  success {row['success_rate']:.2f}  failures: depth "
+                      f"{row['failures_median_depth_mm']} mm, lateral lead {row['failures_median_lateral_lead_mm']} mm")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"benchmark": "wedge_check", "first_seed": args.seed, "mode": "deterministic",
+                                    "seconds": time.time() - t0, "results": results}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
