@@ -198,6 +198,8 @@ class EnvConfig:
                               ("extra_observations", [])):
             if d[name] == default:  # left out at their defaults: files stay as they were before them
                 del d[name]
+        if d["controller"]["max_lateral_lead_in_hole"] is None:  # the same, for the in-hole lateral bound
+            del d["controller"]["max_lateral_lead_in_hole"]
         return d
 
     @classmethod

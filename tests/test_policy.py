@@ -303,9 +303,15 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     assert touch and all(cfgs[r].env.clearance < cfgs["fused_insertion"].env.clearance for r in touch)
     # the touch rows' proprioception has no tilt (PROPRIO8); the default rows keep the env's PROPRIO13
     assert all(cfgs[r].obs.proprio == 8 for r in touch) and cfgs["fused_insertion"].obs.proprio == 13
-    shared = {(c.algo.name, json.dumps(c.algo.params, sort_keys=True), c.total_steps, c.n_envs, c.eval_every_steps,
-               c.eval_episodes, c.eval_seed, c.seed, c.env.peg_shape) for r, c in cfgs.items() if "lstm" not in r}
-    assert len(shared) == 1 and next(iter(shared))[0] == "ppo"
+    def shared(names):
+        return {(cfgs[r].algo.name, json.dumps(cfgs[r].algo.params, sort_keys=True), cfgs[r].total_steps,
+                 cfgs[r].n_envs, cfgs[r].eval_every_steps, cfgs[r].eval_episodes, cfgs[r].eval_seed, cfgs[r].seed,
+                 cfgs[r].env.peg_shape) for r in names if "lstm" not in r}
+    default_rows = shared([r for r in rows if r not in touch])
+    assert len(default_rows) == 1 and next(iter(default_rows))[0] == "ppo"
+    # the touch rows share their own budget (60-step episodes): 100k env steps, evaluated every 25k
+    touch_rows = shared(touch)
+    assert len(touch_rows) == 1 and next(iter(touch_rows))[2:5] == (100_000, 2, 25_000)
     # The memory remedy differs only in the policy's LSTM: PPO's settings, budget and evaluation otherwise.
     lstm, fused = cfgs["fused_lstm_occluder"], cfgs["fused_insertion"]
     assert lstm.algo.name == "recurrent_ppo" and lstm.obs == fused.obs and lstm.total_steps == fused.total_steps
