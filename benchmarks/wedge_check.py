@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mmrep.policy import CLIP_OBS, load_policy
+from mmrep.policy import load_policy, normalize_obs
 from mmrep.policy_eval import policy_file
 
 
@@ -32,8 +32,7 @@ def rollout(model, venv, rms, seed: int) -> dict:
     obs = venv.reset()
     steps, last, action = 0, None, None
     while True:
-        x = obs if rms is None else np.clip((obs - rms.mean) / np.sqrt(rms.var + 1e-8), -CLIP_OBS, CLIP_OBS)
-        action, _ = model.predict(x.astype(np.float32), deterministic=True)
+        action, _ = model.predict(normalize_obs(obs, rms), deterministic=True)
         obs, _, done, infos = venv.step(action)
         steps += 1
         if done[0]:

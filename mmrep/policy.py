@@ -272,6 +272,14 @@ def run_episodes(model, venv: VecEnv, seeds: list[int], deterministic: bool = Tr
     return episodes
 
 
+def normalize_obs(obs: np.ndarray, obs_rms: RunningMeanStd | None) -> np.ndarray:
+    """``obs`` as the policy saw it in training: standardised by the saved running statistics and
+    clipped to +-CLIP_OBS (VecNormalize's rule), or unchanged when the policy had none."""
+    if obs_rms is None:
+        return obs
+    return np.clip((obs - obs_rms.mean) / np.sqrt(obs_rms.var + 1e-8), -CLIP_OBS, CLIP_OBS).astype(np.float32)
+
+
 def _run_episode(model, venv: VecEnv, s: int, deterministic: bool, obs_rms: RunningMeanStd | None,
                  recorder: list | None) -> dict[str, Any]:
     """One episode of ``run_episodes`` on seed ``s``."""
@@ -280,8 +288,7 @@ def _run_episode(model, venv: VecEnv, s: int, deterministic: bool, obs_rms: Runn
     ret, steps, peak_mean, peak_sub = 0.0, 0, 0.0, 0.0
     memory, starts = None, np.ones((1,), dtype=bool)  # a recurrent policy's state, reset at the episode's start
     while True:
-        x = obs if obs_rms is None else np.clip((obs - obs_rms.mean) / np.sqrt(obs_rms.var + 1e-8),
-                                                -CLIP_OBS, CLIP_OBS).astype(np.float32)
+        x = normalize_obs(obs, obs_rms)
         action, memory = model.predict(x, state=memory, episode_start=starts, deterministic=deterministic)
         starts = np.zeros((1,), dtype=bool)
         obs, reward, done, infos = venv.step(action)
