@@ -14,7 +14,9 @@ episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_
 e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells; rows
 evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a policy trained without it
 are the setting's name with ``+memory``, apart from the plain ones (``+reject`` for those evaluated
-with ``reject_flagged=true``: the flagged experts left out).
+with ``reject_flagged=true``: the flagged experts left out). Where such evaluations exist, ``table.md``
+also gets the remedies side by side: per action mode, one line per row and evaluation, one column per
+setting.
 With the optional ``rliable`` package (``pip install 'mmrep[stats]'``), each cell also gets the
 interquartile mean of its seeds' success rates with a 95% stratified-bootstrap interval (rliable's
 ``get_interval_estimates``, seeded): ``summary.json``'s ``iqm`` and a table per mode in ``table.md``.
@@ -379,6 +381,36 @@ def iqm_over_seeds(rows: dict[str, dict], reps: int = 2000, seed: int = 0) -> di
     return out
 
 
+SUFFIX = re.compile(r"[+-]")  # where an evaluation variant's suffix (+memory, +reject, -reject) starts
+
+
+def remedy_tables(rows: dict[str, dict], shape: str = "square") -> list[str]:
+    """Markdown: per action mode, one line per row and evaluation variant (the policy as trained, or
+    evaluated with camera memory / the flagged experts left out) and one column per base setting, each
+    cell the pooled rate over the seeds with its 95% interval: the remedies side by side."""
+    lines: list[str] = []
+    cells = [c for r in rows.values() for c in r["cells"].values() if c["shape"] == shape]
+    bases = sorted({SUFFIX.split(c["setting"], maxsplit=1)[0] for c in cells},
+                   key=lambda s: (s != "clean", s not in SENSE_FAILURES, SENSE_FAILURES.index(s)
+                                  if s in SENSE_FAILURES else 0, s))
+    for mode in sorted({c["mode"] for c in cells}):
+        lines += [f"### remedies x settings, {mode} action ({shape} peg; pooled over seeds, 95% Wilson)", "",
+                  "| row | evaluated | seeds | " + " | ".join(bases) + " |",
+                  "| --- | --- | --- |" + " --- |" * len(bases)]
+        for name, row in rows.items():
+            variants = dict.fromkeys(c["setting"][len(SUFFIX.split(c["setting"], maxsplit=1)[0]):]
+                                     for c in row["cells"].values() if c["shape"] == shape)
+            for variant in sorted(variants):
+                line = [row["cells"].get(f"{base}{variant}/{shape}/{mode}") for base in bases]
+                if not any(line):
+                    continue
+                seeds = max(len(c["seeds"]) for c in line if c)
+                lines.append(f"| {name} | {variant.lstrip('+') or 'as trained'} | {seeds} | "
+                             + " | ".join(rate(c) if c else "-" for c in line) + " |")
+        lines.append("")
+    return lines
+
+
 def iqm_tables(rows: dict[str, dict], iqm: dict[str, dict[str, dict]], shape: str = "square") -> list[str]:
     """Markdown: per action mode, rows x settings, each cell "IQM (low-high)" over the seeds."""
     lines: list[str] = []
@@ -442,6 +474,8 @@ def main() -> None:
     text = (["### targets", ""] + targets_table(goals) + [""] if goals else []) + (
         ["### targets on the touch setting", ""] + targets_table(touch_goals) + [""] if touch_goals else []) + text
     goals += touch_goals
+    if any(SUFFIX.search(c["setting"]) for r in rows.values() for c in r["cells"].values()):
+        text += remedy_tables(rows)
     iqm = iqm_over_seeds(rows, reps=args.iqm_reps) if args.iqm_reps > 0 else {}
     if iqm:
         text += iqm_tables(rows, iqm)

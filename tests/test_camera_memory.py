@@ -235,6 +235,12 @@ def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
     summary = paper_summary().row_summary([run])
     assert {c["setting"] for c in summary["cells"].values()} == {"occluder", "occluder+memory",
                                                                   "occluder+memory+reject"}
+    # ... and the remedy table puts them side by side: one line per evaluation, one column per setting
+    lines = paper_summary().remedy_tables({"fused": summary})
+    body = [line for line in lines if line.startswith("| fused |")]
+    assert lines[2] == "| row | evaluated | seeds | occluder |"
+    assert [line.split(" | ")[1] for line in body] == ["as trained", "memory", "memory+reject"]
+    assert all(line.count("(") == 1 for line in body)  # each cell a pooled rate with its interval
 
     train_policy(app_config(compose("policy", [f"out={tmp_path / 'state'}", "progress=false", "vec_env=dummy",
                                                "obs=state", "total_steps=16", "eval_every_steps=16", "eval_episodes=1",
