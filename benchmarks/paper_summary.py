@@ -16,7 +16,8 @@ evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a pol
 are the setting's name with ``+memory``, apart from the plain ones (``+reject`` for those evaluated
 with ``reject_flagged=true``: the flagged experts left out). Where such evaluations exist, ``table.md``
 also gets the remedies side by side: per action mode, one line per row and evaluation, one column per
-setting.
+setting. The touch rows also get the share of episodes that ended in the hole, inserted or not
+(finding the hole is what touch is for there; finishing in the time limit is the policy's speed).
 With the optional ``rliable`` package (``pip install 'mmrep[stats]'``), each cell also gets the
 interquartile mean of its seeds' success rates with a 95% stratified-bootstrap interval (rliable's
 ``get_interval_estimates``, seeded): ``summary.json``'s ``iqm`` and a table per mode in ``table.md``.
@@ -42,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrep.policy import wilson_interval
+from mmrep.policy import ended_in_hole, wilson_interval
 from mmrep.policy_curves import plot_curve_panels, read_evaluations, wall_seconds
 from mmrep.policy_eval import PARTIAL, kept_entries  # mmrep policy eval's finished rows, kept while it runs
 
@@ -126,10 +127,13 @@ def row_summary(runs: list[Path]) -> dict:
             cell["seeds"][run.name] = r["success_rate"]
             cell["successes"] += wins
             cell["episodes"] += len(r["episode_results"])
+            cell["in_hole"] = cell.get("in_hole", 0) + sum(map(ended_in_hole, r["episode_results"]))
     for cell in cells.values():
         cell["mean_of_seeds"] = float(np.mean(list(cell["seeds"].values())))
         cell["pooled"] = cell["successes"] / max(cell["episodes"], 1)
         cell["pooled_ci95"] = wilson_interval(cell["successes"], cell["episodes"])
+        cell["in_hole_pooled"] = cell["in_hole"] / max(cell["episodes"], 1)  # found the hole, inserted or not
+        cell["in_hole_ci95"] = wilson_interval(cell["in_hole"], cell["episodes"])
     return {"runs": [r.name for r in runs], "obs": configs[0]["obs"], "algo": configs[0]["algo"]["name"],
             "total_steps": sorted({c["total_steps"] for c in configs}),
             "max_train_minutes": sorted({c.get("max_train_minutes") or 0 for c in configs}),
@@ -384,17 +388,24 @@ def iqm_over_seeds(rows: dict[str, dict], reps: int = 2000, seed: int = 0) -> di
 SUFFIX = re.compile(r"[+-]")  # where an evaluation variant's suffix (+memory, +reject, -reject) starts
 
 
-def remedy_tables(rows: dict[str, dict], shape: str = "square") -> list[str]:
+def in_hole_rate(cell: dict) -> str:
+    """The pooled share of episodes that ended in the hole (inserted or not) with its 95% interval."""
+    return f"{cell['in_hole_pooled']:.2f} ({cell['in_hole_ci95'][0]:.2f}-{cell['in_hole_ci95'][1]:.2f})"
+
+
+def remedy_tables(rows: dict[str, dict], shape: str = "square", in_hole: bool = False) -> list[str]:
     """Markdown: per action mode, one line per row and evaluation variant (the policy as trained, or
     evaluated with camera memory / the flagged experts left out) and one column per base setting, each
-    cell the pooled rate over the seeds with its 95% interval: the remedies side by side."""
+    cell the pooled success rate over the seeds with its 95% interval: the remedies side by side.
+    ``in_hole``: the share of episodes that ended in the hole instead (``mmrep.policy.ended_in_hole``)."""
     lines: list[str] = []
+    what, cell_text = ("ended in the hole", in_hole_rate) if in_hole else ("remedies x settings", rate)
     cells = [c for r in rows.values() for c in r["cells"].values() if c["shape"] == shape]
     bases = sorted({SUFFIX.split(c["setting"], maxsplit=1)[0] for c in cells},
                    key=lambda s: (s != "clean", s not in SENSE_FAILURES, SENSE_FAILURES.index(s)
                                   if s in SENSE_FAILURES else 0, s))
     for mode in sorted({c["mode"] for c in cells}):
-        lines += [f"### remedies x settings, {mode} action ({shape} peg; pooled over seeds, 95% Wilson)", "",
+        lines += [f"### {what}, {mode} action ({shape} peg; pooled over seeds, 95% Wilson)", "",
                   "| row | evaluated | seeds | " + " | ".join(bases) + " |",
                   "| --- | --- | --- |" + " --- |" * len(bases)]
         for name, row in rows.items():
@@ -406,7 +417,7 @@ def remedy_tables(rows: dict[str, dict], shape: str = "square") -> list[str]:
                     continue
                 seeds = max(len(c["seeds"]) for c in line if c)
                 lines.append(f"| {name} | {variant.lstrip('+') or 'as trained'} | {seeds} | "
-                             + " | ".join(rate(c) if c else "-" for c in line) + " |")
+                             + " | ".join(cell_text(c) if c else "-" for c in line) + " |")
         lines.append("")
     return lines
 
@@ -476,6 +487,9 @@ def main() -> None:
     goals += touch_goals
     if any(SUFFIX.search(c["setting"]) for r in rows.values() for c in r["cells"].values()):
         text += remedy_tables(rows)
+    touch_rows = {n: r for n, r in rows.items() if n.endswith("_touch")}
+    if touch_rows:  # where touch is needed to find the hole: found it, apart from finishing in the time limit
+        text += remedy_tables(touch_rows, in_hole=True)
     iqm = iqm_over_seeds(rows, reps=args.iqm_reps) if args.iqm_reps > 0 else {}
     if iqm:
         text += iqm_tables(rows, iqm)

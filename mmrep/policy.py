@@ -45,7 +45,7 @@ from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
 from mmrep.rl.worker import make_latent_policy_env
 from mmrep.torch_files import FileLoadError, load_torch_file, save_atomic, write_atomic
 from sim.atomic import write_text_atomic
-from sim.config import EnvConfig, merge_nested
+from sim.config import IN_HOLE_DEPTH, EnvConfig, merge_nested
 from sim.rl_env import make_rl_env
 from sim.run_lock import run_lock
 
@@ -321,11 +321,27 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+IN_HOLE_OFFSET_MM = 5.0  # mm from the hole's axis: a tip this close and below the block's top is in the hole
+
+
+def ended_in_hole(episode: dict[str, Any]) -> bool:
+    """Whether an episode ended with the tip in the hole: inserted, or more than ``sim.config.IN_HOLE_DEPTH``
+    (1 mm) below the block's top within ``IN_HOLE_OFFSET_MM`` of the axis (the block is solid around the
+    hole, so such a tip can only be inside it). On the touch setting this separates finding the hole
+    (what touch is for) from finishing the insertion in the time limit."""
+    if episode["success"]:
+        return True
+    depth, offset = episode.get("final_depth_mm"), episode.get("final_offset_mm")
+    return (depth is not None and offset is not None and depth > IN_HOLE_DEPTH * 1000
+            and offset < IN_HOLE_OFFSET_MM)
+
+
 def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(episodes)
     wins = [e for e in episodes if e["success"]]
     lo, hi = wilson_interval(len(wins), n)
     return {"episodes": n, "success_rate": len(wins) / n if n else float("nan"), "success_ci95": [lo, hi],
+            "in_hole_rate": sum(map(ended_in_hole, episodes)) / n if n else float("nan"),
             "mean_steps_to_success": float(np.mean([e["steps"] for e in wins])) if wins else None,
             "mean_return": float(np.mean([e["return"] for e in episodes])) if n else None,
             "peak_force_step_mean_n": max((e["peak_force_step_mean_n"] for e in episodes), default=None),

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mmrep.config import PolicyEvalConfig
-from mmrep.policy import load_policy, run_episodes, summarize
+from mmrep.policy import ended_in_hole, load_policy, run_episodes, summarize
 from sim.rl_env import CLOSED_LOOP
 from sim.run_lock import run_lock
 
@@ -211,12 +211,13 @@ def report_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# mmrep policy eval: {summary['policy']}", "",
              f"Seeds {summary['seeds'][0]}..{summary['seeds'][1]} (held out from training), trained on the "
              f"{summary['trained_shape']} peg; {summary['seconds'] / 60:.1f} min.", "",
-             "| setting | shape | actions | success | 95% CI | steps to success | peak step-mean force (N) | "
-             "peak substep force (N) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| setting | shape | actions | success | 95% CI | ended in the hole | steps to success | "
+             "peak step-mean force (N) | peak substep force (N) |", "|" + " --- |" * 9]
     for r in summary["results"]:
         steps = "-" if r["mean_steps_to_success"] is None else f"{r['mean_steps_to_success']:.1f}"
+        in_hole = sum(map(ended_in_hole, r["episode_results"])) / max(len(r["episode_results"]), 1)
         lines.append(f"| {r['setting']} | {r['shape']} | {r['mode']} | {r['success_rate']:.2f} | "
-                     f"{r['success_ci95'][0]:.2f}-{r['success_ci95'][1]:.2f} | {steps} | "
+                     f"{r['success_ci95'][0]:.2f}-{r['success_ci95'][1]:.2f} | {in_hole:.2f} | {steps} | "
                      f"{r['peak_force_step_mean_n']:.1f} | {r['peak_force_substep_n']:.1f} |")
     videos = [r for r in summary["results"] if r.get("video")]
     if videos:

@@ -90,6 +90,21 @@ def test_policy_kwargs_from_the_config_reach_the_policy(tmp_path):
         venv.close()
 
 
+def test_ended_in_hole_tells_finding_the_hole_from_finishing():
+    from mmrep.policy import ended_in_hole, summarize
+
+    def episode(success, depth, offset):
+        return {"success": success, "steps": 60, "return": 0.0, "peak_force_step_mean_n": 1.0,
+                "peak_force_substep_n": 1.0, "final_depth_mm": depth, "final_offset_mm": offset}
+
+    inserted, short = episode(True, 30.0, 0.3), episode(False, 17.0, 0.7)  # in the hole, 8 mm short
+    on_rim, beside = episode(False, 0.1, 3.6), episode(False, 40.0, 41.0)  # on the block; dropped beside it
+    assert [ended_in_hole(e) for e in (inserted, short, on_rim, beside)] == [True, True, False, False]
+    assert ended_in_hole({"success": False}) is False  # rows written before the final pose was kept
+    summary = summarize([inserted, short, on_rim, beside])
+    assert summary["success_rate"] == 0.25 and summary["in_hole_rate"] == 0.5
+
+
 def test_wilson_interval_is_the_known_one():
     lo, hi = wilson_interval(0, 10)
     assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-3)
