@@ -388,6 +388,12 @@ def iqm_over_seeds(rows: dict[str, dict], reps: int = 2000, seed: int = 0) -> di
 SUFFIX = re.compile(r"[+-]")  # where an evaluation variant's suffix (+memory, +reject, -reject) starts
 
 
+def split_setting(setting: str) -> tuple[str, str]:
+    """("occluder_after_contact", "+memory+reject") of "occluder_after_contact+memory+reject"."""
+    base = SUFFIX.split(setting, maxsplit=1)[0]
+    return base, setting[len(base):]
+
+
 def in_hole_rate(cell: dict) -> str:
     """The pooled share of episodes that ended in the hole (inserted or not) with its 95% interval."""
     return f"{cell['in_hole_pooled']:.2f} ({cell['in_hole_ci95'][0]:.2f}-{cell['in_hole_ci95'][1]:.2f})"
@@ -401,16 +407,15 @@ def remedy_tables(rows: dict[str, dict], shape: str = "square", in_hole: bool = 
     lines: list[str] = []
     what, cell_text = ("ended in the hole", in_hole_rate) if in_hole else ("remedies x settings", rate)
     cells = [c for r in rows.values() for c in r["cells"].values() if c["shape"] == shape]
-    bases = sorted({SUFFIX.split(c["setting"], maxsplit=1)[0] for c in cells},
-                   key=lambda s: (s != "clean", s not in SENSE_FAILURES, SENSE_FAILURES.index(s)
-                                  if s in SENSE_FAILURES else 0, s))
+    order = ["clean", *SENSE_FAILURES]  # then the others by name
+    bases = sorted({split_setting(c["setting"])[0] for c in cells},
+                   key=lambda s: (order.index(s) if s in order else len(order), s))
     for mode in sorted({c["mode"] for c in cells}):
         lines += [f"### {what}, {mode} action ({shape} peg; pooled over seeds, 95% Wilson)", "",
                   "| row | evaluated | seeds | " + " | ".join(bases) + " |",
                   "| --- | --- | --- |" + " --- |" * len(bases)]
         for name, row in rows.items():
-            variants = dict.fromkeys(c["setting"][len(SUFFIX.split(c["setting"], maxsplit=1)[0]):]
-                                     for c in row["cells"].values() if c["shape"] == shape)
+            variants = {split_setting(c["setting"])[1] for c in row["cells"].values() if c["shape"] == shape}
             for variant in sorted(variants):
                 line = [row["cells"].get(f"{base}{variant}/{shape}/{mode}") for base in bases]
                 if not any(line):
