@@ -9,6 +9,13 @@ controller's target over the tip (mm: kp_pos x lead is the push, 2 N/mm), and th
 
 A wedged policy ends deep in the hole, short of the insertion depth, with its target held far to the
 side (pushing the tilted peg against the wall); with the bound the same commands push with about 1 N.
+
+``--push-below MM`` adds, for each bound, the same rollouts with the policy's vertical action replaced
+by ``PUSH_ACTION`` (down, half the action range) once the tip is more than MM below the block's top:
+a policy that found the hole but does not push on then finishes; a jammed peg does not.
+
+    python benchmarks/wedge_check.py runs/paper/fused_touch_s0 --bounds 0.0005 --push-below 5 \
+        --episodes 100 --out benchmarks/results/touch_task/push_on_check.json
 """
 
 from __future__ import annotations
@@ -25,14 +32,20 @@ from tqdm import tqdm
 from mmrep.policy import load_policy, normalize_obs
 from mmrep.policy_eval import policy_file
 
+PUSH_ACTION = -0.5  # the vertical action of --push-below: 5 mm a step down at the default action scale
 
-def rollout(model, venv, rms, seed: int) -> dict:
-    """One mean-action episode on ``seed``; the last step's state before the episode ended."""
+
+def rollout(model, venv, rms, seed: int, push_below_mm: float | None = None) -> dict:
+    """One mean-action episode on ``seed``; the last step's state before the episode ended. With
+    ``push_below_mm``, the vertical action is ``PUSH_ACTION`` once the tip is deeper than that."""
     venv.seed(seed)
     obs = venv.reset()
     steps, last, action = 0, None, None
     while True:
         action, _ = model.predict(normalize_obs(obs, rms), deterministic=True)
+        if push_below_mm is not None and last is not None and 1000 * last["insertion_depth"] > push_below_mm:
+            action = action.copy()
+            action[:, 2] = PUSH_ACTION
         obs, _, done, infos = venv.step(action)
         steps += 1
         if done[0]:
@@ -56,6 +69,8 @@ def main() -> None:
     ap.add_argument("policies", nargs="+", help="policy run folders or policy.pt files")
     ap.add_argument("--bounds", nargs="+", default=["none", "0.0005"],
                     help="controller.max_lateral_lead_in_hole values (m); 'none': as the policy was trained")
+    ap.add_argument("--push-below", type=float, metavar="MM",
+                    help="also roll out with the vertical action pushing down once the tip is this deep (mm)")
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--seed", type=int, default=2_000_000, help="first held-out seed")
     ap.add_argument("--out", type=Path, required=True)
@@ -63,31 +78,33 @@ def main() -> None:
     torch.set_num_threads(1)
     seeds = [args.seed + k for k in range(args.episodes)]
     results, t0 = [], time.time()
-    with tqdm(total=len(args.policies) * len(args.bounds) * len(seeds), desc="wedge check", unit="episode") as bar:
-        for pol in args.policies:
-            for bound in args.bounds:
-                over = {} if bound == "none" else {"controller": {"max_lateral_lead_in_hole": float(bound)}}
-                model, venv, cfg, rms = load_policy(policy_file(pol), over)
-                try:
-                    episodes = []
-                    for s in seeds:
-                        with torch.random.fork_rng(devices=[]):
-                            torch.manual_seed(s)
-                            episodes.append(rollout(model, venv, rms, s))
-                        bar.update()
-                finally:
-                    venv.close()
-                fails = [e for e in episodes if not e["success"]]
-                row = {"policy": str(pol), "trained_bound": cfg.env.controller.max_lateral_lead_in_hole,
-                       "bound": None if bound == "none" else float(bound), "episodes": len(episodes),
-                       "success_rate": float(np.mean([e["success"] for e in episodes])),
-                       "failures_median_depth_mm": _median(fails, "depth_mm"),
-                       "failures_median_offset_mm": _median(fails, "offset_mm"),
-                       "failures_median_lateral_lead_mm": _median(fails, "lateral_lead_mm"),
-                       "episode_results": episodes}
-                results.append(row)
-                print(f"{pol}  bound {bound:>7}  success {row['success_rate']:.2f}  failures: depth "
-                      f"{row['failures_median_depth_mm']} mm, lateral lead {row['failures_median_lateral_lead_mm']} mm")
+    pushes = [None] + ([args.push_below] if args.push_below is not None else [])
+    with tqdm(total=len(args.policies) * len(args.bounds) * len(pushes) * len(seeds), desc="wedge check",
+              unit="episode") as bar:
+        for pol, bound, push in ((p, b, q) for p in args.policies for b in args.bounds for q in pushes):
+            over = {} if bound == "none" else {"controller": {"max_lateral_lead_in_hole": float(bound)}}
+            model, venv, cfg, rms = load_policy(policy_file(pol), over)
+            try:
+                episodes = []
+                for s in seeds:
+                    with torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(s)
+                        episodes.append(rollout(model, venv, rms, s, push))
+                    bar.update()
+            finally:
+                venv.close()
+            fails = [e for e in episodes if not e["success"]]
+            row = {"policy": str(pol), "trained_bound": cfg.env.controller.max_lateral_lead_in_hole,
+                   "bound": None if bound == "none" else float(bound), "push_below_mm": push,
+                   "episodes": len(episodes),
+                   "success_rate": float(np.mean([e["success"] for e in episodes])),
+                   "failures_median_depth_mm": _median(fails, "depth_mm"),
+                   "failures_median_offset_mm": _median(fails, "offset_mm"),
+                   "failures_median_lateral_lead_mm": _median(fails, "lateral_lead_mm"),
+                   "episode_results": episodes}
+            results.append(row)
+            print(f"{pol}  bound {bound:>7}  push below {push} mm  success {row['success_rate']:.2f}  failures: depth "
+                  f"{row['failures_median_depth_mm']} mm, lateral lead {row['failures_median_lateral_lead_mm']} mm")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmark": "wedge_check", "first_seed": args.seed, "mode": "deterministic",
                                     "seconds": time.time() - t0, "results": results}, indent=1))
