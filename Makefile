@@ -199,7 +199,8 @@ data/touch_press1200/manifest.json: | venv
 
 # the shorter stem wins over runs/touch_%: these train on the clean-pressing data. TOUCH_ENCODERS=committed
 # takes the copies committed in benchmarks/results/paper_touch/encoders instead (trained by these same
-# commands; the collection and training they save took 39 minutes of both cores, measured 2026-12-04): `make paper-touch TOUCH_ENCODERS=committed ...`
+# commands; the collection and training they save took 39 minutes of both cores, measured 2026-12-04):
+# `make paper-touch TOUCH_ENCODERS=committed ...`
 ifeq ($(TOUCH_ENCODERS),committed)
 runs/touch_press_%/encoder.pt: benchmarks/results/paper_touch/encoders/touch_press_%.pt
 	mkdir -p $(@D) && cp $< $@
