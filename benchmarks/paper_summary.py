@@ -122,12 +122,12 @@ def row_summary(runs: list[Path]) -> dict:
                 setting += REJECT if rejecting else UNREJECT
             key = f"{setting}/{r['shape']}/{r['mode']}"
             cell = cells.setdefault(key, {"setting": setting, "shape": r["shape"], "mode": r["mode"],
-                                          "seeds": {}, "successes": 0, "episodes": 0})
+                                          "seeds": {}, "successes": 0, "episodes": 0, "in_hole": 0})
             wins = sum(e["success"] for e in r["episode_results"])
             cell["seeds"][run.name] = r["success_rate"]
             cell["successes"] += wins
             cell["episodes"] += len(r["episode_results"])
-            cell["in_hole"] = cell.get("in_hole", 0) + sum(map(ended_in_hole, r["episode_results"]))
+            cell["in_hole"] += sum(map(ended_in_hole, r["episode_results"]))
     for cell in cells.values():
         cell["mean_of_seeds"] = float(np.mean(list(cell["seeds"].values())))
         cell["pooled"] = cell["successes"] / max(cell["episodes"], 1)
