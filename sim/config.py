@@ -44,6 +44,12 @@ class ControllerConfig:
     # held against the hole's wall then pushes with at most kp_pos x this, as a compliant wrist
     # (remote centre compliance) would, instead of tilting and wedging the peg.
     max_lateral_lead_in_hole: float | None = None
+    # Where an action's displacement (action x EnvConfig.action_scale) starts. "target": the previous
+    # step's target, so a held command accumulates (the recorded datasets' semantics; the controller
+    # state it builds is hidden from a policy). "tip": the measured tip, as an operational-space
+    # controller given a displacement from the current pose; the command then is the whole state of
+    # the controller (an action of -1 on z always presses with kp_pos x action_scale, 20 N).
+    action_origin: str = "target"
 
     @property
     def max_lead(self) -> float:
@@ -51,6 +57,7 @@ class ControllerConfig:
         return self.max_contact_force / self.kp_pos
 
 
+ACTION_ORIGINS = ("target", "tip")  # ControllerConfig.action_origin
 IN_HOLE_DEPTH = 0.001  # m, below the block's top: where ControllerConfig.max_lateral_lead_in_hole applies
 
 
@@ -200,6 +207,8 @@ class EnvConfig:
                 del d[name]
         if d["controller"]["max_lateral_lead_in_hole"] is None:  # the same, for the in-hole lateral bound
             del d["controller"]["max_lateral_lead_in_hole"]
+        if d["controller"]["action_origin"] == "target":  # and for where an action starts
+            del d["controller"]["action_origin"]
         return d
 
     @classmethod
@@ -265,6 +274,8 @@ class EnvConfig:
         if c.max_lateral_lead_in_hole is not None and not 0 <= c.max_lateral_lead_in_hole <= c.max_lead:
             raise ValueError(f"controller.max_lateral_lead_in_hole must be None or in [0, max_lead = "
                              f"{c.max_lead:g}] m, got {c.max_lateral_lead_in_hole!r}")
+        if c.action_origin not in ACTION_ORIGINS:
+            raise ValueError(f"controller.action_origin must be one of {ACTION_ORIGINS}, got {c.action_origin!r}")
         f = self.ft_sensor
         if f.lowpass_hz is not None and not 0 < f.lowpass_hz < self.physics_hz / 2:
             raise ValueError(f"ft_sensor.lowpass_hz must be in (0, physics_hz/2), got {f.lowpass_hz!r}")

@@ -50,7 +50,8 @@ class PegInsertionEnv(gym.Env):
         contact: (n_substeps,) int8, 1 where the peg touched the block during that substep.
 
     Action: (3,) or (4,) float32 in [-1, 1]: displacement of the desired tip position, times
-    ``action_scale`` metres (and a yaw change times ``action_scale_yaw`` radians). The desired
+    ``action_scale`` metres, from the previous step's desired position (``controller.action_origin``
+    "target", the default) or from the measured tip ("tip") (and a yaw change times ``action_scale_yaw`` radians). The desired
     position never leads the measured tip by more than ``controller.max_contact_force / kp_pos``.
 
     Keyword arguments are the fields of ``sim.config.EnvConfig`` (nested sections as dicts), plus
@@ -255,7 +256,8 @@ class PegInsertionEnv(gym.Env):
 
     def _set_target(self, tip_pos: np.ndarray, a: np.ndarray) -> None:
         cfg, robot = self.cfg, self.robot
-        target = robot.target_pos + a[:3] * cfg.action_scale
+        origin = tip_pos if cfg.controller.action_origin == "tip" else robot.target_pos
+        target = origin + a[:3] * cfg.action_scale
         target = np.clip(target, cfg.workspace_low, cfg.workspace_high)
         lead = target - tip_pos
         dist = norm(lead)
