@@ -398,3 +398,37 @@ def test_lateral_lead_bound_in_hole_stops_the_wedge(make_env, seed):
 def test_lateral_lead_bound_is_validated(make_env):
     with pytest.raises(ValueError, match="max_lateral_lead_in_hole"):
         make_env(use_camera=False, controller={"max_lateral_lead_in_hole": 0.02})
+
+
+def test_action_origin_tip_starts_each_action_at_the_measured_tip(make_env):
+    """With ``controller.action_origin="tip"`` a zero action sets the target on the tip (nothing held
+    from earlier commands) and -1 on z leads it by ``action_scale``; with "target" (the default) a
+    zero action keeps the earlier command, which goes on pulling the tip."""
+    down = np.array([0.0, 0.0, -1.0], dtype=np.float32)
+    zero = np.zeros(3, dtype=np.float32)
+    held = make_env(use_camera=False)
+    held.reset(seed=0)
+    held.step(down)
+    _, _, _, _, info = held.step(zero)
+    assert info["target_pos"][2] - info["tip_pos"][2] < -0.002  # the earlier command still leads the tip
+
+    fresh = make_env(use_camera=False, controller={"action_origin": "tip"})
+    fresh.reset(seed=0)
+    fresh.step(down)
+    tip_before = fresh.unwrapped.robot.tip_state().pos.copy()
+    fresh.step(zero)
+    assert np.allclose(fresh.unwrapped.robot.target_pos, tip_before)
+    fresh.step(down)
+    tip_before = fresh.unwrapped.robot.tip_state().pos.copy()
+    _, _, _, _, info = fresh.step(down)
+    assert np.allclose(fresh.unwrapped.robot.target_pos, tip_before + [0.0, 0.0, -0.01])
+    assert info["tip_pos"][2] < tip_before[2] - 0.002  # and the tip follows
+
+
+def test_action_origin_is_validated_and_left_out_of_files_at_its_default(make_env):
+    from sim.config import EnvConfig
+
+    with pytest.raises(ValueError, match="controller.action_origin"):
+        make_env(use_camera=False, controller={"action_origin": "flange"})
+    assert "action_origin" not in EnvConfig().to_dict()["controller"]
+    assert EnvConfig.from_kwargs(controller={"action_origin": "tip"}).to_dict()["controller"]["action_origin"] == "tip"
