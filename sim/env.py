@@ -51,8 +51,9 @@ class PegInsertionEnv(gym.Env):
 
     Action: (3,) or (4,) float32 in [-1, 1]: displacement of the desired tip position, times
     ``action_scale`` metres, from the previous step's desired position (``controller.action_origin``
-    "target", the default) or from the measured tip ("tip") (and a yaw change times ``action_scale_yaw`` radians). The desired
-    position never leads the measured tip by more than ``controller.max_contact_force / kp_pos``.
+    "target", the default) or from the measured tip ("tip"); and a yaw change times
+    ``action_scale_yaw`` radians. The desired position never leads the measured tip by more than
+    ``controller.max_contact_force / kp_pos``.
 
     Keyword arguments are the fields of ``sim.config.EnvConfig`` (nested sections as dicts), plus
     ``physics_preset`` ("accurate": 1 kHz, "fast": 240 Hz). A bad value raises ``ValueError``.
