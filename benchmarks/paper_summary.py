@@ -14,10 +14,12 @@ episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_
 e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells; rows
 evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a policy trained without it
 are the setting's name with ``+memory``, apart from the plain ones (``+reject`` for those evaluated
-with ``reject_flagged=true``: the flagged experts left out). Where such evaluations exist, ``table.md``
-also gets the remedies side by side: per action mode, one line per row and evaluation, one column per
-setting. The touch rows also get the share of episodes that ended in the hole, inserted or not
-(finding the hole is what touch is for there; finishing in the time limit is the policy's speed).
+with ``reject_flagged=true``: the flagged experts left out; ``+rollout_flags`` for those whose flags
+were set on the policy's own clean rollouts, ``mmrep policy eval encoder=...``). Where such
+evaluations exist, ``table.md`` also gets the remedies side by side: per action mode, one line per row
+and evaluation, one column per setting. The touch rows also get the share of episodes that ended in
+the hole, inserted or not (finding the hole is what touch is for there; finishing in the time limit is
+the policy's speed).
 With the optional ``rliable`` package (``pip install 'mmrep[stats]'``), each cell also gets the
 interquartile mean of its seeds' success rates with a 95% stratified-bootstrap interval (rliable's
 ``get_interval_estimates``, seeded): ``summary.json``'s ``iqm`` and a table per mode in ``table.md``.
@@ -105,6 +107,7 @@ def eval_results(run: Path) -> list[Path]:
 MEMORY = "+memory"  # the setting's suffix for rows evaluated with camera memory
 REJECT = "+reject"  # ... and for rows evaluated leaving out the flagged experts (reject_flagged)
 UNREJECT = "-reject"  # ... and for rows of a policy trained with reject_flagged, evaluated without it
+ROLLOUT_FLAGS = "+rollout_flags"  # ... and for rows whose flags were set on the policy's own rollouts (`encoder`)
 
 
 def row_summary(runs: list[Path]) -> dict:
@@ -120,6 +123,8 @@ def row_summary(runs: list[Path]) -> dict:
             rejecting = r.get("reject_flagged", trained_rejecting)  # rows written before the option: as trained
             if rejecting != trained_rejecting:
                 setting += REJECT if rejecting else UNREJECT
+            if r.get("encoder"):  # the policy's encoder with other reliability thresholds
+                setting += ROLLOUT_FLAGS
             key = f"{setting}/{r['shape']}/{r['mode']}"
             cell = cells.setdefault(key, {"setting": setting, "shape": r["shape"], "mode": r["mode"],
                                           "seeds": {}, "successes": 0, "episodes": 0, "in_hole": 0})

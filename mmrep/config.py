@@ -440,6 +440,10 @@ class PolicyEvalConfig:
     video: bool = True  # one rollout per setting (the first shape, deterministic) as a GIF
     camera_memory: bool | None = None  # hold the camera experts while it looks corrupted; None: as trained
     reject_flagged: bool | None = None  # leave out the experts the reliability flags flag; None: as trained
+    # another file of the policy's frozen encoder (the same weights, checked) with other reliability
+    # thresholds, e.g. set on the policy's own clean rollouts (python -m mmrep.reliability --policy RUN
+    # --out FILE); None: the encoder the policy was trained with
+    encoder: str | None = None
     device: str = "cpu"
     threads: int | None = 1  # torch CPU threads (as PolicyConfig.threads)
     progress: bool = True

@@ -489,13 +489,26 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     return final
 
 
+def same_encoder_weights(trained: str | Path, other: str | Path, policy: Path) -> None:
+    """``ValueError`` unless encoder file ``other`` holds the weights of ``trained`` (a policy's z means
+    nothing from another encoder; thresholds may differ)."""
+    if trained is None:
+        raise ValueError(f"{policy} observes no frozen encoder; an encoder file cannot replace it")
+    a, b = load_encoder(trained).state_dict(), load_encoder(other).state_dict()
+    if a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in a):
+        raise ValueError(f"encoder {other} does not hold the weights of {trained}, the encoder {policy} was "
+                         "trained on")
+
+
 def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, perturbations: list[str] | None = None,
                 device: str = "cpu", render: bool = False, camera_memory: bool | None = None,
-                reject_flagged: bool | None = None):
+                reject_flagged: bool | None = None, encoder: str | Path | None = None):
     """(model, venv, cfg, obs_rms) of a saved ``policy.pt``: the algorithm rebuilt from its JSON config on
     a single-env ``venv`` (with ``env_overrides``, ``perturbations`` and, when not None,
     ``camera_memory`` and ``reject_flagged`` for evaluation: either one runs torch's encoder, so a
-    policy trained with ``obs.onnx`` or ``obs.jit`` is evaluated without them, the same z to 1e-5)."""
+    policy trained with ``obs.onnx`` or ``obs.jit`` is evaluated without them, the same z to 1e-5).
+    ``encoder``: another file of the policy's frozen encoder, e.g. with other reliability thresholds;
+    ``ValueError`` unless its weights are the policy's encoder's."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"policy file {path} does not exist (a finished `mmrep policy train` run?)")
@@ -514,6 +527,9 @@ def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, p
         if reject_flagged and not cfg.obs.kind.startswith("latent"):
             raise ValueError(f"reject_flagged needs a policy on a frozen latent; {path} observes {cfg.obs.kind!r}")
         cfg = replace(cfg, obs=replace(cfg.obs, reject_flagged=reject_flagged))
+    if encoder is not None:
+        same_encoder_weights(cfg.obs.encoder, encoder, path)
+        cfg = replace(cfg, obs=replace(cfg.obs, encoder=str(encoder)))
     if cfg.obs.camera_memory or cfg.obs.reject_flagged:  # both read torch's expert posteriors
         cfg = replace(cfg, obs=replace(cfg.obs, onnx=False, jit=False))
     venv = build_venv(cfg, 1, 0, vec_env="dummy", env_overrides=env_overrides, perturbations=perturbations,

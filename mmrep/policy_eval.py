@@ -143,6 +143,9 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
         run_key["camera_memory"] = cfg.camera_memory
     if cfg.reject_flagged is not None:
         run_key["reject_flagged"] = cfg.reject_flagged
+    if cfg.encoder is not None:  # other thresholds: other rows
+        enc = Path(cfg.encoder)
+        run_key["encoder"] = {"path": str(enc.resolve()), "bytes": enc.stat().st_size if enc.exists() else None}
     if cfg.camera_memory or cfg.reject_flagged:  # rows flagged by other rules are not this evaluation's
         from mmrep.models.reliability import FLAG_RULES
 
@@ -161,7 +164,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
         env_over, perturbations = CLOSED_LOOP[setting]
         env_over = {**env_over, **({"peg_shape": shape} if shape else {})}
         model, venv, pcfg, rms = load_policy(path, env_over, list(perturbations), cfg.device, render=cfg.video,
-                                             camera_memory=cfg.camera_memory, reject_flagged=cfg.reject_flagged)
+                                             camera_memory=cfg.camera_memory, reject_flagged=cfg.reject_flagged,
+                                             encoder=cfg.encoder)
         trained_shape = pcfg.env.peg_shape
         try:
             for mode in cfg.modes:
@@ -186,6 +190,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                     row["camera_held_fraction"] = memory.held_steps / max(memory.steps, 1)
                 if codec is not None:
                     row["reject_flagged"] = bool(codec.reject)
+                if cfg.encoder is not None:  # the reliability thresholds came from this file
+                    row["encoder"] = str(cfg.encoder)
                 if memory is not None and memory.reject:  # the share of steps each flagged sense was left out
                     row["rejected_fraction"] = {m: k / max(memory.steps, 1) for m, k in memory.rejected.items()}
                 if record:

@@ -12,7 +12,7 @@ import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from mmrep.camera_memory import CameraMemory
-from mmrep.encoder import Encoder, export_encoder, load_encoder
+from mmrep.encoder import Encoder, export_encoder, load_encoder, random_like
 from mmrep.models import ModelConfig
 from mmrep.reliability import Reliability, calibrate
 from mmrep.rl.latent import LatentObservation
@@ -231,15 +231,33 @@ def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
     assert main([*args, "camera_memory=true", "reject_flagged=true", f"out={run / 'eval_drc'}"]) == 0
     row = json.loads((run / "eval_drc" / "results.json").read_text())["results"][0]
     assert row["reject_flagged"] and set(row["rejected_fraction"]) == {"force", "proprio"}
-    # the paper summary keeps the three apart
+    # the flags set on the policy's own clean rollouts: a copy of its encoder, the same weights
+    from mmrep.reliability import CALIBRATION_SEED, calibrate_on_rollouts, rollout_logvars
+
+    calibrated = tmp_path / "encoder_rollouts.pt"
+    rel = calibrate_on_rollouts(run, calibrated, episodes=2)
+    _, logvars = rollout_logvars(run, episodes=2, first_seed=CALIBRATION_SEED)
+    assert rel.samples == 2 * 8 and set(rel.thresholds) == set(logvars)  # every observation the policy acted on
+    assert rel.thresholds["force"] == pytest.approx(float(np.quantile(logvars["force"], rel.quantile)))
+    assert load_encoder(path).reliability.thresholds != rel.thresholds  # the policy's own file is unchanged
+    assert main([*args, "camera_memory=true", "reject_flagged=true", f"encoder={calibrated}",
+                 f"out={run / 'eval_drc_rollouts'}"]) == 0
+    row = json.loads((run / "eval_drc_rollouts" / "results.json").read_text())["results"][0]
+    assert row["encoder"] == str(calibrated) and row["reject_flagged"]
+    other = tmp_path / "other.pt"
+    export_encoder(random_like(enc, seed=1), other, enc.reliability)
+    with pytest.raises(ValueError, match="does not hold the weights"):
+        load_policy(run / "policy.pt", encoder=other)
+    # the paper summary keeps the four apart
     summary = paper_summary().row_summary([run])
-    assert {c["setting"] for c in summary["cells"].values()} == {"occluder", "occluder+memory",
-                                                                  "occluder+memory+reject"}
+    assert {c["setting"] for c in summary["cells"].values()} == {
+        "occluder", "occluder+memory", "occluder+memory+reject", "occluder+memory+reject+rollout_flags"}
     # ... and the remedy table puts them side by side: one line per evaluation, one column per setting
     lines = paper_summary().remedy_tables({"fused": summary})
     body = [line for line in lines if line.startswith("| fused |")]
     assert lines[2] == "| row | evaluated | seeds | occluder |"
-    assert [line.split(" | ")[1] for line in body] == ["as trained", "memory", "memory+reject"]
+    assert [line.split(" | ")[1] for line in body] == ["as trained", "memory", "memory+reject",
+                                                        "memory+reject+rollout_flags"]
     assert all(line.count("(") == 1 for line in body)  # each cell a pooled rate with its interval
 
     train_policy(app_config(compose("policy", [f"out={tmp_path / 'state'}", "progress=false", "vec_env=dummy",
