@@ -316,7 +316,10 @@ class ObsConfig:
     ``reject_flagged`` (latent kinds, product of experts, torch's encoder): each step, the experts that
     the encoder's reliability flags flag are left out of the product (with camera memory the camera's
     are held instead, and used as they are while nothing is held yet), so a biased or dead sense stops
-    moving z (``mmrep.camera_memory``)."""
+    moving z (``mmrep.camera_memory``). ``command`` (latent kinds): z and the extras are followed by
+    the controller's desired tip position minus the measured tip (3 values, m): the command the
+    policy's earlier actions built up, which it does not sense otherwise
+    (``sim.wrappers.CommandObservation``)."""
 
     kind: str = "latent"
     encoder: str | None = None
@@ -328,6 +331,7 @@ class ObsConfig:
     onnx: bool = False  # the frozen encoder under ONNX Runtime (CPU); not with jit or camera_memory
     proprio: int = 13  # latent_proprio: 13 (PROPRIO13, with the orientation quaternion) or 8 (PROPRIO8: no tilt)
     reject_flagged: bool = False  # leave out the experts the reliability thresholds flag; not with jit or onnx
+    command: bool = False  # latent kinds: also observe the controller's command (sim.wrappers.CommandObservation)
 
 
 @dataclass

@@ -80,17 +80,19 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
     latent = cfg.obs.kind in ("latent", "latent_proprio")
     proprio8 = cfg.obs.kind == "latent_proprio" and cfg.obs.proprio == 8
     extra = (("proprio8",) if proprio8 else ("proprio",)) if cfg.obs.kind == "latent_proprio" else ()
+    command = latent and cfg.obs.command
+    extra += ("command",) if command else ()
     # Encoding in the workers only where there are workers: a single (evaluation) env encodes in place.
     in_workers = latent and cfg.obs.encode_in == "workers" and kind != "dummy" and n_envs > 1
     if in_workers:
         fns = [partial(make_latent_policy_env, env, tuple(perturbations), seed + i, "rgb_array" if render else None,
                        str(cfg.obs.encoder), extra, cfg.obs.camera_memory,
                        cfg.seed if cfg.obs.random_init else None, jit=cfg.obs.jit, onnx=cfg.obs.onnx,
-                       proprio8=proprio8, reject_flagged=cfg.obs.reject_flagged)
+                       proprio8=proprio8, reject_flagged=cfg.obs.reject_flagged, command=command)
                for i in range(n_envs)]
     else:
         fns = [partial(make_rl_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
-                       "rgb_array" if render else None, cfg.obs.fine_scale, proprio8) for i in range(n_envs)]
+                       "rgb_array" if render else None, cfg.obs.fine_scale, proprio8, command) for i in range(n_envs)]
     venv: VecEnv
     if kind == "ray":
         from mmrep.rl.ray_vec_env import RayVecEnv

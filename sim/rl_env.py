@@ -18,16 +18,19 @@ import gymnasium as gym
 
 import sim  # noqa: F401  (registers the env ids)
 from sim.registration import BASE_ID
-from sim.wrappers import FINE_SCALE, PerturbObservation, Proprio8Observation, StateObservation
+from sim.wrappers import FINE_SCALE, CommandObservation, PerturbObservation, Proprio8Observation, StateObservation
 
 
 def make_rl_env(env: dict[str, Any] | None = None, perturbations: Sequence[str] = (), state: bool = False,
                     perturb_seed: int = 0, render_mode: str | None = None,
-                    fine_scale: float = FINE_SCALE, proprio8: bool = False) -> gym.Env:
+                    fine_scale: float = FINE_SCALE, proprio8: bool = False, command: bool = False) -> gym.Env:
     """One env: ``gym.make(BASE_ID, **env)``, then perturbations (``"name:p"``), then the state view
     (with ``fine_scale``, m: ``StateObservation``); ``proprio8`` adds the ``proprio8`` entry
-    (``Proprio8Observation``), computed after the perturbations so it sees what the policy's sensors do."""
+    (``Proprio8Observation``), computed after the perturbations so it sees what the policy's sensors do;
+    ``command`` adds the controller's ``command`` (``CommandObservation``), before them."""
     e = gym.make(BASE_ID, render_mode=render_mode, **dict(env or {}))
+    if command:
+        e = CommandObservation(e)
     if perturbations:
         e = PerturbObservation(e, list(perturbations), seed=perturb_seed)
     if proprio8:

@@ -91,6 +91,32 @@ class Proprio8Observation(gym.ObservationWrapper):
         return out
 
 
+class CommandObservation(gym.ObservationWrapper):
+    """Adds ``command``, (3,) float32, m, world frame: the controller's desired tip position minus the
+    measured tip after the step (zeros at reset); ``kp_pos`` times it is the force the controller
+    pushes with (2 N/mm, up to the lead bound).
+
+    Why: with ``controller.action_origin`` "target" an action moves the desired position from where
+    the previous ones left it, so the command a policy has built up is state it cannot see from its
+    senses; a robot knows its own commanded pose. Wrap the env itself (before perturbations): the
+    command is the controller's, not a sensor's.
+    """
+
+    KEY = "command"
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        spaces = dict(env.observation_space.spaces)
+        spaces[self.KEY] = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+        self.observation_space = gym.spaces.Dict(spaces)
+
+    def observation(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = dict(observation)
+        tip = np.asarray(observation["proprio"][:3], dtype=np.float64)
+        out[self.KEY] = (self.env.unwrapped.robot.target_pos - tip).astype(np.float32)
+        return out
+
+
 STATE_FIELDS = ("dx", "dy", "dz", "dx_fine", "dy_fine", "dz_fine", "vx", "vy", "vz", "fx", "fy", "fz", "contact")
 FINE_FIELDS = ("dx_fine", "dy_fine", "dz_fine")
 FINE_SCALE = 0.002  # m: the fine channels are tanh(offset / 2 mm), the hole's clearance

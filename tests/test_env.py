@@ -432,3 +432,21 @@ def test_action_origin_is_validated_and_left_out_of_files_at_its_default(make_en
         make_env(use_camera=False, controller={"action_origin": "flange"})
     assert "action_origin" not in EnvConfig().to_dict()["controller"]
     assert EnvConfig.from_kwargs(controller={"action_origin": "tip"}).to_dict()["controller"]["action_origin"] == "tip"
+
+
+def test_command_observation_is_the_controllers_lead_over_the_tip():
+    """``make_rl_env(command=True)`` observes the desired tip position minus the measured one: zero at
+    reset, the lead a held push builds (-z), and the env's own ``target_pos - tip_pos`` each step."""
+    from sim.rl_env import make_rl_env
+
+    env = make_rl_env({"use_camera": False}, ("proprio/gaussian_noise:1.0",), command=True)
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs["command"].shape == (3,) and np.abs(obs["command"]).max() < 1e-6
+        for _ in range(2):
+            obs, _, _, _, info = env.step(np.array([0.0, 0.0, -1.0], dtype=np.float32))
+            lead = info["target_pos"] - info["tip_pos"]
+            # the controller's own state: the proprio noise does not reach it
+            assert np.allclose(obs["command"], lead, atol=1e-6) and lead[2] < -0.005
+    finally:
+        env.close()
