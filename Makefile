@@ -119,7 +119,7 @@ robustness: $(foreach e,$(COMPARE),outputs/eval/$(e)/results.json) \
 	  --roles fused=robust_flow_rgb plain=plain vision=vision_only force=force_only \
 	  --out outputs/robustness_summary.json --report outputs/eval_compare
 
-# Issue 11 item 5, the RL machinery on the privileged state: PPO, 100k env steps, 3 training seeds,
+# The RL machinery on the privileged state: PPO, 100k env steps, 3 training seeds,
 # with the millimetre tip-to-hole channels (fine) and without them (coarse, obs.fine_scale=0); each
 # policy on 100 held-out seeds, mean and sampled actions. One core a run: `make -j2 state-policy`,
 # 8-11 minutes a run, two at a time, about 35 minutes in all (docs/results/policies.md).
@@ -139,7 +139,7 @@ state-policy: $(foreach r,$(STATE_RUNS),runs/$(r)/eval/results.json)
 	$(PY) benchmarks/state_policy_summary.py $(foreach r,$(STATE_RUNS),runs/$(r)) \
 		--out benchmarks/results/state_policy
 
-# Issue 12, the paper's policy experiment: every row of configs/paper/ (the same PPO, budget of
+# The paper's policy experiment: every row of configs/paper/ (the same PPO, budget of
 # 300k env steps, training seeds and evaluation seeds), 100 held-out episodes per row and seed, clean;
 # the perturbed closed-loop settings for the rows that compare senses under faults. A run uses both
 # cores (2 env workers): about 65-70 min of training and 8 of clean evaluation, about 50 more with

@@ -1,4 +1,4 @@
-"""The paper's policy experiment (issue 12) in one table: every row of ``configs/paper/`` that ``make
+"""The paper's policy experiment in one table: every row of ``configs/paper/`` that ``make
 paper`` has trained and evaluated, per closed-loop setting and action mode.
 
     python benchmarks/paper_summary.py runs/paper --out benchmarks/results/paper
@@ -7,7 +7,7 @@ paper`` has trained and evaluated, per closed-loop setting and action mode.
 Reads every ``<row>_s<seed>/`` run folder holding ``eval/results.json`` (``mmrep policy eval``), or,
 while that evaluation is still running or was killed, the rows it has finished so far
 (``eval/rows.partial.jsonl``; such runs are listed under ``partial`` and marked in the table), and
-reports issue 12's targets (met, not met, or not measured yet) and per row: the budget in env steps,
+reports the experiment's targets (met, not met, or not measured yet) and per row: the budget in env steps,
 the training wall time per seed (TensorBoard event times, killed time not counted), and per setting
 and mode each seed's success on the held-out seeds, their mean, and the pooled rate over all seeds'
 episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_<name>/results.json``,
@@ -182,15 +182,15 @@ def table(rows: dict[str, dict], setting: str) -> list[str]:
     return lines
 
 
-FUSED_TARGET = 0.90  # issue 12: the fused representation's success on the square peg
-PERTURBED_WITHIN = 0.10  # issue 12: under the occluder and pushes, within 10 points of clean
+FUSED_TARGET = 0.90  # the fused representation's success on the square peg
+PERTURBED_WITHIN = 0.10  # under the occluder and pushes, within 10 points of clean
 TOUCH_HAPTICS_GAP = 0.20  # the touch setting: no_haptics at least 20 points below fused (disjoint intervals)
 TOUCH_OCCLUDED_GAP = 0.30  # the touch setting, occluder at first contact: fused at least 30 points above no_haptics
 SENSE_FAILURES = ["occluder_after_contact", "ft_bias", "ft_dead", "ft_noise", "pushes"]
 
 
 def targets(rows: dict[str, dict], fused: str = "fused_insertion", shape: str = "square") -> list[dict]:
-    """Issue 12's targets, per action mode, from the pooled cells: the fused row at least 90%; no
+    """The experiment's targets, per action mode, from the pooled cells: the fused row at least 90%; no
     haptics and no vision clearly below it (their 95% interval entirely under the fused row's); the
     fused row under the occluder (also after first contact) and pushes within 10 points of its clean
     rate. A target whose rows or settings have not run yet is reported as not measured (met None).

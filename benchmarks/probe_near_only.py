@@ -1,4 +1,4 @@
-"""Probes fitted on the near-hole samples only: what "near the hole" alone is worth (issue 12, item 3).
+"""Probes fitted on the near-hole samples only: what "near the hole" alone is worth.
 
 The probe table's near-hole column comes from probes fitted on every sample. This refits the offset
 probe on the samples within ``NEAR_M`` of the hole only, for an encoder's z, z + proprioception and

@@ -1,4 +1,4 @@
-"""The privileged-state policy runs of issue 11 item 5 in one place: per run, the held-out curves
+"""The privileged-state policy runs in one place: per run, the held-out curves
 (``eval.jsonl``: 30 seeds every 20k steps, mean and sampled actions), the final policy on 100 held-out
 seeds (``eval/results.json`` of ``mmrep policy eval``) and the wall time; per variant (run folders
 ``state_<variant>_s<seed>``), the seeds' mean; a figure of every curve.

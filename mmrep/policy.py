@@ -418,7 +418,7 @@ def out_of_time(cfg: PolicyConfig, train_seconds: float) -> bool:
 def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv, out: Path) -> dict[str, Any]:
     """Episodes on the held-out seeds ``eval_seed + k`` with the mean action (the row's top level) and,
     with ``cfg.eval_stochastic``, the same seeds with sampled actions (``row["stochastic"]``: training's
-    success can come from the action noise alone, issue 11); appended to ``eval.jsonl``."""
+    success can come from the action noise alone); appended to ``eval.jsonl``."""
     seeds = [cfg.eval_seed + k for k in range(cfg.eval_episodes)]
     rms = venv.obs_rms if isinstance(venv, VecNormalize) else None
     t0 = time.time()

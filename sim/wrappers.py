@@ -132,7 +132,7 @@ class StateObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     wrist force of the last control step (N, sensor frame), and the fraction of its substeps in contact.
 
     A tip-to-hole vector rather than absolute positions: PPO on absolute positions near (0.6, 0, 0.04) m
-    that vary by centimetres did not learn (issue 11). The fine channels because the hole's clearance
+    that vary by centimetres did not learn (measured 2026-11). The fine channels because the hole's clearance
     (2 mm) is a few hundredths of the offset's spread (centimetres): after normalisation the coarse
     offset alone hardly tells 1 mm from 3 mm, and policies stopped on the rim a few mm short.
     """
