@@ -390,7 +390,7 @@ def iqm_over_seeds(rows: dict[str, dict], reps: int = 2000, seed: int = 0) -> di
     return out
 
 
-SUFFIX = re.compile(r"[+-]")  # where an evaluation variant's suffix (+memory, +reject, -reject) starts
+SUFFIX = re.compile(r"[+-]")  # where an evaluation variant's suffix (+memory, +reject, -reject, +rollout_flags) starts
 
 
 def split_setting(setting: str) -> tuple[str, str]:

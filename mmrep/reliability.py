@@ -1,12 +1,13 @@
 """``python -m mmrep.reliability ENCODER DATA``: set an encoder file's reliability thresholds from a
-dataset's clean validation samples; ``python -m mmrep.reliability ENCODER --policy RUN --out FILE``:
-from the clean rollouts of a policy that uses it instead (the inputs the flags will judge: a policy
-presses, slides and pushes differently from the experts that recorded the dataset). The thresholds and
-their arithmetic (``Reliability``, ``calibrate``, ``collect_logvars``) live in
-``mmrep.models.reliability`` and import from here too."""
+dataset's clean validation samples; ``python -m mmrep.reliability --policy RUN --out FILE``: a copy
+of a policy's encoder with thresholds from that policy's clean rollouts instead (the inputs the flags
+will judge: a policy presses, slides and pushes differently from the experts that recorded the
+dataset). The thresholds and their arithmetic (``Reliability``, ``calibrate``, ``collect_logvars``)
+live in ``mmrep.models.reliability`` and import from here too."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from mmrep.models.reliability import (  # noqa: F401  (the old import path)
     calibrate,
     collect_logvars,
 )
+from mmrep.torch_files import load_torch_file
 
 
 def calibrate_encoder_file(encoder_path: str, data: str, batches: int = 120, batch_size: int = 32,
@@ -68,6 +70,10 @@ def rollout_logvars(policy: str | Path, episodes: int = 20, first_seed: int = CA
         venv.close()
         raise ValueError(f"{policy}: a policy on a frozen latent is needed, this one observes {cfg.obs.kind!r}")
     encoder = load_encoder(cfg.obs.encoder)
+    if encoder.cfg.fusion != "poe":  # before the rollouts: only the product of experts has expert variances
+        venv.close()
+        raise ValueError(f"{policy}: its encoder's fusion {encoder.cfg.fusion!r} has no trained expert variances; "
+                         "reliability thresholds are for the product of experts")
     raw = venv.venv  # the env under the latent observation: its observations are the encoder's inputs
     out: dict[str, list[np.ndarray]] = {}
     try:
@@ -90,10 +96,13 @@ def calibrate_on_rollouts(policy: str | Path, out: str | Path, episodes: int = 2
                           low_quantile: float | None = LOW_QUANTILE, progress: bool = False) -> Reliability:
     """Write to ``out`` the policy's encoder with reliability thresholds set from its clean rollouts
     (``rollout_logvars``); the policy's own encoder file is left as it is."""
+    from mmrep.policy_eval import policy_file
+
+    blob = load_torch_file(policy_file(policy), "policy file", "it is not an mmrep policy file or it is damaged")
+    trained = json.loads(blob["config"])["obs"].get("encoder")
+    if trained is not None and Path(out).resolve() == Path(trained).resolve():
+        raise ValueError(f"--out {out} is the encoder {policy} was trained with; write the copy elsewhere")
     encoder, logvars = rollout_logvars(policy, episodes, first_seed, progress)
-    if encoder.cfg.fusion != "poe":
-        raise ValueError(f"{policy}: its encoder's fusion {encoder.cfg.fusion!r} has no trained expert variances; "
-                         "reliability thresholds are for the product of experts")
     reliability = calibrate(logvars, quantile, low_quantile)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     export_encoder(encoder, Path(out), reliability)

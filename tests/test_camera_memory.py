@@ -240,6 +240,9 @@ def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
     assert rel.samples == 2 * 8 and set(rel.thresholds) == set(logvars)  # every observation the policy acted on
     assert rel.thresholds["force"] == pytest.approx(float(np.quantile(logvars["force"], rel.quantile)))
     assert load_encoder(path).reliability.thresholds != rel.thresholds  # the policy's own file is unchanged
+    with pytest.raises(ValueError, match="the encoder .* was trained with"):
+        calibrate_on_rollouts(run, path, episodes=1)
+    assert load_encoder(path).reliability.thresholds == enc.reliability.thresholds  # refused, not overwritten
     assert main([*args, "camera_memory=true", "reject_flagged=true", f"encoder={calibrated}",
                  f"out={run / 'eval_drc_rollouts'}"]) == 0
     row = json.loads((run / "eval_drc_rollouts" / "results.json").read_text())["results"][0]
