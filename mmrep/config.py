@@ -448,6 +448,9 @@ class PolicyEvalConfig:
     # thresholds, e.g. set on the policy's own clean rollouts (python -m mmrep.reliability --policy RUN
     # --out FILE); None: the encoder the policy was trained with
     encoder: str | None = None
+    # m below the block's top past which the vertical action is a steady press (the env's
+    # controller.press_in_hole: a scripted insertion stage after the policy's search); None: as trained
+    press_in_hole: float | None = None
     device: str = "cpu"
     threads: int | None = 1  # torch CPU threads (as PolicyConfig.threads)
     progress: bool = True
@@ -468,6 +471,8 @@ class PolicyEvalConfig:
             raise ValueError(f"episodes must be >= 1, got {self.episodes!r}")
         if self.seed < 1_000_000:
             raise ValueError(f"seed must be >= 1000000 (training envs use seeds below), got {self.seed!r}")
+        if self.press_in_hole is not None and not self.press_in_hole > 0:
+            raise ValueError(f"press_in_hole must be None or > 0 (m), got {self.press_in_hole!r}")
 
 
 def is_absent(name: str) -> bool:

@@ -143,6 +143,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
         run_key["camera_memory"] = cfg.camera_memory
     if cfg.reject_flagged is not None:
         run_key["reject_flagged"] = cfg.reject_flagged
+    if cfg.press_in_hole is not None:  # a scripted insertion stage: other rows
+        run_key["press_in_hole"] = cfg.press_in_hole
     if cfg.encoder is not None:  # other thresholds: other rows
         enc = Path(cfg.encoder)
         run_key["encoder"] = {"path": str(enc.resolve()), "bytes": enc.stat().st_size if enc.exists() else None}
@@ -163,6 +165,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
             continue
         env_over, perturbations = CLOSED_LOOP[setting]
         env_over = {**env_over, **({"peg_shape": shape} if shape else {})}
+        if cfg.press_in_hole is not None:
+            env_over["controller"] = {**env_over.get("controller", {}), "press_in_hole": cfg.press_in_hole}
         model, venv, pcfg, rms = load_policy(path, env_over, list(perturbations), cfg.device, render=cfg.video,
                                              camera_memory=cfg.camera_memory, reject_flagged=cfg.reject_flagged,
                                              encoder=cfg.encoder)
@@ -192,6 +196,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                     row["reject_flagged"] = bool(codec.reject)
                 if cfg.encoder is not None:  # the reliability thresholds came from this file
                     row["encoder"] = str(cfg.encoder)
+                if cfg.press_in_hole is not None:  # the vertical action was scripted below this depth
+                    row["press_in_hole"] = cfg.press_in_hole
                 if memory is not None and memory.reject:  # the share of steps each flagged sense was left out
                     row["rejected_fraction"] = {m: k / max(memory.steps, 1) for m, k in memory.rejected.items()}
                 if record:

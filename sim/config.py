@@ -50,6 +50,11 @@ class ControllerConfig:
     # controller given a displacement from the current pose; the command then is the whole state of
     # the controller (an action of -1 on z always presses with kp_pos x action_scale, 20 N).
     action_origin: str = "target"
+    # m below the block's top (EnvConfig.box_height, which proprioception knows) past which the
+    # action's vertical component is replaced by IN_HOLE_PRESS_ACTION: a scripted insertion stage after
+    # a learned search, as robot systems often put one (the lateral components stay the policy's).
+    # None: the policy's action throughout. The tip can only be that deep inside the hole.
+    press_in_hole: float | None = None
 
     @property
     def max_lead(self) -> float:
@@ -59,6 +64,7 @@ class ControllerConfig:
 
 ACTION_ORIGINS = ("target", "tip")  # ControllerConfig.action_origin
 IN_HOLE_DEPTH = 0.001  # m, below the block's top: where ControllerConfig.max_lateral_lead_in_hole applies
+IN_HOLE_PRESS_ACTION = -0.5  # ControllerConfig.press_in_hole's vertical action: 5 mm a step at the default scale
 
 
 @dataclass
@@ -209,6 +215,8 @@ class EnvConfig:
             del d["controller"]["max_lateral_lead_in_hole"]
         if d["controller"]["action_origin"] == "target":  # and for where an action starts
             del d["controller"]["action_origin"]
+        if d["controller"]["press_in_hole"] is None:  # and for the scripted insertion stage
+            del d["controller"]["press_in_hole"]
         return d
 
     @classmethod
@@ -274,6 +282,9 @@ class EnvConfig:
         if c.max_lateral_lead_in_hole is not None and not 0 <= c.max_lateral_lead_in_hole <= c.max_lead:
             raise ValueError(f"controller.max_lateral_lead_in_hole must be None or in [0, max_lead = "
                              f"{c.max_lead:g}] m, got {c.max_lateral_lead_in_hole!r}")
+        if c.press_in_hole is not None and not 0 < c.press_in_hole < self.insertion_depth:
+            raise ValueError(f"controller.press_in_hole must be None or in (0, insertion_depth = "
+                             f"{self.insertion_depth:g}) m, got {c.press_in_hole!r}")
         if c.action_origin not in ACTION_ORIGINS:
             raise ValueError(f"controller.action_origin must be one of {ACTION_ORIGINS}, got {c.action_origin!r}")
         f = self.ft_sensor

@@ -17,7 +17,7 @@ from gymnasium import spaces
 
 from sim.assets import peg_hull, robot_urdf
 from sim.camera import Camera, Frame
-from sim.config import IN_HOLE_DEPTH, EnvConfig
+from sim.config import IN_HOLE_DEPTH, IN_HOLE_PRESS_ACTION, EnvConfig
 from sim.detmath import norm
 from sim.disturbances import Occluder, Pushes
 from sim.flow import body_link_poses, optical_flow
@@ -258,6 +258,10 @@ class PegInsertionEnv(gym.Env):
     def _set_target(self, tip_pos: np.ndarray, a: np.ndarray) -> None:
         cfg, robot = self.cfg, self.robot
         origin = tip_pos if cfg.controller.action_origin == "tip" else robot.target_pos
+        press_below = cfg.controller.press_in_hole
+        if press_below is not None and tip_pos[2] < cfg.box_height - press_below:
+            a = a.copy()
+            a[2] = IN_HOLE_PRESS_ACTION
         target = origin + a[:3] * cfg.action_scale
         target = np.clip(target, cfg.workspace_low, cfg.workspace_high)
         lead = target - tip_pos

@@ -450,3 +450,42 @@ def test_command_observation_is_the_controllers_lead_over_the_tip():
             assert np.allclose(obs["command"], lead, atol=1e-6) and lead[2] < -0.005
     finally:
         env.close()
+
+
+def _drop_in_then_pull_up(make_env, seed: int, **overrides) -> dict:
+    """Go to the true hole and drop 6 mm in, then command straight up (0, 0, 0.3) for the rest of the
+    episode: a policy that pulls back once inside, as the learned touch policies often did."""
+    env = make_env(use_camera=False, clearance=0.001, max_steps=60, randomization={"hole_estimate_error": 0.0},
+                   **overrides)
+    obs, info = env.reset(seed=seed)
+    hole = env.unwrapped.task.hole.pos
+    inside = False
+    for _ in range(60):
+        tip, target = obs["proprio"][:3], info.get("target_pos", obs["proprio"][:3])
+        inside = inside or tip[2] < hole[2] - 0.006
+        if not inside:
+            over = np.linalg.norm(hole[:2] - tip[:2]) > 0.0003
+            goal = np.r_[hole[:2], max(hole[2] + 0.005, tip[2] - 0.02) if over else tip[2] - 0.01]
+            a = np.clip((goal - target) / 0.01, -1, 1)
+        else:
+            a = np.array([0.0, 0.0, 0.3])
+        obs, _, terminated, truncated, info = env.step(a.astype(np.float32))
+        if terminated or truncated:
+            return info
+    return info
+
+
+def test_press_in_hole_scripts_the_vertical_action_below_its_depth(make_env):
+    """``controller.press_in_hole``: once the tip is that far below the block's top, the vertical action
+    is a steady press whatever the policy commands, so a policy that pulls up after dropping in still
+    inserts; without it the same commands leave the hole."""
+    pulled = _drop_in_then_pull_up(make_env, 0)
+    assert not pulled["is_success"] and pulled["insertion_depth"] < 0.005
+    pressed = _drop_in_then_pull_up(make_env, 0, controller={"press_in_hole": 0.005})
+    assert pressed["is_success"]
+    with pytest.raises(ValueError, match="press_in_hole"):
+        make_env(use_camera=False, controller={"press_in_hole": 0.03})  # deeper than the insertion depth
+    from sim.config import EnvConfig
+
+    assert "press_in_hole" not in EnvConfig().to_dict()["controller"]  # files stay as they were at its default
+    assert EnvConfig.from_kwargs(controller={"press_in_hole": 0.005}).to_dict()["controller"]["press_in_hole"] == 0.005
