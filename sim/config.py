@@ -44,6 +44,10 @@ class ControllerConfig:
     # held against the hole's wall then pushes with at most kp_pos x this, as a compliant wrist
     # (remote centre compliance) would, instead of tilting and wedging the peg.
     max_lateral_lead_in_hole: float | None = None
+    # m; when set, the lateral (x, y) lead is bounded by this and the vertical one by max_lead, each on
+    # its own (a cylinder instead of the ball of radius max_lead), so pressing down at the force cap
+    # leaves the whole lateral authority for sliding on the block. None: the ball.
+    max_lateral_lead: float | None = None
     # Where an action's displacement (action x EnvConfig.action_scale) starts. "target": the previous
     # step's target, so a held command accumulates (the recorded datasets' semantics; the controller
     # state it builds is hidden from a policy). "tip": the measured tip, as an operational-space
@@ -187,6 +191,10 @@ class EnvConfig:
     workspace_low: tuple[float, float, float] = (0.35, -0.3, -0.005)  # m, safety box for the tip
     workspace_high: tuple[float, float, float] = (0.85, 0.3, 0.45)  # m
     completion_bonus: float = 10.0  # added to the remaining steps' maximum reward on success
+    # subtracted from the reward per unit of squared change of the translational action from the
+    # previous step's (|a_t - a_t-1|^2, actions in [-1, 1], zero before the first): a cost on
+    # alternating pushes and pulls. 0: none.
+    action_change_penalty: float = 0.0
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     ft_sensor: ForceTorqueConfig = field(default_factory=ForceTorqueConfig)
     randomization: RandomizationConfig = field(default_factory=RandomizationConfig)
@@ -217,6 +225,10 @@ class EnvConfig:
             del d["controller"]["action_origin"]
         if d["controller"]["press_in_hole"] is None:  # and for the scripted insertion stage
             del d["controller"]["press_in_hole"]
+        if d["controller"]["max_lateral_lead"] is None:  # and for the separate lateral lead bound
+            del d["controller"]["max_lateral_lead"]
+        if d["action_change_penalty"] == 0.0:  # and for the action-change cost
+            del d["action_change_penalty"]
         return d
 
     @classmethod
@@ -282,6 +294,10 @@ class EnvConfig:
         if c.max_lateral_lead_in_hole is not None and not 0 <= c.max_lateral_lead_in_hole <= c.max_lead:
             raise ValueError(f"controller.max_lateral_lead_in_hole must be None or in [0, max_lead = "
                              f"{c.max_lead:g}] m, got {c.max_lateral_lead_in_hole!r}")
+        if c.max_lateral_lead is not None and not c.max_lateral_lead > 0:
+            raise ValueError(f"controller.max_lateral_lead must be None or > 0 (m), got {c.max_lateral_lead!r}")
+        if not self.action_change_penalty >= 0:
+            raise ValueError(f"action_change_penalty must be >= 0, got {self.action_change_penalty!r}")
         if c.press_in_hole is not None and not 0 < c.press_in_hole < self.insertion_depth:
             raise ValueError(f"controller.press_in_hole must be None or in (0, insertion_depth = "
                              f"{self.insertion_depth:g}) m, got {c.press_in_hole!r}")

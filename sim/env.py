@@ -120,6 +120,7 @@ class PegInsertionEnv(gym.Env):
         # (contact caches, solver warm starts), which is what seeded replays need.
         self._snapshot = p.saveState(physicsClientId=c)
         self._steps = 0
+        self._prev_action = np.zeros(3)
         self._yaw = 0.0
         self._last_obs: dict[str, np.ndarray] | None = None
         self._frame: Frame | None = None
@@ -140,6 +141,7 @@ class PegInsertionEnv(gym.Env):
         self.robot.target_quat = tool_down_quat(self._yaw)
         self.ft_sensor.reset()
         self._steps = 0
+        self._prev_action = np.zeros(3)
         # Disturbances draw after everything else, so episodes with them off stay as they were.
         self.pushes.reset()
         if self.occluder is not None:
@@ -211,6 +213,9 @@ class PegInsertionEnv(gym.Env):
         terms = self.task.reward_terms(tip.pos)
         success = self.task.is_success(tip.pos)
         reward = float(sum(terms.values()))
+        if cfg.action_change_penalty:
+            reward -= cfg.action_change_penalty * float(np.sum((a[:3] - self._prev_action) ** 2))
+        self._prev_action = a[:3].copy()
         if success:
             # Finishing must always beat hovering just short of success for the remaining steps.
             reward += cfg.completion_bonus + self.task.max_step_reward * (cfg.max_steps - self._steps)
@@ -267,7 +272,14 @@ class PegInsertionEnv(gym.Env):
         lead = target - tip_pos
         dist = norm(lead)
         max_lead = cfg.controller.max_lead
-        if dist > max_lead:  # the lead bound is what caps the contact force
+        separate = cfg.controller.max_lateral_lead
+        if separate is not None:  # vertical and lateral bounded each on its own
+            lateral = math.hypot(lead[0], lead[1])
+            if lateral > separate:
+                lead[:2] *= separate / lateral
+            lead[2] = min(max(lead[2], -max_lead), max_lead)
+            target = tip_pos + lead
+        elif dist > max_lead:  # the lead bound is what caps the contact force
             target = tip_pos + lead * (max_lead / dist)
         lateral_max = cfg.controller.max_lateral_lead_in_hole
         if lateral_max is not None and tip_pos[2] < cfg.box_height - IN_HOLE_DEPTH:

@@ -489,3 +489,45 @@ def test_press_in_hole_scripts_the_vertical_action_below_its_depth(make_env):
 
     assert "press_in_hole" not in EnvConfig().to_dict()["controller"]  # files stay as they were at its default
     assert EnvConfig.from_kwargs(controller={"press_in_hole": 0.005}).to_dict()["controller"]["press_in_hole"] == 0.005
+
+
+def test_max_lateral_lead_bounds_lateral_and_vertical_leads_each_on_its_own(make_env):
+    """With the default ball bound a sideways command while pressing at the force cap shrinks the press
+    and gets only part of the sideways lead; ``controller.max_lateral_lead`` keeps both whole."""
+    def lead_after(**controller) -> np.ndarray:
+        env = make_env(use_camera=False, controller=controller)
+        env.reset(seed=0)
+        e = env.unwrapped
+        tip = e.robot.tip_state().pos
+        max_lead = e.cfg.controller.max_lead
+        e.robot.target_pos = tip + np.array([0.0, 0.0, -max_lead])  # pressing at the cap
+        e._set_target(tip, np.array([1.0, 0.0, 0.0]))
+        return (e.robot.target_pos - tip) / max_lead
+
+    ball = lead_after()
+    assert np.linalg.norm(ball) == pytest.approx(1.0) and ball[0] < 0.6 and ball[2] > -0.9
+    cylinder = lead_after(max_lateral_lead=0.015)
+    assert cylinder[0] == pytest.approx(0.01 / 0.015) and cylinder[2] == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="max_lateral_lead"):
+        make_env(use_camera=False, controller={"max_lateral_lead": -0.01})
+
+
+def test_action_change_penalty_costs_the_squared_change(make_env):
+    """The same seed and actions with and without ``action_change_penalty``: rewards differ by the
+    penalty times |a_t - a_t-1|^2 (the first step from zero), and nothing else changes."""
+    actions = [np.array(a, dtype=np.float32) for a in ([0, 0, -1], [0, 0, 1], [0.5, 0, 1], [0.5, 0, 1])]
+    runs = []
+    for penalty in (0.0, 0.25):
+        env = make_env(use_camera=False, action_change_penalty=penalty)
+        obs, _ = env.reset(seed=3)
+        rewards, proprio = [], []
+        for a in actions:
+            obs, r, *_ = env.step(a)
+            rewards.append(r)
+            proprio.append(obs["proprio"])
+        runs.append((np.array(rewards), np.array(proprio)))
+    changes = np.array([1.0, 4.0, 0.25, 0.0])
+    np.testing.assert_allclose(runs[0][0] - runs[1][0], 0.25 * changes, atol=1e-12)
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    with pytest.raises(ValueError, match="action_change_penalty"):
+        make_env(use_camera=False, action_change_penalty=-1.0)
