@@ -108,6 +108,7 @@ MEMORY = "+memory"  # the setting's suffix for rows evaluated with camera memory
 REJECT = "+reject"  # ... and for rows evaluated leaving out the flagged experts (reject_flagged)
 UNREJECT = "-reject"  # ... and for rows of a policy trained with reject_flagged, evaluated without it
 ROLLOUT_FLAGS = "+rollout_flags"  # ... and for rows whose flags were set on the policy's own rollouts (`encoder`)
+PRESS = "+press"  # ... and for rows evaluated with a scripted insertion stage (`press_in_hole`) not trained with
 
 
 def row_summary(runs: list[Path]) -> dict:
@@ -118,6 +119,7 @@ def row_summary(runs: list[Path]) -> dict:
     for run, config in zip(runs, configs):
         trained_with_memory = config["obs"].get("camera_memory", False)  # then memory is how it is evaluated
         trained_rejecting = config["obs"].get("reject_flagged", False)
+        trained_pressing = config["env"].get("controller", {}).get("press_in_hole")
         for r in (r for folder in eval_results(run) for r in read_eval(folder)["results"]):
             setting = r["setting"] + (MEMORY if "camera_held_fraction" in r and not trained_with_memory else "")
             rejecting = r.get("reject_flagged", trained_rejecting)  # rows written before the option: as trained
@@ -125,6 +127,8 @@ def row_summary(runs: list[Path]) -> dict:
                 setting += REJECT if rejecting else UNREJECT
             if r.get("encoder"):  # the policy's encoder with other reliability thresholds
                 setting += ROLLOUT_FLAGS
+            if r.get("press_in_hole") and r["press_in_hole"] != trained_pressing:
+                setting += PRESS
             key = f"{setting}/{r['shape']}/{r['mode']}"
             cell = cells.setdefault(key, {"setting": setting, "shape": r["shape"], "mode": r["mode"],
                                           "seeds": {}, "successes": 0, "episodes": 0, "in_hole": 0})
@@ -390,7 +394,7 @@ def iqm_over_seeds(rows: dict[str, dict], reps: int = 2000, seed: int = 0) -> di
     return out
 
 
-SUFFIX = re.compile(r"[+-]")  # where an evaluation variant's suffix (+memory, +reject, -reject, +rollout_flags) starts
+SUFFIX = re.compile(r"[+-]")  # where an evaluation variant's suffix (+memory, +reject, -reject, +rollout_flags, +press) starts
 
 
 def split_setting(setting: str) -> tuple[str, str]:

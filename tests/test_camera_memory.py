@@ -247,20 +247,25 @@ def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
                  f"out={run / 'eval_drc_rollouts'}"]) == 0
     row = json.loads((run / "eval_drc_rollouts" / "results.json").read_text())["results"][0]
     assert row["encoder"] == str(calibrated) and row["reject_flagged"]
+    # a scripted insertion stage below 5 mm: its own rows, keyed apart from the plain ones
+    assert main([*args, "press_in_hole=0.005", f"out={run / 'eval_press'}"]) == 0
+    row = json.loads((run / "eval_press" / "results.json").read_text())["results"][0]
+    assert row["press_in_hole"] == 0.005 and "camera_held_fraction" not in row
     other = tmp_path / "other.pt"
     export_encoder(random_like(enc, seed=1), other, enc.reliability)
     with pytest.raises(ValueError, match="does not hold the weights"):
         load_policy(run / "policy.pt", encoder=other)
-    # the paper summary keeps the four apart
+    # the paper summary keeps the five apart
     summary = paper_summary().row_summary([run])
     assert {c["setting"] for c in summary["cells"].values()} == {
-        "occluder", "occluder+memory", "occluder+memory+reject", "occluder+memory+reject+rollout_flags"}
+        "occluder", "occluder+memory", "occluder+memory+reject", "occluder+memory+reject+rollout_flags",
+        "occluder+press"}
     # ... and the remedy table puts them side by side: one line per evaluation, one column per setting
     lines = paper_summary().remedy_tables({"fused": summary})
     body = [line for line in lines if line.startswith("| fused |")]
     assert lines[2] == "| row | evaluated | seeds | occluder |"
     assert [line.split(" | ")[1] for line in body] == ["as trained", "memory", "memory+reject",
-                                                        "memory+reject+rollout_flags"]
+                                                        "memory+reject+rollout_flags", "press"]
     assert all(line.count("(") == 1 for line in body)  # each cell a pooled rate with its interval
 
     train_policy(app_config(compose("policy", [f"out={tmp_path / 'state'}", "progress=false", "vec_env=dummy",
