@@ -230,7 +230,10 @@ def touch_targets(rows: dict[str, dict], shape: str = "square") -> list[dict]:
     """The touch-needing setting's targets (``*_touch`` rows), per action mode: fused_touch at least
     90% clean and within 10 points of it under each sense failure (``SENSE_FAILURES``); no_haptics_touch
     at least 20 points below it with disjoint 95% intervals; under the occluder at first contact,
-    fused_touch at least 30 points above no_haptics_touch. Empty where fused_touch has no run."""
+    fused_touch at least 30 points above no_haptics_touch. Empty where fused_touch has no run.
+    Where the rows were also evaluated with the scripted insertion stage (``+press``), the same targets
+    are scored again on those cells, named "... (+press)". A robustness target met while clean itself
+    is below 90% is marked ``vacuous`` (a policy that fails everywhere loses nothing to a fault)."""
     if "fused_touch" not in rows:
         return []
 
@@ -238,30 +241,36 @@ def touch_targets(rows: dict[str, dict], shape: str = "square") -> list[dict]:
         return rows.get(row, {}).get("cells", {}).get(f"{setting}/{shape}/{mode}")
 
     out = []
-    for mode in ("deterministic", "stochastic"):
-        clean = cell("fused_touch", "clean", mode)
-        out.append({"target": f"fused_touch >= {FUSED_TARGET:.0%}", "mode": mode,
-                    "measured": None if clean is None else rate(clean),
-                    "met": None if clean is None else clean["pooled"] >= FUSED_TARGET})
-        for setting in SENSE_FAILURES:
-            pert = cell("fused_touch", setting, mode)
-            both = clean is not None and pert is not None
-            out.append({"target": f"fused_touch under {setting} within {PERTURBED_WITHIN * 100:.0f} points of clean",
-                        "mode": mode, "measured": f"{rate(pert)} against {rate(clean)}" if both else None,
-                        "met": clean["pooled"] - pert["pooled"] <= PERTURBED_WITHIN + 1e-9 if both else None})
-        for setting, gap, disjoint in (("clean", TOUCH_HAPTICS_GAP, True),
-                                       ("occluder_after_contact", TOUCH_OCCLUDED_GAP, False)):
-            fused, other = cell("fused_touch", setting, mode), cell("no_haptics_touch", setting, mode)
-            both = fused is not None and other is not None
-            met = None
-            if both:
-                met = fused["pooled"] - other["pooled"] >= gap - 1e-9
-                if disjoint:
-                    met = met and other["pooled_ci95"][1] < fused["pooled_ci95"][0]
-            out.append({"target": f"no_haptics_touch at least {gap * 100:.0f} points below fused_touch ({setting}"
-                                  + (", disjoint 95% intervals)" if disjoint else ")"),
-                        "mode": mode, "measured": f"{rate(other)} against {rate(fused)}" if both else None,
-                        "met": met})
+    variants = [""] + [PRESS] * any(cell("fused_touch", "clean" + PRESS, m) for m in ("deterministic", "stochastic"))
+    for variant in variants:
+        tag = f" ({variant})" if variant else ""
+        for mode in ("deterministic", "stochastic"):
+            clean = cell("fused_touch", "clean" + variant, mode)
+            out.append({"target": f"fused_touch >= {FUSED_TARGET:.0%}{tag}", "mode": mode,
+                        "measured": None if clean is None else rate(clean),
+                        "met": None if clean is None else clean["pooled"] >= FUSED_TARGET})
+            for setting in SENSE_FAILURES:
+                pert = cell("fused_touch", setting + variant, mode)
+                both = clean is not None and pert is not None
+                met = clean["pooled"] - pert["pooled"] <= PERTURBED_WITHIN + 1e-9 if both else None
+                out.append({"target": f"fused_touch under {setting} within {PERTURBED_WITHIN * 100:.0f} points "
+                                      f"of clean{tag}", "mode": mode,
+                            "measured": f"{rate(pert)} against {rate(clean)}" if both else None, "met": met,
+                            "vacuous": bool(met) and clean["pooled"] < FUSED_TARGET})
+            for setting, gap, disjoint in (("clean", TOUCH_HAPTICS_GAP, True),
+                                           ("occluder_after_contact", TOUCH_OCCLUDED_GAP, False)):
+                fused = cell("fused_touch", setting + variant, mode)
+                other = cell("no_haptics_touch", setting + variant, mode)
+                both = fused is not None and other is not None
+                met = None
+                if both:
+                    met = fused["pooled"] - other["pooled"] >= gap - 1e-9
+                    if disjoint:
+                        met = met and other["pooled_ci95"][1] < fused["pooled_ci95"][0]
+                out.append({"target": f"no_haptics_touch at least {gap * 100:.0f} points below fused_touch ({setting}"
+                                      + (", disjoint 95% intervals)" if disjoint else ")") + tag,
+                            "mode": mode, "measured": f"{rate(other)} against {rate(fused)}" if both else None,
+                            "met": met})
     return out
 
 
@@ -317,6 +326,8 @@ def targets_table(items: list[dict]) -> list[str]:
     """One line per target: the measured rates and the verdict for the mean and the sampled action."""
     def verdict(t: dict) -> str:
         met = "not measured yet" if t["met"] is None else ("met" if t["met"] else "**not met**")
+        if t.get("vacuous"):
+            met = f"met, but vacuously: clean is below {FUSED_TARGET:.0%}"
         return f"{t['measured'] or '-'}: {met}"
 
     by_target: dict[str, dict[str, dict]] = {}
