@@ -405,7 +405,8 @@ def iqm_over_seeds(rows: dict[str, dict], reps: int = 2000, seed: int = 0) -> di
     return out
 
 
-SUFFIX = re.compile(r"[+-]")  # where an evaluation variant's suffix (+memory, +reject, -reject, +rollout_flags, +press) starts
+# where an evaluation variant's suffix (+memory, +reject, -reject, +rollout_flags, +press) starts
+SUFFIX = re.compile(r"[+-]")
 
 
 def split_setting(setting: str) -> tuple[str, str]:
