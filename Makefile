@@ -246,12 +246,24 @@ runs/paper/$(1)_s$(2)/eval_drc/results.json: runs/paper/$(1)_s$(2)/policy.pt
 endef
 $(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_DRC_RUN,fused_touch,$(s))))
 
+comma := ,
+space := $(subst ,, )
+# A scripted insertion stage after the learned search (mmrep policy eval press_in_hole=0.005): the touch
+# rows, unchanged, with the vertical action a steady press once the tip is 5 mm inside the hole
+# (eval_press/; about 3 min a setting and seed).
+PAPER_PRESS_SETTINGS = clean,occluder_after_contact,pushes,ft_noise,ft_bias,ft_dead
+define PAPER_PRESS_RUN
+runs/paper/$(1)_s$(2)/eval_press/results.json: runs/paper/$(1)_s$(2)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(2) out=runs/paper/$(1)_s$(2)/eval_press \
+		press_in_hole=0.005 episodes=100 progress=false \
+		"settings=[$(if $(filter fused_touch,$(1)),$(PAPER_PRESS_SETTINGS),clean$(comma)occluder_after_contact)]"
+endef
+$(foreach r,fused_touch no_haptics_touch,$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_PRESS_RUN,$(r),$(s)))))
+
 # Shape transfer (item 5): the square fused_insertion policies on the other pegs without retraining
 # (eval_transfer/, 100 seeds a shape, about 16 min a seed), and a new policy per shape on the same
 # frozen representation (rows fused_insertion_<shape>, seed 0, one training each).
 PAPER_SHAPES ?= round hexagon triangle semicircle
-comma := ,
-space := $(subst ,, )
 define PAPER_TRANSFER_RUN
 runs/paper/fused_insertion_s$(1)/eval_transfer/results.json: runs/paper/fused_insertion_s$(1)/policy.pt
 	$(VENV)/bin/mmrep policy eval policy=runs/paper/fused_insertion_s$(1) out=runs/paper/fused_insertion_s$(1)/eval_transfer \
@@ -276,7 +288,8 @@ paper-status: venv  # where each run stands: env steps trained, evaluations done
 
 paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json)) \
 		$(if $(filter fused_insertion,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_memory/results.json)) \
-		$(if $(filter fused_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_touch_s$(s)/eval_drc/results.json))
+		$(if $(filter fused_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_touch_s$(s)/eval_drc/results.json)) \
+		$(foreach r,$(filter fused_touch no_haptics_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval_press/results.json))
 	$(PY) benchmarks/paper_summary.py runs/paper --out $(PAPER_OUT) $(PAPER_SUMMARY_ARGS)
 
 lint: venv
