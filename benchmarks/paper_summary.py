@@ -282,10 +282,15 @@ ROBUSTNESS_SETTINGS = ["clean", "occluder_after_contact", "occluder", "pushes", 
 def plot_robustness(rows: dict[str, dict], path: Path, mode: str = "deterministic", shape: str = "square") -> bool:
     """Success against perturbation: one panel per setting family (``ROBUSTNESS_ROWS``) that has a row,
     fused / no_haptics / no_vision as markers per perturbation, the pooled rate with its 95% Wilson
-    interval as an error bar, and the number of seeds in the legend. False (nothing written) when
-    none of those rows is in ``rows``."""
-    panels = {title: [r for r in names if r in rows] for title, names in ROBUSTNESS_ROWS.items()}
-    panels = {t: names for t, names in panels.items() if names}
+    interval as an error bar, and the number of seeds in the legend; one more panel for the touch rows
+    with the scripted insertion stage where they were evaluated with it (``+press``). False (nothing
+    written) when none of those rows is in ``rows``."""
+    panels = {title: ([r for r in names if r in rows], "") for title, names in ROBUSTNESS_ROWS.items()}
+    pressed = [r for r in ROBUSTNESS_ROWS["touch setting"]
+               if any(k.split("/")[0].endswith(PRESS) for k in rows.get(r, {}).get("cells", {}))]
+    if pressed:
+        panels["touch setting, scripted insertion stage"] = (pressed, PRESS)
+    panels = {t: v for t, v in panels.items() if v[0]}
     if not panels:
         return False
     import matplotlib
@@ -295,9 +300,9 @@ def plot_robustness(rows: dict[str, dict], path: Path, mode: str = "deterministi
 
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False, sharey=True)
     x = np.arange(len(ROBUSTNESS_SETTINGS))
-    for ax, (title, names) in zip(axes[0], panels.items()):
+    for ax, (title, (names, suffix)) in zip(axes[0], panels.items()):
         for k, name in enumerate(names):
-            cells = [rows[name]["cells"].get(f"{s}/{shape}/{mode}") for s in ROBUSTNESS_SETTINGS]
+            cells = [rows[name]["cells"].get(f"{s}{suffix}/{shape}/{mode}") for s in ROBUSTNESS_SETTINGS]
             xs = [x[i] + (k - 1) * 0.2 for i, c in enumerate(cells) if c]
             ys = np.array([c["pooled"] for c in cells if c])
             lo = np.array([c["pooled_ci95"][0] for c in cells if c])
@@ -306,7 +311,7 @@ def plot_robustness(rows: dict[str, dict], path: Path, mode: str = "deterministi
             ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], fmt="o", capsize=3,
                         label=f"{name} ({seeds} seed{'s' if seeds != 1 else ''})")
         ax.set_xticks(x, ROBUSTNESS_SETTINGS, rotation=30, ha="right")
-        ax.set_title(f"{title}, {shape} peg, {'mean' if mode == 'deterministic' else 'sampled'} action")
+        ax.set_title(f"{title}, {shape} peg, {'mean' if mode == 'deterministic' else 'sampled'} action", fontsize=10)
         ax.set_ylim(-0.03, 1.03)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=3)  # below: never on a point

@@ -493,6 +493,11 @@ def test_touch_setting_targets_and_the_robustness_figure(tmp_path):
     assert not (tmp_path / "none.png").exists()
     assert mod.plot_robustness({**rows, "no_haptics": row(clean=96, ft_bias=96)}, tmp_path / "robustness.png")
     assert (tmp_path / "robustness.png").stat().st_size > 10_000  # two panels: default and touch
+    import matplotlib.image
+
+    two = matplotlib.image.imread(tmp_path / "robustness.png").shape[1]
+    assert mod.plot_robustness({**rows, **failing}, tmp_path / "pressed.png")  # a third panel: the +press cells
+    assert matplotlib.image.imread(tmp_path / "pressed.png").shape[1] > 1.3 * two
 
 
 def test_paper_table_counts_the_seeds_evaluated_in_each_setting_not_the_seeds_trained():
