@@ -356,6 +356,9 @@ class PolicyConfig:
     eval_episodes: int = 20
     eval_stochastic: bool = True  # the periodic evaluation also samples actions (both curves)
     eval_seed: int = 1_000_000  # periodic evaluation on seeds eval_seed + k (held out)
+    # keep the policy of the best periodic evaluation (mean action; the later one on ties) in
+    # best/policy.pt beside the final one: PPO can learn a skill and lose it again
+    keep_best: bool = False
     ckpt_every_steps: int = 10_000
     device: str = "auto"  # auto | cpu | cuda (where the learner and the encoder run)
     # torch CPU threads of the main process (None: torch's default, all cores). 1 is as fast as 2 with

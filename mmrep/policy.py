@@ -15,6 +15,8 @@ A run folder holds::
     curves.png           their success rates against env steps (``mmrep.policy_curves``)
     tb/                  TensorBoard
     policy.pt            the final policy: weights, config and normaliser statistics (weights_only)
+    best/policy.pt       with ``keep_best``: the policy at its best periodic evaluation (mean action,
+                         the later one on ties), and best/eval.json that evaluation's row
 
 Everything is written atomically; the same command resumes from ``checkpoint.pt`` (the sub-envs
 restart their episodes, the counters and weights continue). Nothing is pickled: a policy file is
@@ -40,7 +42,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import load_encoder, random_like
-from mmrep.policy_curves import plot_curves
+from mmrep.policy_curves import plot_curves, read_evaluations
 from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
 from mmrep.rl.worker import make_latent_policy_env
 from mmrep.torch_files import FileLoadError, load_torch_file, save_atomic, write_atomic
@@ -255,6 +257,16 @@ def save_policy(model, venv, cfg: PolicyConfig, path: Path, train_seconds: float
                  "train_seconds": float(train_seconds)}, path)
 
 
+def save_best(model, venv, cfg: PolicyConfig, out: Path, row: dict[str, Any], train_seconds: float) -> None:
+    """``keep_best``: the policy as it is now in ``out/best/policy.pt`` (``save_policy``'s format, so
+    ``mmrep policy eval policy=<run>/best`` evaluates it) and the evaluation that chose it in
+    ``out/best/eval.json``."""
+    best = out / "best"
+    best.mkdir(exist_ok=True)
+    save_policy(model, venv, cfg, best / "policy.pt", train_seconds)
+    write_text_atomic(best / "eval.json", json.dumps(row, indent=2))
+
+
 # ------------------------------------------------------------------------------ evaluation
 def run_episodes(model, venv: VecEnv, seeds: list[int], deterministic: bool = True,
                  obs_rms: RunningMeanStd | None = None, recorder: list | None = None) -> list[dict[str, Any]]:
@@ -401,7 +413,10 @@ class TrainingCallback(BaseCallback):
         return int(self.locals.get("n_steps", 0)) + 1 < int(rollout)
 
     def evaluate(self) -> dict[str, Any]:
+        earlier = read_evaluations(self.out) if self.cfg.keep_best and (self.out / "eval.jsonl").exists() else []
         row = evaluate_held_out(self.model, self.cfg, self.venv, self.eval_venv, self.out)
+        if self.cfg.keep_best and all(row["success_rate"] >= e["success_rate"] for e in earlier):
+            save_best(self.model, self.venv, self.cfg, self.out, row, self.train_seconds)
         self.logger.record("eval/success_rate", row["success_rate"])
         if "stochastic" in row:
             self.logger.record("eval/success_rate_stochastic", row["stochastic"]["success_rate"])

@@ -557,3 +557,26 @@ def test_recurrent_policy_carries_its_memory_through_an_episode_and_resets_it_af
         assert run_episodes(model, venv, [5, 6], deterministic=True, obs_rms=rms) == first  # and replays
     finally:
         venv.close()
+
+
+def test_keep_best_keeps_the_policy_of_the_best_periodic_evaluation(tmp_path):
+    """``keep_best``: best/policy.pt is the policy at the best periodic evaluation (the later one on
+    ties) and is left alone by later, worse ones, also across a resume; it evaluates as a run."""
+    run = tmp_path / "run"
+    cfg = policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=32", "eval_every_steps=16", "keep_best=true")
+    train_policy(cfg)
+    chosen = json.loads((run / "best" / "eval.json").read_text())
+    assert chosen["timesteps"] == 32  # all evaluations tie at this size: the later one
+    # an evaluation better than any that follows (as when PPO learns a skill and loses it)
+    rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    rows[-1]["success_rate"] = 1.0
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kept = (run / "best" / "policy.pt").read_bytes()
+    train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=64", "eval_every_steps=16", "keep_best=true"))
+    assert [r["timesteps"] for r in read_evaluations(run)] == [16, 32, 48, 64]
+    assert (run / "best" / "policy.pt").read_bytes() == kept  # 48 and 64 did worse than 1.0
+    assert json.loads((run / "best" / "eval.json").read_text())["timesteps"] == 32
+    assert (run / "policy.pt").read_bytes() != kept  # the final policy trained on
+    assert torch.load(run / "best" / "policy.pt", weights_only=True)["num_timesteps"] == 32
+    _, venv, _, _ = load_policy(run / "best" / "policy.pt")  # a policy file like the final one
+    venv.close()
