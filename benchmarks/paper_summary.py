@@ -232,8 +232,10 @@ def touch_targets(rows: dict[str, dict], shape: str = "square") -> list[dict]:
     at least 20 points below it with disjoint 95% intervals; under the occluder at first contact,
     fused_touch at least 30 points above no_haptics_touch. Empty where fused_touch has no run.
     Where the rows were also evaluated with the scripted insertion stage (``+press``), the same targets
-    are scored again on those cells, named "... (+press)". A robustness target met while clean itself
-    is below 90% is marked ``vacuous`` (a policy that fails everywhere loses nothing to a fault)."""
+    are scored again on those cells, named "... (+press)"; where fused_touch was evaluated with camera
+    memory under the occluder (``+memory``), the occluder gap is scored for it too. A robustness target
+    met while clean itself is below 90% is marked ``vacuous`` (a policy that fails everywhere loses
+    nothing to a fault)."""
     if "fused_touch" not in rows:
         return []
 
@@ -257,9 +259,11 @@ def touch_targets(rows: dict[str, dict], shape: str = "square") -> list[dict]:
                                       f"of clean{tag}", "mode": mode,
                             "measured": f"{rate(pert)} against {rate(clean)}" if both else None, "met": met,
                             "vacuous": bool(met) and clean["pooled"] < FUSED_TARGET})
-            for setting, gap, disjoint in (("clean", TOUCH_HAPTICS_GAP, True),
-                                           ("occluder_after_contact", TOUCH_OCCLUDED_GAP, False)):
-                fused = cell("fused_touch", setting + variant, mode)
+            gaps = [("clean", "", TOUCH_HAPTICS_GAP, True), ("occluder_after_contact", "", TOUCH_OCCLUDED_GAP, False)]
+            if cell("fused_touch", "occluder_after_contact" + MEMORY + variant, mode):  # fused with camera memory
+                gaps.append(("occluder_after_contact", MEMORY, TOUCH_OCCLUDED_GAP, False))
+            for setting, memory, gap, disjoint in gaps:
+                fused = cell("fused_touch", setting + memory + variant, mode)
                 other = cell("no_haptics_touch", setting + variant, mode)
                 both = fused is not None and other is not None
                 met = None
@@ -267,7 +271,8 @@ def touch_targets(rows: dict[str, dict], shape: str = "square") -> list[dict]:
                     met = fused["pooled"] - other["pooled"] >= gap - 1e-9
                     if disjoint:
                         met = met and other["pooled_ci95"][1] < fused["pooled_ci95"][0]
-                out.append({"target": f"no_haptics_touch at least {gap * 100:.0f} points below fused_touch ({setting}"
+                out.append({"target": f"no_haptics_touch at least {gap * 100:.0f} points below fused_touch"
+                                      f"{' with camera memory' if memory else ''} ({setting}"
                                       + (", disjoint 95% intervals)" if disjoint else ")") + tag,
                             "mode": mode, "measured": f"{rate(other)} against {rate(fused)}" if both else None,
                             "met": met})

@@ -477,8 +477,10 @@ def test_touch_setting_targets_and_the_robustness_figure(tmp_path):
     assert met["no_haptics_touch at least 20 points below fused_touch (clean, disjoint 95% intervals)"] is False
     assert met["no_haptics_touch at least 30 points below fused_touch (occluder_after_contact)"] is None  # not run
     # a policy that fails clean loses nothing to a fault: "met", marked vacuous; +press cells scored apart
-    failing = {"fused_touch": row(clean=2, ft_bias=3, **{"clean+press": 99, "ft_bias+press": 60}),
-               "no_haptics_touch": row(clean=25, **{"clean+press": 40})}
+    failing = {"fused_touch": row(clean=2, ft_bias=3, **{"clean+press": 99, "ft_bias+press": 60,
+                                                         "occluder_after_contact+press": 27,
+                                                         "occluder_after_contact+memory+press": 49}),
+               "no_haptics_touch": row(clean=25, **{"clean+press": 40, "occluder_after_contact+press": 8})}
     goals = {t["target"]: t for t in mod.touch_targets(failing) if t["mode"] == "deterministic"}
     bias = goals["fused_touch under ft_bias within 10 points of clean"]
     assert bias["met"] is True and bias["vacuous"] is True
@@ -489,6 +491,11 @@ def test_touch_setting_targets_and_the_robustness_figure(tmp_path):
     assert pressed_bias["met"] is False and not pressed_bias["vacuous"]  # 39 points
     gap = "no_haptics_touch at least 20 points below fused_touch (clean, disjoint 95% intervals) (+press)"
     assert goals[gap]["met"]
+    occluded = "no_haptics_touch at least 30 points below fused_touch (occluder_after_contact) (+press)"
+    assert goals[occluded]["met"] is False  # 19 points
+    memory = occluded.replace("fused_touch (", "fused_touch with camera memory (")
+    assert goals[memory]["met"] is True  # 41 points
+    assert not any("with camera memory" in t and "(+press)" not in t for t in goals)  # only where evaluated
     assert mod.plot_robustness({"state": row(clean=100)}, tmp_path / "none.png") is False
     assert not (tmp_path / "none.png").exists()
     assert mod.plot_robustness({**rows, "no_haptics": row(clean=96, ft_bias=96)}, tmp_path / "robustness.png")
