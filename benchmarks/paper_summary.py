@@ -328,13 +328,17 @@ def plot_robustness(rows: dict[str, dict], path: Path, mode: str = "deterministi
 
 
 def rate(cell: dict) -> str:
-    """A pooled rate with its 95% interval: "0.81 (0.72-0.87)"."""
-    return f"{cell['pooled']:.2f} ({cell['pooled_ci95'][0]:.2f}-{cell['pooled_ci95'][1]:.2f})"
+    """A pooled rate with its 95% interval: "0.81 (0.72-0.87)"; with the seeds pooled where the cell
+    says: "0.81 (0.72-0.87, 3 seeds)"."""
+    seeds = f", {len(cell['seeds'])} seed{'s' if len(cell['seeds']) != 1 else ''}" if cell.get("seeds") else ""
+    return f"{cell['pooled']:.2f} ({cell['pooled_ci95'][0]:.2f}-{cell['pooled_ci95'][1]:.2f}{seeds})"
 
 
 def targets_table(items: list[dict]) -> list[str]:
     """One line per target: the measured rates and the verdict for the mean and the sampled action."""
-    def verdict(t: dict) -> str:
+    def verdict(t: dict | None) -> str:
+        if t is None:  # this target's variant was evaluated in the other action mode only
+            return "-: not measured yet"
         met = "not measured yet" if t["met"] is None else ("met" if t["met"] else "**not met**")
         if t.get("vacuous"):
             met = f"met, but vacuously: clean is below {FUSED_TARGET:.0%}"
@@ -345,7 +349,7 @@ def targets_table(items: list[dict]) -> list[str]:
         by_target.setdefault(t["target"], {})[t["mode"]] = t
     lines = ["| target (square peg, held-out seeds) | mean action | sampled |", "| --- | --- | --- |"]
     for name, modes in by_target.items():
-        lines.append(f"| {name} | {verdict(modes['deterministic'])} | {verdict(modes['stochastic'])} |")
+        lines.append(f"| {name} | {verdict(modes.get('deterministic'))} | {verdict(modes.get('stochastic'))} |")
     return lines
 
 
