@@ -259,6 +259,14 @@ runs/paper/$(1)_s$(2)/eval_press/results.json: runs/paper/$(1)_s$(2)/policy.pt
 		"settings=[$(if $(filter fused_touch,$(1)),$(PAPER_PRESS_SETTINGS),clean$(comma)occluder_after_contact)]"
 endef
 $(foreach r,fused_touch no_haptics_touch,$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_PRESS_RUN,$(r),$(s)))))
+# ... and the fused row with camera memory under the occluder at first contact (eval_press_memory/)
+define PAPER_PRESS_MEMORY_RUN
+runs/paper/fused_touch_s$(1)/eval_press_memory/results.json: runs/paper/fused_touch_s$(1)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/fused_touch_s$(1) out=runs/paper/fused_touch_s$(1)/eval_press_memory \
+		press_in_hole=0.005 camera_memory=true episodes=100 progress=false "modes=[deterministic]" \
+		"settings=[occluder_after_contact]"
+endef
+$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_PRESS_MEMORY_RUN,$(s))))
 
 # Shape transfer (item 5): the square fused_insertion policies on the other pegs without retraining
 # (eval_transfer/, 100 seeds a shape, about 16 min a seed), and a new policy per shape on the same
@@ -289,7 +297,8 @@ paper-status: venv  # where each run stands: env steps trained, evaluations done
 paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json)) \
 		$(if $(filter fused_insertion,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_memory/results.json)) \
 		$(if $(filter fused_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_touch_s$(s)/eval_drc/results.json)) \
-		$(foreach r,$(filter fused_touch no_haptics_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval_press/results.json))
+		$(foreach r,$(filter fused_touch no_haptics_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval_press/results.json)) \
+		$(if $(filter fused_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_touch_s$(s)/eval_press_memory/results.json))
 	$(PY) benchmarks/paper_summary.py runs/paper --out $(PAPER_OUT) $(PAPER_SUMMARY_ARGS)
 
 lint: venv
