@@ -226,7 +226,8 @@ def targets(rows: dict[str, dict], fused: str = "fused_insertion", shape: str = 
     return out
 
 
-def touch_targets(rows: dict[str, dict], shape: str = "square") -> list[dict]:
+def touch_targets(rows: dict[str, dict], shape: str = "square", fused_row: str = "fused_touch",
+                  other_row: str = "no_haptics_touch") -> list[dict]:
     """The touch-needing setting's targets (``*_touch`` rows), per action mode: fused_touch at least
     90% clean and within 10 points of it under each sense failure (``SENSE_FAILURES``); no_haptics_touch
     at least 20 points below it with disjoint 95% intervals; under the occluder at first contact,
@@ -235,43 +236,44 @@ def touch_targets(rows: dict[str, dict], shape: str = "square") -> list[dict]:
     are scored again on those cells, named "... (+press)"; where fused_touch was evaluated with camera
     memory under the occluder (``+memory``), the occluder gap is scored for it too. A robustness target
     met while clean itself is below 90% is marked ``vacuous`` (a policy that fails everywhere loses
-    nothing to a fault)."""
-    if "fused_touch" not in rows:
+    nothing to a fault). ``fused_row`` / ``other_row``: another pair of rows that differ in the senses
+    only (e.g. fused_smooth_touch / no_haptics_smooth_touch)."""
+    if fused_row not in rows:
         return []
 
     def cell(row: str, setting: str, mode: str) -> dict | None:
         return rows.get(row, {}).get("cells", {}).get(f"{setting}/{shape}/{mode}")
 
     out = []
-    variants = [""] + [PRESS] * any(cell("fused_touch", "clean" + PRESS, m) for m in ("deterministic", "stochastic"))
+    variants = [""] + [PRESS] * any(cell(fused_row, "clean" + PRESS, m) for m in ("deterministic", "stochastic"))
     for variant in variants:
         tag = f" ({variant})" if variant else ""
         for mode in ("deterministic", "stochastic"):
-            clean = cell("fused_touch", "clean" + variant, mode)
-            out.append({"target": f"fused_touch >= {FUSED_TARGET:.0%}{tag}", "mode": mode,
+            clean = cell(fused_row, "clean" + variant, mode)
+            out.append({"target": f"{fused_row} >= {FUSED_TARGET:.0%}{tag}", "mode": mode,
                         "measured": None if clean is None else rate(clean),
                         "met": None if clean is None else clean["pooled"] >= FUSED_TARGET})
             for setting in SENSE_FAILURES:
-                pert = cell("fused_touch", setting + variant, mode)
+                pert = cell(fused_row, setting + variant, mode)
                 both = clean is not None and pert is not None
                 met = clean["pooled"] - pert["pooled"] <= PERTURBED_WITHIN + 1e-9 if both else None
-                out.append({"target": f"fused_touch under {setting} within {PERTURBED_WITHIN * 100:.0f} points "
+                out.append({"target": f"{fused_row} under {setting} within {PERTURBED_WITHIN * 100:.0f} points "
                                       f"of clean{tag}", "mode": mode,
                             "measured": f"{rate(pert)} against {rate(clean)}" if both else None, "met": met,
                             "vacuous": bool(met) and clean["pooled"] < FUSED_TARGET})
             gaps = [("clean", "", TOUCH_HAPTICS_GAP, True), ("occluder_after_contact", "", TOUCH_OCCLUDED_GAP, False)]
-            if cell("fused_touch", "occluder_after_contact" + MEMORY + variant, mode):  # fused with camera memory
+            if cell(fused_row, "occluder_after_contact" + MEMORY + variant, mode):  # fused with camera memory
                 gaps.append(("occluder_after_contact", MEMORY, TOUCH_OCCLUDED_GAP, False))
             for setting, memory, gap, disjoint in gaps:
-                fused = cell("fused_touch", setting + memory + variant, mode)
-                other = cell("no_haptics_touch", setting + variant, mode)
+                fused = cell(fused_row, setting + memory + variant, mode)
+                other = cell(other_row, setting + variant, mode)
                 both = fused is not None and other is not None
                 met = None
                 if both:
                     met = fused["pooled"] - other["pooled"] >= gap - 1e-9
                     if disjoint:
                         met = met and other["pooled_ci95"][1] < fused["pooled_ci95"][0]
-                out.append({"target": f"no_haptics_touch at least {gap * 100:.0f} points below fused_touch"
+                out.append({"target": f"{other_row} at least {gap * 100:.0f} points below {fused_row}"
                                       f"{' with camera memory' if memory else ''} ({setting}"
                                       + (", disjoint 95% intervals)" if disjoint else ")") + tag,
                             "mode": mode, "measured": f"{rate(other)} against {rate(fused)}" if both else None,
@@ -279,8 +281,12 @@ def touch_targets(rows: dict[str, dict], shape: str = "square") -> list[dict]:
     return out
 
 
+TOUCH_PAIRS = [("fused_touch", "no_haptics_touch"), ("fused_smooth_touch", "no_haptics_smooth_touch")]  # touch_targets
+
 ROBUSTNESS_ROWS = {"default setting": ("fused_insertion", "no_haptics", "no_vision"),
-                   "touch setting": ("fused_touch", "no_haptics_touch", "no_vision_touch")}
+                   "touch setting": ("fused_touch", "no_haptics_touch", "no_vision_touch"),
+                   "touch setting, action-change cost, separate lateral bound": ("fused_smooth_touch",
+                                                                                  "no_haptics_smooth_touch")}
 ROBUSTNESS_SETTINGS = ["clean", "occluder_after_contact", "occluder", "pushes", "ft_noise", "ft_bias", "ft_dead"]
 
 
@@ -521,7 +527,7 @@ def main() -> None:
                                                if any(c["setting"] == setting for c in r["cells"].values())},
                                               setting) + [""]
     goals = targets(rows) if "fused_insertion" in rows or not any(n.endswith("_touch") for n in rows) else []
-    touch_goals = touch_targets(rows)
+    touch_goals = [t for pair in TOUCH_PAIRS for t in touch_targets(rows, fused_row=pair[0], other_row=pair[1])]
     text = (["### targets", ""] + targets_table(goals) + [""] if goals else []) + (
         ["### targets on the touch setting", ""] + targets_table(touch_goals) + [""] if touch_goals else []) + text
     goals += touch_goals

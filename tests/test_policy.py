@@ -496,6 +496,13 @@ def test_touch_setting_targets_and_the_robustness_figure(tmp_path):
     memory = occluded.replace("fused_touch (", "fused_touch with camera memory (")
     assert goals[memory]["met"] is True  # 41 points
     assert not any("with camera memory" in t and "(+press)" not in t for t in goals)  # only where evaluated
+    smooth = {"fused_smooth_touch": row(clean=95, occluder_after_contact=20),
+              "no_haptics_smooth_touch": row(clean=60, occluder_after_contact=5)}
+    paired = {t["target"]: t["met"] for t in mod.touch_targets(smooth, fused_row="fused_smooth_touch",
+                                                                other_row="no_haptics_smooth_touch")}
+    assert paired["fused_smooth_touch >= 90%"] is True and len(paired) == 8
+    assert paired["no_haptics_smooth_touch at least 20 points below fused_smooth_touch (clean, disjoint 95% intervals)"]
+    assert mod.touch_targets(smooth) == []  # the default pair has no run here
     assert mod.plot_robustness({"state": row(clean=100)}, tmp_path / "none.png") is False
     assert not (tmp_path / "none.png").exists()
     assert mod.plot_robustness({**rows, "no_haptics": row(clean=96, ft_bias=96)}, tmp_path / "robustness.png")
