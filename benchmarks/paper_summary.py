@@ -319,7 +319,8 @@ def plot_robustness(rows: dict[str, dict], path: Path, mode: str = "deterministi
             lo = np.array([c["pooled_ci95"][0] for c in cells if c])
             hi = np.array([c["pooled_ci95"][1] for c in cells if c])
             seeds = max((len(c["seeds"]) for c in cells if c), default=0)
-            ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], fmt="o", capsize=3,
+            # a Wilson bound can round a hair past the rate at 0 or 1: matplotlib refuses negative errors
+            ax.errorbar(xs, ys, yerr=np.clip([ys - lo, hi - ys], 0, None), fmt="o", capsize=3,
                         label=f"{name} ({seeds} seed{'s' if seeds != 1 else ''})")
         ax.set_xticks(x, ROBUSTNESS_SETTINGS, rotation=30, ha="right")
         ax.set_title(f"{title}, {shape} peg, {'mean' if mode == 'deterministic' else 'sampled'} action", fontsize=10)
