@@ -11,7 +11,9 @@ reports the experiment's targets (met, not met, or not measured yet) and per row
 the training wall time per seed (TensorBoard event times, killed time not counted), and per setting
 and mode each seed's success on the held-out seeds, their mean, and the pooled rate over all seeds'
 episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_<name>/results.json``,
-e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells; rows
+e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells (a run
+trained with ``keep_best`` whose kept policy is an earlier one than its final, and has been evaluated
+under ``best/``, counts with the kept policy's cells, and the table names the step it was kept at); rows
 evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a policy trained without it
 are the setting's name with ``+memory``, apart from the plain ones (``+reject`` for those evaluated
 with ``reject_flagged=true``: the flagged experts left out; ``+rollout_flags`` for those whose flags
@@ -109,18 +111,35 @@ REJECT = "+reject"  # ... and for rows evaluated leaving out the flagged experts
 UNREJECT = "-reject"  # ... and for rows of a policy trained with reject_flagged, evaluated without it
 ROLLOUT_FLAGS = "+rollout_flags"  # ... and for rows whose flags were set on the policy's own rollouts (`encoder`)
 PRESS = "+press"  # ... and for rows evaluated with a scripted insertion stage (`press_in_hole`) not trained with
+CLEARANCE = "+clearance{mm:g}mm"  # ... and for rows evaluated at another clearance than trained (`clearance`)
+
+
+def kept_best_step(run: Path, config: dict) -> int | None:
+    """The env step of the policy a ``keep_best`` run kept (``best/``), where it is an earlier one than
+    the final policy and has been evaluated (``best/eval/results.json``): its evaluations then stand for
+    the run. The periodic evaluation that chose it ran on seeds disjoint from the held-out ones, so the
+    held-out rates stay unbiased. None where the run did not keep one, or kept the final policy."""
+    best = run / "best"
+    if not config.get("keep_best") or not (best / "eval.json").exists() or not evaluated(best):
+        return None
+    step = int(json.loads((best / "eval.json").read_text())["timesteps"])
+    return step if step < steps_done(run) else None
 
 
 def row_summary(runs: list[Path]) -> dict:
-    """Budget, wall time and per-(setting, mode) success of one row's seeds."""
+    """Budget, wall time and per-(setting, mode) success of one row's seeds (for a ``keep_best`` run
+    whose kept policy is an earlier one, that policy's: ``kept_best``)."""
     configs = [json.loads((r / "config.json").read_text()) for r in runs]
     results = [read_eval(r / "eval") for r in runs]
+    kept = {run.name: step for run, config in zip(runs, configs)
+            if (step := kept_best_step(run, config)) is not None}
     cells: dict[str, dict] = {}
     for run, config in zip(runs, configs):
         trained_with_memory = config["obs"].get("camera_memory", False)  # then memory is how it is evaluated
         trained_rejecting = config["obs"].get("reject_flagged", False)
         trained_pressing = config["env"].get("controller", {}).get("press_in_hole")
-        for r in (r for folder in eval_results(run) for r in read_eval(folder)["results"]):
+        policy_folder = run / "best" if run.name in kept else run
+        for r in (r for folder in eval_results(policy_folder) for r in read_eval(folder)["results"]):
             setting = r["setting"] + (MEMORY if "camera_held_fraction" in r and not trained_with_memory else "")
             rejecting = r.get("reject_flagged", trained_rejecting)  # rows written before the option: as trained
             if rejecting != trained_rejecting:
@@ -129,6 +148,8 @@ def row_summary(runs: list[Path]) -> dict:
                 setting += ROLLOUT_FLAGS
             if r.get("press_in_hole") and r["press_in_hole"] != trained_pressing:
                 setting += PRESS
+            if r.get("clearance") and r["clearance"] != config["env"]["clearance"]:
+                setting += CLEARANCE.format(mm=round(r["clearance"] * 1000, 3))
             key = f"{setting}/{r['shape']}/{r['mode']}"
             cell = cells.setdefault(key, {"setting": setting, "shape": r["shape"], "mode": r["mode"],
                                           "seeds": {}, "successes": 0, "episodes": 0, "in_hole": 0})
@@ -148,7 +169,7 @@ def row_summary(runs: list[Path]) -> dict:
             "max_train_minutes": sorted({c.get("max_train_minutes") or 0 for c in configs}),
             "env_steps_done": {r.name: steps_done(r) for r in runs},
             "wall_minutes": {r.name: train_wall_minutes(r) for r in runs},
-            "eval_seeds": results[0]["seeds"], "cells": cells,
+            "eval_seeds": results[0]["seeds"], "cells": cells, "kept_best": kept,
             "partial": [run.name for run in runs if any(read_eval(f)["partial"] for f in eval_results(run))]}
 
 
@@ -179,6 +200,8 @@ def table(rows: dict[str, dict], setting: str) -> list[str]:
         for shape in shapes:
             modes = [row["cells"].get(f"{setting}/{shape}/{mode}") for mode in ("deterministic", "stochastic")]
             mark = " (evaluation unfinished)" if row.get("partial") else ""
+            mark += "".join(f" ({run}: the policy kept at {step:,} steps)"
+                            for run, step in row.get("kept_best", {}).items())
             # the seeds evaluated in this setting, which can be fewer than the row's trained seeds
             seeds = max(len(c["seeds"]) for c in modes if c is not None)
             lines.append(f"| {name} ({shape}){mark} | {seeds} | {budget(row)} | "
@@ -560,8 +583,8 @@ def main() -> None:
             dest = args.out / "runs" / run.name
             dest.mkdir(parents=True, exist_ok=True)
             (dest / WALL).write_text(json.dumps({"minutes": rows[row_name]["wall_minutes"][run.name]}) + "\n")
-            folders = [f.relative_to(run) for f in eval_results(run)]
-            names = ["config.json", "eval.jsonl"] + [str(f / n) for f in folders
+            folders = [f.relative_to(run) for f in eval_results(run) + eval_results(run / "best")]
+            names = ["config.json", "eval.jsonl", "best/eval.json"] + [str(f / n) for f in folders
                                                      for n in ("results.json", "report.md", PARTIAL)]
             if k == 0:  # the rollout GIFs of each row's first seed, to watch rows side by side
                 names += [str(g.relative_to(run)) for f in folders for g in sorted((run / f).glob("*.gif"))]

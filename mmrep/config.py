@@ -454,6 +454,9 @@ class PolicyEvalConfig:
     # m below the block's top past which the vertical action is a steady press (the env's
     # controller.press_in_hole: a scripted insertion stage after the policy's search); None: as trained
     press_in_hole: float | None = None
+    # m, the hole's clearance (hole width minus peg width) in the evaluation episodes: a policy trained
+    # at one clearance tried at a tighter one; None: as trained
+    clearance: float | None = None
     device: str = "cpu"
     threads: int | None = 1  # torch CPU threads (as PolicyConfig.threads)
     progress: bool = True
@@ -476,6 +479,8 @@ class PolicyEvalConfig:
             raise ValueError(f"seed must be >= 1000000 (training envs use seeds below), got {self.seed!r}")
         if self.press_in_hole is not None and not self.press_in_hole > 0:
             raise ValueError(f"press_in_hole must be None or > 0 (m), got {self.press_in_hole!r}")
+        if self.clearance is not None and not 0 < self.clearance <= 0.02:
+            raise ValueError(f"clearance must be None or in (0, 0.02] m, got {self.clearance!r}")
 
 
 def is_absent(name: str) -> bool:

@@ -145,6 +145,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
         run_key["reject_flagged"] = cfg.reject_flagged
     if cfg.press_in_hole is not None:  # a scripted insertion stage: other rows
         run_key["press_in_hole"] = cfg.press_in_hole
+    if cfg.clearance is not None:  # another hole: other rows
+        run_key["clearance"] = cfg.clearance
     if cfg.encoder is not None:  # other thresholds: other rows
         enc = Path(cfg.encoder)
         run_key["encoder"] = {"path": str(enc.resolve()), "bytes": enc.stat().st_size if enc.exists() else None}
@@ -167,6 +169,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
         env_over = {**env_over, **({"peg_shape": shape} if shape else {})}
         if cfg.press_in_hole is not None:
             env_over["controller"] = {**env_over.get("controller", {}), "press_in_hole": cfg.press_in_hole}
+        if cfg.clearance is not None:
+            env_over["clearance"] = cfg.clearance
         model, venv, pcfg, rms = load_policy(path, env_over, list(perturbations), cfg.device, render=cfg.video,
                                              camera_memory=cfg.camera_memory, reject_flagged=cfg.reject_flagged,
                                              encoder=cfg.encoder)
@@ -198,6 +202,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                     row["encoder"] = str(cfg.encoder)
                 if cfg.press_in_hole is not None:  # the vertical action was scripted below this depth
                     row["press_in_hole"] = cfg.press_in_hole
+                if cfg.clearance is not None:  # the hole's clearance differed from training's, m
+                    row["clearance"] = cfg.clearance
                 if memory is not None and memory.reject:  # the share of steps each flagged sense was left out
                     row["rejected_fraction"] = {m: k / max(memory.steps, 1) for m, k in memory.rejected.items()}
                 if record:
@@ -219,10 +225,21 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
     return summary
 
 
+def evaluation_changes(cfg: dict[str, Any]) -> str:
+    """The report's sentence on what the evaluation changed from training (empty where nothing)."""
+    changes = []
+    if cfg.get("clearance") is not None:
+        changes.append(f"the hole's clearance {cfg['clearance'] * 1000:g} mm")
+    if cfg.get("press_in_hole") is not None:
+        changes.append(f"a scripted press below {cfg['press_in_hole'] * 1000:g} mm in the hole")
+    return f" Changed from training: {'; '.join(changes)}." if changes else ""
+
+
 def report_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# mmrep policy eval: {summary['policy']}", "",
              f"Seeds {summary['seeds'][0]}..{summary['seeds'][1]} (held out from training), trained on the "
-             f"{summary['trained_shape']} peg; {summary['seconds'] / 60:.1f} min.", "",
+             f"{summary['trained_shape']} peg; {summary['seconds'] / 60:.1f} min."
+             + evaluation_changes(summary.get("config", {})), "",
              "| setting | shape | actions | success | 95% CI | ended in the hole | steps to success | "
              "peak step-mean force (N) | peak substep force (N) |", "|" + " --- |" * 9]
     for r in summary["results"]:

@@ -594,3 +594,45 @@ def test_keep_best_keeps_the_policy_of_the_best_periodic_evaluation(tmp_path):
     assert torch.load(run / "best" / "policy.pt", weights_only=True)["num_timesteps"] == 32
     _, venv, _, _ = load_policy(run / "best" / "policy.pt")  # a policy file like the final one
     venv.close()
+
+
+def test_paper_summary_counts_a_kept_earlier_policy_and_a_tighter_clearance_apart(tmp_path, capsys):
+    """A keep_best run whose kept policy is an earlier one counts with that policy's evaluations (the
+    table names the step); an evaluation at another clearance is its own setting, and its report says so."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "paper_summary", Path(__file__).resolve().parents[1] / "benchmarks" / "paper_summary.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    run = tmp_path / "row_s0"
+    train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=32", "eval_every_steps=16", "keep_best=true"))
+    ev = ["policy", "eval", "episodes=1", "video=false", "progress=false", "modes=[deterministic]"]
+    assert main([*ev, f"policy={run}", "settings=[clean]"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert mod.kept_best_step(run, config) is None  # kept the final policy (ties go to the later one)
+    rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    rows[0]["success_rate"] = 1.0  # the first periodic evaluation the best one, as if kept there
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "best" / "eval.json").write_text(json.dumps(rows[0]))
+    assert mod.kept_best_step(run, config) is None  # not evaluated yet: the final policy's cells stand
+    assert main([*ev, f"policy={run / 'best'}", "settings=[clean,pushes]"]) == 0
+    assert main([*ev, f"policy={run / 'best'}", "clearance=0.001", f"out={run / 'best' / 'eval_tight'}"]) == 0
+    report = (run / "best" / "eval_tight" / "report.md").read_text()
+    assert "Changed from training: the hole's clearance 1 mm." in report
+    assert main([*ev, f"policy={run}", "clearance=0"]) != 0  # outside (0, 2 cm]: refused, naming the field
+    assert "clearance must be None or in (0, 0.02] m" in capsys.readouterr().err
+    summary = mod.row_summary([run])
+    assert summary["kept_best"] == {"row_s0": 16}
+    assert {c["setting"] for c in summary["cells"].values()} == {"clean", "pushes", "clean+clearance1mm"}
+    line, = [x for x in mod.table({"row": summary}, "clean") if x.startswith("| row (")]
+    assert "row_s0: the policy kept at 16 steps" in line
+    out = tmp_path / "summary"
+    mod_args = [str(tmp_path), "--out", str(out), "--iqm-reps", "0"]
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "paper_summary.py"),
+                    *mod_args], check=True, capture_output=True)
+    assert (out / "runs" / "row_s0" / "best" / "eval_tight" / "results.json").exists()  # the copy keeps best/
+    assert mod.row_summary([out / "runs" / "row_s0"])["kept_best"] == {"row_s0": 16}
