@@ -112,6 +112,7 @@ UNREJECT = "-reject"  # ... and for rows of a policy trained with reject_flagged
 ROLLOUT_FLAGS = "+rollout_flags"  # ... and for rows whose flags were set on the policy's own rollouts (`encoder`)
 PRESS = "+press"  # ... and for rows evaluated with a scripted insertion stage (`press_in_hole`) not trained with
 CLEARANCE = "+clearance{mm:g}mm"  # ... and for rows evaluated at another clearance than trained (`clearance`)
+CAMERA_ERROR = "+camera_error{mm:g}mm"  # ... and with another camera calibration error (`camera_target_error`)
 
 
 def kept_best_step(run: Path, config: dict) -> int | None:
@@ -150,6 +151,9 @@ def row_summary(runs: list[Path]) -> dict:
                 setting += PRESS
             if r.get("clearance") and r["clearance"] != config["env"]["clearance"]:
                 setting += CLEARANCE.format(mm=round(r["clearance"] * 1000, 3))
+            trained_error = config["env"]["randomization"].get("camera_target_error", 0.0)
+            if r.get("camera_target_error") is not None and r["camera_target_error"] != trained_error:
+                setting += CAMERA_ERROR.format(mm=round(r["camera_target_error"] * 1000, 3))
             key = f"{setting}/{r['shape']}/{r['mode']}"
             cell = cells.setdefault(key, {"setting": setting, "shape": r["shape"], "mode": r["mode"],
                                           "seeds": {}, "successes": 0, "episodes": 0, "in_hole": 0})

@@ -457,6 +457,10 @@ class PolicyEvalConfig:
     # m, the hole's clearance (hole width minus peg width) in the evaluation episodes: a policy trained
     # at one clearance tried at a tighter one; None: as trained
     clearance: float | None = None
+    # m, a per-episode camera calibration error in the evaluation episodes (the env's
+    # randomization.camera_target_error: the camera moves this far in a random horizontal direction);
+    # None: as trained
+    camera_target_error: float | None = None
     device: str = "cpu"
     threads: int | None = 1  # torch CPU threads (as PolicyConfig.threads)
     progress: bool = True
@@ -481,6 +485,8 @@ class PolicyEvalConfig:
             raise ValueError(f"press_in_hole must be None or > 0 (m), got {self.press_in_hole!r}")
         if self.clearance is not None and not 0 < self.clearance <= 0.02:
             raise ValueError(f"clearance must be None or in (0, 0.02] m, got {self.clearance!r}")
+        if self.camera_target_error is not None and not 0 <= self.camera_target_error <= 0.05:
+            raise ValueError(f"camera_target_error must be None or in [0, 0.05] m, got {self.camera_target_error!r}")
 
 
 def is_absent(name: str) -> bool:

@@ -145,8 +145,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
         run_key["reject_flagged"] = cfg.reject_flagged
     if cfg.press_in_hole is not None:  # a scripted insertion stage: other rows
         run_key["press_in_hole"] = cfg.press_in_hole
-    if cfg.clearance is not None:  # another hole: other rows
-        run_key["clearance"] = cfg.clearance
+    for name, value in env_changes(cfg).items():  # another hole, another camera: other rows
+        run_key[name] = value
     if cfg.encoder is not None:  # other thresholds: other rows
         enc = Path(cfg.encoder)
         run_key["encoder"] = {"path": str(enc.resolve()), "bytes": enc.stat().st_size if enc.exists() else None}
@@ -171,6 +171,9 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
             env_over["controller"] = {**env_over.get("controller", {}), "press_in_hole": cfg.press_in_hole}
         if cfg.clearance is not None:
             env_over["clearance"] = cfg.clearance
+        if cfg.camera_target_error is not None:
+            env_over["randomization"] = {**env_over.get("randomization", {}),
+                                         "camera_target_error": cfg.camera_target_error}
         model, venv, pcfg, rms = load_policy(path, env_over, list(perturbations), cfg.device, render=cfg.video,
                                              camera_memory=cfg.camera_memory, reject_flagged=cfg.reject_flagged,
                                              encoder=cfg.encoder)
@@ -202,8 +205,7 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                     row["encoder"] = str(cfg.encoder)
                 if cfg.press_in_hole is not None:  # the vertical action was scripted below this depth
                     row["press_in_hole"] = cfg.press_in_hole
-                if cfg.clearance is not None:  # the hole's clearance differed from training's, m
-                    row["clearance"] = cfg.clearance
+                row.update(env_changes(cfg))  # the hole's clearance or the camera's error, m, where set
                 if memory is not None and memory.reject:  # the share of steps each flagged sense was left out
                     row["rejected_fraction"] = {m: k / max(memory.steps, 1) for m, k in memory.rejected.items()}
                 if record:
@@ -225,11 +227,19 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
     return summary
 
 
+def env_changes(cfg: PolicyEvalConfig) -> dict[str, float]:
+    """The evaluation's changes to the env that key and tag its rows (m): ``clearance`` and
+    ``camera_target_error``, where set."""
+    return {name: getattr(cfg, name) for name in ("clearance", "camera_target_error") if getattr(cfg, name) is not None}
+
+
 def evaluation_changes(cfg: dict[str, Any]) -> str:
     """The report's sentence on what the evaluation changed from training (empty where nothing)."""
     changes = []
     if cfg.get("clearance") is not None:
         changes.append(f"the hole's clearance {cfg['clearance'] * 1000:g} mm")
+    if cfg.get("camera_target_error") is not None:
+        changes.append(f"a camera calibration error of {cfg['camera_target_error'] * 1000:g} mm, random direction")
     if cfg.get("press_in_hole") is not None:
         changes.append(f"a scripted press below {cfg['press_in_hole'] * 1000:g} mm in the hole")
     return f" Changed from training: {'; '.join(changes)}." if changes else ""

@@ -51,12 +51,20 @@ class Camera:
                  yaw: float, pitch: float, fov: float) -> None:
         self.client = client
         self.size = size
-        self._view_list = p.computeViewMatrixFromYawPitchRoll(list(target), distance, yaw, pitch, 0.0, 2)
+        self._pose = (distance, yaw, pitch)
+        self.aim(target)
         self._proj_list = p.computeProjectionMatrixFOV(fov, 1.0, NEAR, FAR)
-        self.view = np.asarray(self._view_list).reshape(4, 4).T
         self.proj = np.asarray(self._proj_list).reshape(4, 4).T
         self._cull: list[tuple[int, int, tuple, np.ndarray]] = []
         self._shown: dict[tuple[int, int], bool] = {}
+
+    def aim(self, target: tuple[float, float, float] | np.ndarray) -> None:
+        """Look at ``target`` (m, world), the distance, yaw and pitch unchanged: the whole camera
+        moves with it (e.g. a per-episode extrinsic calibration error, ``camera_target_error``)."""
+        distance, yaw, pitch = self._pose
+        self._view_list = p.computeViewMatrixFromYawPitchRoll([float(v) for v in target], distance, yaw, pitch,
+                                                              0.0, 2)
+        self.view = np.asarray(self._view_list).reshape(4, 4).T
 
     @property
     def hidden_links(self) -> list[tuple[int, int]]:

@@ -151,6 +151,10 @@ class RandomizationConfig:
     start_height: tuple[float, float] = (0.10, 0.16)  # m, initial peg-tip height above the box top
     start_xy_range: float = 0.06  # m, initial tip offset from the nominal hole centre on x and y
     hole_estimate_error: float = 0.002  # m, length of the (randomly directed) error of info["hole_estimate"]
+    # m: per episode the camera (eye and target together) moves by this length in a random horizontal
+    # direction, an extrinsic calibration error; the images show a scene shifted the same way as a
+    # moved block, so the camera alone cannot tell it. 0: the camera stays where camera_target puts it
+    camera_target_error: float = 0.0
 
     def __post_init__(self) -> None:
         _tuples(self, "hole_xy_center", "start_height")
@@ -229,6 +233,8 @@ class EnvConfig:
             del d["controller"]["max_lateral_lead"]
         if d["action_change_penalty"] == 0.0:  # and for the action-change cost
             del d["action_change_penalty"]
+        if d["randomization"]["camera_target_error"] == 0.0:  # and for the camera's calibration error
+            del d["randomization"]["camera_target_error"]
         return d
 
     @classmethod
@@ -346,7 +352,8 @@ class EnvConfig:
             raise ValueError(f"controller.kp_pos={c.kp_pos:g} N/m is unstable at physics_hz={hz:g}: above about "
                              f"physics_hz^2 = {hz * hz:g} N/m the arm runs away at the first step; lower kp_pos "
                              f"or raise physics_hz")
-        for name in ("hole_xy_range", "hole_yaw_range", "start_xy_range", "hole_estimate_error"):
+        for name in ("hole_xy_range", "hole_yaw_range", "start_xy_range", "hole_estimate_error",
+                     "camera_target_error"):
             if getattr(r, name) < 0:
                 raise ValueError(f"randomization.{name} must be >= 0, got {getattr(r, name)!r}")
         for obj, name, size in ((self, "camera_target", 3), (self, "workspace_low", 3), (self, "workspace_high", 3),

@@ -30,7 +30,7 @@ class Occluder:
         rot = view[:3, :3]  # rows: camera right, up, backward, in world coordinates
         self.right, self.up, back = rot[0], rot[1], rot[2]
         self.eye = -matmul(rot.T, view[:3, 3])
-        self.centre = self.eye - cfg.distance * back
+        self.centre = self._centre = self.eye - cfg.distance * back
         # box axes: x along right, y along up, z along the optical axis
         m = np.stack([self.right, self.up, back], axis=1)
         self.quat = _quat_from_matrix(m)
@@ -48,6 +48,11 @@ class Occluder:
         self.offset = np.asarray(c.offset, dtype=float) + jitter
         self.active = c.probability >= 1.0 or bool(rng.random() < c.probability)
         self.visible = self.active and c.mode in ("static", "moving")
+        self.update(0.0, False)
+
+    def move_with_camera(self, shift: np.ndarray) -> None:
+        """Keep the box in front of a camera moved by ``shift`` (3,) m from where it was built."""
+        self.centre = self._centre + shift
         self.update(0.0, False)
 
     def update(self, t: float, contact: bool) -> None:

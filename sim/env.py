@@ -110,6 +110,7 @@ class PegInsertionEnv(gym.Env):
                               cfg.camera_pitch, cfg.camera_fov) if cfg.use_camera or render_mode else None)
         if self.camera is not None and not gui:
             self.camera.cull_links(self.robot.uid)
+        self.camera_shift = np.zeros(3)  # m, this episode's camera calibration error (camera_target_error)
         if gui:
             p.resetDebugVisualizerCamera(cfg.camera_distance * 2, cfg.camera_yaw, cfg.camera_pitch,
                                          list(cfg.camera_target), physicsClientId=c)
@@ -146,6 +147,8 @@ class PegInsertionEnv(gym.Env):
         self.pushes.reset()
         if self.occluder is not None:
             self.occluder.reset(rng)
+        if cfg.randomization.camera_target_error > 0 and self.camera is not None:  # drawn last, as the above
+            self._aim_camera(rng.uniform(0.0, 2.0 * np.pi))
         n = cfg.n_substeps
         tip = self.robot.tip_state()
         obs = self._observation(tip, None, np.zeros(n, dtype=np.int8))
@@ -153,6 +156,15 @@ class PegInsertionEnv(gym.Env):
             self._poses = body_link_poses(c, self._moving_bodies())
         self._last_obs = obs
         return obs, self._info(tip)
+
+    def _aim_camera(self, heading: float) -> None:
+        """Move the camera (and the occluder in front of it) ``randomization.camera_target_error`` m
+        along ``heading`` rad (world frame, from +x) from where ``camera_target`` puts it."""
+        shift = self.cfg.randomization.camera_target_error * np.array([np.cos(heading), np.sin(heading), 0.0])
+        self.camera.aim(np.asarray(self.cfg.camera_target) + shift)
+        self.camera_shift = shift
+        if self.occluder is not None:
+            self.occluder.move_with_camera(shift)
 
     def step(self, action):
         self._require_open()

@@ -531,3 +531,30 @@ def test_action_change_penalty_costs_the_squared_change(make_env):
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     with pytest.raises(ValueError, match="action_change_penalty"):
         make_env(use_camera=False, action_change_penalty=-1.0)
+
+
+def test_camera_target_error_moves_the_camera_not_the_scene(make_env):
+    """``randomization.camera_target_error``: each episode the camera (and the occluder in front of it)
+    moves that far in a seeded horizontal direction; the scene, the arm and the other draws do not."""
+    import numpy as np
+
+    from sim.config import EnvConfig
+
+    plain = make_env(occluder={"mode": "static"}).unwrapped
+    moved = make_env(occluder={"mode": "static"}, randomization={"camera_target_error": 0.004}).unwrapped
+    a, info_a = plain.reset(seed=5)
+    b, info_b = moved.reset(seed=5)
+    assert np.linalg.norm(moved.camera_shift) == pytest.approx(0.004) and moved.camera_shift[2] == 0.0
+    assert not plain.camera_shift.any()
+    assert np.array_equal(a["proprio"], b["proprio"])  # the same scene and arm ...
+    assert np.array_equal(info_a["hole_pos"], info_b["hole_pos"])
+    assert not np.array_equal(a["rgb"], b["rgb"])  # ... seen from elsewhere
+    assert np.allclose(moved.occluder.centre - plain.occluder.centre, moved.camera_shift)
+    first = moved.camera_shift.copy()
+    moved.reset(seed=6)
+    assert not np.allclose(moved.camera_shift, first)  # a new direction each episode ...
+    moved.reset(seed=5)
+    assert np.array_equal(moved.camera_shift, first)  # ... drawn from the episode's seed
+    assert "camera_target_error" not in EnvConfig().to_dict()["randomization"]  # files stay as they were
+    with pytest.raises(ValueError, match="camera_target_error"):
+        EnvConfig.from_kwargs(randomization={"camera_target_error": -0.001})

@@ -618,13 +618,15 @@ def test_paper_summary_counts_a_kept_earlier_policy_and_a_tighter_clearance_apar
     assert mod.kept_best_step(run, config) is None  # not evaluated yet: the final policy's cells stand
     assert main([*ev, f"policy={run / 'best'}", "settings=[clean,pushes]"]) == 0
     assert main([*ev, f"policy={run / 'best'}", "clearance=0.001", f"out={run / 'best' / 'eval_tight'}"]) == 0
+    assert main([*ev, f"policy={run / 'best'}", "camera_target_error=0.004", f"out={run / 'best' / 'eval_cam'}"]) == 0
     report = (run / "best" / "eval_tight" / "report.md").read_text()
     assert "Changed from training: the hole's clearance 1 mm." in report
     assert main([*ev, f"policy={run}", "clearance=0"]) != 0  # outside (0, 2 cm]: refused, naming the field
     assert "clearance must be None or in (0, 0.02] m" in capsys.readouterr().err
     summary = mod.row_summary([run])
     assert summary["kept_best"] == {"row_s0": 16}
-    assert {c["setting"] for c in summary["cells"].values()} == {"clean", "pushes", "clean+clearance1mm"}
+    assert {c["setting"] for c in summary["cells"].values()} == {"clean", "pushes", "clean+clearance1mm",
+                                                                 "clean+camera_error4mm"}
     line, = [x for x in mod.table({"row": summary}, "clean") if x.startswith("| row (")]
     assert "row_s0: the policy kept at 16 steps" in line
     out = tmp_path / "summary"
