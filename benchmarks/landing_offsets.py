@@ -7,8 +7,10 @@ search after contact (so nothing for touch to find); one that lands a few millim
 
 Held-out seeds from 2,000,000 (as ``mmrep policy eval``), the mean action, the policy's own setting
 (``--camera-target-error M`` adds a per-episode camera calibration error). The first contact is the
-first control step whose mean contact force (the simulator's, ``info["raw_force"]``) passes 1 N; the
-offset is ``info["hole_distance"]`` at that step (mm, the tip from the hole's axis).
+first control step that ends with the tip within 1 mm of the block's top (``info["insertion_depth"]``
+above -1 mm: the peg's tip is its lowest point, so it is on the block or in the hole; the wrist's
+reading cannot tell, it also carries the arm's acceleration); the offset is ``info["hole_distance"]`` at
+that step (mm, the tip from the hole's axis).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 
 from mmrep.policy import load_policy, normalize_obs
 
-CONTACT_N = 1.0  # N: a step whose mean contact force passes this touched the block
+TOUCHDOWN_M = -0.001  # m: a step that ends with insertion_depth above this has the tip on the block (or in the hole)
 
 
 def landing(model, venv, seed: int, obs_rms) -> dict:
@@ -40,8 +42,7 @@ def landing(model, venv, seed: int, obs_rms) -> dict:
         obs, _, done, infos = venv.step(action)
         steps += 1
         info = infos[0]
-        raw = info.get("raw_force")
-        if first is None and raw is not None and np.linalg.norm(np.asarray(raw)[:, :3], axis=1).mean() > CONTACT_N:
+        if first is None and info.get("insertion_depth", -1.0) > TOUCHDOWN_M:
             first, offset = steps, 1000 * float(info["hole_distance"])
         if done[0]:
             success = bool(info.get("is_success", False))
@@ -50,14 +51,17 @@ def landing(model, venv, seed: int, obs_rms) -> dict:
                     "steps_after_contact": (steps - first) if success and first is not None else None}
 
 
+def percentiles(a: np.ndarray) -> dict | None:
+    """10th, 50th and 90th percentiles of ``a`` (None when empty)."""
+    return dict(zip(("p10", "median", "p90"), np.percentile(a, [10, 50, 90]).round(2).tolist())) if len(a) else None
+
+
 def summary(episodes: list[dict]) -> dict:
     offsets = np.array([e["offset_at_contact_mm"] for e in episodes if e["offset_at_contact_mm"] is not None])
     after = np.array([e["steps_after_contact"] for e in episodes if e["steps_after_contact"] is not None])
-    pct = (lambda a: dict(zip(("p10", "median", "p90"), np.percentile(a, [10, 50, 90]).round(2).tolist()))
-           if len(a) else None)
     return {"episodes": len(episodes), "success_rate": float(np.mean([e["success"] for e in episodes])),
-            "offset_at_contact_mm": pct(offsets), "steps_after_contact": pct(after),
-            "first_contact_step": pct(np.array([e["first_contact_step"] for e in episodes
+            "offset_at_contact_mm": percentiles(offsets), "steps_after_contact": percentiles(after),
+            "first_contact_step": percentiles(np.array([e["first_contact_step"] for e in episodes
                                                 if e["first_contact_step"] is not None]))}
 
 
@@ -75,7 +79,7 @@ def main() -> None:
                 else {"randomization": {"camera_target_error": args.camera_target_error}})
     result = {"benchmark": "landing_offsets", "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
               "episodes": args.episodes, "first_seed": args.seed, "camera_target_error": args.camera_target_error,
-              "contact_threshold_n": CONTACT_N, "policies": {}}
+              "touchdown_depth_m": TOUCHDOWN_M, "policies": {}}
     for run in args.runs:
         path = run / "policy.pt" if run.is_dir() else run
         model, venv, _, rms = load_policy(path, env_over)
