@@ -7,10 +7,9 @@ search after contact (so nothing for touch to find); one that lands a few millim
 
 Held-out seeds from 2,000,000 (as ``mmrep policy eval``), the mean action, the policy's own setting
 (``--camera-target-error M`` adds a per-episode camera calibration error). The first contact is the
-first control step that ends with the tip within 1 mm of the block's top (``info["insertion_depth"]``
-above -1 mm: the peg's tip is its lowest point, so it is on the block or in the hole; the wrist's
-reading cannot tell, it also carries the arm's acceleration); the offset is ``info["hole_distance"]`` at
-that step (mm, the tip from the hole's axis).
+first control step in which the simulator reports the peg touching the block (``info["peg_block_contact"]``;
+the wrist's reading cannot tell, it also carries the arm's acceleration); the offset is
+``info["hole_distance"]`` at the end of that step (mm, the tip from the hole's axis).
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import torch
 
 from mmrep.policy import load_policy, normalize_obs
 
-TOUCHDOWN_M = -0.001  # m: a step that ends with insertion_depth above this has the tip on the block (or in the hole)
 
 
 def landing(model, venv, seed: int, obs_rms) -> dict:
@@ -42,7 +40,7 @@ def landing(model, venv, seed: int, obs_rms) -> dict:
         obs, _, done, infos = venv.step(action)
         steps += 1
         info = infos[0]
-        if first is None and info.get("insertion_depth", -1.0) > TOUCHDOWN_M:
+        if first is None and info.get("peg_block_contact", False):
             first, offset = steps, 1000 * float(info["hole_distance"])
         if done[0]:
             success = bool(info.get("is_success", False))
@@ -79,7 +77,7 @@ def main() -> None:
                 else {"randomization": {"camera_target_error": args.camera_target_error}})
     result = {"benchmark": "landing_offsets", "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
               "episodes": args.episodes, "first_seed": args.seed, "camera_target_error": args.camera_target_error,
-              "touchdown_depth_m": TOUCHDOWN_M, "policies": {}}
+              "policies": {}}
     for run in args.runs:
         path = run / "policy.pt" if run.is_dir() else run
         model, venv, _, rms = load_policy(path, env_over)

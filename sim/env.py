@@ -235,6 +235,7 @@ class PegInsertionEnv(gym.Env):
             reason = "time_limit"
         info = self._info(tip, terms)
         info["raw_force"] = raw.astype(np.float32)
+        info["peg_block_contact"] = bool(contact.any())  # the simulator's: the peg touched the block this step
         info["pushed"] = pushed
         if cfg.compute_flow:
             info["flow"] = self._flow()

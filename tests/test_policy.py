@@ -638,3 +638,44 @@ def test_paper_summary_counts_a_kept_earlier_policy_and_a_tighter_clearance_apar
                     *mod_args], check=True, capture_output=True)
     assert (out / "runs" / "row_s0" / "best" / "eval_tight" / "results.json").exists()  # the copy keeps best/
     assert mod.row_summary([out / "runs" / "row_s0"])["kept_best"] == {"row_s0": 16}
+
+
+def test_landing_offsets_reads_where_a_policy_first_reaches_the_block(tmp_path):
+    """benchmarks/landing_offsets.py: per episode the step the tip first reaches the block's top, its
+    offset from the hole's axis there, and a summary; episodes that never touch down have none."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=16", "eval_every_steps=16"))
+    out = tmp_path / "landing.json"
+    subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "landing_offsets.py"),
+                    str(run), "--episodes", "2", "--out", str(out)], check=True, capture_output=True)
+    result = json.loads(out.read_text())["policies"][str(run)]
+    assert result["episodes"] == 2 and len(result["per_episode"]) == 2
+    for e in result["per_episode"]:
+        assert (e["first_contact_step"] is None) == (e["offset_at_contact_mm"] is None)
+    # straight down from 10-16 cm at up to 1 cm a step, starting within 1 cm of the hole on each axis
+    # (on the block): it touches down within about 10-20 steps, as far off the axis as it started
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "landing_offsets", Path(__file__).resolve().parents[1] / "benchmarks" / "landing_offsets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    class StraightDown:  # the model interface landing() calls: predict(obs, state, episode_start, deterministic)
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            return np.array([[0.0, 0.0, -1.0]], dtype=np.float32), None
+
+    _, venv, _, rms = load_policy(run / "policy.pt", {"max_steps": 40, "randomization": {"start_xy_range": 0.01}})
+    try:
+        e = mod.landing(StraightDown(), venv, 2_000_000, rms)
+        venv.seed(2_000_000)
+        venv.reset()
+        info = venv.step(np.zeros((1, 3), dtype=np.float32))[3][0]  # holding still: where it starts
+        start, hole = np.asarray(info["tip_pos"]), np.asarray(info["hole_pos"])
+    finally:
+        venv.close()
+    assert 8 <= e["first_contact_step"] <= 25
+    assert e["offset_at_contact_mm"] == pytest.approx(1000 * np.linalg.norm(start[:2] - hole[:2]), abs=5.0)
