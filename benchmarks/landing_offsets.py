@@ -26,7 +26,6 @@ import torch
 from mmrep.policy import load_policy, normalize_obs
 
 
-
 def landing(model, venv, seed: int, obs_rms) -> dict:
     """One deterministic episode: offset at first contact (mm), steps to it and after it, success."""
     venv.seed(seed)
