@@ -274,6 +274,26 @@ runs/paper/fused_touch_s$(1)/eval_press_memory/results.json: runs/paper/fused_to
 endef
 $(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_PRESS_MEMORY_RUN,$(s))))
 
+# The smooth pair (fused_smooth_touch, no_haptics_smooth_touch), evaluation only: camera memory under the
+# occluder at first contact (eval_memory/), a 0.5 mm hole (eval_clearance/) and a camera calibration error
+# of SMOOTH_CAMERA_ERRORS mm (eval_camera_error_<mm>mm/); about 1.5 min a setting and seed. A seed whose
+# kept policy (best/) is an earlier one counts with it: evaluate it with the same commands, policy=RUN/best.
+SMOOTH_CAMERA_ERRORS = 4 8 16 24
+define PAPER_SMOOTH_CHECKS
+runs/paper/$(1)_s$(2)/eval_memory/results.json: runs/paper/$(1)_s$(2)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(2) out=runs/paper/$(1)_s$(2)/eval_memory \
+		camera_memory=true episodes=100 progress=false "modes=[deterministic]" "settings=[occluder_after_contact]"
+runs/paper/$(1)_s$(2)/eval_clearance/results.json: runs/paper/$(1)_s$(2)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(2) out=runs/paper/$(1)_s$(2)/eval_clearance \
+		clearance=0.0005 episodes=100 progress=false "modes=[deterministic]" "settings=[clean,occluder_after_contact]"
+$(foreach e,$(SMOOTH_CAMERA_ERRORS),runs/paper/$(1)_s$(2)/eval_camera_error_$(e)mm/results.json): \
+		runs/paper/$(1)_s$(2)/eval_camera_error_%mm/results.json: runs/paper/$(1)_s$(2)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(2) out=runs/paper/$(1)_s$(2)/eval_camera_error_$$*mm \
+		camera_target_error=$$$$(awk 'BEGIN{print $$*/1000}') episodes=100 progress=false video=false \
+		"modes=[deterministic]" "settings=[clean]"
+endef
+$(foreach r,fused_smooth_touch no_haptics_smooth_touch,$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_SMOOTH_CHECKS,$(r),$(s)))))
+
 # Shape transfer (item 5): the square fused_insertion policies on the other pegs without retraining
 # (eval_transfer/, 100 seeds a shape, about 16 min a seed), and a new policy per shape on the same
 # frozen representation (rows fused_insertion_<shape>, seed 0, one training each).
@@ -304,7 +324,10 @@ paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s
 		$(if $(filter fused_insertion,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_memory/results.json)) \
 		$(if $(filter fused_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_touch_s$(s)/eval_drc/results.json)) \
 		$(foreach r,$(filter fused_touch no_haptics_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval_press/results.json)) \
-		$(if $(filter fused_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_touch_s$(s)/eval_press_memory/results.json))
+		$(if $(filter fused_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_touch_s$(s)/eval_press_memory/results.json)) \
+		$(foreach r,$(filter fused_smooth_touch no_haptics_smooth_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),\
+			runs/paper/$(r)_s$(s)/eval_memory/results.json runs/paper/$(r)_s$(s)/eval_clearance/results.json \
+			$(foreach e,$(SMOOTH_CAMERA_ERRORS),runs/paper/$(r)_s$(s)/eval_camera_error_$(e)mm/results.json)))
 	$(PY) benchmarks/paper_summary.py runs/paper --out $(PAPER_OUT) $(PAPER_SUMMARY_ARGS)
 
 lint: venv
