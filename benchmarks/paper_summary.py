@@ -293,15 +293,18 @@ def touch_targets(rows: dict[str, dict], shape: str = "square", fused_row: str =
                 gaps.append(("occluder_after_contact", MEMORY, TOUCH_OCCLUDED_GAP, False))
             for setting, memory, gap, disjoint in gaps:
                 fused = cell(fused_row, setting + memory + variant, mode)
-                other = cell(other_row, setting + variant, mode)
+                # with memory, against the other row with the same memory where it was evaluated so
+                other_memory = bool(memory) and cell(other_row, setting + memory + variant, mode) is not None
+                other = cell(other_row, setting + (memory if other_memory else "") + variant, mode)
                 both = fused is not None and other is not None
                 met = None
                 if both:
                     met = fused["pooled"] - other["pooled"] >= gap - 1e-9
                     if disjoint:
                         met = met and other["pooled_ci95"][1] < fused["pooled_ci95"][0]
+                with_memory = " with camera memory" + (" (both rows)" if other_memory else "") if memory else ""
                 out.append({"target": f"{other_row} at least {gap * 100:.0f} points below {fused_row}"
-                                      f"{' with camera memory' if memory else ''} ({setting}"
+                                      f"{with_memory} ({setting}"
                                       + (", disjoint 95% intervals)" if disjoint else ")") + tag,
                             "mode": mode, "measured": f"{rate(other)} against {rate(fused)}" if both else None,
                             "met": met})

@@ -503,6 +503,14 @@ def test_touch_setting_targets_and_the_robustness_figure(tmp_path):
     assert paired["fused_smooth_touch >= 90%"] is True and len(paired) == 8
     assert paired["no_haptics_smooth_touch at least 20 points below fused_smooth_touch (clean, disjoint 95% intervals)"]
     assert mod.touch_targets(smooth) == []  # the default pair has no run here
+    # camera memory on both rows: the gap is scored against the other row's memory cell
+    fair = {"fused_smooth_touch": row(clean=95, **{"occluder_after_contact+memory": 50}),
+            "no_haptics_smooth_touch": row(clean=95, occluder_after_contact=5, **{"occluder_after_contact+memory": 30})}
+    scored = {t["target"]: t for t in mod.touch_targets(fair, fused_row="fused_smooth_touch",
+                                                         other_row="no_haptics_smooth_touch")}
+    both = scored["no_haptics_smooth_touch at least 30 points below fused_smooth_touch with camera memory "
+                  "(both rows) (occluder_after_contact)"]
+    assert both["met"] is False and "0.30" in both["measured"]  # 20 points, not the 45 against no memory
     assert mod.plot_robustness({"state": row(clean=100)}, tmp_path / "none.png") is False
     assert not (tmp_path / "none.png").exists()
     assert mod.plot_robustness({**rows, "no_haptics": row(clean=96, ft_bias=96)}, tmp_path / "robustness.png")
