@@ -23,29 +23,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmrep.policy import load_policy, normalize_obs
+from mmrep.policy import load_policy, run_episodes
 
 
 def landing(model, venv, seed: int, obs_rms) -> dict:
-    """One deterministic episode: offset at first contact (mm), steps to it and after it, success."""
-    venv.seed(seed)
-    obs = venv.reset()
-    memory, starts = None, np.ones((1,), dtype=bool)
-    steps, first, offset = 0, None, None
-    while True:
-        action, memory = model.predict(normalize_obs(obs, obs_rms), state=memory, episode_start=starts,
-                                       deterministic=True)
-        starts = np.zeros((1,), dtype=bool)
-        obs, _, done, infos = venv.step(action)
-        steps += 1
-        info = infos[0]
-        if first is None and info.get("peg_block_contact", False):
-            first, offset = steps, 1000 * float(info["hole_distance"])
-        if done[0]:
-            success = bool(info.get("is_success", False))
-            return {"seed": seed, "success": success, "steps": steps, "first_contact_step": first,
-                    "offset_at_contact_mm": offset,
-                    "steps_after_contact": (steps - first) if success and first is not None else None}
+    """One deterministic episode (``mmrep.policy.run_episodes``): offset at first contact (mm), steps to
+    it and after it, success."""
+    first: dict = {}
+    steps = [0]
+
+    def watch(info: dict) -> None:
+        steps[0] += 1
+        if not first and info.get("peg_block_contact", False):
+            first.update(step=steps[0], offset=1000 * float(info["hole_distance"]))
+
+    episode, = run_episodes(model, venv, [seed], True, obs_rms, on_step=watch)
+    success, n = episode["success"], episode["steps"]
+    return {"seed": seed, "success": success, "steps": n, "first_contact_step": first.get("step"),
+            "offset_at_contact_mm": first.get("offset"),
+            "steps_after_contact": (n - first["step"]) if success and first else None}
 
 
 def percentiles(a: np.ndarray) -> dict | None:

@@ -29,6 +29,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
@@ -269,12 +270,13 @@ def save_best(model, venv, cfg: PolicyConfig, out: Path, row: dict[str, Any], tr
 
 # ------------------------------------------------------------------------------ evaluation
 def run_episodes(model, venv: VecEnv, seeds: list[int], deterministic: bool = True,
-                 obs_rms: RunningMeanStd | None = None, recorder: list | None = None) -> list[dict[str, Any]]:
+                 obs_rms: RunningMeanStd | None = None, recorder: list | None = None,
+                 on_step: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """One episode per seed on a single-env ``venv`` (``venv.seed(s)`` then reset): success, steps,
     return, peak step-mean and peak substep contact force (N, from the wrist sensor), and the tip's
     final distance from the hole's axis and depth below its top (mm). ``recorder``
     (a list, with a ``render=True`` venv) receives (camera frame, F/T readings) per step of the first
-    episode."""
+    episode; ``on_step`` is called with each step's info, the episode's last included."""
     episodes = []
     for k, s in enumerate(seeds):
         # Sampled actions draw from torch's global stream: seeding it per episode (in a fork, so the
@@ -282,7 +284,7 @@ def run_episodes(model, venv: VecEnv, seeds: list[int], deterministic: bool = Tr
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(s))
             episodes.append(_run_episode(model, venv, int(s), deterministic, obs_rms,
-                                         recorder if k == 0 else None))
+                                         recorder if k == 0 else None, on_step))
     return episodes
 
 
@@ -295,7 +297,7 @@ def normalize_obs(obs: np.ndarray, obs_rms: RunningMeanStd | None) -> np.ndarray
 
 
 def _run_episode(model, venv: VecEnv, s: int, deterministic: bool, obs_rms: RunningMeanStd | None,
-                 recorder: list | None) -> dict[str, Any]:
+                 recorder: list | None, on_step: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """One episode of ``run_episodes`` on seed ``s``."""
     venv.seed(s)
     obs = venv.reset()
@@ -308,6 +310,8 @@ def _run_episode(model, venv: VecEnv, s: int, deterministic: bool, obs_rms: Runn
         obs, reward, done, infos = venv.step(action)
         ret += float(reward[0])
         steps += 1
+        if on_step is not None:
+            on_step(infos[0])
         raw = infos[0].get("raw_force")
         if recorder is not None and not done[0]:  # after done the env has already reset
             recorder.append((venv.get_images()[0], None if raw is None else np.asarray(raw)))
