@@ -311,12 +311,15 @@ def touch_targets(rows: dict[str, dict], shape: str = "square", fused_row: str =
     return out
 
 
-TOUCH_PAIRS = [("fused_touch", "no_haptics_touch"), ("fused_smooth_touch", "no_haptics_smooth_touch")]  # touch_targets
+TOUCH_PAIRS = [("fused_touch", "no_haptics_touch"), ("fused_smooth_touch", "no_haptics_smooth_touch"),
+               ("fused_camera_error_touch", "no_haptics_camera_error_touch")]  # touch_targets
 
 ROBUSTNESS_ROWS = {"default setting": ("fused_insertion", "no_haptics", "no_vision"),
                    "touch setting": ("fused_touch", "no_haptics_touch", "no_vision_touch"),
                    "touch setting, action-change cost, separate lateral bound": ("fused_smooth_touch",
-                                                                                  "no_haptics_smooth_touch")}
+                                                                                  "no_haptics_smooth_touch"),
+                   "the same with a 24 mm camera calibration error": ("fused_camera_error_touch",
+                                                                      "no_haptics_camera_error_touch")}
 ROBUSTNESS_SETTINGS = ["clean", "occluder_after_contact", "occluder", "pushes", "ft_noise", "ft_bias", "ft_dead"]
 
 
