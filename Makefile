@@ -278,15 +278,21 @@ runs/paper/fused_touch_s$(1)/eval_press_memory/results.json: runs/paper/fused_to
 endef
 $(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_PRESS_MEMORY_RUN,$(s))))
 
-# The smooth pair (fused_smooth_touch, no_haptics_smooth_touch), evaluation only: camera memory under the
-# occluder at first contact (eval_memory/), a 0.5 mm hole (eval_clearance/) and a camera calibration error
-# of SMOOTH_CAMERA_ERRORS mm (eval_camera_error_<mm>mm/); about 1.5 min a setting and seed. A seed whose
-# kept policy (best/) is an earlier one counts with it: evaluate it with the same commands, policy=RUN/best.
+# The smooth pair (fused_smooth_touch, no_haptics_smooth_touch) and the same pair trained with a camera
+# calibration error (fused_camera_error_touch, no_haptics_camera_error_touch), evaluation only: camera
+# memory under the occluder at first contact (eval_memory/); the smooth pair also in a 0.5 mm hole
+# (eval_clearance/) and under a camera calibration error of SMOOTH_CAMERA_ERRORS mm
+# (eval_camera_error_<mm>mm/); about 1.5 min a setting and seed. A seed whose kept policy (best/) is an
+# earlier one counts with it: evaluate it with the same commands, policy=RUN/best.
 SMOOTH_CAMERA_ERRORS = 4 8 16 24
-define PAPER_SMOOTH_CHECKS
+MEMORY_CHECK_ROWS = fused_smooth_touch no_haptics_smooth_touch fused_camera_error_touch no_haptics_camera_error_touch
+define PAPER_MEMORY_CHECK
 runs/paper/$(1)_s$(2)/eval_memory/results.json: runs/paper/$(1)_s$(2)/policy.pt
 	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(2) out=runs/paper/$(1)_s$(2)/eval_memory \
 		camera_memory=true episodes=100 progress=false "modes=[deterministic]" "settings=[occluder_after_contact]"
+endef
+$(foreach r,$(MEMORY_CHECK_ROWS),$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_MEMORY_CHECK,$(r),$(s)))))
+define PAPER_SMOOTH_CHECKS
 runs/paper/$(1)_s$(2)/eval_clearance/results.json: runs/paper/$(1)_s$(2)/policy.pt
 	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(2) out=runs/paper/$(1)_s$(2)/eval_clearance \
 		clearance=0.0005 episodes=100 progress=false "modes=[deterministic]" "settings=[clean,occluder_after_contact]"
@@ -329,8 +335,9 @@ paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s
 		$(if $(filter fused_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_touch_s$(s)/eval_drc/results.json)) \
 		$(foreach r,$(filter fused_touch no_haptics_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval_press/results.json)) \
 		$(if $(filter fused_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_touch_s$(s)/eval_press_memory/results.json)) \
+		$(foreach r,$(filter $(MEMORY_CHECK_ROWS),$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval_memory/results.json)) \
 		$(foreach r,$(filter fused_smooth_touch no_haptics_smooth_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),\
-			runs/paper/$(r)_s$(s)/eval_memory/results.json runs/paper/$(r)_s$(s)/eval_clearance/results.json \
+			runs/paper/$(r)_s$(s)/eval_clearance/results.json \
 			$(foreach e,$(SMOOTH_CAMERA_ERRORS),runs/paper/$(r)_s$(s)/eval_camera_error_$(e)mm/results.json)))
 	$(PY) benchmarks/paper_summary.py runs/paper --out $(PAPER_OUT) $(PAPER_SUMMARY_ARGS)
 
