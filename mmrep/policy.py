@@ -417,16 +417,26 @@ class TrainingCallback(BaseCallback):
         return int(self.locals.get("n_steps", 0)) + 1 < int(rollout)
 
     def evaluate(self) -> dict[str, Any]:
-        earlier = read_evaluations(self.out) if self.cfg.keep_best and (self.out / "eval.jsonl").exists() else []
-        row = evaluate_held_out(self.model, self.cfg, self.venv, self.eval_venv, self.out)
-        if self.cfg.keep_best and all(row["success_rate"] >= e["success_rate"] for e in earlier):
-            save_best(self.model, self.venv, self.cfg, self.out, row, self.train_seconds)
+        row = evaluate_keeping_best(self.model, self.cfg, self.venv, self.eval_venv, self.out, self.train_seconds)
         self.logger.record("eval/success_rate", row["success_rate"])
         if "stochastic" in row:
             self.logger.record("eval/success_rate_stochastic", row["stochastic"]["success_rate"])
         if row["mean_steps_to_success"] is not None:
             self.logger.record("eval/steps_to_success", row["mean_steps_to_success"])
         return row
+
+
+def evaluate_keeping_best(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv, out: Path,
+                          train_seconds: float) -> dict[str, Any]:
+    """``evaluate_held_out``, and with ``cfg.keep_best`` the policy saved to ``best/`` when this
+    evaluation is at least as good as every earlier one. The periodic evaluations and the one at the
+    end of training (also at a ``max_train_minutes`` stop) all go through here: an end-of-training row
+    that is never saved would still outrank every later one after a resume."""
+    earlier = read_evaluations(out) if cfg.keep_best and (out / "eval.jsonl").exists() else []
+    row = evaluate_held_out(model, cfg, venv, eval_venv, out)
+    if cfg.keep_best and all(row["success_rate"] >= e["success_rate"] for e in earlier):
+        save_best(model, venv, cfg, out, row, train_seconds)
+    return row
 
 
 def out_of_time(cfg: PolicyConfig, train_seconds: float) -> bool:
@@ -498,7 +508,7 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
                         progress_bar=cfg.progress, tb_log_name="run")
         spent = callback.train_seconds if learns else spent
         save_checkpoint(model, venv, out, spent)
-        final = (evaluate_held_out(model, cfg, venv, eval_venv, out) if eval_venv is not None
+        final = (evaluate_keeping_best(model, cfg, venv, eval_venv, out, spent) if eval_venv is not None
                  else {"timesteps": int(model.num_timesteps)})
         save_policy(model, venv, cfg, out / "policy.pt", spent)
         if eval_venv is not None:

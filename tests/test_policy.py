@@ -604,6 +604,20 @@ def test_keep_best_keeps_the_policy_of_the_best_periodic_evaluation(tmp_path):
     venv.close()
 
 
+def test_keep_best_counts_the_evaluation_at_a_wall_clock_stop(tmp_path):
+    """The evaluation at the end of training (here at total_steps between two periodic ones; a
+    ``max_train_minutes`` stop ends the same way) goes through keep_best too: when it is the best so far
+    its policy is in best/, so that after a resume the kept policy is one that exists, not an earlier,
+    worse one."""
+    run = tmp_path / "run"
+    train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=40", "eval_every_steps=16", "keep_best=true"))
+    rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [r["timesteps"] for r in rows] == [16, 32, 40]  # 40: the end of training, not a periodic step
+    chosen = json.loads((run / "best" / "eval.json").read_text())
+    assert chosen["timesteps"] == 40  # all tie at this size: the later one, the one at the end
+    assert torch.load(run / "best" / "policy.pt", weights_only=True)["num_timesteps"] == 40
+
+
 def test_paper_summary_counts_a_kept_earlier_policy_and_a_tighter_clearance_apart(tmp_path, capsys):
     """A keep_best run whose kept policy is an earlier one counts with that policy's evaluations (the
     table names the step); an evaluation at another clearance is its own setting, and its report says so."""
@@ -620,11 +634,19 @@ def test_paper_summary_counts_a_kept_earlier_policy_and_a_tighter_clearance_apar
     config = json.loads((run / "config.json").read_text())
     assert mod.kept_best_step(run, config) is None  # kept the final policy (ties go to the later one)
     rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
-    rows[0]["success_rate"] = 1.0  # the first periodic evaluation the best one, as if kept there
+    # the first periodic evaluation the best one, as if kept there: 10 of 10 against the final's 6 of 10
+    rows[0].update(success_rate=1.0, success_ci95=[0.72, 1.0])
+    rows[-1].update(success_rate=0.6, success_ci95=[0.31, 0.83])
     (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "best" / "eval.json").write_text(json.dumps(rows[0]))
     assert mod.kept_best_step(run, config) is None  # not evaluated yet: the final policy's cells stand
     assert main([*ev, f"policy={run / 'best'}", "settings=[clean,pushes]"]) == 0
+    assert mod.kept_best_step(run, config) == 16
+    rows[-1]["success_rate"] = 0.8  # inside the kept one's interval: the noise of 10 episodes, the final stands
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert mod.kept_best_step(run, config) is None
+    rows[-1]["success_rate"] = 0.6
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main([*ev, f"policy={run / 'best'}", "clearance=0.001", f"out={run / 'best' / 'eval_tight'}"]) == 0
     assert main([*ev, f"policy={run / 'best'}", "camera_target_error=0.004", f"out={run / 'best' / 'eval_cam'}"]) == 0
     report = (run / "best" / "eval_tight" / "report.md").read_text()
