@@ -13,7 +13,8 @@ and mode each seed's success on the held-out seeds, their mean, and the pooled r
 episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_<name>/results.json``,
 e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells (a run
 trained with ``keep_best`` whose kept policy is an earlier one than its final, clearly better on the
-periodic evaluation (``kept_best_step``), and has been evaluated under ``best/``, counts with the kept policy's cells, and the table names the step it was kept at); rows
+periodic evaluation (``kept_best_step``), and has been evaluated under ``best/``, counts with the kept
+policy's cells, and the table names the step it was kept at); rows
 evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a policy trained without it
 are the setting's name with ``+memory``, apart from the plain ones (``+reject`` for those evaluated
 with ``reject_flagged=true``: the flagged experts left out; ``+rollout_flags`` for those whose flags
