@@ -176,6 +176,29 @@ def test_codec_device_path_stages_inputs_and_keeps_z(small_encoder):
         assert stage.buffers["rgb"].is_pinned() and a.is_cuda and torch.equal(b.cpu(), t + 1)
 
 
+def test_codec_names_a_non_finite_observation(small_encoder):
+    """A NaN or inf in what the codec reads (the encoder's inputs, the raw entries after z) is refused
+    with the entry and sample named, not passed on to the policy (PPO would fail later with an unnamed
+    "invalid values" in its action distribution)."""
+    env = make_rl_env({"physics_hz": 240.0, "image_size": 64}, (), False, 0)
+    obs, _ = env.reset(seed=2)
+    codec = LatentCodec(str(small_encoder), env.observation_space, ("proprio",), device="cpu")
+    env.close()
+    batch = {k: np.stack([v, v]).astype(v.dtype) for k, v in obs.items()}
+    assert np.isfinite(codec.encode(batch)).all()
+    bad = {**batch, "force": batch["force"].astype(np.float32).copy()}
+    bad["force"][1, 3, 2] = np.nan
+    # the encoder's own check of its inputs
+    with pytest.raises(ValueError, match=r"obs\['force'\] holds NaN or inf at batch index 1"):
+        codec.encode(bad)
+    enc = load_encoder(small_encoder)
+    with torch.no_grad():  # finite weights that overflow float32: a non-finite z from finite inputs
+        for p in enc.parameters():
+            p.mul_(1e30)
+    with pytest.raises(ValueError, match="the frozen encoder returned a non-finite z .* from finite inputs"):
+        LatentCodec(enc, env.observation_space, ("proprio",), device="cpu").encode(batch)
+
+
 def test_a_run_resumes_with_another_place_of_encoding_but_not_another_encoder(small_encoder, tmp_path):
     from dataclasses import replace
 

@@ -108,11 +108,32 @@ class LatentCodec:
         else:
             z = self.encoder.encode(inputs, reject=self.reject, transfer=self.transfer).float().cpu().numpy()
         parts = [z] + [np.asarray(obs[k], dtype=np.float32).reshape(z.shape[0], -1) for k in self.extra_keys]
-        return np.concatenate(parts, axis=1) if len(parts) > 1 else z
+        out = np.concatenate(parts, axis=1) if len(parts) > 1 else z
+        if not np.isfinite(out).all():  # cheap on (B, D); a NaN met later is PPO's unnamed "invalid values"
+            raise ValueError(non_finite_message(obs, z, self.encoder.cfg.modalities, self.extra_keys))
+        return out
 
     def encode_one(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """(D,) float32 from a single observation dict."""
         return self.encode({k: np.asarray(v)[None] for k, v in obs.items()})[0]
+
+
+def non_finite_message(obs: dict[str, np.ndarray], z: np.ndarray, modalities: Sequence[str],
+                       extra_keys: Sequence[str]) -> str:
+    """Which observation entries were not finite where a latent was: the inputs the encoder read, the
+    raw entries appended after z, or z itself from finite inputs, per sample of the batch."""
+    def bad_samples(a) -> list[int]:
+        a = np.asarray(a, dtype=np.float64)
+        return np.flatnonzero(~np.isfinite(a.reshape(a.shape[0], -1)).all(1)).tolist()
+
+    inputs = {m: bad_samples(obs[m]) for m in modalities}
+    extras = {k: bad_samples(obs[k]) for k in extra_keys}
+    named = {k: v for k, v in {**inputs, **extras}.items() if v}
+    if named:
+        where = "; ".join(f"observation '{k}' in samples {v}" for k, v in named.items())
+        return f"non-finite values (NaN or inf) in the observation: {where}"
+    return (f"the frozen encoder returned a non-finite z (samples {bad_samples(z)}) from finite inputs "
+            f"({', '.join(modalities)})")
 
 
 class PinnedTransfer:
