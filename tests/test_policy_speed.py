@@ -177,18 +177,17 @@ def test_codec_device_path_stages_inputs_and_keeps_z(small_encoder):
 
 
 def test_codec_names_a_non_finite_observation(small_encoder):
-    """A NaN or inf in what the codec reads (the encoder's inputs, the raw entries after z) is refused
-    with the entry and sample named, not passed on to the policy (PPO would fail later with an unnamed
-    "invalid values" in its action distribution)."""
+    """A non-finite latent is refused, not passed on to the policy (PPO would fail later with an unnamed
+    "invalid values" in its action distribution): a NaN input by the encoder's own check, naming the
+    entry and sample; a non-finite z from finite inputs by the codec, saying so."""
     env = make_rl_env({"physics_hz": 240.0, "image_size": 64}, (), False, 0)
     obs, _ = env.reset(seed=2)
     codec = LatentCodec(str(small_encoder), env.observation_space, ("proprio",), device="cpu")
     env.close()
-    batch = {k: np.stack([v, v]).astype(v.dtype) for k, v in obs.items()}
+    batch = {k: np.stack([v, v]) for k, v in obs.items()}
     assert np.isfinite(codec.encode(batch)).all()
     bad = {**batch, "force": batch["force"].astype(np.float32).copy()}
     bad["force"][1, 3, 2] = np.nan
-    # the encoder's own check of its inputs
     with pytest.raises(ValueError, match=r"obs\['force'\] holds NaN or inf at batch index 1"):
         codec.encode(bad)
     enc = load_encoder(small_encoder)
