@@ -1,10 +1,10 @@
 """The CLI's help and the generated reference pages say what the code does."""
 
 import dataclasses
+import importlib.util
 import os
 import re
 import subprocess
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -63,8 +63,14 @@ def test_hydra_help_is_still_there(capsys):
 
 def test_config_reference_names_every_field_with_its_default_and_rules():
     page = _reference().render()
-    sections = [(CollectConfig, ""), (EnvConfig, "env."), (TrainConfig, ""), (EvaluateConfig, ""),
-                (PolicyConfig, ""), (PolicyEvalConfig, "")]
+    sections = [
+        (CollectConfig, ""),
+        (EnvConfig, "env."),
+        (TrainConfig, ""),
+        (EvaluateConfig, ""),
+        (PolicyConfig, ""),
+        (PolicyEvalConfig, ""),
+    ]
     for cls, prefix in sections:
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
@@ -76,8 +82,9 @@ def test_config_reference_names_every_field_with_its_default_and_rules():
             else:
                 assert f"`{prefix}{f.name}` |" in page, f"{prefix}{f.name}"
     # units from the code's comments, rules from validate
-    clearance = ("| `env.clearance` | `float` | `0.002` | m, hole width minus peg width "
-                 "| clearance must be in [0, 0.02] m |")
+    clearance = (
+        "| `env.clearance` | `float` | `0.002` | m, hole width minus peg width | clearance must be in [0, 0.02] m |"
+    )
     assert clearance in page
     assert "controller.kp_pos must be a positive finite number" in page
     assert "model.fusion must be 'poe' or 'concat'" in page
@@ -102,9 +109,7 @@ _LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
 
 def test_every_local_link_in_readme_and_docs_is_a_file_git_tracks():
     """A link to an ignored file (a rollout GIF left untracked) works here but breaks a clean clone's docs build."""
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=False)
     if tracked.returncode != 0:
         pytest.skip("not a git checkout")
     files = set(tracked.stdout.split("\0"))
