@@ -426,6 +426,29 @@ class TrainingCallback(BaseCallback):
         return row
 
 
+def invalid_action_distribution_message(model, err: Exception) -> str:
+    """What torch's unnamed "invalid values" of the action distribution (SB3's ``Normal`` with a NaN
+    or inf mean or scale) came from: the policy's weights (which parameters are not finite, or the
+    largest magnitude), the last observation the policy read, and the learner's values not yet
+    written (SB3 writes an update's losses only after the next rollout, so a crash loses them)."""
+    weights = {name: p.detach() for name, p in model.policy.named_parameters()}
+    bad = [name for name, p in weights.items() if not torch.isfinite(p).all()]
+    if bad:
+        where = f"non-finite weights in {len(bad)} parameters ({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''})"
+    else:
+        where = f"every weight finite, the largest |w| {max(float(p.abs().max()) for p in weights.values()):.3g}"
+    last_obs = getattr(model, "_last_obs", None)
+    obs = ("not finite" if not all(np.isfinite(v).all() for v in (last_obs.values() if isinstance(last_obs, dict)
+                                                                    else [last_obs]))
+           else "finite") if last_obs is not None else "not recorded"
+    losses = ", ".join(f"{k}={v:.4g}" for k, v in sorted(model.logger.name_to_value.items())
+                       if k.startswith("train/") and isinstance(v, (int, float)))
+    first = str(err).splitlines()[0][:300]
+    return (f"the policy's action distribution was not finite at env step {model.num_timesteps}: {where}; "
+            f"the last observation read {obs}; the learner's last values: {losses or 'none recorded'} "
+            f"(torch: {first}). The same command resumes from the last checkpoint (checkpoint.pt)")
+
+
 def evaluate_keeping_best(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv, out: Path,
                           train_seconds: float) -> dict[str, Any]:
     """``evaluate_held_out``, and with ``cfg.keep_best`` the policy saved to ``best/`` when this
@@ -504,8 +527,13 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     try:
         learns = done < cfg.total_steps and not out_of_time(cfg, spent)
         if learns:
-            model.learn(cfg.total_steps - done, callback=callback, reset_num_timesteps=done == 0,
-                        progress_bar=cfg.progress, tb_log_name="run")
+            try:
+                model.learn(cfg.total_steps - done, callback=callback, reset_num_timesteps=done == 0,
+                            progress_bar=cfg.progress, tb_log_name="run")
+            except ValueError as err:  # torch's distribution check, which names nothing of ours
+                if "invalid values" not in str(err):
+                    raise
+                raise RuntimeError(invalid_action_distribution_message(model, err)) from err
         spent = callback.train_seconds if learns else spent
         save_checkpoint(model, venv, out, spent)
         final = (evaluate_keeping_best(model, cfg, venv, eval_venv, out, spent) if eval_venv is not None

@@ -604,6 +604,27 @@ def test_keep_best_keeps_the_policy_of_the_best_periodic_evaluation(tmp_path):
     venv.close()
 
 
+def test_a_non_finite_action_distribution_stops_training_saying_what_it_came_from(tmp_path, capsys):
+    """A learner update that blows the weights up (here a learning rate near float32's range: one
+    Adam step moves each weight by about 1e37) makes the next rollout's action distribution non-finite.
+    Training stops naming the env step, the weights, the last observation and the learner's values not
+    yet written (lost otherwise: SB3 writes an update's losses after the next rollout), not with
+    torch's bare "invalid values"; no policy file is written, and the checkpoints stay."""
+    run = tmp_path / "run"
+    args = ["policy", "train", "obs=state", *TINY_PPO, "algo.params.learning_rate=1.0e37", "total_steps=48",
+            f"out={run}", "progress=false", "vec_env=dummy", "eval_every_steps=1000", "ckpt_every_steps=16",
+            *FAST_ENV]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"action distribution was not finite at env step (16|32): ", err), err
+    assert "largest |w| 1e+37" in err or "non-finite weights" in err
+    assert "the last observation read finite" in err
+    assert "train/learning_rate=1e+37" in err
+    assert "resumes from the last checkpoint" in err
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["num_timesteps"] in (16, 32)
+    assert not (run / "policy.pt").exists()
+
+
 def test_keep_best_counts_the_evaluation_at_a_wall_clock_stop(tmp_path):
     """The evaluation at the end of training (here at total_steps between two periodic ones; a
     ``max_train_minutes`` stop ends the same way) goes through keep_best too: when it is the best so far
