@@ -1,10 +1,10 @@
 """``mmrep policy train``: a policy on the representation, with SB3 / sb3-contrib.
 
-The pipeline (``build_venv``): ``SubprocVecEnv`` (or ``DummyVecEnv``) of ``sim.rl_env`` envs, then
-the frozen encoder in the main process (``VecLatentObservation``, latent kinds; or inside each worker
-with ``obs.encode_in=workers``, ``mmrep.rl.worker``), then a running
-observation normaliser (``VecNormalize``, clipped at +-5, the paper's policy code; not for pixels).
-The pixels kind trains ``MultimodalExtractor`` (randomly initialised) end to end.
+The pipeline (``build_venv``): ``WatchedSubprocVecEnv`` (SB3's ``SubprocVecEnv``, failing when a
+worker dies; or ``DummyVecEnv``) of ``sim.rl_env`` envs, then the frozen encoder in the main process
+(``VecLatentObservation``, latent kinds; or inside each worker with ``obs.encode_in=workers``,
+``mmrep.rl.worker``), then a running observation normaliser (``VecNormalize``, clipped at +-5, the
+paper's policy code; not for pixels). The pixels kind trains ``MultimodalExtractor`` (randomly initialised) end to end.
 
 A run folder holds::
 
@@ -39,12 +39,13 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import load_encoder, random_like
 from mmrep.policy_curves import plot_curves, read_evaluations
 from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
+from mmrep.rl.subproc import WatchedSubprocVecEnv
 from mmrep.rl.worker import make_latent_policy_env
 from mmrep.torch_files import FileLoadError, load_torch_file, save_atomic, write_atomic
 from sim.atomic import write_text_atomic
@@ -102,7 +103,7 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
 
         venv = RayVecEnv(fns, address=cfg.ray_address)
     else:
-        venv = SubprocVecEnv(fns) if kind == "subproc" and n_envs > 1 else DummyVecEnv(fns)
+        venv = WatchedSubprocVecEnv(fns) if kind == "subproc" and n_envs > 1 else DummyVecEnv(fns)
     venv.seed(seed)
     if latent and not in_workers:
         encoder = load_encoder(cfg.obs.encoder)

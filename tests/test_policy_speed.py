@@ -69,7 +69,7 @@ def test_encoding_in_the_workers_gives_the_main_process_latents(small_encoder):
     main = build_venv(latent_cfg(small_encoder, "main"), 2, 11, vec_env="subproc")
     workers = build_venv(latent_cfg(small_encoder, "workers"), 2, 11, vec_env="subproc")
     try:
-        assert type(workers).__name__ == "SubprocVecEnv"  # nothing encodes in the main process
+        assert type(workers).__name__ == "WatchedSubprocVecEnv"  # nothing encodes in the main process
         assert main.observation_space == workers.observation_space
         np.testing.assert_allclose(workers.reset(), main.reset(), atol=1e-5, rtol=0)
         rng = np.random.default_rng(3)

@@ -43,15 +43,23 @@ def mlp(*sizes: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+# The surest an expert may say it is: std exp(-30), 1e-13. The experts' log-variances are linear in
+# their inputs, and an input far outside training (a contact-force spike of kilonewtons) drives one
+# below -88, where exp(-logvar) overflows float32: inf / inf, or inf x 0 for an expert left out, made z
+# NaN from finite inputs. An expert at this bound already outweighs every other by ~20 orders.
+LOGVAR_MIN = -60.0
+
+
 def product_of_experts(mus: list[torch.Tensor], logvars: list[torch.Tensor],
                        present: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Gaussian product of the experts (each (B, z)) and a N(0, I) prior expert: precision-weighted
     mean, and the log-variance. ``present`` (one (B,) 0/1 tensor per expert) leaves an expert out of a
-    sample's product; with every expert out, z is the prior's N(0, I)."""
+    sample's product; with every expert out, z is the prior's N(0, I). Log-variances below
+    ``LOGVAR_MIN`` count as ``LOGVAR_MIN`` (finite z for any finite input)."""
     if not mus:
         raise ValueError("product_of_experts needs at least one expert")
     mu = torch.stack([torch.zeros_like(mus[0])] + mus).float()
-    logvar = torch.stack([torch.zeros_like(logvars[0])] + logvars).float()
+    logvar = torch.stack([torch.zeros_like(logvars[0])] + logvars).float().clamp(min=LOGVAR_MIN)
     precision = torch.exp(-logvar)
     if present is not None:
         keep = torch.stack([torch.ones_like(present[0])] + list(present)).float()
