@@ -43,29 +43,37 @@ def mlp(*sizes: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-# The surest an expert may say it is: std exp(-30), 1e-13. The experts' log-variances are linear in
-# their inputs, and an input far outside training (a contact-force spike of kilonewtons) drives one
-# below -88, where exp(-logvar) overflows float32: inf / inf, or inf x 0 for an expert left out, made z
-# NaN from finite inputs. An expert at this bound already outweighs every other by ~20 orders.
-LOGVAR_MIN = -60.0
-
-
 def product_of_experts(mus: list[torch.Tensor], logvars: list[torch.Tensor],
                        present: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Gaussian product of the experts (each (B, z)) and a N(0, I) prior expert: precision-weighted
     mean, and the log-variance. ``present`` (one (B,) 0/1 tensor per expert) leaves an expert out of a
-    sample's product; with every expert out, z is the prior's N(0, I). Log-variances below
-    ``LOGVAR_MIN`` count as ``LOGVAR_MIN`` (finite z for any finite input)."""
+    sample's product; with every expert out, z is the prior's N(0, I).
+
+    Finite for any finite input: the experts' log-variances are linear in their inputs, and an input far
+    outside training (a proprioception vector of zeros gives -763) drives one below -88, where
+    exp(-logvar) overflows float32 and the direct product is inf / inf, or inf x 0 for an expert left
+    out: z was NaN from finite inputs. Those entries are computed in log space instead (the surest
+    expert dominates); every entry the direct product gives finite stays bit for bit as it was."""
     if not mus:
         raise ValueError("product_of_experts needs at least one expert")
     mu = torch.stack([torch.zeros_like(mus[0])] + mus).float()
-    logvar = torch.stack([torch.zeros_like(logvars[0])] + logvars).float().clamp(min=LOGVAR_MIN)
+    logvar = torch.stack([torch.zeros_like(logvars[0])] + logvars).float()
     precision = torch.exp(-logvar)
+    keep = None
     if present is not None:
-        keep = torch.stack([torch.ones_like(present[0])] + list(present)).float()
-        precision = precision * keep[:, :, None]
+        keep = torch.stack([torch.ones_like(present[0])] + list(present)).float()[:, :, None].expand_as(precision)
+        precision = precision * keep
     var = 1.0 / precision.sum(0)
-    return (mu * precision).sum(0) * var, torch.log(var)
+    out_mu, out_logvar = (mu * precision).sum(0) * var, torch.log(var)
+    bad = ~(torch.isfinite(out_mu) & torch.isfinite(out_logvar))
+    if bad.any():
+        log_precision = -logvar if keep is None else (-logvar).masked_fill(keep == 0, float("-inf"))
+        top = log_precision.max(0).values  # the prior keeps it finite
+        weight = torch.exp(log_precision - top)  # in [0, 1]
+        total = weight.sum(0)
+        out_mu = torch.where(bad, (mu * weight).sum(0) / total, out_mu)
+        out_logvar = torch.where(bad, -(top + torch.log(total)), out_logvar)
+    return out_mu, out_logvar
 
 
 class FlowDecoder(nn.Module):
