@@ -250,3 +250,24 @@ def test_onnx_runtime_codec_gives_torch_latents_in_the_main_process_and_the_work
     with pytest.raises(ValueError, match="obs.onnx"):
         PolicyConfig(obs=ObsConfig(kind="latent", encoder=str(small_encoder), onnx=True, jit=True),
                      eval_episodes=0).validate()
+
+
+@pytest.mark.parametrize("backend", ["torch", "jit", "onnx"])
+def test_every_codec_gives_a_finite_z_for_inputs_far_outside_training(backend):
+    """A proprioception vector of zeros drives an expert's log-variance far below -88; the product of
+    experts made z NaN there (a policy evaluation died of it). Torch, TorchScript and ONNX Runtime all
+    trace the same product, with no data-dependent branch, so all give the same finite z."""
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnx")
+    torch.set_num_threads(1)
+    encoder = load_encoder(FUSED_ENCODER)
+    env = make_rl_env({"physics_hz": 1000.0}, (), False, 0)
+    obs = {k: v[None] for k, v in env.reset(seed=3)[0].items()}
+    codec = LatentCodec(encoder, env.observation_space, (), jit=backend == "jit", onnx=backend == "onnx")
+    env.close()
+    clean = codec.encode(obs)
+    far = {**obs, "proprio": np.zeros_like(obs["proprio"])}
+    z = codec.encode(far)  # raised "non-finite z ... from finite inputs" before
+    assert np.isfinite(z).all() and not np.allclose(z, clean)
+    np.testing.assert_allclose(z, encoder.encode(far).numpy(), atol=1e-4, rtol=1e-5)

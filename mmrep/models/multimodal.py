@@ -65,15 +65,15 @@ def product_of_experts(mus: list[torch.Tensor], logvars: list[torch.Tensor],
         precision = precision * keep
     var = 1.0 / precision.sum(0)
     out_mu, out_logvar = (mu * precision).sum(0) * var, torch.log(var)
+    # Always computed, never branched on: the ONNX and TorchScript exports trace this function, and a
+    # data-dependent branch would be traced as "not taken".
     bad = ~(torch.isfinite(out_mu) & torch.isfinite(out_logvar))
-    if bad.any():
-        log_precision = -logvar if keep is None else (-logvar).masked_fill(keep == 0, float("-inf"))
-        top = log_precision.max(0).values  # the prior keeps it finite
-        weight = torch.exp(log_precision - top)  # in [0, 1]
-        total = weight.sum(0)
-        out_mu = torch.where(bad, (mu * weight).sum(0) / total, out_mu)
-        out_logvar = torch.where(bad, -(top + torch.log(total)), out_logvar)
-    return out_mu, out_logvar
+    log_precision = -logvar if keep is None else (-logvar).masked_fill(keep == 0, float("-inf"))
+    top = log_precision.max(0).values  # finite: the prior's 0 is always there
+    weight = torch.exp(log_precision - top)  # in [0, 1]
+    total = weight.sum(0)
+    return (torch.where(bad, (mu * weight).sum(0) / total, out_mu),
+            torch.where(bad, -(top + torch.log(total)), out_logvar))
 
 
 class FlowDecoder(nn.Module):
