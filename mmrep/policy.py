@@ -4,7 +4,8 @@ The pipeline (``build_venv``): ``WatchedSubprocVecEnv`` (SB3's ``SubprocVecEnv``
 worker dies; or ``DummyVecEnv``) of ``sim.rl_env`` envs, then the frozen encoder in the main process
 (``VecLatentObservation``, latent kinds; or inside each worker with ``obs.encode_in=workers``,
 ``mmrep.rl.worker``), then a running observation normaliser (``VecNormalize``, clipped at +-5, the
-paper's policy code; not for pixels). The pixels kind trains ``MultimodalExtractor`` (randomly initialised) end to end.
+paper's policy code; not for pixels). The pixels kind trains ``MultimodalExtractor`` (randomly
+initialised) end to end.
 
 A run folder holds::
 
@@ -439,9 +440,11 @@ def invalid_action_distribution_message(model, err: Exception) -> str:
     else:
         where = f"every weight finite, the largest |w| {max(float(p.abs().max()) for p in weights.values()):.3g}"
     last_obs = getattr(model, "_last_obs", None)
-    obs = ("not finite" if not all(np.isfinite(v).all() for v in (last_obs.values() if isinstance(last_obs, dict)
-                                                                    else [last_obs]))
-           else "finite") if last_obs is not None else "not recorded"
+    if last_obs is None:
+        obs = "not recorded"
+    else:
+        parts = last_obs.values() if isinstance(last_obs, dict) else [last_obs]
+        obs = "finite" if all(np.isfinite(v).all() for v in parts) else "not finite"
     losses = ", ".join(f"{k}={v:.4g}" for k, v in sorted(model.logger.name_to_value.items())
                        if k.startswith("train/") and isinstance(v, (int, float)))
     first = str(err).splitlines()[0][:300]
