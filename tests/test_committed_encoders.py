@@ -29,7 +29,7 @@ def test_committed_encoder_outputs_are_bitwise_unchanged(name):
 @pytest.mark.parametrize("name", sorted(RECORDED))
 def test_committed_encoder_z_is_finite_on_inputs_far_outside_training(name):
     """What the hashes lock in must be numbers: the recorded z were NaN for seven encoders on these
-    inputs until the product of experts bounded its overflow."""
+    inputs until the product of experts computed its overflowing entries in log space."""
     from mmrep.encoder import load_encoder
 
     enc = load_encoder(ROOT / name)

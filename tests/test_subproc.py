@@ -1,5 +1,5 @@
-"""``WatchedSubprocVecEnv``: a dead env worker stops the main process with an error naming it, where
-SB3's ``SubprocVecEnv`` waited on its pipe for good."""
+"""``WatchedSubprocVecEnv``: a dead env worker stops the main process with an error naming it, and
+closing returns, where SB3's ``SubprocVecEnv.close()`` after the failed step waited for good."""
 
 import subprocess
 import sys
@@ -65,9 +65,14 @@ def test_a_worker_that_dies_in_step_raises_naming_it_and_the_rest_close():
     assert venv.closed and not any(p.is_alive() for p in venv.processes)
 
 
-def test_a_worker_whose_env_fails_to_build_raises():
+def test_a_worker_whose_env_fails_to_build_raises_and_the_others_stop():
+    import multiprocessing as mp
+
+    before = {p.pid for p in mp.active_children()}
     with pytest.raises(EnvWorkerDied, match="env worker 1"):
         WatchedSubprocVecEnv([partial(make_rl_env, FAST), partial(make_rl_env, {"max_steps": 0})])
+    left = [p for p in mp.active_children() if p.pid not in before]
+    assert not left, f"workers left running: {left}"
 
 
 @pytest.mark.slow

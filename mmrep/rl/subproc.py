@@ -47,16 +47,16 @@ class WatchedPipe:
                 raise self._died()
         try:
             return self.conn.recv()
-        except EOFError:  # the worker closed its end as it died
+        except (EOFError, OSError):  # the worker closed its end as it died
             raise self._died() from None
 
     def send(self, obj: Any) -> None:
         if not self.process.is_alive():
             raise self._died()
-        self.conn.send(obj)
-
-    def poll(self, timeout: float | None = 0.0) -> bool:
-        return self.conn.poll(timeout)
+        try:
+            self.conn.send(obj)
+        except OSError:  # it died between the check and the send (a broken pipe)
+            raise self._died() from None
 
     def close(self) -> None:
         self.conn.close()
@@ -83,9 +83,13 @@ class WatchedSubprocVecEnv(SubprocVecEnv):
             work_remote.close()
         self.remotes = [WatchedPipe(r, p, i) for i, (r, p) in enumerate(zip(remotes, self.processes, strict=True))]
         self.work_remotes = work_remotes
-        self.remotes[0].send(("get_spaces", None))
-        observation_space, action_space = self.remotes[0].recv()
-        VecEnv.__init__(self, len(env_fns), observation_space, action_space)
+        try:
+            self.remotes[0].send(("get_spaces", None))
+            observation_space, action_space = self.remotes[0].recv()
+            VecEnv.__init__(self, len(env_fns), observation_space, action_space)  # asks every worker
+        except EnvWorkerDied:
+            self.close()  # the workers that did build stop too, not left waiting
+            raise
 
     def step_wait(self):
         try:
@@ -107,8 +111,8 @@ class WatchedSubprocVecEnv(SubprocVecEnv):
                     pass
         for remote in self.remotes:
             try:
-                remote.conn.send(("close", None))
-            except OSError:  # a dead worker's pipe
+                remote.send(("close", None))
+            except EnvWorkerDied:
                 pass
         for process in self.processes:
             process.join(timeout=10)
