@@ -8,7 +8,8 @@ Reads every ``<row>_s<seed>/`` run folder holding ``eval/results.json`` (``mmrep
 while that evaluation is still running or was killed, the rows it has finished so far
 (``eval/rows.partial.jsonl``; such runs are listed under ``partial`` and marked in the table), and
 reports the experiment's targets (met, not met, or not measured yet) and per row: the budget in env steps,
-the training wall time per seed (TensorBoard event times, killed time not counted), and per setting
+the training wall time per seed (TensorBoard event times, killed time not counted) and, for runs that
+recorded it, the CPU hours (this process and its env workers, from ``eval.jsonl``), and per setting
 and mode each seed's success on the held-out seeds, their mean, and the pooled rate over all seeds'
 episodes with its 95% Wilson interval. A run's other evaluation folders (``eval_<name>/results.json``,
 e.g. ``eval_transfer`` on the other peg shapes) add their settings and shapes as further cells (a run
@@ -95,6 +96,15 @@ def train_wall_minutes(run: Path) -> float:
     return wall_seconds(run) / 60
 
 
+def train_cpu_hours(run: Path) -> float | None:
+    """Training CPU hours (the learner's process and its env workers, every resume; ``mmrep.rl.cpu_time``)
+    from the last ``eval.jsonl`` row that carries them; None for runs older than that record or without
+    ``/proc``."""
+    rows = read_evaluations(run) if (run / "eval.jsonl").exists() else []
+    cpu = [r.get("cpu_seconds") for r in rows if r.get("cpu_seconds") is not None]
+    return cpu[-1] / 3600 if cpu else None
+
+
 def steps_done(run: Path) -> int:
     """The env steps a run trained on: its final evaluation's (fewer than total_steps where the
     wall-clock budget, max_train_minutes, stopped it first)."""
@@ -179,6 +189,7 @@ def row_summary(runs: list[Path]) -> dict:
             "max_train_minutes": sorted({c.get("max_train_minutes") or 0 for c in configs}),
             "env_steps_done": {r.name: steps_done(r) for r in runs},
             "wall_minutes": {r.name: train_wall_minutes(r) for r in runs},
+            "cpu_hours": {r.name: train_cpu_hours(r) for r in runs},
             "eval_seeds": results[0]["seeds"], "cells": cells, "kept_best": kept,
             "partial": [run.name for run in runs if any(read_eval(f)["partial"] for f in eval_results(run))]}
 
@@ -205,7 +216,9 @@ def table(rows: dict[str, dict], setting: str) -> list[str]:
     lines = ["| row | seeds | env steps | wall (min, per seed) | deterministic (pooled) | 95% CI | per seed | "
              "sampled (pooled) | 95% CI | per seed |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in rows.items():
-        wall = ", ".join(f"{m:.0f}" for m in row["wall_minutes"].values())
+        cpu = row.get("cpu_hours", {})
+        wall = ", ".join(f"{m:.0f}" + (f" ({cpu[r]:.1f} CPU h)" if cpu.get(r) is not None else "")
+                         for r, m in row["wall_minutes"].items())
         shapes = dict.fromkeys(c["shape"] for c in row["cells"].values() if c["setting"] == setting)
         for shape in shapes:
             modes = [row["cells"].get(f"{setting}/{shape}/{mode}") for mode in ("deterministic", "stochastic")]

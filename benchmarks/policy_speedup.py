@@ -77,7 +77,8 @@ def child(args: argparse.Namespace) -> None:
 
 
 def _worker_pids(venv) -> list[int]:
-    """The process ids of a (wrapped) SubprocVecEnv's workers."""
+    """The process ids of a (wrapped) SubprocVecEnv's workers. ``mmrep.rl.cpu_time`` does this for
+    training; the child keeps its own copy because it also runs against trees from before that module."""
     while not hasattr(venv, "processes") and hasattr(venv, "venv"):
         venv = venv.venv
     return [p.pid for p in getattr(venv, "processes", [])]

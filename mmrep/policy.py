@@ -10,9 +10,11 @@ initialised) end to end.
 A run folder holds::
 
     config.json          the PolicyConfig
-    checkpoint.pt        policy and optimiser weights, timesteps, normaliser statistics (weights_only)
+    checkpoint.pt        policy and optimiser weights, timesteps, normaliser statistics, the training's
+                         wall and CPU seconds so far (weights_only)
     replay_buffer.npz    SAC only: the replay buffer's arrays
-    eval.jsonl           periodic evaluations on held-out seeds, mean and sampled actions
+    eval.jsonl           periodic evaluations on held-out seeds, mean and sampled actions, each with the
+                         training's wall and CPU seconds up to it (``train_seconds``, ``cpu_seconds``)
     curves.png           their success rates against env steps (``mmrep.policy_curves``)
     tb/                  TensorBoard
     policy.pt            the final policy: weights, config and normaliser statistics (weights_only)
@@ -45,6 +47,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import load_encoder, random_like
 from mmrep.policy_curves import plot_curves, read_evaluations
+from mmrep.rl.cpu_time import CpuMeter
 from mmrep.rl.sb3 import MultimodalExtractor, VecLatentObservation
 from mmrep.rl.subproc import WatchedSubprocVecEnv
 from mmrep.rl.worker import make_latent_policy_env
@@ -202,10 +205,12 @@ def _rms(state: dict[str, Any]) -> RunningMeanStd:
     return rms
 
 
-def save_checkpoint(model, venv, out: Path, train_seconds: float = 0.0) -> None:
-    """Weights, optimiser states, counters (env steps, updates, training wall seconds over every
-    resume) and normaliser statistics; SAC's replay buffer as arrays."""
+def save_checkpoint(model, venv, out: Path, train_seconds: float = 0.0, cpu_seconds: float | None = None) -> None:
+    """Weights, optimiser states, counters (env steps, updates, training wall and CPU seconds over
+    every resume; CPU ``None``: not known, ``mmrep.rl.cpu_time``) and normaliser statistics; SAC's
+    replay buffer as arrays."""
     state = {"format": POLICY_FORMAT, "num_timesteps": int(model.num_timesteps), "train_seconds": float(train_seconds),
+             "cpu_seconds": None if cpu_seconds is None else float(cpu_seconds),
              "n_updates": int(getattr(model, "_n_updates", 0)), "policy": model.policy.state_dict(),
              "optimizers": {k: o.state_dict() for k, o in _optimizers(model).items()}, "obs_rms": _rms_state(venv)}
     if getattr(model, "log_ent_coef", None) is not None:
@@ -219,12 +224,13 @@ def save_checkpoint(model, venv, out: Path, train_seconds: float = 0.0) -> None:
     save_atomic(state, out / "checkpoint.pt")
 
 
-def load_checkpoint(model, venv, out: Path) -> tuple[int, float]:
-    """Restore what ``save_checkpoint`` wrote; returns the timesteps done and the training wall seconds
-    spent on them ((0, 0.0) without a checkpoint; a checkpoint older than the field reads 0 seconds)."""
+def load_checkpoint(model, venv, out: Path) -> tuple[int, float, float | None]:
+    """Restore what ``save_checkpoint`` wrote; returns the timesteps done and the training wall and CPU
+    seconds spent on them ((0, 0.0, 0.0) without a checkpoint; a checkpoint older than the fields reads
+    0 wall seconds and CPU ``None``: not known)."""
     path = out / "checkpoint.pt"
     if not path.exists():
-        return 0, 0.0
+        return 0, 0.0, 0.0
     state = load_torch_file(path, "policy checkpoint", "it is truncated or damaged: move it away to train "
                             "again from the start (policy.pt, when present, holds the last finished policy)",
                             map_location=model.device)
@@ -249,24 +255,27 @@ def load_checkpoint(model, venv, out: Path) -> tuple[int, float]:
         buf.pos, buf.full = int(arrays["pos"]), bool(arrays["full"])
     model.num_timesteps = state["num_timesteps"]
     model._n_updates = state["n_updates"]
-    return int(state["num_timesteps"]), float(state.get("train_seconds", 0.0))
+    cpu = state.get("cpu_seconds")
+    return int(state["num_timesteps"]), float(state.get("train_seconds", 0.0)), None if cpu is None else float(cpu)
 
 
-def save_policy(model, venv, cfg: PolicyConfig, path: Path, train_seconds: float = 0.0) -> None:
+def save_policy(model, venv, cfg: PolicyConfig, path: Path, train_seconds: float = 0.0,
+                cpu_seconds: float | None = None) -> None:
     """The final policy: weights, its config as JSON, the normaliser statistics, the env steps it
-    trained on and the training wall seconds they took."""
+    trained on and the training wall and CPU seconds they took (CPU ``None``: not known)."""
     save_atomic({"format": POLICY_FORMAT, "config": json.dumps(asdict(cfg)), "policy": model.policy.state_dict(),
                  "obs_rms": _rms_state(venv), "num_timesteps": int(model.num_timesteps),
-                 "train_seconds": float(train_seconds)}, path)
+                 "train_seconds": float(train_seconds),
+                 "cpu_seconds": None if cpu_seconds is None else float(cpu_seconds)}, path)
 
 
-def save_best(model, venv, cfg: PolicyConfig, out: Path, row: dict[str, Any], train_seconds: float) -> None:
+def save_best(model, venv, cfg: PolicyConfig, out: Path, row: dict[str, Any], usage: dict[str, float | None]) -> None:
     """``keep_best``: the policy as it is now in ``out/best/policy.pt`` (``save_policy``'s format, so
     ``mmrep policy eval policy=<run>/best`` evaluates it) and the evaluation that chose it in
-    ``out/best/eval.json``."""
+    ``out/best/eval.json``. ``usage``: ``TrainingCallback.usage``."""
     best = out / "best"
     best.mkdir(exist_ok=True)
-    save_policy(model, venv, cfg, best / "policy.pt", train_seconds)
+    save_policy(model, venv, cfg, best / "policy.pt", **usage)
     write_text_atomic(best / "eval.json", json.dumps(row, indent=2))
 
 
@@ -383,16 +392,23 @@ class TrainingCallback(BaseCallback):
     evaluations included) is spent."""
 
     def __init__(self, cfg: PolicyConfig, out: Path, venv: VecEnv, eval_venv: VecEnv | None,
-                 prior_seconds: float = 0.0) -> None:
+                 prior_seconds: float = 0.0, prior_cpu_seconds: float | None = 0.0) -> None:
         super().__init__()
         self.cfg, self.out, self.venv, self.eval_venv = cfg, out, venv, eval_venv
         self.next_ckpt = self.next_eval = 0
         self.prior_seconds, self.started = prior_seconds, time.time()
+        self.cpu = CpuMeter(venv, prior_cpu_seconds)
 
     @property
     def train_seconds(self) -> float:
         """Training wall seconds of this run so far, earlier sessions of it included."""
         return self.prior_seconds + time.time() - self.started
+
+    @property
+    def usage(self) -> dict[str, float | None]:
+        """Training wall and CPU seconds of this run so far, earlier sessions included (CPU of this
+        process and its env workers, ``mmrep.rl.cpu_time``; ``None`` where not known)."""
+        return {"train_seconds": self.train_seconds, "cpu_seconds": self.cpu.seconds}
 
     def _on_training_start(self) -> None:
         n = self.model.num_timesteps
@@ -402,7 +418,7 @@ class TrainingCallback(BaseCallback):
     def _on_step(self) -> bool:
         n = self.model.num_timesteps
         if n >= self.next_ckpt:
-            save_checkpoint(self.model, self.venv, self.out, self.train_seconds)
+            save_checkpoint(self.model, self.venv, self.out, **self.usage)
             self.next_ckpt += self.cfg.ckpt_every_steps
         if n >= self.next_eval and self.eval_venv is not None:
             self.evaluate()
@@ -419,7 +435,7 @@ class TrainingCallback(BaseCallback):
         return int(self.locals.get("n_steps", 0)) + 1 < int(rollout)
 
     def evaluate(self) -> dict[str, Any]:
-        row = evaluate_keeping_best(self.model, self.cfg, self.venv, self.eval_venv, self.out, self.train_seconds)
+        row = evaluate_keeping_best(self.model, self.cfg, self.venv, self.eval_venv, self.out, self.usage)
         self.logger.record("eval/success_rate", row["success_rate"])
         if "stochastic" in row:
             self.logger.record("eval/success_rate_stochastic", row["stochastic"]["success_rate"])
@@ -454,15 +470,16 @@ def invalid_action_distribution_message(model, err: Exception) -> str:
 
 
 def evaluate_keeping_best(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv, out: Path,
-                          train_seconds: float) -> dict[str, Any]:
+                          usage: dict[str, float | None]) -> dict[str, Any]:
     """``evaluate_held_out``, and with ``cfg.keep_best`` the policy saved to ``best/`` when this
     evaluation is at least as good as every earlier one. The periodic evaluations and the one at the
     end of training (also at a ``max_train_minutes`` stop) all go through here: an end-of-training row
-    that is never saved would still outrank every later one after a resume."""
+    that is never saved would still outrank every later one after a resume. ``usage``: the training's
+    wall and CPU seconds before this evaluation (``TrainingCallback.usage``), written into its row."""
     earlier = read_evaluations(out) if cfg.keep_best and (out / "eval.jsonl").exists() else []
-    row = evaluate_held_out(model, cfg, venv, eval_venv, out)
+    row = evaluate_held_out(model, cfg, venv, eval_venv, out, usage)
     if cfg.keep_best and all(row["success_rate"] >= e["success_rate"] for e in earlier):
-        save_best(model, venv, cfg, out, row, train_seconds)
+        save_best(model, venv, cfg, out, row, usage)
     return row
 
 
@@ -471,10 +488,12 @@ def out_of_time(cfg: PolicyConfig, train_seconds: float) -> bool:
     return cfg.max_train_minutes is not None and train_seconds >= cfg.max_train_minutes * 60
 
 
-def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv, out: Path) -> dict[str, Any]:
+def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv, out: Path,
+                      usage: dict[str, float | None] | None = None) -> dict[str, Any]:
     """Episodes on the held-out seeds ``eval_seed + k`` with the mean action (the row's top level) and,
     with ``cfg.eval_stochastic``, the same seeds with sampled actions (``row["stochastic"]``: training's
-    success can come from the action noise alone); appended to ``eval.jsonl``."""
+    success can come from the action noise alone); appended to ``eval.jsonl`` with ``usage`` (the
+    training's wall and CPU seconds so far, ``train_seconds`` and ``cpu_seconds``)."""
     seeds = [cfg.eval_seed + k for k in range(cfg.eval_episodes)]
     rms = venv.obs_rms if isinstance(venv, VecNormalize) else None
     t0 = time.time()
@@ -483,6 +502,7 @@ def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv,
     if cfg.eval_stochastic:
         row["stochastic"] = summarize(run_episodes(model, eval_venv, seeds, False, rms))
     row["seconds"] = time.time() - t0
+    row.update(usage or {})
     with open(out / "eval.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
     return row
@@ -526,8 +546,8 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=CLIP_OBS)
     eval_venv = build_venv(cfg, 1, cfg.eval_seed, vec_env="dummy") if cfg.eval_episodes else None
     model = build_model(cfg, venv, tensorboard_log=str(out / "tb"))
-    done, spent = load_checkpoint(model, venv, out)
-    callback = TrainingCallback(cfg, out, venv, eval_venv, prior_seconds=spent)
+    done, spent, cpu_spent = load_checkpoint(model, venv, out)
+    callback = TrainingCallback(cfg, out, venv, eval_venv, prior_seconds=spent, prior_cpu_seconds=cpu_spent)
     try:
         learns = done < cfg.total_steps and not out_of_time(cfg, spent)
         if learns:
@@ -538,11 +558,12 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
                 if "invalid values" not in str(err):
                     raise
                 raise RuntimeError(invalid_action_distribution_message(model, err)) from err
-        spent = callback.train_seconds if learns else spent
-        save_checkpoint(model, venv, out, spent)
-        final = (evaluate_keeping_best(model, cfg, venv, eval_venv, out, spent) if eval_venv is not None
+        # a run resumed after it finished has spent nothing more on training
+        usage = callback.usage if learns else {"train_seconds": spent, "cpu_seconds": cpu_spent}
+        save_checkpoint(model, venv, out, **usage)
+        final = (evaluate_keeping_best(model, cfg, venv, eval_venv, out, usage) if eval_venv is not None
                  else {"timesteps": int(model.num_timesteps)})
-        save_policy(model, venv, cfg, out / "policy.pt", spent)
+        save_policy(model, venv, cfg, out / "policy.pt", **usage)
         if eval_venv is not None:
             plot_curves({out.name: out}, out / "curves.png")
     finally:

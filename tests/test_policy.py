@@ -3,6 +3,7 @@ held-out evaluation and its confidence interval."""
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -256,6 +257,9 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     assert (tmp_path / "again" / "table.md").read_text() == (paper / "table.md").read_text()
     wall = rows["state_fine"]["wall_minutes"]  # read back from train_wall.json: the copy has no tb/
     assert again["state_fine"]["wall_minutes"] == wall and wall["state_fine_s0"] > 0
+    cpu = rows["state_fine"]["cpu_hours"]  # from the copied eval.jsonl, as the table shows it
+    assert again["state_fine"]["cpu_hours"] == cpu and cpu["state_fine_s0"] > 0
+    assert f"({cpu['state_fine_s0']:.1f} CPU h)" in (paper / "table.md").read_text()
     training = tmp_path / "state_training_s0"  # killed mid-training: a checkpoint, no policy.pt yet
     shutil.copytree(runs[0], training)
     (training / "policy.pt").unlink()
@@ -324,9 +328,14 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
                  cfgs[r].env.peg_shape) for r in names if "lstm" not in r}
     default_rows = shared([r for r in rows if r not in touch])
     assert len(default_rows) == 1 and next(iter(default_rows))[0] == "ppo"
-    # the touch rows share their own budget (60-step episodes): 100k env steps, evaluated every 25k
-    touch_rows = shared(touch)
+    # the touch rows share their own budget (60-step episodes): 100k env steps, evaluated every 25k; a row
+    # named <row>_200k_touch is <row>_touch at twice that, and differs from it in nothing else
+    longer = [r for r in touch if r.endswith("_200k_touch")]
+    touch_rows = shared([r for r in touch if r not in longer])
     assert len(touch_rows) == 1 and next(iter(touch_rows))[2:5] == (100_000, 2, 25_000)
+    for r in longer:
+        assert cfgs[r].total_steps == 200_000
+        assert replace(cfgs[r], total_steps=100_000) == cfgs[r.replace("_200k_touch", "_touch")]
     # The memory remedy differs only in the policy's LSTM: PPO's settings, budget and evaluation otherwise.
     lstm, fused = cfgs["fused_lstm_occluder"], cfgs["fused_insertion"]
     assert lstm.algo.name == "recurrent_ppo" and lstm.obs == fused.obs and lstm.total_steps == fused.total_steps
@@ -366,9 +375,12 @@ def test_a_wall_clock_budget_stops_training_and_holds_across_resume(tmp_path):
     assert ckpt["train_seconds"] >= 0.12 and ckpt["num_timesteps"] == first["timesteps"]
     saved = torch.load(tmp_path / "policy.pt", weights_only=True)
     assert saved["num_timesteps"] == first["timesteps"] and saved["train_seconds"] == ckpt["train_seconds"]
+    assert ckpt["cpu_seconds"] > 0 and saved["cpu_seconds"] == ckpt["cpu_seconds"]  # this process and its workers
     assert train_policy(cfg)["timesteps"] == first["timesteps"]  # resumed with the budget spent: no more steps
     more = policy_cfg(tmp_path, "obs=state", "total_steps=100000", "max_train_minutes=0.01", *TINY_PPO)
     assert train_policy(more)["timesteps"] > first["timesteps"]  # a larger budget continues the run
+    # the CPU seconds carry on from the checkpoint's (this process alone has spent more than them since)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["cpu_seconds"] > ckpt["cpu_seconds"]
     with pytest.raises(ValueError, match="max_train_minutes"):
         app_config(compose("policy", ["obs=state", "max_train_minutes=0"]))
 

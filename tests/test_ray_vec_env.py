@@ -30,12 +30,14 @@ def _rollout(venv, steps=14):
 
 
 def test_ray_vec_env_rolls_out_exactly_as_the_dummy_vec_env(ray_local):
+    from mmrep.rl.cpu_time import worker_pids
     from mmrep.rl.ray_vec_env import RayVecEnv
 
     ray_env = RayVecEnv(_fns(2))
     try:
         assert ray_env.num_envs == 2 and ray_env.get_attr("spec")[0].id == "mmrep/PegInsertion-v0"
         assert ray_env.env_is_wrapped(type(make_rl_env(ENV, (), True)))[0] is True
+        assert worker_pids(ray_env) is None  # Ray's processes, not ours: their CPU time is not known here
         got = _rollout(ray_env)
     finally:
         ray_env.close()

@@ -80,6 +80,8 @@ class RayVecEnv(SubprocVecEnv):
         num_cpus: CPUs each actor reserves.
     """
 
+    remote_workers = True  # the envs step in Ray's processes, which may be on other machines (mmrep.rl.cpu_time)
+
     def __init__(self, env_fns: list[Callable[[], gym.Env]], address: str | None = None,
                  num_cpus: float = 1.0) -> None:
         ray, self._started_ray = init_ray(address)
