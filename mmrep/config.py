@@ -319,7 +319,9 @@ class ObsConfig:
     moving z (``mmrep.camera_memory``). ``command`` (latent kinds): z and the extras are followed by
     the controller's desired tip position minus the measured tip (3 values, m): the command the
     policy's earlier actions built up, which it does not sense otherwise
-    (``sim.wrappers.CommandObservation``)."""
+    (``sim.wrappers.CommandObservation``). ``camera_odometry`` (with ``camera_memory``): z is followed by
+    whether the camera experts are held and the tip's displacement (m) since the held view, so a policy
+    can tell how far it has moved since the camera went (``mmrep.camera_memory``)."""
 
     kind: str = "latent"
     encoder: str | None = None
@@ -332,6 +334,7 @@ class ObsConfig:
     proprio: int = 13  # latent_proprio: 13 (PROPRIO13, with the orientation quaternion) or 8 (PROPRIO8: no tilt)
     reject_flagged: bool = False  # leave out the experts the reliability thresholds flag; not with jit or onnx
     command: bool = False  # latent kinds: also observe the controller's command (sim.wrappers.CommandObservation)
+    camera_odometry: bool = False  # with camera_memory: also observe the held flag and the move since the held view
 
 
 @dataclass
@@ -381,6 +384,8 @@ class PolicyConfig:
         if self.obs.random_init and not self.obs.kind.startswith("latent"):
             raise ValueError(f"obs.random_init needs a latent kind (latent, latent_proprio), got "
                              f"obs.kind={self.obs.kind}")
+        if self.obs.camera_odometry and not self.obs.camera_memory:
+            raise ValueError("obs.camera_odometry is the camera memory's odometry: it needs obs.camera_memory=true")
         if self.obs.camera_memory and not self.obs.kind.startswith("latent"):
             raise ValueError(f"obs.camera_memory needs a latent kind (latent, latent_proprio), got "
                              f"obs.kind={self.obs.kind}")

@@ -96,7 +96,8 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
         fns = [partial(make_latent_policy_env, env, tuple(perturbations), seed + i, "rgb_array" if render else None,
                        str(cfg.obs.encoder), extra, cfg.obs.camera_memory,
                        cfg.seed if cfg.obs.random_init else None, jit=cfg.obs.jit, onnx=cfg.obs.onnx,
-                       proprio8=proprio8, reject_flagged=cfg.obs.reject_flagged, command=command)
+                       proprio8=proprio8, reject_flagged=cfg.obs.reject_flagged, command=command,
+                       camera_odometry=cfg.obs.camera_odometry)
                for i in range(n_envs)]
     else:
         fns = [partial(make_rl_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
@@ -115,7 +116,7 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
             encoder = random_like(encoder, seed=cfg.seed)
         venv = VecLatentObservation(venv, encoder, extra_keys=extra, device=resolve_device(cfg.device),
                                     camera_memory=cfg.obs.camera_memory, jit=cfg.obs.jit, onnx=cfg.obs.onnx,
-                                    reject_flagged=cfg.obs.reject_flagged)
+                                    reject_flagged=cfg.obs.reject_flagged, camera_odometry=cfg.obs.camera_odometry)
     return venv
 
 
@@ -606,6 +607,9 @@ def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, p
     if camera_memory is not None:
         if camera_memory and not cfg.obs.kind.startswith("latent"):
             raise ValueError(f"camera_memory needs a policy on a frozen latent; {path} observes {cfg.obs.kind!r}")
+        if not camera_memory and cfg.obs.camera_odometry:
+            raise ValueError(f"{path} observes the camera memory's odometry (obs.camera_odometry): it cannot be "
+                             "evaluated without camera memory")
         cfg = replace(cfg, obs=replace(cfg.obs, camera_memory=camera_memory))
     if reject_flagged is not None:
         if reject_flagged and not cfg.obs.kind.startswith("latent"):

@@ -132,6 +132,49 @@ def test_memory_is_per_slot_and_a_terminal_read_leaves_it(views):
         memory.encode(stack(clean), slots=[0, 1])
 
 
+def test_odometry_says_when_the_camera_is_held_and_how_far_the_tip_moved_since(views):
+    enc, clean, occluded = views
+    memory = CameraMemory(enc, odometry=True)
+    tip = lambda *xyz: np.array(xyz, np.float64)[None]  # noqa: E731
+    memory.encode(stack(clean), tip=tip(0.10, 0.20, 0.30))
+    np.testing.assert_array_equal(memory.last_odometry, [[0, 0, 0, 0]])  # clean: nothing held
+    z = memory.encode(stack(occluded), tip=tip(0.13, 0.16, 0.30))
+    np.testing.assert_allclose(memory.last_odometry, [[1, 0.03, -0.04, 0.0]], atol=1e-7)
+    expected = enc.encode(stack({**occluded, "rgb": clean["rgb"], "depth": clean["depth"]}))
+    torch.testing.assert_close(z, expected, rtol=1e-5, atol=1e-6)  # the held z is as without odometry
+    memory.encode(stack(clean), tip=tip(0.50, 0.50, 0.50))  # a new clean view moves the anchor
+    memory.encode(stack(occluded), tip=tip(0.51, 0.50, 0.48))
+    np.testing.assert_allclose(memory.last_odometry, [[1, 0.01, 0.0, -0.02]], atol=1e-7)
+    memory.encode(stack(clean), slots=[0], update=False, tip=tip(0.0, 0.0, 0.0))  # a terminal read: no anchor
+    memory.encode(stack(occluded), tip=tip(0.52, 0.50, 0.50))
+    np.testing.assert_allclose(memory.last_odometry, [[1, 0.02, 0.0, 0.0]], atol=1e-7)
+    memory.reset([0])
+    memory.encode(stack(occluded), tip=tip(0.0, 0.0, 0.0))  # a new episode that starts occluded: nothing held
+    np.testing.assert_array_equal(memory.last_odometry, [[0, 0, 0, 0]])
+    with pytest.raises(ValueError, match="tip positions"):
+        memory.encode(stack(clean))
+
+
+def test_the_latent_with_odometry_puts_it_after_z_and_refuses_without_memory(views, tmp_path):
+    enc, clean, occluded = views
+    path = tmp_path / "encoder.pt"
+    export_encoder(enc, path, enc.reliability)
+    env = LatentObservation(make(), path, extra_keys=("proprio",), camera_memory=True, camera_odometry=True)
+    try:
+        assert env.observation_space.shape == (16 + 4 + 13,)
+        codec = env.codec
+        out = codec.encode(stack(clean))
+        np.testing.assert_array_equal(out[0, 16:20], 0.0)
+        moved = {**occluded, "proprio": occluded["proprio"] + np.float32(0.01)}
+        out = codec.encode(stack(moved))
+        np.testing.assert_allclose(out[0, 16:20], [1, 0.01, 0.01, 0.01], atol=1e-6)
+        np.testing.assert_array_equal(out[0, 20:], moved["proprio"])  # the extra keys follow
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="camera_memory=True"):
+        LatentObservation(make(), path, camera_odometry=True)
+
+
 def test_camera_memory_refuses_encoders_it_cannot_read(views):
     enc, *_ = views
     with pytest.raises(ValueError, match="product of experts"):

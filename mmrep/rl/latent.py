@@ -10,7 +10,9 @@ The observation becomes a ``Box`` (D,) float32, D = z_dim + the sizes of ``extra
 ``[z, obs[extra_keys[0]].ravel(), ...]``; z is the posterior mean (``Encoder.encode``), unbounded.
 With ``camera_memory=True`` (``LatentObservation`` and the SB3 wrapper) z fuses the camera experts of
 the last step the camera looked clean while it looks corrupted (``mmrep.camera_memory``), reset at
-each episode's start.
+each episode's start; with ``camera_odometry=True`` as well, z is followed by the memory's odometry
+(4 values: whether the camera experts are held, and the tip's displacement in m since the held view),
+before the extra keys: ``[z, odometry, obs[extra_keys[0]].ravel(), ...]``.
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ class LatentCodec:
     ``reject_flagged``: leave out of each step's product the experts the encoder's reliability thresholds
     flag (``Encoder.encode(reject=True)``; with camera memory the camera's are held instead, or used as
     they are while nothing is held, the other senses' left out: ``CameraMemory(reject=True)``); torch's
-    encoder, not with jit or onnx.
+    encoder, not with jit or onnx; ``camera_odometry`` (with camera memory, an env observing
+    ``proprio``): z is followed by the memory's odometry (``CameraMemory(odometry=True)``).
     """
 
     def __init__(self, encoder: Encoder | str | Path, obs_space: spaces.Dict, extra_keys: Sequence[str] = (),
                  device: str = "cpu", camera_memory: bool = False, jit: bool = False, onnx: bool = False,
-                 reject_flagged: bool = False) -> None:
+                 reject_flagged: bool = False, camera_odometry: bool = False) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         enc = load_encoder(encoder, device) if isinstance(encoder, (str, Path)) else encoder.to(device)
@@ -66,11 +69,19 @@ class LatentCodec:
         unknown = [k for k in extra_keys if k not in obs_space.spaces]
         if unknown:
             raise ValueError(f"extra_keys {unknown} are not observation keys ({sorted(obs_space.spaces)})")
+        if camera_odometry and not camera_memory:
+            raise ValueError("camera_odometry is the camera memory's: it needs camera_memory=True")
+        if camera_odometry and "proprio" not in obs_space.spaces:
+            raise ValueError(f"camera_odometry reads the tip position from 'proprio', which the env does not "
+                             f"observe (keys {sorted(obs_space.spaces)})")
         self.extra_keys = tuple(extra_keys)
         self.extra_sizes = [int(np.prod(obs_space[k].shape)) for k in self.extra_keys]
-        self.dim = self.encoder.z_dim + sum(self.extra_sizes)
+        self.odometry = camera_odometry
+        self.dim = (self.encoder.z_dim + (CameraMemory.ODOMETRY_DIM if camera_odometry else 0)
+                    + sum(self.extra_sizes))
         self.space = spaces.Box(-np.inf, np.inf, (self.dim,), np.float32)
-        self.memory = CameraMemory(self.encoder, reject=reject_flagged) if camera_memory else None
+        self.memory = (CameraMemory(self.encoder, reject=reject_flagged, odometry=camera_odometry)
+                       if camera_memory else None)
         self.reject = reject_flagged
         if reject_flagged:
             if jit or onnx:
@@ -100,14 +111,16 @@ class LatentCodec:
         leaves the memory as it is (a terminal observation)."""
         inputs = {m: obs[m] for m in self.encoder.cfg.modalities}
         if self.memory is not None:
-            z = self.memory.encode(inputs, slots, update=update_memory).float().cpu().numpy()
+            tip = np.asarray(obs["proprio"])[:, :3] if self.odometry else None  # PROPRIO13: x, y, z first (m)
+            z = self.memory.encode(inputs, slots, update=update_memory, tip=tip).float().cpu().numpy()
         elif self.onnx is not None:
             z = self.onnx(inputs)
         elif self.frozen is not None:
             z = self.frozen(inputs).float().cpu().numpy()
         else:
             z = self.encoder.encode(inputs, reject=self.reject, transfer=self.transfer).float().cpu().numpy()
-        parts = [z] + [np.asarray(obs[k], dtype=np.float32).reshape(z.shape[0], -1) for k in self.extra_keys]
+        parts = ([z] + ([self.memory.last_odometry] if self.odometry else [])
+                 + [np.asarray(obs[k], dtype=np.float32).reshape(z.shape[0], -1) for k in self.extra_keys])
         out = np.concatenate(parts, axis=1) if len(parts) > 1 else z
         if not np.isfinite(out).all():  # cheap on (B, D); a NaN met later is PPO's unnamed "invalid values"
             raise ValueError(non_finite_message(obs, z, self.encoder.cfg.modalities, self.extra_keys))
@@ -209,14 +222,14 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
 
     def __init__(self, env: gym.Env, encoder: Encoder | str | Path, extra_keys: Sequence[str] = (),
                  device: str = "cpu", camera_memory: bool = False, jit: bool = False, onnx: bool = False,
-                 reject_flagged: bool = False) -> None:
+                 reject_flagged: bool = False, camera_odometry: bool = False) -> None:
         # recorded so that gym.make can rebuild the wrapped env from its spec (env checkers do)
         gym.utils.RecordConstructorArgs.__init__(self, encoder=encoder, extra_keys=tuple(extra_keys), device=device,
                                                  camera_memory=camera_memory, jit=jit, onnx=onnx,
-                                                 reject_flagged=reject_flagged)
+                                                 reject_flagged=reject_flagged, camera_odometry=camera_odometry)
         gym.ObservationWrapper.__init__(self, env)
         self.codec = LatentCodec(encoder, env.observation_space, extra_keys, device, camera_memory, jit, onnx,
-                                 reject_flagged)
+                                 reject_flagged, camera_odometry)
         self.observation_space = self.codec.space
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -42,14 +42,15 @@ class VecLatentObservation(VecEnvWrapper):
     """An SB3 vectorised env whose observations are the frozen encoder's latents (B, D), encoded in
     one batch per step; ``infos[i]["terminal_observation"]`` (the last observation of an episode that
     ended, used for bootstrapping) is encoded too. D, ``extra_keys`` and ``device``: as
-    ``mmrep.rl.latent.LatentCodec`` (and ``jit``, ``onnx``, ``reject_flagged``); with ``camera_memory`` a
-    sub-environment's memory is reset when its episode ends (SB3 vec envs reset it in the same step)."""
+    ``mmrep.rl.latent.LatentCodec`` (and ``jit``, ``onnx``, ``reject_flagged``, ``camera_odometry``); with
+    ``camera_memory`` a sub-environment's memory is reset when its episode ends (SB3 vec envs reset it in
+    the same step)."""
 
     def __init__(self, venv: VecEnv, encoder: Encoder | str | Path, extra_keys: Sequence[str] = (),
                  device: str = "cpu", camera_memory: bool = False, jit: bool = False, onnx: bool = False,
-                 reject_flagged: bool = False) -> None:
+                 reject_flagged: bool = False, camera_odometry: bool = False) -> None:
         self.codec = LatentCodec(encoder, venv.observation_space, extra_keys, device, camera_memory, jit, onnx,
-                                 reject_flagged)
+                                 reject_flagged, camera_odometry)
         super().__init__(venv, observation_space=self.codec.space)
 
     def reset(self) -> np.ndarray:
