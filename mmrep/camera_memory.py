@@ -16,11 +16,12 @@ or dead F/T sensor then stops moving z, and the camera (or its memory) and propr
 
 With ``odometry=True`` the memory also says how far the arm has moved since: a held camera expert
 reads the peg and the hole where they were at the last clean view, and a policy that goes on acting on
-it cannot tell how much of that offset it has already covered (measured on the camera-error setting:
-the failures under the occluder at first contact travel 90-200 mm sideways after it appears, from 4-17
-mm off the hole). ``last_odometry`` then holds, per sample of the last ``encode``, whether the camera
-experts were held and the tip's displacement (m, world frame) since the held view: dead reckoning from
-proprioception, the "correct" of "Detect, Reject, Correct" done with the sense that stays live.
+it cannot tell how much of that offset it has already covered (measured on the camera-error setting,
+``benchmarks/occluder_paths.py``: with memory, 8 of 10 failures under the occluder at first contact
+travel 90-200 mm sideways after it appears 4-17 mm from the hole). ``last_odometry`` then holds, per
+sample of the last ``encode``, whether the camera experts were held and the tip's displacement (m,
+world frame) since the held view: dead reckoning from proprioception, the "correct" of "Detect, Reject,
+Correct" done with the sense that stays live.
 
 Memory is per slot (one slot per sub-environment of a batch): ``reset(slots)`` at each episode's start.
 """
