@@ -331,14 +331,17 @@ def touch_targets(rows: dict[str, dict], shape: str = "square", fused_row: str =
 
 
 TOUCH_PAIRS = [("fused_touch", "no_haptics_touch"), ("fused_smooth_touch", "no_haptics_smooth_touch"),
-               ("fused_camera_error_touch", "no_haptics_camera_error_touch")]  # touch_targets
+               ("fused_camera_error_touch", "no_haptics_camera_error_touch"),
+               ("fused_memory_odometry_camera_error_touch", "no_haptics_memory_odometry_camera_error_touch")]
 
 ROBUSTNESS_ROWS = {"default setting": ("fused_insertion", "no_haptics", "no_vision"),
                    "touch setting": ("fused_touch", "no_haptics_touch", "no_vision_touch"),
                    "touch setting, action-change cost, separate lateral bound": ("fused_smooth_touch",
                                                                                   "no_haptics_smooth_touch"),
                    "the same with a 24 mm camera calibration error": ("fused_camera_error_touch",
-                                                                      "no_haptics_camera_error_touch")}
+                                                                      "no_haptics_camera_error_touch"),
+                   "the same, camera memory and odometry, the occluder in training": (
+                       "fused_memory_odometry_camera_error_touch", "no_haptics_memory_odometry_camera_error_touch")}
 ROBUSTNESS_SETTINGS = ["clean", "occluder_after_contact", "occluder", "pushes", "ft_noise", "ft_bias", "ft_dead"]
 
 
