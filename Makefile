@@ -317,6 +317,24 @@ $(foreach e,$(SMOOTH_CAMERA_ERRORS),runs/paper/$(1)_s$(2)/eval_camera_error_$(e)
 endef
 $(foreach r,fused_smooth_touch no_haptics_smooth_touch,$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_SMOOTH_CHECKS,$(r),$(s)))))
 
+# The odometry rows' extra evaluations (docs/results/touch_task.md): the fused odometry row under the
+# static occluder (eval_static/) and with its flagged experts left out under the F/T faults (eval_drc/);
+# the detect-reject-hold odometry row with sampled actions (eval_sampled/). About 4-14 min a seed.
+ODOMETRY_ROW = fused_memory_odometry_camera_error_touch
+define PAPER_ODOMETRY_CHECKS
+runs/paper/$(ODOMETRY_ROW)_s$(1)/eval_static/results.json: runs/paper/$(ODOMETRY_ROW)_s$(1)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(ODOMETRY_ROW)_s$(1) out=runs/paper/$(ODOMETRY_ROW)_s$(1)/eval_static \
+		episodes=100 progress=false "modes=[deterministic]" "settings=[occluder]"
+runs/paper/$(ODOMETRY_ROW)_s$(1)/eval_drc/results.json: runs/paper/$(ODOMETRY_ROW)_s$(1)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(ODOMETRY_ROW)_s$(1) out=runs/paper/$(ODOMETRY_ROW)_s$(1)/eval_drc \
+		reject_flagged=true episodes=100 progress=false "modes=[deterministic]" "settings=[ft_bias,ft_dead]"
+runs/paper/fused_drc_odometry_smooth_touch_s$(1)/eval_sampled/results.json: runs/paper/fused_drc_odometry_smooth_touch_s$(1)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/fused_drc_odometry_smooth_touch_s$(1) \
+		out=runs/paper/fused_drc_odometry_smooth_touch_s$(1)/eval_sampled episodes=100 progress=false "modes=[stochastic]" \
+		"settings=[clean,occluder_after_contact,ft_bias,ft_dead,ft_noise,pushes]"
+endef
+$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_ODOMETRY_CHECKS,$(s))))
+
 # Shape transfer (item 5): the square fused_insertion policies on the other pegs without retraining
 # (eval_transfer/, 100 seeds a shape, about 16 min a seed), and a new policy per shape on the same
 # frozen representation (rows fused_insertion_<shape>, seed 0, one training each).
@@ -351,7 +369,11 @@ paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s
 		$(foreach r,$(filter $(MEMORY_CHECK_ROWS),$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval_memory/results.json)) \
 		$(foreach r,$(filter fused_smooth_touch no_haptics_smooth_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),\
 			runs/paper/$(r)_s$(s)/eval_clearance/results.json \
-			$(foreach e,$(SMOOTH_CAMERA_ERRORS),runs/paper/$(r)_s$(s)/eval_camera_error_$(e)mm/results.json)))
+			$(foreach e,$(SMOOTH_CAMERA_ERRORS),runs/paper/$(r)_s$(s)/eval_camera_error_$(e)mm/results.json))) \
+		$(if $(filter $(ODOMETRY_ROW),$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),\
+			runs/paper/$(ODOMETRY_ROW)_s$(s)/eval_static/results.json runs/paper/$(ODOMETRY_ROW)_s$(s)/eval_drc/results.json)) \
+		$(if $(filter fused_drc_odometry_smooth_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),\
+			runs/paper/fused_drc_odometry_smooth_touch_s$(s)/eval_sampled/results.json))
 	$(PY) benchmarks/paper_summary.py runs/paper --out $(PAPER_OUT) $(PAPER_SUMMARY_ARGS)
 
 lint: venv
