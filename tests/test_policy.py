@@ -280,6 +280,20 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     assert status[-1].startswith("no run yet: ")  # configs/paper rows with no run
     missing = status[-1].removeprefix("no run yet: ").split(", ")
     assert {"fused_concat", "fused_insertion", "fused_touch"} <= set(missing) and "state_fine" not in missing
+    efficiency = tmp_path / "efficiency"  # env steps and minutes to a periodic success, two groups of runs
+    printed = subprocess.run([sys.executable, str(root / "benchmarks" / "sample_efficiency.py"), "--before", runs[0],
+                              "--after", runs[1], "--threshold", "0", "--out", str(efficiency)],
+                             check=True, capture_output=True, text=True).stdout
+    result = json.loads((efficiency / "summary.json").read_text())
+    first = result["runs"]["before"][0]
+    assert first["reached"] and first["steps_to_threshold"] == first["curve"][0]["timesteps"] > 0
+    assert first["minutes_to_threshold"] > 0 and first["held_out_final"]["episodes"] == 2
+    assert result["ratios"]["steps_after_over_before"] == 1.0 and "1/1 runs reach 0%" in printed
+    assert (efficiency / "curves.png").stat().st_size > 5_000
+    never = subprocess.run([sys.executable, str(root / "benchmarks" / "sample_efficiency.py"), "--before", runs[0],
+                            "--after", runs[1], "--threshold", "1.01", "--out", str(efficiency)],
+                           check=True, capture_output=True, text=True).stdout
+    assert "0/1 runs reach" in never  # a run that never gets there counts its last evaluation
 
 
 def test_random_init_encoder_keeps_the_architecture_and_statistics_not_the_weights(tmp_path):

@@ -1,0 +1,154 @@
+"""Sample efficiency of two groups of policy runs: env steps and wall-clock until the periodic held-out
+success first reaches a threshold, the learning curves side by side, and the held-out confirmation.
+
+Each run is a ``mmrep policy train`` folder with its ``eval.jsonl`` (periodic evaluations on seeds
+``eval_seed + k``, mean action) and, where evaluated, ``eval/results.json`` (``mmrep policy eval``,
+100 held-out seeds from 2,000,000, disjoint from the periodic ones): the confirmation reads its clean,
+deterministic row. E.g. the fused row's PPO against the same row under SAC:
+
+    python benchmarks/sample_efficiency.py \
+        --before benchmarks/results/paper/runs/fused_insertion_s{0,1,2} \
+        --after benchmarks/results/sample_efficiency/runs/sac_s{0,1,2} \
+        --out benchmarks/results/sample_efficiency
+
+Writes ``summary.json`` (per run: the curve, the first step at the threshold, the training wall minutes
+there with the periodic evaluations' own time taken out, the final policy's held-out success; per
+group: medians and the pooled held-out success; the ratios after/before) and ``curves.png`` (success against
+env steps and against wall minutes). A run that never reaches the threshold counts as its budget's
+end, marked ``reached: false`` (so a median over such runs is a lower bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from mmrep.policy import wilson_interval
+from mmrep.policy_curves import read_evaluations, save_figure
+
+
+def learning_minutes(rows: list[dict[str, Any]], index: int) -> float | None:
+    """Training wall minutes before periodic evaluation ``index``, the earlier evaluations' own time
+    taken out (they are measurement, not learning). None for runs written before ``eval.jsonl`` carried
+    ``train_seconds``."""
+    row = rows[index]
+    if row.get("train_seconds") is None:
+        return None
+    evaluating = sum(r.get("seconds") or 0.0 for r in rows[:index])
+    return (row["train_seconds"] - evaluating) / 60
+
+
+def held_out_final(run: Path) -> dict[str, Any] | None:
+    """The final policy's clean, deterministic row of ``run/eval/results.json`` (held-out seeds):
+    successes, episodes, rate; None where the run has not been evaluated. For a run whose budget ends
+    where its curve reaches the threshold, this is the confirmation of that point."""
+    path = run / "eval" / "results.json"
+    if not path.exists():
+        return None
+    for r in json.loads(path.read_text())["results"]:
+        if r["setting"] == "clean" and r["mode"] == "deterministic":
+            wins = sum(e["success"] for e in r["episode_results"])
+            return {"successes": wins, "episodes": len(r["episode_results"]), "rate": r["success_rate"]}
+    return None
+
+
+def run_summary(run: Path, threshold: float) -> dict[str, Any]:
+    """One run's curve, its first step at ``threshold`` and its final policy's held-out success."""
+    rows = read_evaluations(run)
+    config = json.loads((run / "config.json").read_text())
+    first = next((i for i, r in enumerate(rows) if r["success_rate"] >= threshold), None)
+    at = rows[first] if first is not None else rows[-1]
+    return {
+        "run": str(run), "algo": config["algo"]["name"], "algo_params": config["algo"]["params"],
+        "total_steps": config["total_steps"], "periodic_episodes": rows[0].get("episodes"),
+        "curve": [{"timesteps": r["timesteps"], "success_rate": r["success_rate"], "episodes": r.get("episodes"),
+                   "learning_minutes": learning_minutes(rows, i)} for i, r in enumerate(rows)],
+        "reached": first is not None,
+        "steps_to_threshold": int(at["timesteps"]),
+        "minutes_to_threshold": learning_minutes(rows, first if first is not None else len(rows) - 1),
+        "final_periodic": rows[-1]["success_rate"],
+        "cpu_hours": (rows[-1]["cpu_seconds"] / 3600) if rows[-1].get("cpu_seconds") else None,
+        "held_out_final": held_out_final(run),
+    }
+
+
+def group_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over a group's runs and the final policies' pooled held-out success (Wilson 95% interval)."""
+    minutes = [r["minutes_to_threshold"] for r in runs if r["minutes_to_threshold"] is not None]
+    done = [r["held_out_final"] for r in runs if r["held_out_final"]]
+    wins, n = sum(c["successes"] for c in done), sum(c["episodes"] for c in done)
+    return {
+        "runs": len(runs), "reached": sum(r["reached"] for r in runs),
+        "median_steps_to_threshold": statistics.median(r["steps_to_threshold"] for r in runs),
+        "median_minutes_to_threshold": statistics.median(minutes) if len(minutes) == len(runs) else None,
+        "held_out_pooled": wins / n if n else None,
+        "held_out_ci95": wilson_interval(wins, n) if n else None,
+        "held_out_per_run": [c["rate"] for c in done],
+    }
+
+
+def plot(groups: dict[str, list[dict[str, Any]]], threshold: float, out: Path) -> Path:
+    """Success against env steps (left) and against training wall minutes (right), one line per run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for colour, (label, runs) in zip(("C0", "C1"), groups.items()):
+        for i, run in enumerate(runs):
+            steps = [p["timesteps"] / 1000 for p in run["curve"]]
+            rates = [p["success_rate"] for p in run["curve"]]
+            name = f"{label}: {Path(run['run']).name} ({run['periodic_episodes']} periodic seeds)"
+            axes[0].plot(steps, rates, "-o", ms=3, color=colour, alpha=0.5 + 0.2 * i, label=name)
+            minutes = [p["learning_minutes"] for p in run["curve"]]
+            if all(m is not None for m in minutes):
+                axes[1].plot(minutes, rates, "-o", ms=3, color=colour, alpha=0.5 + 0.2 * i, label=name)
+    for ax, xlabel in zip(axes, ("env steps (thousands)", "training wall minutes (periodic evaluations excluded)")):
+        ax.axhline(threshold, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("periodic held-out success, mean action")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        if ax.get_lines():
+            ax.legend(fontsize=6, loc="lower right")
+    return save_figure(fig, out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", nargs="+", type=Path, required=True, help="run folders of the baseline")
+    ap.add_argument("--after", nargs="+", type=Path, required=True, help="run folders of the candidate")
+    ap.add_argument("--threshold", type=float, default=0.9, help="periodic success to reach (default 0.9)")
+    ap.add_argument("--out", type=Path, required=True, help="folder for summary.json and curves.png")
+    ap.add_argument("--command", default=None, help="the commands that made the runs, kept in the JSON")
+    args = ap.parse_args()
+    for run in args.before + args.after:
+        if not (run / "eval.jsonl").exists():
+            raise SystemExit(f"{run}: no eval.jsonl (a `mmrep policy train` run with eval_episodes > 0?)")
+    groups = {"before": [run_summary(r, args.threshold) for r in args.before],
+              "after": [run_summary(r, args.threshold) for r in args.after]}
+    summary = {name: group_summary(runs) for name, runs in groups.items()}
+    b, a = summary["before"], summary["after"]
+    ratios = {"steps_after_over_before": a["median_steps_to_threshold"] / b["median_steps_to_threshold"]}
+    if a["median_minutes_to_threshold"] and b["median_minutes_to_threshold"]:
+        ratios["minutes_after_over_before"] = a["median_minutes_to_threshold"] / b["median_minutes_to_threshold"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"threshold": args.threshold, "groups": summary, "ratios": ratios, "runs": groups,
+              "command": args.command}
+    (args.out / "summary.json").write_text(json.dumps(result, indent=2))
+    plot(groups, args.threshold, args.out / "curves.png")
+    for name, g in summary.items():
+        conf = "" if g["held_out_pooled"] is None else (
+            f"; held-out clean {g['held_out_pooled']:.2f} ({g['held_out_ci95'][0]:.2f}-{g['held_out_ci95'][1]:.2f})")
+        minutes = "" if g["median_minutes_to_threshold"] is None else f", {g['median_minutes_to_threshold']:.1f} min"
+        print(f"{name}: {g['reached']}/{g['runs']} runs reach {args.threshold:.0%}; median "
+              f"{g['median_steps_to_threshold']:,} env steps{minutes}{conf}")
+    print("ratios:", {k: round(v, 3) for k, v in ratios.items()})
+    print(f"wrote {args.out / 'summary.json'} and {args.out / 'curves.png'}")
+
+
+if __name__ == "__main__":
+    main()
