@@ -360,6 +360,12 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     memory = cfgs["fused_memory_occluder"]
     assert memory.obs.camera_memory and not fused.obs.camera_memory
     assert memory.obs.encoder == fused.obs.encoder and memory.env.occluder == lstm.env.occluder
+    # The default setting's fault remedies: fused_insertion's representation, faults and the occluder in
+    # training; detect-reject-hold adds the flagged experts left out and the camera held
+    faults, drc = cfgs["fused_faults_insertion"], cfgs["fused_drc_insertion"]
+    assert faults.obs.encoder == drc.obs.encoder == fused.obs.encoder and faults.perturbations == drc.perturbations
+    assert len(faults.perturbations) == 3 and faults.env.occluder.mode == "after_contact" and not fused.perturbations
+    assert drc.obs.reject_flagged and drc.obs.camera_memory and not faults.obs.reject_flagged
     assert cfgs["state"].obs.kind == "state" and cfgs["pixels"].obs.kind == "pixels"
     assert cfgs["random_init"].obs.random_init and not cfgs["fused_poe"].obs.random_init
     for r in ("fused_poe", "fused_concat", "no_haptics", "no_vision", "random_init"):
