@@ -133,6 +133,8 @@ def main() -> None:
     summary = {name: group_summary(runs) for name, runs in groups.items()}
     b, a = summary["before"], summary["after"]
     ratios = {"steps_after_over_before": a["median_steps_to_threshold"] / b["median_steps_to_threshold"]}
+    # a run that never reached the threshold counts its last evaluation: the ratio is then a bound
+    ratios["every_run_reached"] = a["reached"] == a["runs"] and b["reached"] == b["runs"]
     if a["median_minutes_to_threshold"] and b["median_minutes_to_threshold"]:
         ratios["minutes_after_over_before"] = a["median_minutes_to_threshold"] / b["median_minutes_to_threshold"]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +148,7 @@ def main() -> None:
         minutes = "" if g["median_minutes_to_threshold"] is None else f", {g['median_minutes_to_threshold']:.1f} min"
         print(f"{name}: {g['reached']}/{g['runs']} runs reach {args.threshold:.0%}; median "
               f"{g['median_steps_to_threshold']:,} env steps{minutes}{conf}")
-    print("ratios:", {k: round(v, 3) for k, v in ratios.items()})
+    print("ratios:", {k: round(v, 3) if isinstance(v, float) else v for k, v in ratios.items()})
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'curves.png'}")
 
 
