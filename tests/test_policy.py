@@ -366,6 +366,10 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     assert faults.obs.encoder == drc.obs.encoder == fused.obs.encoder and faults.perturbations == drc.perturbations
     assert len(faults.perturbations) == 3 and faults.env.occluder.mode == "after_contact" and not fused.perturbations
     assert drc.obs.reject_flagged and drc.obs.camera_memory and not faults.obs.reject_flagged
+    # ... and its odometry variant: one change, the displacement since the held view
+    odometry = cfgs["fused_drc_odometry_insertion"]
+    assert odometry.obs.camera_odometry and not drc.obs.camera_odometry
+    assert replace(odometry, obs=replace(odometry.obs, camera_odometry=False)) == drc
     assert cfgs["state"].obs.kind == "state" and cfgs["pixels"].obs.kind == "pixels"
     assert cfgs["random_init"].obs.random_init and not cfgs["fused_poe"].obs.random_init
     for r in ("fused_poe", "fused_concat", "no_haptics", "no_vision", "random_init"):
