@@ -32,6 +32,8 @@ QUICK=${QUICK:-0}
 POLICY_WORKERS=${POLICY_WORKERS:-8}
 POLICY_STEPS=${POLICY_STEPS:-8192}   # env steps of the short PPO run
 DEVICE=${DEVICE:-cuda}               # cpu: a dry run of step 5 on a machine without a GPU
+POLICY_TIMEOUT=${POLICY_TIMEOUT:-200}  # seconds for each of step 5's two commands
+BEFORE_POLICY=${BEFORE_POLICY:-}     # a command run before step 5 (a bare machine: wait for its PyBullet build)
 
 if [ "$QUICK" = 1 ]; then
   timeout 120 $PY benchmarks/train_throughput.py --data "$DATA" --batches $BATCHES --workers 4 --out "$OUT/train_throughput_w4.json"
@@ -60,10 +62,11 @@ timeout 180 $R >> /tmp/gpu_resume.log 2>&1 || { echo "resume failed"; tail -20 /
 fi
 
 # 5. the policy loop on the device
-timeout 200 $PY benchmarks/policy_throughput.py --workers 2 $POLICY_WORKERS --encode-in main workers --device $DEVICE \
+[ -n "$BEFORE_POLICY" ] && eval "$BEFORE_POLICY"
+timeout $POLICY_TIMEOUT $PY benchmarks/policy_throughput.py --workers 2 $POLICY_WORKERS --encode-in main workers --device $DEVICE \
   --steps 2048 --cpu-steps 20 --out "$OUT/policy_throughput_cuda.json" || echo "policy throughput failed"
 rm -rf /tmp/gpu_policy
-timeout 200 $PY -m mmrep.cli policy train +paper=fused_insertion device=$DEVICE n_envs=$POLICY_WORKERS total_steps=$POLICY_STEPS \
+timeout $POLICY_TIMEOUT $PY -m mmrep.cli policy train +paper=fused_insertion device=$DEVICE n_envs=$POLICY_WORKERS total_steps=$POLICY_STEPS \
   eval_episodes=4 eval_every_steps=$POLICY_STEPS ckpt_every_steps=$POLICY_STEPS progress=false out=/tmp/gpu_policy \
   > /tmp/gpu_policy.log 2>&1 || { echo "policy run failed"; tail -20 /tmp/gpu_policy.log; }
 
