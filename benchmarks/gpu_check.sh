@@ -28,6 +28,8 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/machine.txt"
 $PY -c "import os, torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0), 'cpus', os.cpu_count())" | tee -a "$OUT/machine.txt"
 
+# a rerun on the same machine starts clean: the trainer refuses an out= folder written with another configuration
+rm -rf /tmp/gpu_b64 /tmp/gpu_b256 /tmp/gpu_ddp /tmp/gpu_resume /tmp/gpu_policy
 QUICK=${QUICK:-0}
 POLICY_WORKERS=${POLICY_WORKERS:-8}
 POLICY_STEPS=${POLICY_STEPS:-8192}   # env steps of the short PPO run
