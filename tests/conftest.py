@@ -1,13 +1,25 @@
+import importlib.util
 import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
 
 import sim  # noqa: F401  (registers the env ids)
 from sim.collect import CollectConfig, collect
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module (the benchmarks folder is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def collect_small(out, episodes: int, max_steps: int):

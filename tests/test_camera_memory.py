@@ -1,14 +1,13 @@
 """Two-sided reliability flags and the camera memory: while the camera looks corrupted, z fuses the
 camera experts of the last step it looked clean."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import load_benchmark
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from mmrep.camera_memory import CameraMemory
@@ -230,11 +229,7 @@ def test_wrappers_reset_the_memory_when_an_episode_starts(views, tmp_path):
 
 
 def paper_summary():
-    spec = importlib.util.spec_from_file_location(
-        "paper_summary", Path(__file__).resolve().parents[1] / "benchmarks" / "paper_summary.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("paper_summary")
 
 
 def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):

@@ -1,19 +1,10 @@
 """benchmarks/failure_ends.py: failed episodes sorted by where they ended, from an evaluation's results.json."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("failure_ends", ROOT / "benchmarks" / "failure_ends.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_benchmark
 
 
 def _episode(success: bool, steps: int, depth: float, offset: float, force: float = 30.0) -> dict:
@@ -28,7 +19,7 @@ def _write(run: Path, folder: str, setting: str, mode: str, episodes: list[dict]
 
 
 def test_failures_are_sorted_by_where_they_ended_and_pooled_over_runs(tmp_path):
-    fe = _module()
+    fe = load_benchmark("failure_ends")
     a, b = tmp_path / "s0", tmp_path / "s1"
     _write(a, "eval", "clean", "deterministic", [
         _episode(True, 40, 30.0, 0.5),
@@ -53,6 +44,6 @@ def test_failures_are_sorted_by_where_they_ended_and_pooled_over_runs(tmp_path):
 
 
 def test_a_run_without_evaluations_names_it(tmp_path):
-    fe = _module()
+    fe = load_benchmark("failure_ends")
     with pytest.raises(SystemExit, match="s9.*eval/results.json"):
         fe.summarise([tmp_path / "s9"], None, 1.0, 200, 5.0)

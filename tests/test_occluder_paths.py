@@ -1,10 +1,10 @@
 """``benchmarks/occluder_paths.py``: the tip's path after the occluder appears, per held-out episode."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 from mmrep.config import app_config, compose
 from mmrep.encoder import export_encoder
@@ -16,10 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def occluder_paths():
-    spec = importlib.util.spec_from_file_location("occluder_paths", ROOT / "benchmarks" / "occluder_paths.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("occluder_paths")
 
 
 def test_the_path_after_the_occluder_is_measured_from_the_step_it_appears(tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_benchmark
 
 from mmrep.cli import main
 from mmrep.config import app_config, compose, group_options
@@ -441,15 +442,9 @@ def test_killed_evaluation_resumes_keeping_finished_rows_and_replays_sampled_act
 
 
 def test_paper_targets_compare_pooled_cells_and_say_what_has_not_run():
-    import importlib.util
-    from pathlib import Path
-
     from mmrep.policy import wilson_interval
 
-    spec = importlib.util.spec_from_file_location(
-        "paper_summary", Path(__file__).resolve().parents[1] / "benchmarks" / "paper_summary.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("paper_summary")
 
     def row(**rates):  # setting -> successes of 100, both modes alike
         return {"cells": {f"{s}/square/{m}": {"pooled": k / 100, "pooled_ci95": wilson_interval(k, 100)}
@@ -477,14 +472,9 @@ def test_paper_targets_compare_pooled_cells_and_say_what_has_not_run():
 
 
 def test_touch_setting_targets_and_the_robustness_figure(tmp_path):
-    import importlib.util
-
     from mmrep.policy import wilson_interval
 
-    spec = importlib.util.spec_from_file_location(
-        "paper_summary", Path(__file__).resolve().parents[1] / "benchmarks" / "paper_summary.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("paper_summary")
 
     def row(**rates):  # setting -> successes of 100, both modes alike
         return {"cells": {f"{s}/square/{m}": {"pooled": k / 100, "pooled_ci95": wilson_interval(k, 100),
@@ -559,15 +549,9 @@ def test_touch_setting_targets_and_the_robustness_figure(tmp_path):
 
 
 def test_paper_table_counts_the_seeds_evaluated_in_each_setting_not_the_seeds_trained():
-    import importlib.util
-    from pathlib import Path
-
     from mmrep.policy import wilson_interval
 
-    spec = importlib.util.spec_from_file_location(
-        "paper_summary", Path(__file__).resolve().parents[1] / "benchmarks" / "paper_summary.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("paper_summary")
 
     def cell(setting, seeds):  # seeds: run name -> successes of 100
         wins = sum(seeds.values())
@@ -678,12 +662,8 @@ def test_keep_best_counts_the_evaluation_at_a_wall_clock_stop(tmp_path):
 def test_paper_summary_counts_a_kept_earlier_policy_and_a_tighter_clearance_apart(tmp_path, capsys):
     """A keep_best run whose kept policy is an earlier one counts with that policy's evaluations (the
     table names the step); an evaluation at another clearance is its own setting, and its report says so."""
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "paper_summary", Path(__file__).resolve().parents[1] / "benchmarks" / "paper_summary.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("paper_summary")
     run = tmp_path / "row_s0"
     train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=32", "eval_every_steps=16", "keep_best=true"))
     ev = ["policy", "eval", "episodes=1", "video=false", "progress=false", "modes=[deterministic]"]
@@ -744,12 +724,7 @@ def test_landing_offsets_reads_where_a_policy_first_reaches_the_block(tmp_path):
         assert (e["first_contact_step"] is None) == (e["offset_at_contact_mm"] is None)
     # straight down from 10-16 cm at up to 1 cm a step, starting within 1 cm of the hole on each axis
     # (on the block): it touches down within about 10-20 steps, as far off the axis as it started
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "landing_offsets", Path(__file__).resolve().parents[1] / "benchmarks" / "landing_offsets.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("landing_offsets")
 
     class StraightDown:  # the model interface landing() calls: predict(obs, state, episode_start, deterministic)
         def predict(self, obs, state=None, episode_start=None, deterministic=True):
