@@ -471,6 +471,34 @@ def test_paper_targets_compare_pooled_cells_and_say_what_has_not_run():
     assert not any("occluder+memory" in t for t in met)  # only the settings evaluated with memory
 
 
+def test_default_setting_remedy_rows_are_scored_against_their_own_clean_rate():
+    from mmrep.policy import wilson_interval
+
+    mod = load_benchmark("paper_summary")
+
+    def row(**rates):  # setting -> successes of 100, both modes alike
+        return {"cells": {f"{s}/square/{m}": {"pooled": k / 100, "pooled_ci95": wilson_interval(k, 100)}
+                          for s, k in rates.items() for m in ("deterministic", "stochastic")}}
+
+    rows = {"fused_drc_insertion": row(clean=88, occluder_after_contact=62, ft_bias=83, ft_dead=78, pushes=94),
+            "fused_drc_odometry_insertion": row(clean=95, occluder_after_contact=86, ft_bias=90),
+            "fused_insertion": row(clean=92)}
+    goals = mod.remedy_targets(rows)
+    assert {t["target"].split()[0] for t in goals} == {"fused_drc_insertion", "fused_drc_odometry_insertion"}
+    assert len(goals) == 2 * 2 * (1 + len(mod.SENSE_FAILURES))  # two rows, two modes
+    by = {(t["target"], t["mode"]): t for t in goals}
+    drc = "fused_drc_insertion under {} within 10 points of clean"
+    assert by[("fused_drc_insertion >= 90%", "deterministic")]["met"] is False
+    assert by[(drc.format("occluder_after_contact"), "deterministic")]["met"] is False  # 26 points
+    assert by[(drc.format("ft_dead"), "deterministic")]["met"] is True  # 10 points, but clean is under 90%
+    assert by[(drc.format("ft_dead"), "deterministic")]["vacuous"] is True
+    odo = "fused_drc_odometry_insertion under {} within 10 points of clean"
+    assert by[(odo.format("occluder_after_contact"), "stochastic")]["met"] is True  # 9 points
+    assert by[(odo.format("occluder_after_contact"), "stochastic")]["vacuous"] is False
+    assert by[(odo.format("ft_noise"), "stochastic")]["met"] is None  # not evaluated
+    assert mod.remedy_targets({"fused_insertion": row(clean=92)}) == []
+
+
 def test_touch_setting_targets_and_the_robustness_figure(tmp_path):
     from mmrep.policy import wilson_interval
 
