@@ -9,7 +9,9 @@ surface, the offset from the hole's axis (mm) and the peak of the step-mean forc
         --out benchmarks/results/paper/failure_ends/fused_drc_insertion.json
 
 Reads ``results.json`` in each run folder's evaluation folders named by ``--evals`` (default ``eval`` and,
-where there is one, ``eval_sampled``; ``eval_memory`` holds the camera-memory evaluation).
+where there is one, ``eval_sampled``; ``eval_memory`` holds the camera-memory evaluation). Cells are keyed
+by the setting name as written in results.json: read the folders of one kind of evaluation at a time
+(plain, camera memory, ``best/``), or they are pooled together.
 """
 
 from __future__ import annotations
@@ -21,15 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
+KINDS = ("on_surface_to_limit", "in_hole_short", "off_the_block", "above_the_block", "other")
+
 
 def classify(episode: dict, max_steps: int, surface_mm: float, hole_mm: float) -> str:
-    """``on_surface_to_limit``, ``in_hole_short``, ``off_the_block`` or ``other`` for one failed episode (an
-    ``episode_results`` entry: ``steps``; ``final_depth_mm`` below the block's top, positive down;
-    ``final_offset_mm`` from the hole's axis). Below the top and farther than ``hole_mm`` from the axis,
-    the tip has gone down beside the block."""
+    """``on_surface_to_limit``, ``in_hole_short``, ``off_the_block``, ``above_the_block`` or ``other`` for one
+    failed episode (an ``episode_results`` entry: ``steps``; ``final_depth_mm`` below the block's top,
+    positive down; ``final_offset_mm`` from the hole's axis). Within ``surface_mm`` of the top it is on
+    it; below the top and farther than ``hole_mm`` from the axis, the tip has gone down beside the block.
+    Missing or non-finite positions (an episode cut for a NaN) are ``other``."""
     depth, offset = episode.get("final_depth_mm"), episode.get("final_offset_mm")
-    if depth is None or offset is None:
+    if depth is None or offset is None or not (np.isfinite(depth) and np.isfinite(offset)):
         return "other"
+    if depth <= -surface_mm:
+        return "above_the_block"
     if depth < surface_mm:
         return "on_surface_to_limit" if episode["steps"] >= max_steps else "other"
     return "in_hole_short" if offset < hole_mm else "off_the_block"
@@ -64,7 +71,7 @@ def summarise(runs: list[Path], settings: list[str] | None, surface_mm: float, m
         out[f"{setting}/{shape}/{mode}"] = {
             "episodes": cell["episodes"],
             "failures": len(cell["failures"]),
-            **{k: len(kinds[k]) for k in ("on_surface_to_limit", "in_hole_short", "off_the_block", "other")},
+            **{k: len(kinds[k]) for k in KINDS},
             "on_surface_offset_mm_median": float(np.median(offsets)) if offsets else None,
             "on_surface_offset_mm_quartiles": [float(q) for q in np.percentile(offsets, [25, 75])] if offsets else None,
             "on_surface_within_3mm": int(sum(o < 3.0 for o in offsets)),
@@ -95,7 +102,8 @@ def main() -> None:
         print(f"{key}: {v['failures']} of {v['episodes']} failed;"
               f" on the surface to the limit {v['on_surface_to_limit']}"
               f" (offset median {_mm(v['on_surface_offset_mm_median'])} mm, {v['on_surface_within_3mm']} within 3 mm),"
-              f" in the hole short {v['in_hole_short']}, beside the block {v['off_the_block']}, other {v['other']}")
+              f" in the hole short {v['in_hole_short']}, beside the block {v['off_the_block']},"
+              f" above it {v['above_the_block']}, other {v['other']}")
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps({"runs": [str(r) for r in a.runs], "surface_mm": a.surface_mm, "hole_mm": a.hole_mm,

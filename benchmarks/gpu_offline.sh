@@ -34,6 +34,10 @@ run)
   $PY -c "import sys, sysconfig, os; print(sys.version.split()[0], 'Python.h',
 os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))"
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+  # what the wheels above leave to the machine (and setuptools for the PyBullet build): name any missing
+  PYTHONPATH=/tmp/site $PY -c "import importlib.util as u; m = [n for n in ('torch', 'numpy', 'h5py', 'matplotlib',
+'imageio', 'tqdm', 'yaml', 'cloudpickle', 'pandas', 'rich', 'tensorboard', 'setuptools') if u.find_spec(n) is None];
+print('missing on this machine:', ', '.join(m) if m else 'nothing')"
   rm -rf /tmp/pb /tmp/pbsite /tmp/pybullet_built && mkdir -p /tmp/pb
   if [ "${BUILD:-1}" = 0 ]; then echo "skipped (BUILD=0)" > /tmp/pybullet_built; else
     tar xJf .whl/pbtrim.tar.xz -C /tmp/pb

@@ -26,14 +26,17 @@ def test_failures_are_sorted_by_where_they_ended_and_pooled_over_runs(tmp_path):
         _episode(False, 200, 0.1, 2.0, force=20.0),   # pressed on the top near the hole
         _episode(False, 200, 12.0, 1.4),              # in the hole, short of the depth
         _episode(False, 200, 40.0, 160.0),            # down beside the block
+        _episode(False, 200, -20.0, 30.0),            # hovering above the block
+        _episode(False, 200, float("nan"), float("nan")),  # cut for a NaN
     ])
     _write(b, "eval", "clean", "deterministic", [_episode(False, 200, 0.2, 8.0, force=40.0)])
     _write(b, "eval_sampled", "clean", "stochastic", [_episode(False, 150, 0.0, 3.0)])  # stopped early on top
     _write(b, "eval_transfer", "clean", "deterministic", [_episode(False, 200, 0.1, 1.0)], shape="round")
     res = fe.summarise([a, b], ["clean"], surface_mm=1.0, max_steps=200, hole_mm=5.0)
     det = res["clean/square/deterministic"]
-    assert (det["episodes"], det["failures"]) == (5, 4)
-    assert (det["on_surface_to_limit"], det["in_hole_short"], det["off_the_block"], det["other"]) == (2, 1, 1, 0)
+    assert (det["episodes"], det["failures"]) == (7, 6)
+    kinds = ("on_surface_to_limit", "in_hole_short", "off_the_block", "above_the_block", "other")
+    assert tuple(det[k] for k in kinds) == (2, 1, 1, 1, 1)
     assert det["on_surface_offset_mm_median"] == pytest.approx(5.0)
     assert det["on_surface_within_3mm"] == 1
     assert det["on_surface_peak_force_n_median"] == pytest.approx(30.0)
