@@ -371,6 +371,9 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     odometry = cfgs["fused_drc_odometry_insertion"]
     assert odometry.obs.camera_odometry and not drc.obs.camera_odometry
     assert replace(odometry, obs=replace(odometry.obs, camera_odometry=False)) == drc
+    # ... and on the memory remedy: one change from fused_memory_occluder
+    memory_odometry = cfgs["fused_memory_odometry_insertion"]
+    assert replace(memory_odometry, obs=replace(memory_odometry.obs, camera_odometry=False)) == memory
     assert cfgs["state"].obs.kind == "state" and cfgs["pixels"].obs.kind == "pixels"
     assert cfgs["random_init"].obs.random_init and not cfgs["fused_poe"].obs.random_init
     for r in ("fused_poe", "fused_concat", "no_haptics", "no_vision", "random_init"):
