@@ -374,6 +374,10 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     # ... and on the memory remedy: one change from fused_memory_occluder
     memory_odometry = cfgs["fused_memory_odometry_insertion"]
     assert replace(memory_odometry, obs=replace(memory_odometry.obs, camera_odometry=False)) == memory
+    # ... and detect-reject-hold with odometry and the memory row's occluder share: one change
+    occluder_half = cfgs["fused_drc_odometry_occluder_insertion"]
+    assert occluder_half.env.occluder.probability == memory.env.occluder.probability == 0.5
+    assert replace(occluder_half, env=replace(occluder_half.env, occluder=odometry.env.occluder)) == odometry
     assert cfgs["state"].obs.kind == "state" and cfgs["pixels"].obs.kind == "pixels"
     assert cfgs["random_init"].obs.random_init and not cfgs["fused_poe"].obs.random_init
     for r in ("fused_poe", "fused_concat", "no_haptics", "no_vision", "random_init"):
