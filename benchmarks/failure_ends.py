@@ -45,21 +45,25 @@ def classify(episode: dict, max_steps: int, surface_mm: float, hole_mm: float) -
 def summarise(runs: list[Path], settings: list[str] | None, surface_mm: float, max_steps: int, hole_mm: float,
               shapes: list[str] | None = None, evals: tuple[str, ...] = ("eval", "eval_sampled")) -> dict:
     """Failures by (setting, peg shape, mode), pooled over ``runs``."""
-    pooled: dict[tuple[str, str, str], dict] = defaultdict(lambda: {"episodes": 0, "failures": [], "runs": []})
+    pooled: dict[tuple[str, str, str], dict] = defaultdict(lambda: {"episodes": 0, "failures": [], "files": []})
     for run in runs:
         files = [run / e / "results.json" for e in evals if (run / e / "results.json").exists()]
         if not files:
             raise SystemExit(f"{run}: none of {', '.join(e + '/results.json' for e in evals)}"
                              f" (run `mmrep policy eval policy={run}` first)")
         for f in files:
-            for r in json.loads(f.read_text())["results"]:
+            try:
+                results = json.loads(f.read_text())["results"]
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise SystemExit(f"{f}: not an `mmrep policy eval` results file ({err!r})") from err
+            for r in results:
                 if (settings and r["setting"] not in settings) or (shapes and r.get("shape") not in shapes):
                     continue
                 if "episode_results" not in r:
                     raise SystemExit(f"{f}: setting {r['setting']!r} has no 'episode_results'")
                 cell = pooled[(r["setting"], r.get("shape", "square"), r["mode"])]
                 cell["episodes"] += len(r["episode_results"])
-                cell["runs"].append(str(f))
+                cell["files"].append(str(f))
                 cell["failures"] += [e for e in r["episode_results"] if not e["success"]]
     out = {}
     for (setting, shape, mode), cell in sorted(pooled.items()):
@@ -77,7 +81,7 @@ def summarise(runs: list[Path], settings: list[str] | None, surface_mm: float, m
             "on_surface_within_3mm": int(sum(o < 3.0 for o in offsets)),
             "on_surface_peak_force_n_median": float(np.median([e["peak_force_step_mean_n"] for e in surf]))
             if surf else None,
-            "files": cell["runs"],
+            "files": cell["files"],
         }
     return out
 

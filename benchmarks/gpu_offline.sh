@@ -12,12 +12,15 @@ PY=${PY:-python3}
 case "${1:-}" in
 prepare)
   PIP=${PIP:-.venv/bin/python -m pip}
-  rm -rf .whl && mkdir -p .whl /tmp/pbsdist
-  # the versions this tree is tested with; --no-deps: torch, numpy, h5py, matplotlib... come with the machine
-  $PIP wheel -q --no-deps -w .whl hydra-core==1.3.8 omegaconf==2.3.1 antlr4-python3-runtime==4.9.3 \
-    gymnasium==1.4.0 farama-notifications==0.0.6 stable-baselines3==2.9.2 sb3-contrib==2.9.2 || exit 1
-  $PIP download -q --no-deps --no-binary :all: -d /tmp/pbsdist pybullet==3.2.7 || exit 1
-  rm -rf /tmp/pbsdist/pbtrim && mkdir -p /tmp/pbsdist/pbtrim && tar xzf /tmp/pbsdist/pybullet-3.2.7.tar.gz \
+  rm -rf .whl /tmp/pbsdist && mkdir -p .whl /tmp/pbsdist
+  # the versions installed here (what the tests ran with); --no-deps: torch, numpy, h5py, matplotlib...
+  # come with the machine
+  pins=$(${VPY:-.venv/bin/python} -c "from importlib.metadata import version as v; print(' '.join(f'{n}=={v(n)}' for n in
+('hydra-core', 'omegaconf', 'antlr4-python3-runtime', 'gymnasium', 'farama-notifications', 'stable-baselines3',
+ 'sb3-contrib', 'pybullet')))") || exit 1
+  $PIP wheel -q --no-deps -w .whl ${pins% pybullet==*} || exit 1
+  $PIP download -q --no-deps --no-binary :all: -d /tmp/pbsdist "pybullet==${pins##*pybullet==}" || exit 1
+  rm -rf /tmp/pbsdist/pbtrim && mkdir -p /tmp/pbsdist/pbtrim && tar xzf /tmp/pbsdist/pybullet-*.tar.gz \
     -C /tmp/pbsdist/pbtrim --strip-components=1
   # keep the C++ sources and the two models the simulation loads (plane, kuka_iiwa): 80 MB -> ~4 MB
   g=/tmp/pbsdist/pbtrim/examples/pybullet/gym

@@ -50,3 +50,7 @@ def test_a_run_without_evaluations_names_it(tmp_path):
     fe = load_benchmark("failure_ends")
     with pytest.raises(SystemExit, match="s9.*eval/results.json"):
         fe.summarise([tmp_path / "s9"], None, 1.0, 200, 5.0)
+    (tmp_path / "s8" / "eval").mkdir(parents=True)
+    (tmp_path / "s8" / "eval" / "results.json").write_text("{truncated")
+    with pytest.raises(SystemExit, match="s8/eval/results.json: not an `mmrep policy eval` results file"):
+        fe.summarise([tmp_path / "s8"], None, 1.0, 200, 5.0)
