@@ -93,17 +93,39 @@ def rollout_logvars(policy: str | Path, episodes: int = 20, first_seed: int = CA
 
 def calibrate_on_rollouts(policy: str | Path, out: str | Path, episodes: int = 20,
                           first_seed: int = CALIBRATION_SEED, quantile: float = FLAG_QUANTILE,
-                          low_quantile: float | None = LOW_QUANTILE, progress: bool = False) -> Reliability:
+                          low_quantile: float | None = LOW_QUANTILE, progress: bool = False,
+                          modalities: list[str] | None = None) -> Reliability:
     """Write to ``out`` the policy's encoder with reliability thresholds set from its clean rollouts
-    (``rollout_logvars``); the policy's own encoder file is left as it is."""
+    (``rollout_logvars``); the policy's own encoder file is left as it is. ``modalities``: re-set only
+    these experts' thresholds (e.g. ``["force"]``) and keep the encoder's own for the rest; None: all.
+    Why a subset: clean rollouts never show the camera occluded, and thresholds set on them alone can
+    stop flagging an occluder that the dataset's thresholds catch."""
     from mmrep.policy_eval import policy_file
 
     blob = load_torch_file(policy_file(policy), "policy file", "it is not an mmrep policy file or it is damaged")
     trained = json.loads(blob["config"])["obs"].get("encoder")
     if trained is not None and Path(out).resolve() == Path(trained).resolve():
         raise ValueError(f"--out {out} is the encoder {policy} was trained with; write the copy elsewhere")
+    if modalities is not None:  # checked before the rollouts, which take minutes
+        own = load_encoder(trained).reliability if trained is not None else None
+        if own is None or not own.thresholds:
+            raise ValueError(f"{policy}'s encoder has no thresholds to keep for the other modalities; "
+                             "calibrate all of them (no --modalities)")
+        unknown = sorted(set(modalities) - set(own.thresholds))
+        if unknown:
+            raise ValueError(f"--modalities {unknown}: {policy}'s encoder has experts {sorted(own.thresholds)}")
     encoder, logvars = rollout_logvars(policy, episodes, first_seed, progress)
     reliability = calibrate(logvars, quantile, low_quantile)
+    if modalities is not None:  # the rollouts' thresholds for these experts, the encoder's own for the rest
+        thresholds, low = dict(own.thresholds), dict(own.low)
+        for m in modalities:
+            thresholds[m] = reliability.thresholds[m]
+            if m in reliability.low:
+                low[m] = reliability.low[m]
+            else:
+                low.pop(m, None)
+        reliability = Reliability(thresholds, quantile, reliability.samples, low,
+                                  low_quantile if low_quantile is not None and low else own.low_quantile)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     export_encoder(encoder, Path(out), reliability)
     return reliability
@@ -124,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=20, help="with --policy: clean rollouts (60-200 steps each)")
     ap.add_argument("--first-seed", type=int, default=CALIBRATION_SEED,
                     help="with --policy: rollout seeds first-seed + k (disjoint from training and evaluation)")
+    ap.add_argument("--modalities", nargs="+", default=None,
+                    help="with --policy: re-set only these experts' thresholds (e.g. force), keep the encoder's "
+                         "own for the rest; default: all")
     ap.add_argument("--batches", type=int, default=120)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--quantile", type=float, default=FLAG_QUANTILE)
@@ -132,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.policy is not None and (args.out is None or args.encoder is not None):
         ap.error("--policy takes --out FILE and no ENCODER DATA")
+    if args.modalities is not None and args.policy is None:
+        ap.error("--modalities goes with --policy")
     if args.policy is None and (args.encoder is None or args.data is None):
         ap.error("give ENCODER DATA, or --policy RUN --out FILE")
     try:
         if args.policy is not None:
             rel = calibrate_on_rollouts(args.policy, args.out, args.episodes, args.first_seed, args.quantile,
-                                        args.low_quantile or None, progress=True)
+                                        args.low_quantile or None, progress=True, modalities=args.modalities)
         else:
             rel = calibrate_encoder_file(args.encoder, args.data, args.batches, args.batch_size, args.quantile,
                                          low_quantile=args.low_quantile or None)

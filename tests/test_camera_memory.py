@@ -281,6 +281,16 @@ def test_policy_eval_with_camera_memory_keeps_its_rows_apart(views, tmp_path):
     with pytest.raises(ValueError, match="the encoder .* was trained with"):
         calibrate_on_rollouts(run, path, episodes=1)
     assert load_encoder(path).reliability.thresholds == enc.reliability.thresholds  # refused, not overwritten
+    # only the F/T expert's thresholds from the rollouts; the camera's stay the dataset's (an occluder
+    # never appears in clean rollouts)
+    force_only = calibrate_on_rollouts(run, tmp_path / "encoder_force.pt", episodes=2, modalities=["force"])
+    assert force_only.thresholds["force"] == rel.thresholds["force"] and force_only.low["force"] == rel.low["force"]
+    assert {m: v for m, v in force_only.thresholds.items() if m != "force"} == \
+        {m: v for m, v in enc.reliability.thresholds.items() if m != "force"}
+    assert load_encoder(tmp_path / "encoder_force.pt").reliability.thresholds == force_only.thresholds
+    with pytest.raises(ValueError, match=r"--modalities \['smell'\]"):
+        calibrate_on_rollouts(run, tmp_path / "encoder_smell.pt", episodes=1, modalities=["smell"])
+    assert not (tmp_path / "encoder_smell.pt").exists()
     assert main([*args, "camera_memory=true", "reject_flagged=true", f"encoder={calibrated}",
                  f"out={run / 'eval_drc_rollouts'}"]) == 0
     row = json.loads((run / "eval_drc_rollouts" / "results.json").read_text())["results"][0]
