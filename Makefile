@@ -148,7 +148,8 @@ state-policy: $(foreach r,$(STATE_RUNS),runs/$(r)/eval/results.json)
 # `make paper PAPER_ROWS=fused_insertion PAPER_SEEDS=0`.
 PAPER_ROWS ?= fused_insertion no_haptics no_vision fused_robust fused_robust_occluder fused_poe fused_concat \
 	random_init pixels state fused_lstm_occluder fused_memory_occluder fused_faults_insertion fused_drc_insertion \
-	fused_drc_odometry_insertion fused_memory_odometry_insertion fused_drc_odometry_occluder_insertion
+	fused_drc_odometry_insertion fused_memory_odometry_insertion fused_drc_odometry_occluder_insertion \
+	fused_faults_memory_odometry_insertion
 PAPER_SEEDS ?= 0 1 2
 PAPER_OUT ?= benchmarks/results/paper
 # no_vision gets the camera settings only: they check that it never uses the camera (its episodes
@@ -156,7 +157,7 @@ PAPER_OUT ?= benchmarks/results/paper
 # and its failed episodes all run the full 200 steps, which makes it the costliest evaluation.
 PAPER_PERTURBED = fused_poe fused_insertion fused_robust fused_robust_occluder fused_lstm_occluder \
 	fused_memory_occluder no_haptics fused_faults_insertion fused_drc_insertion fused_drc_odometry_insertion \
-	fused_memory_odometry_insertion fused_drc_odometry_occluder_insertion
+	fused_memory_odometry_insertion fused_drc_odometry_occluder_insertion fused_faults_memory_odometry_insertion
 PAPER_SETTINGS = clean,occluder,occluder_after_contact,pushes,ft_noise,ft_bias,ft_dead
 PAPER_CAMERA_ONLY = no_vision no_vision_touch
 PAPER_CAMERA_SETTINGS = clean,occluder,occluder_after_contact

@@ -378,6 +378,10 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     occluder_half = cfgs["fused_drc_odometry_occluder_insertion"]
     assert occluder_half.env.occluder.probability == memory.env.occluder.probability == 0.5
     assert replace(occluder_half, env=replace(occluder_half.env, occluder=odometry.env.occluder)) == odometry
+    # ... and the memory row with the F/T faults in training, no experts left out: one change
+    memory_faults = cfgs["fused_faults_memory_odometry_insertion"]
+    assert memory_faults.perturbations == faults.perturbations and not memory_faults.obs.reject_flagged
+    assert replace(memory_faults, perturbations=[]) == memory_odometry
     assert cfgs["state"].obs.kind == "state" and cfgs["pixels"].obs.kind == "pixels"
     assert cfgs["random_init"].obs.random_init and not cfgs["fused_poe"].obs.random_init
     for r in ("fused_poe", "fused_concat", "no_haptics", "no_vision", "random_init"):
