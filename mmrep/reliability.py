@@ -97,7 +97,8 @@ def calibrate_on_rollouts(policy: str | Path, out: str | Path, episodes: int = 2
                           modalities: list[str] | None = None) -> Reliability:
     """Write to ``out`` the policy's encoder with reliability thresholds set from its clean rollouts
     (``rollout_logvars``); the policy's own encoder file is left as it is. ``modalities``: re-set only
-    these experts' thresholds (e.g. ``["force"]``) and keep the encoder's own for the rest; None: all.
+    these experts' thresholds (e.g. ``["force"]``) and keep the encoder's own for the rest (the written
+    ``samples`` and ``quantile`` are then the rollouts'); None: all.
     Why a subset: clean rollouts never show the camera occluded, and thresholds set on them alone can
     stop flagging an occluder that the dataset's thresholds catch."""
     from mmrep.policy_eval import policy_file
