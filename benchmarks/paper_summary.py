@@ -156,7 +156,8 @@ def row_summary(runs: list[Path]) -> dict:
         trained_rejecting = config["obs"].get("reject_flagged", False)
         trained_pressing = config["env"].get("controller", {}).get("press_in_hole")
         policy_folder = run / "best" if run.name in kept else run
-        for r in (r for folder in eval_results(policy_folder) for r in read_eval(folder)["results"]):
+        evaluations = map(read_eval, eval_results(policy_folder))
+        for r, unfinished in ((r, e["partial"]) for e in evaluations for r in e["results"]):
             setting = r["setting"] + (MEMORY if "camera_held_fraction" in r and not trained_with_memory else "")
             rejecting = r.get("reject_flagged", trained_rejecting)  # rows written before the option: as trained
             if rejecting != trained_rejecting:
@@ -172,7 +173,9 @@ def row_summary(runs: list[Path]) -> dict:
                 setting += CAMERA_ERROR.format(mm=round(r["camera_target_error"] * 1000, 3))
             key = f"{setting}/{r['shape']}/{r['mode']}"
             cell = cells.setdefault(key, {"setting": setting, "shape": r["shape"], "mode": r["mode"],
-                                          "seeds": {}, "successes": 0, "episodes": 0, "in_hole": 0})
+                                          "seeds": {}, "successes": 0, "episodes": 0, "in_hole": 0,
+                                          "partial": False})
+            cell["partial"] |= unfinished  # from an evaluation still running, or cut short
             wins = sum(e["success"] for e in r["episode_results"])
             cell["seeds"][run.name] = r["success_rate"]
             cell["successes"] += wins
@@ -222,7 +225,8 @@ def table(rows: dict[str, dict], setting: str) -> list[str]:
         shapes = dict.fromkeys(c["shape"] for c in row["cells"].values() if c["setting"] == setting)
         for shape in shapes:
             modes = [row["cells"].get(f"{setting}/{shape}/{mode}") for mode in ("deterministic", "stochastic")]
-            mark = " (evaluation unfinished)" if row.get("partial") else ""
+            # only the settings an unfinished evaluation wrote: a run's other evaluations stand finished
+            mark = " (evaluation unfinished)" if any(c.get("partial") for c in modes if c is not None) else ""
             mark += "".join(f" ({run}: the policy kept at {step:,} steps)"
                             for run, step in row.get("kept_best", {}).items())
             # the seeds evaluated in this setting, which can be fewer than the row's trained seeds

@@ -235,6 +235,11 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     (running / "eval" / "rows.partial.jsonl").write_text(
         json.dumps({"run": key, "shape_asked": None, "trained_shape": "square", "row": done["results"][0]})
         + "\n" + '{"run": {"cut short by a kill')
+    cut = Path(runs[1]) / "eval_pushes"  # a finished run's second evaluation, cut short: only its setting is marked
+    cut.mkdir()
+    pushes = {**done["results"][0], "setting": "pushes"}
+    (cut / "rows.partial.jsonl").write_text(
+        json.dumps({"run": key, "shape_asked": None, "trained_shape": "square", "row": pushes}))
     assert main(["policy", "eval", f"policy={runs[0]}", f"out={runs[0]}/eval_transfer", "episodes=1", "video=false",
                  "progress=false", "shapes=[round]", "modes=[deterministic]"]) == 0
     subprocess.run([sys.executable, str(root / "benchmarks" / "paper_summary.py"), str(tmp_path), "--out", str(paper)],
@@ -246,7 +251,8 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     assert "| state_running (square) (evaluation unfinished) | 1 |" in (paper / "table.md").read_text()
     cell = rows["state_fine"]["cells"]["clean/square/deterministic"]
     assert cell["episodes"] == 2 and 0 <= cell["pooled_ci95"][0] <= cell["pooled"] <= cell["pooled_ci95"][1]
-    assert "| state_coarse (square) | 1 | 32 |" in (paper / "table.md").read_text()
+    assert "| state_coarse (square) | 1 | 32 |" in (paper / "table.md").read_text()  # clean: finished
+    assert "| state_coarse (square) (evaluation unfinished) | 1 | 32 |" in (paper / "table.md").read_text()
     assert rows["state_fine"]["cells"]["clean/round/deterministic"]["episodes"] == 1  # from eval_transfer/
     assert "| state_fine (round) | 1 | 32 |" in (paper / "table.md").read_text()  # a mode left out: dashes
     assert (paper / "runs" / "state_fine_s0" / "eval_transfer" / "results.json").exists()
