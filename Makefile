@@ -149,15 +149,19 @@ state-policy: $(foreach r,$(STATE_RUNS),runs/$(r)/eval/results.json)
 PAPER_ROWS ?= fused_insertion no_haptics no_vision fused_robust fused_robust_occluder fused_poe fused_concat \
 	random_init pixels state fused_lstm_occluder fused_memory_occluder fused_faults_insertion fused_drc_insertion \
 	fused_drc_odometry_insertion fused_memory_odometry_insertion fused_drc_odometry_occluder_insertion \
-	fused_faults_memory_odometry_insertion
+	fused_faults_memory_odometry_insertion fused_faults_memory_odometry_insertion_300k fused_memory_odometry_insertion_300k
 PAPER_SEEDS ?= 0 1 2
+# extra overrides for every training, e.g. the remedy screens' reduced budget:
+# `make paper PAPER_ROWS=fused_drc_insertion PAPER_TRAIN_ARGS=total_steps=150000`
+PAPER_TRAIN_ARGS ?=
 PAPER_OUT ?= benchmarks/results/paper
 # no_vision gets the camera settings only: they check that it never uses the camera (its episodes
 # must equal the clean ones); at 1% clean success its F/T and push rows could not be "clearly" anything,
 # and its failed episodes all run the full 200 steps, which makes it the costliest evaluation.
 PAPER_PERTURBED = fused_poe fused_insertion fused_robust fused_robust_occluder fused_lstm_occluder \
 	fused_memory_occluder no_haptics fused_faults_insertion fused_drc_insertion fused_drc_odometry_insertion \
-	fused_memory_odometry_insertion fused_drc_odometry_occluder_insertion fused_faults_memory_odometry_insertion
+	fused_memory_odometry_insertion fused_drc_odometry_occluder_insertion fused_faults_memory_odometry_insertion \
+	fused_faults_memory_odometry_insertion_300k fused_memory_odometry_insertion_300k
 PAPER_SETTINGS = clean,occluder,occluder_after_contact,pushes,ft_noise,ft_bias,ft_dead
 PAPER_CAMERA_ONLY = no_vision no_vision_touch
 PAPER_CAMERA_SETTINGS = clean,occluder,occluder_after_contact
@@ -244,7 +248,7 @@ paper-touch:
 
 define PAPER_RUN
 runs/paper/$(1)_s$(2)/policy.pt: $(ENCODER_$(1)) | venv
-	$(VENV)/bin/mmrep policy train +paper=$(1) seed=$(2) progress=false out=runs/paper/$(1)_s$(2)
+	$(VENV)/bin/mmrep policy train +paper=$(1) seed=$(2) progress=false $(PAPER_TRAIN_ARGS) out=runs/paper/$(1)_s$(2)
 runs/paper/$(1)_s$(2)/eval/results.json: runs/paper/$(1)_s$(2)/policy.pt
 	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(2) episodes=100 progress=false \
 		"settings=[$(if $(filter $(1),$(PAPER_PERTURBED)),$(PAPER_SETTINGS),$(if $(filter $(1),$(PAPER_CAMERA_ONLY)),$(PAPER_CAMERA_SETTINGS),clean))]"

@@ -349,6 +349,10 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
                  cfgs[r].env.peg_shape) for r in names if "lstm" not in r}
     default_rows = shared([r for r in rows if r not in touch])
     assert len(default_rows) == 1 and next(iter(default_rows))[0] == "ppo"
+    # a default row named <row>_300k is <row> under its own name (that row's committed runs are 150k
+    # screens); it differs from it in nothing, the budget included
+    full = [r for r in rows if r.endswith("_300k")]
+    assert full and all(cfgs[r] == cfgs[r.removesuffix("_300k")] and cfgs[r].total_steps == 300_000 for r in full)
     # the touch rows share their own budget (60-step episodes): 100k env steps, evaluated every 25k; a row
     # named <row>_200k_touch is <row>_touch at twice that, and differs from it in nothing else
     longer = [r for r in touch if r.endswith("_200k_touch")]
