@@ -303,8 +303,8 @@ def sense_failure_targets(rows: dict[str, dict], row: str, mode: str, shape: str
 DEFAULT_REMEDY_ROWS = ["fused_memory_occluder", "fused_memory_odometry_insertion", "fused_faults_insertion",
                        "fused_drc_insertion", "fused_drc_odometry_insertion", "fused_drc_odometry_occluder_insertion",
                        "fused_faults_memory_odometry_insertion",
-                       # the same config at its full 300k budget (the rows above ran at 150k), in its own folders
-                       "fused_faults_memory_odometry_insertion_300k"]
+                       # the same configs at their full 300k budget (the rows above ran at 150k), in their own folders
+                       "fused_memory_odometry_insertion_300k", "fused_faults_memory_odometry_insertion_300k"]
 
 
 def remedy_targets(rows: dict[str, dict], shape: str = "square") -> list[dict]:
