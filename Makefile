@@ -178,14 +178,15 @@ PAPER_TOUCH_ROWS = fused_touch no_haptics_touch no_vision_touch fused_robust_occ
 	fused_drc_camera_error_200k_touch fused_memory_odometry_camera_error_touch \
 	fused_memory_camera_error_touch fused_faults_odometry_camera_error_touch \
 	no_haptics_memory_odometry_camera_error_touch fused_drc_odometry_smooth_touch \
-	fused_memory_odometry_camera_error_200k_touch
+	fused_memory_odometry_camera_error_200k_touch no_haptics_memory_odometry_camera_error_200k_touch
 PAPER_PERTURBED += fused_touch no_haptics_touch fused_robust_occluder_touch fused_memory_occluder_touch \
 	fused_lstm_occluder_touch fused_touchhead_touch fused_faults_touch fused_drc_touch fused_smooth_touch \
 	no_haptics_smooth_touch fused_faults_smooth_touch fused_drc_smooth_touch fused_camera_error_touch \
 	no_haptics_camera_error_touch fused_drc_camera_error_touch fused_drc_camera_error_200k_touch \
 	fused_memory_odometry_camera_error_touch fused_memory_camera_error_touch \
 	fused_faults_odometry_camera_error_touch no_haptics_memory_odometry_camera_error_touch \
-	fused_drc_odometry_smooth_touch fused_memory_odometry_camera_error_200k_touch
+	fused_drc_odometry_smooth_touch fused_memory_odometry_camera_error_200k_touch \
+	no_haptics_memory_odometry_camera_error_200k_touch
 TOUCH_COLLECT = env=touch "shapes=[square]" "+policy_kwargs.noisy_expert.search=moment" \
 	"policies={noisy_expert: 0.5, contact_seeking: 0.3, random: 0.2}"
 # fused, no_haptics and no_vision (F/T + proprio) on the clean-pressing data (runs/touch_press_*, below):
@@ -214,6 +215,7 @@ ENCODER_fused_faults_odometry_camera_error_touch = runs/touch_press_insertion/en
 ENCODER_no_haptics_memory_odometry_camera_error_touch = runs/touch_press_insertion_vision/encoder.pt
 ENCODER_fused_drc_odometry_smooth_touch = runs/touch_press_insertion/encoder.pt
 ENCODER_fused_memory_odometry_camera_error_200k_touch = runs/touch_press_insertion/encoder.pt
+ENCODER_no_haptics_memory_odometry_camera_error_200k_touch = runs/touch_press_insertion_vision/encoder.pt
 
 data/touch_quality/manifest.json: | venv
 	$(VENV)/bin/mmrep collect episodes=1200 workers=2 seed=0 $(TOUCH_COLLECT) out=data/touch_quality

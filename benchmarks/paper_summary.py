@@ -363,7 +363,8 @@ def touch_targets(rows: dict[str, dict], shape: str = "square", fused_row: str =
 # the pairs of rows that differ in the senses only, each scored by touch_targets
 TOUCH_PAIRS = [("fused_touch", "no_haptics_touch"), ("fused_smooth_touch", "no_haptics_smooth_touch"),
                ("fused_camera_error_touch", "no_haptics_camera_error_touch"),
-               ("fused_memory_odometry_camera_error_touch", "no_haptics_memory_odometry_camera_error_touch")]
+               ("fused_memory_odometry_camera_error_touch", "no_haptics_memory_odometry_camera_error_touch"),
+               ("fused_memory_odometry_camera_error_200k_touch", "no_haptics_memory_odometry_camera_error_200k_touch")]
 
 ROBUSTNESS_ROWS = {"default setting": ("fused_insertion", "no_haptics", "no_vision"),
                    "touch setting": ("fused_touch", "no_haptics_touch", "no_vision_touch"),
