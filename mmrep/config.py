@@ -353,7 +353,10 @@ class PolicyConfig:
     n_envs: int = 2  # sub-environments (one process each with vec_env=subproc, one Ray actor with ray)
     vec_env: str = "subproc"  # subproc | dummy (in the main process) | ray (Ray actors, mmrep.rl.ray_vec_env)
     ray_address: str | None = None  # vec_env=ray: None starts a local Ray instance; "auto" or "host:6379" joins one
-    seed: int = 0  # training envs are seeded seed * 1000 + i, i < n_envs; never an evaluation seed
+    # Training sub-env i: its first reset seeded seed + i (SB3 seeds the vec env with the algorithm's seed),
+    # its perturbations seed * 1000 + i; a resumed run reseeds the resets from (seed, steps done)
+    # (mmrep.policy.resume_env_seed). All below eval_seed: never an evaluation seed.
+    seed: int = 0
     normalize: bool = True  # running mean / std of the observations, clipped at +-5 (the paper's policy code)
     eval_every_steps: int = 20_000
     eval_episodes: int = 20
@@ -424,7 +427,8 @@ class PolicyConfig:
         if self.eval_episodes < 0:
             raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes!r}")
         if self.seed * 1000 + self.n_envs > self.eval_seed:
-            raise ValueError(f"training seeds (seed * 1000 + i) reach eval_seed {self.eval_seed}: lower seed")
+            raise ValueError(f"training seeds (seed * 1000 + i, i < n_envs) reach eval_seed {self.eval_seed}: "
+                             "lower seed")
         if isinstance(self.env, dict):  # built by hand from plain dicts (or a policy file's JSON)
             self.env = EnvConfig.from_kwargs(**self.env)
         try:

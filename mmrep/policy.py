@@ -22,7 +22,8 @@ A run folder holds::
                          the later one on ties), and best/eval.json that evaluation's row
 
 Everything is written atomically; the same command resumes from ``checkpoint.pt`` (the sub-envs
-restart their episodes, the counters and weights continue). Nothing is pickled: a policy file is
+restart their episodes, seeded from the training seed and the steps done, ``resume_env_seed``; the
+counters, weights and normaliser continue). Nothing is pickled: a policy file is
 loaded with ``torch.load(weights_only=True)`` and rebuilt from its JSON config.
 """
 
@@ -527,6 +528,16 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
     write_text_atomic(path, json.dumps(new, indent=2), fsync=False)
 
 
+def resume_env_seed(seed: int, steps_done: int, below: int) -> int:
+    """The seed a run of training seed ``seed`` resumed at ``steps_done`` env steps reseeds its sub-envs'
+    resets (sub-env i: the result + i) and torch's, numpy's and Python's streams with: a hash of
+    (seed, steps_done) in [0, ``below``), so a resumed run does not replay the episodes its start drew
+    and the same checkpoint resumes the same way. ``below``: eval_seed - n_envs, never an evaluation seed."""
+    if below < 1:
+        raise ValueError(f"no training seed below {below}: raise eval_seed")
+    return int(np.random.SeedSequence([int(seed), int(steps_done)]).generate_state(1, np.uint64)[0] % below)
+
+
 def train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     """Train (or resume) a policy; write the run folder (module doc). Returns the final evaluation.
     The folder is locked for the run (``sim.run_lock``): a second run into it is refused."""
@@ -552,6 +563,8 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     try:
         learns = done < cfg.total_steps and not out_of_time(cfg, spent)
         if learns:
+            if done:  # the start seeded everything from cfg.seed (build_model): a resume draws anew
+                model.set_random_seed(resume_env_seed(cfg.seed, done, cfg.eval_seed - cfg.n_envs))
             try:
                 model.learn(cfg.total_steps - done, callback=callback, reset_num_timesteps=done == 0,
                             progress_bar=cfg.progress, tb_log_name="run")

@@ -387,3 +387,36 @@ def test_a_resumed_policy_training_stops_at_total_steps(tmp_path):
     assert train_policy(cfg(24))["timesteps"] == 24  # 1.5 rollouts
     assert train_policy(cfg(40))["timesteps"] == 40  # resumed from 24
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["num_timesteps"] == 40
+
+
+def test_a_resume_draws_new_episodes_and_the_same_checkpoint_resumes_the_same_way(tmp_path):
+    """The resumed sub-envs are seeded from (training seed, steps done), below every evaluation seed,
+    not replaying the start's episodes; two resumes of one checkpoint end with the same weights."""
+    import shutil
+
+    from mmrep.config import app_config, compose
+    from mmrep.policy import resume_env_seed, train_policy
+
+    seeds = {resume_env_seed(s, done, 1_000_000 - 2) for s in (0, 1) for done in (10_000, 20_000, 30_000)}
+    assert len(seeds) == 6 and all(0 <= x < 1_000_000 - 2 for x in seeds)
+    assert resume_env_seed(1, 20_000, 999_998) == resume_env_seed(1, 20_000, 999_998)
+    with pytest.raises(ValueError, match="eval_seed"):
+        resume_env_seed(0, 10, 0)
+
+    def cfg(out, total):
+        return app_config(compose("policy", [f"out={out}", "progress=false", "vec_env=dummy", "eval_episodes=0",
+                                             "ckpt_every_steps=16", "obs=state", "env.physics_hz=240.0",
+                                             "env.image_size=64", "env.max_steps=8", f"total_steps={total}", "algo=ppo",
+                                             "algo.params.n_steps=16", "algo.params.batch_size=16",
+                                             "algo.params.n_epochs=1", "n_envs=1"]))
+
+    train_policy(cfg(tmp_path / "a", 16))
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    ends = []
+    for name in ("a", "b"):
+        train_policy(cfg(tmp_path / name, 48))
+        ends.append(torch.load(tmp_path / name / "checkpoint.pt", weights_only=True))
+    assert ends[0]["num_timesteps"] == ends[1]["num_timesteps"] == 48
+    weights = [e["policy"] for e in ends]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
