@@ -425,7 +425,11 @@ def rate(cell: dict) -> str:
     """A pooled rate with its 95% interval: "0.81 (0.72-0.87)"; with the seeds pooled where the cell
     says: "0.81 (0.72-0.87, 3 seeds)"."""
     seeds = f", {len(cell['seeds'])} seed{'s' if len(cell['seeds']) != 1 else ''}" if cell.get("seeds") else ""
-    return f"{cell['pooled']:.2f} ({cell['pooled_ci95'][0]:.2f}-{cell['pooled_ci95'][1]:.2f}{seeds})"
+    # a target compares this rate against a threshold: 0.895 printed as "0.90" beside "not met" misleads,
+    # so a rate that two decimals do not hold exactly gets a third
+    p = cell["pooled"]
+    text = f"{p:.2f}" if abs(p - round(p, 2)) < 1e-9 else f"{p:.3f}"
+    return f"{text} ({cell['pooled_ci95'][0]:.2f}-{cell['pooled_ci95'][1]:.2f}{seeds})"
 
 
 def targets_table(items: list[dict]) -> list[str]:

@@ -483,6 +483,9 @@ def test_paper_targets_compare_pooled_cells_and_say_what_has_not_run():
         assert met["fused_insertion under pushes within 10 points of clean"] is True
         assert met["fused_insertion under occluder_after_contact within 10 points of clean"] is None  # not run
     assert "not measured yet" in "\n".join(mod.targets_table(goals))
+    # a rate that two decimals round onto the threshold prints a third, so "0.90" never reads "not met"
+    assert mod.rate({"pooled": 0.895, "pooled_ci95": [0.86, 0.92]}).startswith("0.895 (")
+    assert mod.rate({"pooled": 0.9, "pooled_ci95": [0.86, 0.92], "seeds": {"s0": 0.9}}) == "0.90 (0.86-0.92, 1 seed)"
     # a fused row also evaluated with camera memory: its settings scored beside, never merged
     memory = mod.targets({"fused_insertion": row(clean=95, occluder_after_contact=40,
                                                  **{"occluder_after_contact+memory": 88})})
