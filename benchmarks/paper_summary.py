@@ -45,6 +45,7 @@ import argparse
 import json
 import re
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -494,8 +495,13 @@ def status_lines(root: Path, rows: list[str]) -> list[str]:
 def iqm_over_seeds(rows: dict[str, dict], reps: int = 2000, seed: int = 0) -> dict[str, dict[str, dict]]:
     """{row: {cell key: {"iqm", "ci95", "seeds"}}}: the interquartile mean of each cell's per-seed
     success rates (a 25% trimmed mean: with 3 seeds, the mean) and its 95% interval from rliable's
-    stratified bootstrap over seeds (``reps`` replications, seeded with ``seed``). Empty when
-    rliable is not installed."""
+    stratified bootstrap over seeds (``reps`` replications). Empty when rliable is not installed.
+
+    Each cell's bootstrap is seeded from ``seed`` and the cell's own row and key, so an interval is the
+    same on every run and does not move when other rows or cells are added. rliable's
+    ``StratifiedBootstrap.update_indices`` draws from NumPy's global generator (``np.random.choice``),
+    not from the ``random_state`` it is given, so the global state is set per cell here and restored
+    after."""
     try:
         from rliable import library, metrics
     except ImportError:
@@ -506,14 +512,20 @@ def iqm_over_seeds(rows: dict[str, dict], reps: int = 2000, seed: int = 0) -> di
         return np.array([metrics.aggregate_iqm(scores)])
 
     out: dict[str, dict[str, dict]] = {}
-    for name, row in rows.items():
-        for key, cell in row["cells"].items():
-            scores = np.asarray(list(cell["seeds"].values()), dtype=np.float64)[:, None]  # (seeds, 1 task)
-            point, interval = library.get_interval_estimates(
-                {name: scores}, iqm, reps=reps, random_state=np.random.RandomState(seed))
-            out.setdefault(name, {})[key] = {"iqm": float(point[name][0]),
-                                             "ci95": [float(interval[name][0, 0]), float(interval[name][1, 0])],
-                                             "seeds": len(scores)}
+    outer_state = np.random.get_state()  # noqa: NPY002 (rliable's global generator)
+    try:
+        for name, row in rows.items():
+            for key, cell in row["cells"].items():
+                scores = np.asarray(list(cell["seeds"].values()), dtype=np.float64)[:, None]  # (seeds, 1 task)
+                cell_seed = np.random.SeedSequence([seed, zlib.crc32(name.encode()), zlib.crc32(key.encode())])
+                np.random.seed(cell_seed.generate_state(1)[0])  # noqa: NPY002 (rliable's global generator)
+                point, interval = library.get_interval_estimates(
+                    {name: scores}, iqm, reps=reps, random_state=np.random.RandomState(seed))
+                out.setdefault(name, {})[key] = {"iqm": float(point[name][0]),
+                                                 "ci95": [float(interval[name][0, 0]), float(interval[name][1, 0])],
+                                                 "seeds": len(scores)}
+    finally:
+        np.random.set_state(outer_state)  # noqa: NPY002 (rliable's global generator)
     return out
 
 
