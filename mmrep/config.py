@@ -357,6 +357,11 @@ class PolicyConfig:
     # its perturbations seed * 1000 + i; a resumed run reseeds the resets from (seed, steps done)
     # (mmrep.policy.resume_env_seed). All below eval_seed: never an evaluation seed.
     seed: int = 0
+    # Where the training sub-envs' first resets are seeded from. "algorithm": seed + i, as SB3's
+    # constructor leaves them (every committed run; training seeds s and s + 1 share one sub-env's
+    # episode stream, sub-env 1 of s and sub-env 0 of s + 1). "run": seed * 1000 + i, as the
+    # perturbations: no two training seeds share a stream. New rows should take "run".
+    reset_seeds: str = "algorithm"
     normalize: bool = True  # running mean / std of the observations, clipped at +-5 (the paper's policy code)
     eval_every_steps: int = 20_000
     eval_episodes: int = 20
@@ -426,6 +431,9 @@ class PolicyConfig:
             raise ValueError(f"max_train_minutes must be > 0 or null, got {self.max_train_minutes!r}")
         if self.eval_episodes < 0:
             raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes!r}")
+        if self.reset_seeds not in ("algorithm", "run"):
+            raise ValueError(f"reset_seeds must be 'algorithm' (seed + i, as SB3 seeds) or 'run' (seed * 1000 + i), "
+                             f"got {self.reset_seeds!r}")
         if self.seed * 1000 + self.n_envs > self.eval_seed:
             raise ValueError(f"training seeds (seed * 1000 + i, i < n_envs) reach eval_seed {self.eval_seed}: "
                              "lower seed")

@@ -528,6 +528,14 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
     write_text_atomic(path, json.dumps(new, indent=2), fsync=False)
 
 
+def seed_training_resets(cfg: PolicyConfig, venv: VecEnv) -> None:
+    """Seed the first resets of the training sub-envs as ``cfg.reset_seeds`` says; call it after
+    ``build_model``, whose algorithm constructor seeds them ``seed + i`` ("algorithm": left so).
+    "run": ``seed * 1000 + i``, so no two training seeds share a sub-env's episode stream."""
+    if cfg.reset_seeds == "run":
+        venv.seed(cfg.seed * 1000)
+
+
 def resume_env_seed(seed: int, steps_done: int, below: int) -> int:
     """The seed a run of training seed ``seed`` resumed at ``steps_done`` env steps reseeds its sub-envs'
     resets (sub-env i: the result + i) and torch's, numpy's and Python's streams with: a hash of
@@ -558,6 +566,7 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=CLIP_OBS)
     eval_venv = build_venv(cfg, 1, cfg.eval_seed, vec_env="dummy") if cfg.eval_episodes else None
     model = build_model(cfg, venv, tensorboard_log=str(out / "tb"))
+    seed_training_resets(cfg, venv)
     done, spent, cpu_spent = load_checkpoint(model, venv, out)
     callback = TrainingCallback(cfg, out, venv, eval_venv, prior_seconds=spent, prior_cpu_seconds=cpu_spent)
     try:

@@ -420,3 +420,31 @@ def test_a_resume_draws_new_episodes_and_the_same_checkpoint_resumes_the_same_wa
     weights = [e["policy"] for e in ends]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_reset_seeds_run_gives_every_training_seed_its_own_episode_streams():
+    """SB3's constructor seeds the sub-envs ``seed + i``, so training seeds 0 and 1 share a stream
+    (sub-env 1 of seed 0, sub-env 0 of seed 1); ``reset_seeds=run`` seeds them ``seed * 1000 + i``."""
+    from mmrep.config import app_config, compose
+    from mmrep.policy import build_model, build_venv, seed_training_resets
+
+    def first_obs(seed: int, scheme: str) -> np.ndarray:
+        cfg = app_config(compose("policy", ["out=unused", "vec_env=dummy", "obs=state", "env.physics_hz=240.0",
+                                            "env.max_steps=8", "algo=ppo", "n_envs=2", f"seed={seed}",
+                                            f"reset_seeds={scheme}"]))
+        venv = build_venv(cfg, cfg.n_envs, cfg.seed * 1000)
+        try:
+            build_model(cfg, venv)
+            seed_training_resets(cfg, venv)
+            obs = venv.reset()
+            return np.concatenate([np.ravel(v) for v in obs.values()]) if isinstance(obs, dict) else obs
+        finally:
+            venv.close()
+
+    shared = first_obs(0, "algorithm")[1], first_obs(1, "algorithm")[0]
+    assert np.array_equal(*shared)  # the documented overlap, kept for the committed runs
+    own = first_obs(0, "run"), first_obs(1, "run")
+    assert not np.array_equal(own[0][1], own[1][0])
+    assert not np.array_equal(own[0][0], own[0][1])
+    with pytest.raises(ValueError, match="reset_seeds"):
+        app_config(compose("policy", ["out=unused", "obs=state", "reset_seeds=distinct"]))
