@@ -2,6 +2,7 @@
 held-out evaluation and its confidence interval."""
 
 import json
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -495,28 +496,42 @@ def test_paper_targets_compare_pooled_cells_and_say_what_has_not_run():
     assert not any("occluder+memory" in t for t in met)  # only the settings evaluated with memory
 
 
+IQM_SEEDING_CHECK = """
+import numpy as np
+from conftest import load_benchmark
+
+mod = load_benchmark("paper_summary")
+def row(*rates):
+    return {"cells": {"ft_dead/square/stochastic": {"seeds": {f"s{i}": r for i, r in enumerate(rates)}}}}
+# three seeds whose lowest resamples sit on the 2.5% quantile: an unseeded bootstrap moves its low end
+rows = {"a": row(0.94, 0.87, 0.88)}
+lows = set()
+for outer in range(12):  # rliable draws from NumPy's global generator, whatever state a caller left
+    np.random.seed(outer)
+    lows.add(mod.iqm_over_seeds(rows, reps=300)["a"]["ft_dead/square/stochastic"]["ci95"][0])
+assert len(lows) == 1, lows
+np.random.seed(5)
+before = mod.iqm_over_seeds(rows, reps=300)
+after_state = np.random.rand()
+np.random.seed(5)
+grown = mod.iqm_over_seeds({"b": row(0.5, 0.6, 0.9, 0.1), **rows}, reps=300)
+assert np.random.rand() == after_state  # the caller's global state is left as it was
+assert grown["a"] == before["a"], (grown["a"], before["a"])
+assert grown["b"]["ft_dead/square/stochastic"]["seeds"] == 4
+"""
+
+
 def test_iqm_intervals_are_the_same_on_every_run_and_do_not_move_when_rows_are_added():
+    """In a subprocess: importing rliable installs absl's logging handler on the stderr of the moment,
+    which in pytest is a capture that later closes (a later test's error output then went nowhere)."""
+    import subprocess
+    import sys
+
     pytest.importorskip("rliable")
-    mod = load_benchmark("paper_summary")
-
-    def row(*rates: float) -> dict:
-        return {"cells": {"ft_dead/square/stochastic": {"seeds": {f"s{i}": r for i, r in enumerate(rates)}}}}
-
-    # three seeds whose lowest resamples sit on the 2.5% quantile: an unseeded bootstrap moves its low end
-    rows = {"a": row(0.94, 0.87, 0.88)}
-    lows = set()
-    for outer in range(12):  # rliable draws from NumPy's global generator, whatever state a caller left
-        np.random.seed(outer)  # noqa: NPY002
-        lows.add(mod.iqm_over_seeds(rows, reps=300)["a"]["ft_dead/square/stochastic"]["ci95"][0])
-    assert len(lows) == 1
-    np.random.seed(5)  # noqa: NPY002 (rliable's global generator)
-    before = mod.iqm_over_seeds(rows, reps=300)
-    after_state = np.random.rand()  # noqa: NPY002 (rliable's global generator)
-    np.random.seed(5)  # noqa: NPY002 (rliable's global generator)
-    grown = mod.iqm_over_seeds({"b": row(0.5, 0.6, 0.9, 0.1), **rows}, reps=300)
-    assert np.random.rand() == after_state  # noqa: NPY002 -- the caller's global state is left as it was
-    assert grown["a"] == before["a"]
-    assert grown["b"]["ft_dead/square/stochastic"]["seeds"] == 4
+    tests = Path(__file__).resolve().parent
+    done = subprocess.run([sys.executable, "-c", IQM_SEEDING_CHECK], cwd=tests, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": f"{tests}{os.pathsep}{tests.parent}"})
+    assert done.returncode == 0, done.stderr
 
 
 def test_default_setting_remedy_rows_are_scored_against_their_own_clean_rate():
