@@ -1,8 +1,8 @@
 """The committed encoders' outputs on fixed inputs: what ``test_committed_encoders`` compares against.
 
 Two records. ``tests/data/committed_encoder_outputs.json``: sha256 hashes of the outputs' bytes, recorded
-on the reference CPU (an x86-64 without AVX-512, where every session's CI has run): there a refactor must
-not change a bit. ``tests/data/committed_encoder_outputs.npz``: the outputs themselves, recorded on an
+on the reference CPU (the one earlier sessions and their CI ran on; its ISA is not recorded): a refactor
+must not change a bit there. ``tests/data/committed_encoder_outputs.npz``: the outputs themselves, recorded on an
 AVX-512 / AMX Xeon (2026-12-06) from the same code. The float kernels torch calls (MKL's GEMM and GEMV,
 oneDNN's convolutions) pick their code path by CPU and round differently, so on another CPU the hashes
 cannot hold; there the outputs are compared with the recorded values to float32 rounding.
