@@ -64,8 +64,10 @@ COMMANDS: dict[str, Command] = {
          "mmrep policy train +paper=fused_insertion seed=0 out=runs/paper/fused_insertion_s0"), "guides/policies.md"),
     "policy eval": Command(
         "evaluate a trained policy on held-out seeds under closed-loop faults", "policy_eval",
-        ("policy", "out", "episodes", "settings", "shapes", "modes", "camera_memory", "reject_flagged", "video"), (),
-        ('mmrep policy eval policy=runs/policy episodes=100 "settings=[clean,occluder_after_contact,ft_dead]"',),
+        ("policy", "out", "episodes", "settings", "shapes", "modes", "camera_memory", "reject_flagged", "fallback",
+         "video"), (),
+        ('mmrep policy eval policy=runs/policy episodes=100 "settings=[clean,occluder_after_contact,ft_dead]"',
+         "mmrep policy eval policy=runs/fused fallback=runs/no_haptics \"settings=[clean,ft_dead]\""),
         "guides/policies.md"),
     "data verify": Command("check a dataset: schema, shapes, dtypes, NaN/inf, checksums",
                            examples=("mmrep data verify data/sim",), guide="guides/datasets.md"),

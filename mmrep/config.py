@@ -478,6 +478,13 @@ class PolicyEvalConfig:
     # randomization.camera_target_error: the camera moves this far in a random horizontal direction);
     # None: as trained
     camera_target_error: float | None = None
+    # a second policy run (on a frozen latent that does not read ``fallback_on``, e.g. no_haptics) that
+    # takes over for the rest of an episode once the policy's ``fallback_on`` sensors have looked failed
+    # for ``fallback_patience`` consecutive control steps (``mmrep.policy_handover``); None: no handover
+    fallback: str | None = None
+    fallback_on: list[str] = field(default_factory=lambda: ["force"])
+    fallback_patience: int = 3  # control steps (50 ms each at 20 Hz)
+    fallback_trigger: str = "flatline"  # flatline: readings that do not change; flags: the reliability flags
     device: str = "cpu"
     threads: int | None = 1  # torch CPU threads (as PolicyConfig.threads)
     progress: bool = True
@@ -498,6 +505,15 @@ class PolicyEvalConfig:
             raise ValueError(f"episodes must be >= 1, got {self.episodes!r}")
         if self.seed < 1_000_000:
             raise ValueError(f"seed must be >= 1000000 (training envs use seeds below), got {self.seed!r}")
+        if self.fallback is not None:
+            from mmrep.policy_handover import TRIGGERS
+
+            if self.fallback_trigger not in TRIGGERS:
+                raise ValueError(f"fallback_trigger must be one of {list(TRIGGERS)}, got {self.fallback_trigger!r}")
+            if self.fallback_patience < 1:
+                raise ValueError(f"fallback_patience must be >= 1 control step, got {self.fallback_patience!r}")
+            if not self.fallback_on:
+                raise ValueError("fallback_on must name at least one sensor (e.g. [force])")
         if self.press_in_hole is not None and not self.press_in_hole > 0:
             raise ValueError(f"press_in_hole must be None or > 0 (m), got {self.press_in_hole!r}")
         if self.clearance is not None and not 0 < self.clearance <= 0.02:

@@ -147,6 +147,11 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
         run_key["press_in_hole"] = cfg.press_in_hole
     for name, value in env_changes(cfg).items():  # another hole, another camera: other rows
         run_key[name] = value
+    if cfg.fallback is not None:  # another policy takes over: other rows
+        fb = policy_file(cfg.fallback)
+        run_key["fallback"] = {"path": str(fb.resolve()), "bytes": fb.stat().st_size if fb.exists() else None,
+                               "on": list(cfg.fallback_on), "patience": cfg.fallback_patience,
+                               "trigger": cfg.fallback_trigger}
     if cfg.encoder is not None:  # other thresholds: other rows
         enc = Path(cfg.encoder)
         run_key["encoder"] = {"path": str(enc.resolve()), "bytes": enc.stat().st_size if enc.exists() else None}
@@ -178,7 +183,11 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                                              camera_memory=cfg.camera_memory, reject_flagged=cfg.reject_flagged,
                                              encoder=cfg.encoder)
         trained_shape = pcfg.env.peg_shape
+        handover = fallback_venv = None
         try:
+            if cfg.fallback is not None:
+                handover, fallback_venv = build_handover(cfg, (model, venv, pcfg, rms), path, env_over,
+                                                         list(perturbations))
             for mode in cfg.modes:
                 if (setting, shape, mode) in done:
                     rows.append(done[(setting, shape, mode)][0])
@@ -192,8 +201,13 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                     memory.rejected = {}
                 episodes = []
                 for s in seeds:  # one at a time, for the progress bar
-                    episodes += run_episodes(model, venv, [s], mode == "deterministic", rms,
-                                             record if s == seeds[0] else None)
+                    if handover is None:
+                        episodes += run_episodes(model, venv, [s], mode == "deterministic", rms,
+                                                 record if s == seeds[0] else None)
+                    else:  # the handover policy encodes the raw observations itself
+                        episodes += run_episodes(handover, venv.venv, [s], mode == "deterministic", None,
+                                                 record if s == seeds[0] else None)
+                        episodes[-1]["handover_step"] = handover.handover_step
                     bar.update()
                 row = {"setting": setting, "shape": shape or trained_shape, "mode": mode, **summarize(episodes),
                        "episode_results": episodes}
@@ -203,6 +217,10 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                     row["reject_flagged"] = bool(codec.reject)
                 if cfg.encoder is not None:  # the reliability thresholds came from this file
                     row["encoder"] = str(cfg.encoder)
+                if handover is not None:  # who took over, on what, and in how many episodes
+                    row["fallback"] = str(cfg.fallback)
+                    row["fallback_on"] = list(cfg.fallback_on)
+                    row["handover_fraction"] = sum(e["handover_step"] is not None for e in episodes) / len(episodes)
                 if cfg.press_in_hole is not None:  # the vertical action was scripted below this depth
                     row["press_in_hole"] = cfg.press_in_hole
                 row.update(env_changes(cfg))  # the hole's clearance or the camera's error, m, where set
@@ -218,6 +236,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                                         "row": row}) + "\n")
         finally:
             venv.close()
+            if fallback_venv is not None:
+                fallback_venv.close()
     bar.close()
     summary = {"config": asdict(cfg), "policy": str(path), "trained_shape": trained_shape,
                "seeds": [seeds[0], seeds[-1]], "seconds": time.time() - t0, "results": rows}
@@ -225,6 +245,31 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
     (out / "report.md").write_text(report_markdown(summary))
     (out / PARTIAL).unlink(missing_ok=True)
     return summary
+
+
+def build_handover(cfg: PolicyEvalConfig, primary: tuple, path: Path, env_over: dict[str, Any],
+                   perturbations: list[str]):
+    """(``HandoverPolicy``, the fallback's own venv, to close) for ``cfg.fallback``: the fallback policy
+    loaded on the same env changes, checked to have learned the primary's task and to read only what
+    the primary's env observes."""
+    from mmrep.policy_handover import HandoverPolicy, check_fallback_inputs, check_same_task
+
+    model, venv, pcfg, rms = primary
+    if getattr(venv, "codec", None) is None:
+        raise ValueError(f"fallback: {path} observes {pcfg.obs.kind!r}; a handover needs a policy on a frozen latent")
+    fb_model, fb_venv, fb_cfg, fb_rms = load_policy(policy_file(cfg.fallback), env_over, perturbations, cfg.device)
+    try:
+        check_same_task(pcfg, fb_cfg, str(path), str(cfg.fallback))
+        if getattr(fb_venv, "codec", None) is None:
+            raise ValueError(f"fallback {cfg.fallback} observes {fb_cfg.obs.kind!r}; a handover needs a policy on "
+                             "a frozen latent")
+        check_fallback_inputs(fb_venv.codec, venv.venv.observation_space, str(cfg.fallback))
+        handover = HandoverPolicy((model, venv, rms), (fb_model, fb_venv, fb_rms), cfg.fallback_on,
+                                  cfg.fallback_patience, cfg.fallback_trigger)
+    except Exception:
+        fb_venv.close()
+        raise
+    return handover, fb_venv
 
 
 def env_changes(cfg: PolicyEvalConfig) -> dict[str, float]:
@@ -242,6 +287,10 @@ def evaluation_changes(cfg: dict[str, Any]) -> str:
         changes.append(f"a camera calibration error of {cfg['camera_target_error'] * 1000:g} mm, random direction")
     if cfg.get("press_in_hole") is not None:
         changes.append(f"a scripted press below {cfg['press_in_hole'] * 1000:g} mm in the hole")
+    if cfg.get("fallback") is not None:
+        changes.append(f"control handed to {cfg['fallback']} for the rest of an episode once "
+                       f"{', '.join(cfg.get('fallback_on', []))} looked failed ({cfg.get('fallback_trigger')}) for "
+                       f"{cfg.get('fallback_patience')} control steps in a row")
     return f" Changed from training: {'; '.join(changes)}." if changes else ""
 
 
@@ -258,6 +307,10 @@ def report_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"| {r['setting']} | {r['shape']} | {r['mode']} | {r['success_rate']:.2f} | "
                      f"{r['success_ci95'][0]:.2f}-{r['success_ci95'][1]:.2f} | {in_hole:.2f} | {steps} | "
                      f"{r['peak_force_step_mean_n']:.1f} | {r['peak_force_substep_n']:.1f} |")
+    handed = [r for r in summary["results"] if "handover_fraction" in r]
+    if handed:
+        lines += ["", "Episodes handed over to the fallback: " + "; ".join(
+            f"{r['setting']} {r['mode']} {r['handover_fraction']:.2f}" for r in handed) + "."]
     videos = [r for r in summary["results"] if r.get("video")]
     if videos:
         lines += [""] + [f"![{r['setting']}]({r['video']})" for r in videos]
