@@ -19,7 +19,9 @@ policy's cells, and the table names the step it was kept at); rows
 evaluated with camera memory (``mmrep policy eval camera_memory=true``) of a policy trained without it
 are the setting's name with ``+memory``, apart from the plain ones (``+reject`` for those evaluated
 with ``reject_flagged=true``: the flagged experts left out; ``+rollout_flags`` for those whose flags
-were set on the policy's own clean rollouts, ``mmrep policy eval encoder=...``). Where such
+were set on the policy's own clean rollouts, ``mmrep policy eval encoder=...``; ``+handover`` for those
+where a fallback policy took over once a sense failed, ``mmrep policy eval fallback=...``, with the
+pooled share of episodes handed over). Where such
 evaluations exist, ``table.md`` also gets the remedies side by side: per action mode, one line per row
 and evaluation, one column per setting. The touch rows also get the share of episodes that ended in
 the hole, inserted or not (finding the hole is what touch is for there; finishing in the time limit is
@@ -125,6 +127,7 @@ ROLLOUT_FLAGS = "+rollout_flags"  # ... and for rows whose flags were set on the
 PRESS = "+press"  # ... and for rows evaluated with a scripted insertion stage (`press_in_hole`) not trained with
 CLEARANCE = "+clearance{mm:g}mm"  # ... and for rows evaluated at another clearance than trained (`clearance`)
 CAMERA_ERROR = "+camera_error{mm:g}mm"  # ... and with another camera calibration error (`camera_target_error`)
+HANDOVER = "+handover"  # ... and for rows where a fallback policy took over when a sense failed (`fallback`)
 
 
 def kept_best_step(run: Path, config: dict) -> int | None:
@@ -172,6 +175,8 @@ def row_summary(runs: list[Path]) -> dict:
             trained_error = config["env"]["randomization"].get("camera_target_error", 0.0)
             if r.get("camera_target_error") is not None and r["camera_target_error"] != trained_error:
                 setting += CAMERA_ERROR.format(mm=round(r["camera_target_error"] * 1000, 3))
+            if r.get("fallback"):
+                setting += HANDOVER
             key = f"{setting}/{r['shape']}/{r['mode']}"
             cell = cells.setdefault(key, {"setting": setting, "shape": r["shape"], "mode": r["mode"],
                                           "seeds": {}, "successes": 0, "episodes": 0, "in_hole": 0,
@@ -182,12 +187,17 @@ def row_summary(runs: list[Path]) -> dict:
             cell["successes"] += wins
             cell["episodes"] += len(r["episode_results"])
             cell["in_hole"] += sum(map(ended_in_hole, r["episode_results"]))
+            if "handover_fraction" in r:  # episodes handed over to the fallback, pooled below
+                cell["handed_over"] = cell.get("handed_over", 0) + sum(
+                    e.get("handover_step") is not None for e in r["episode_results"])
     for cell in cells.values():
         cell["mean_of_seeds"] = float(np.mean(list(cell["seeds"].values())))
         cell["pooled"] = cell["successes"] / max(cell["episodes"], 1)
         cell["pooled_ci95"] = wilson_interval(cell["successes"], cell["episodes"])
         cell["in_hole_pooled"] = cell["in_hole"] / max(cell["episodes"], 1)  # found the hole, inserted or not
         cell["in_hole_ci95"] = wilson_interval(cell["in_hole"], cell["episodes"])
+        if "handed_over" in cell:
+            cell["handover"] = cell["handed_over"] / max(cell["episodes"], 1)
     return {"runs": [r.name for r in runs], "obs": configs[0]["obs"], "algo": configs[0]["algo"]["name"],
             "total_steps": sorted({c["total_steps"] for c in configs}),
             "max_train_minutes": sorted({c.get("max_train_minutes") or 0 for c in configs}),
