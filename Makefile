@@ -149,7 +149,8 @@ state-policy: $(foreach r,$(STATE_RUNS),runs/$(r)/eval/results.json)
 PAPER_ROWS ?= fused_insertion no_haptics no_vision fused_robust fused_robust_occluder fused_poe fused_concat \
 	random_init pixels state fused_lstm_occluder fused_memory_occluder fused_faults_insertion fused_drc_insertion \
 	fused_drc_odometry_insertion fused_memory_odometry_insertion fused_drc_odometry_occluder_insertion \
-	fused_faults_memory_odometry_insertion fused_faults_memory_odometry_insertion_300k fused_memory_odometry_insertion_300k
+	fused_faults_memory_odometry_insertion fused_faults_memory_odometry_insertion_300k fused_memory_odometry_insertion_300k \
+	no_haptics_150k
 PAPER_SEEDS ?= 0 1 2
 # extra overrides for every training, e.g. the remedy screens' reduced budget:
 # `make paper PAPER_ROWS=fused_drc_insertion PAPER_TRAIN_ARGS=total_steps=150000`
@@ -346,6 +347,22 @@ runs/paper/fused_drc_odometry_smooth_touch_s$(1)/eval_sampled/results.json: runs
 endef
 $(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_ODOMETRY_CHECKS,$(s))))
 
+# Handing over to a policy without touch when the F/T sensor fails (eval_handover/, docs/guides/policies.md):
+# each setting's fused row with its no_haptics partner of the same seed taking over once the F/T
+# readings flatline for 3 control steps; every closed-loop setting but the static occluder, so that a
+# false handover on a live sensor would show. About 25-30 min a seed on the default setting, 15 on the
+# touch setting.
+HANDOVER_PAIRS = fused_faults_memory_odometry_insertion_300k:no_haptics_150k \
+	fused_memory_odometry_camera_error_200k_touch:no_haptics_memory_odometry_camera_error_200k_touch
+HANDOVER_SETTINGS = ft_dead,clean,occluder_after_contact,ft_bias,ft_noise,pushes
+define PAPER_HANDOVER_RUN
+runs/paper/$(1)_s$(3)/eval_handover/results.json: runs/paper/$(1)_s$(3)/policy.pt runs/paper/$(2)_s$(3)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(3) fallback=runs/paper/$(2)_s$(3) \
+		out=runs/paper/$(1)_s$(3)/eval_handover episodes=100 progress=false video=false "settings=[$(HANDOVER_SETTINGS)]"
+endef
+$(foreach p,$(HANDOVER_PAIRS),$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_HANDOVER_RUN,$(word 1,$(subst :, ,$(p))),$(word 2,$(subst :, ,$(p))),$(s)))))
+HANDOVER_PRIMARIES = $(foreach p,$(HANDOVER_PAIRS),$(word 1,$(subst :, ,$(p))))
+
 # Shape transfer (item 5): the square fused_insertion policies on the other pegs without retraining
 # (eval_transfer/, 100 seeds a shape, about 16 min a seed), and a new policy per shape on the same
 # frozen representation (rows fused_insertion_<shape>, seed 0, one training each).
@@ -384,7 +401,9 @@ paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s
 		$(if $(filter $(ODOMETRY_ROW),$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),\
 			runs/paper/$(ODOMETRY_ROW)_s$(s)/eval_static/results.json runs/paper/$(ODOMETRY_ROW)_s$(s)/eval_drc/results.json)) \
 		$(if $(filter fused_drc_odometry_smooth_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),\
-			runs/paper/fused_drc_odometry_smooth_touch_s$(s)/eval_sampled/results.json))
+			runs/paper/fused_drc_odometry_smooth_touch_s$(s)/eval_sampled/results.json)) \
+		$(foreach r,$(filter $(HANDOVER_PRIMARIES),$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),\
+			runs/paper/$(r)_s$(s)/eval_handover/results.json))
 	$(PY) benchmarks/paper_summary.py runs/paper --out $(PAPER_OUT) $(PAPER_SUMMARY_ARGS)
 
 lint: venv
