@@ -111,11 +111,18 @@ class HandoverPolicy:
         return action, None
 
 
+# Env fields that may differ between the two policies' training: the in-simulation disturbances, which
+# every evaluation setting sets for both (``sim.rl_env.CLOSED_LOOP``), and the reward's terms, which
+# shape training and change nothing the policies see or do when evaluated.
+MAY_DIFFER = ("occluder", "push", "completion_bonus", "action_change_penalty")
+
+
 def check_same_task(primary_cfg, fallback_cfg, primary: str, fallback: str) -> None:
-    """``ValueError`` naming the fields where the two policies' training envs differ: the fallback must
-    have learned the task the primary acts on (its perturbations may differ)."""
+    """``ValueError`` naming the fields where the two policies' training envs differ (but ``MAY_DIFFER``):
+    the fallback must have learned the task the primary acts on; its disturbances and sensor faults in
+    training may differ."""
     a, b = asdict(primary_cfg.env), asdict(fallback_cfg.env)
-    differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    differ = sorted(k for k in set(a) | set(b) if k not in MAY_DIFFER and a.get(k) != b.get(k))
     if differ:
         raise ValueError(f"fallback {fallback} was trained on another env than {primary}: "
                          + "; ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in differ))

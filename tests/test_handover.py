@@ -29,15 +29,16 @@ def train(tmp_path, name: str, encoder, *extra: str):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A fused policy (its encoder reads F/T, thresholds that flag nothing), a policy whose encoder
-    does not read F/T, and one trained on a tighter hole."""
+    """A fused policy (its encoder reads F/T, thresholds that flag nothing) trained with the occluder in
+    its episodes, a policy whose encoder does not read F/T, and one trained on a tighter hole."""
     tmp = tmp_path_factory.mktemp("handover")
     torch.manual_seed(0)
     fused = Encoder(ModelConfig(image_size=64, z_dim=16)).eval()
     vision = Encoder(ModelConfig(image_size=64, z_dim=16, force=False)).eval()
     export_encoder(fused, tmp / "fused.pt", Reliability({m: 1e9 for m in KEYS}, 0.99, 10))
     export_encoder(vision, tmp / "vision.pt")
-    return {"fused": train(tmp, "fused", tmp / "fused.pt"), "vision": train(tmp, "vision", tmp / "vision.pt"),
+    return {"fused": train(tmp, "fused", tmp / "fused.pt", "env.occluder.mode=after_contact",
+                           "env.occluder.probability=0.5"), "vision": train(tmp, "vision", tmp / "vision.pt"),
             "tight": train(tmp, "tight", tmp / "vision.pt", "env.clearance=0.001"), "tmp": tmp}
 
 
@@ -64,7 +65,8 @@ def test_a_live_sensor_keeps_the_primary_and_a_dead_one_hands_over(runs):
         dead = handed[("ft_dead", mode)]
         assert dead["handover_fraction"] == 1.0
         assert [e["handover_step"] for e in dead["episode_results"]] == [3, 3]  # the default patience
-    assert "handed over to the fallback: clean deterministic 0.00" in (fused / "eval_handover" / "report.md").read_text()
+    report = (fused / "eval_handover" / "report.md").read_text()
+    assert "handed over to the fallback: clean deterministic 0.00" in report
     # handed over at the first step, the episodes are the fallback's own, sampled actions included
     first = evaluate(tmp / "first", f"policy={fused}", f"fallback={vision}", "fallback_patience=1",
                      "settings=[ft_dead]")
