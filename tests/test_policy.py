@@ -348,8 +348,12 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
         return {(cfgs[r].algo.name, json.dumps(cfgs[r].algo.params, sort_keys=True), cfgs[r].total_steps,
                  cfgs[r].n_envs, cfgs[r].eval_every_steps, cfgs[r].eval_episodes, cfgs[r].eval_seed, cfgs[r].seed,
                  cfgs[r].env.peg_shape) for r in names if "lstm" not in r}
-    default_rows = shared([r for r in rows if r not in touch])
+    half = [r for r in rows if r.endswith("_150k")]  # a row at half the budget, under its own name
+    default_rows = shared([r for r in rows if r not in touch and r not in half])
     assert len(default_rows) == 1 and next(iter(default_rows))[0] == "ppo"
+    # a default row named <row>_150k is <row> at half the budget and differs from it in nothing else
+    assert half and all(cfgs[r].total_steps == 150_000
+                        and replace(cfgs[r], total_steps=300_000) == cfgs[r.removesuffix("_150k")] for r in half)
     # a default row named <row>_300k is <row> under its own name (that row's committed runs are 150k
     # screens); it differs from it in nothing, the budget included
     full = [r for r in rows if r.endswith("_300k")]
