@@ -61,6 +61,12 @@ class HandoverPolicy:
         unread = [m for m in self.watch if m not in primary_reads]
         if unread:
             raise ValueError(f"fallback_on {unread}: the primary policy's encoder reads {list(primary_reads)}")
+        space = getattr(getattr(primary[1], "venv", None), "observation_space", None)
+        if trigger == "flatline" and space is not None:  # only a time series of readings can flatline
+            still = [m for m in self.watch if m in space.spaces and len(space[m].shape) != 2]
+            if still:
+                raise ValueError(f"fallback_trigger=flatline watches time series of readings (force: (n, 6)); "
+                                 f"{still} are not: use fallback_trigger=flags")
         needs = [m for m in self.watch if m in self.codecs[1].encoder.cfg.modalities]
         if needs:
             raise ValueError(f"the fallback policy's encoder reads {needs}, the senses it would take over for: "

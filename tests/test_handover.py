@@ -125,6 +125,9 @@ def test_a_fallback_that_reads_the_sense_or_learned_another_task_is_refused(runs
     with pytest.raises(ValueError, match=r"fallback_on \['smell'\]"):
         evaluate_policy_run(PolicyEvalConfig(**base, fallback=str(runs["vision"]), fallback_on=["smell"],
                                              out=str(tmp / "r4")))
+    with pytest.raises(ValueError, match=r"flatline watches time series .* \['rgb'\] are not"):
+        evaluate_policy_run(PolicyEvalConfig(**base, fallback=str(runs["vision"]), fallback_on=["rgb"],
+                                             out=str(tmp / "r5")))
     with pytest.raises(ValueError, match="fallback_patience must be >= 1"):
         PolicyEvalConfig(**base, fallback=str(runs["vision"]), fallback_patience=0).validate()
     assert not (tmp / "r1" / "results.json").exists()
