@@ -9,9 +9,9 @@ fault-tolerant control by reconfiguration, the policy-level counterpart of "Dete
 (Lee et al. 2021): detect with the flags, reject the policy that needs the sense, correct with the one
 that does not.
 
-Both policies' latents are computed every step from the same env observation, so the fallback's camera
-memory and odometry (where it has them) are current when it takes over. ``trigger``: ``"flatline"``
-(the F/T readings of the step do not change: a dead or stuck sensor,
+While the primary acts, a fallback with camera memory encodes every observation too, so its memory and
+odometry are current when it takes over (a fallback without memory is encoded only once it acts).
+``trigger``: ``"flatline"`` (the F/T readings of the step do not change: a dead or stuck sensor,
 ``mmrep.models.reliability.flatlined``) or ``"flags"`` (the primary encoder's reliability flags:
 thresholds on the expert's variance, and the flatline check).
 
@@ -108,10 +108,12 @@ class HandoverPolicy:
         self.run = self.run + 1 if self.failed(obs) else 0
         if self.handover_step is None and self.run >= self.patience:
             self.handover_step = self.step
-        latents = [codec.encode(obs) for codec in self.codecs]  # both, so the fallback's memory is current
         k = 0 if self.handover_step is None else 1
+        z = self.codecs[k].encode(obs)
+        if k == 0 and self.codecs[1].memory is not None:  # a fallback with camera memory: keep it current
+            self.codecs[1].encode(obs)
         starts = np.array([not self.started[k]])  # a recurrent policy's state starts where it takes over
-        action, self.states[k] = self.models[k].predict(normalize_obs(latents[k], self.rms[k]), state=self.states[k],
+        action, self.states[k] = self.models[k].predict(normalize_obs(z, self.rms[k]), state=self.states[k],
                                                         episode_start=starts, deterministic=deterministic)
         self.started[k] = True
         return action, None
