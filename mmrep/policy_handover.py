@@ -105,9 +105,10 @@ class HandoverPolicy:
         if episode_start is not None and bool(np.asarray(episode_start).reshape(-1)[0]):
             self.reset()
         self.step += 1
-        self.run = self.run + 1 if self.failed(obs) else 0
-        if self.handover_step is None and self.run >= self.patience:
-            self.handover_step = self.step
+        if self.handover_step is None:  # once handed over, the fallback keeps the episode: no more checks
+            self.run = self.run + 1 if self.failed(obs) else 0
+            if self.run >= self.patience:
+                self.handover_step = self.step
         k = 0 if self.handover_step is None else 1
         z = self.codecs[k].encode(obs)
         if k == 0 and self.codecs[1].memory is not None:  # a fallback with camera memory: keep it current
