@@ -506,12 +506,9 @@ class PolicyEvalConfig:
         if self.seed < 1_000_000:
             raise ValueError(f"seed must be >= 1000000 (training envs use seeds below), got {self.seed!r}")
         if self.fallback is not None:
-            from mmrep.policy_handover import TRIGGERS
+            from mmrep.policy_handover import check_options
 
-            if self.fallback_trigger not in TRIGGERS:
-                raise ValueError(f"fallback_trigger must be one of {list(TRIGGERS)}, got {self.fallback_trigger!r}")
-            if self.fallback_patience < 1:
-                raise ValueError(f"fallback_patience must be >= 1 control step, got {self.fallback_patience!r}")
+            check_options(self.fallback_trigger, self.fallback_patience)
             if not self.fallback_on:
                 raise ValueError("fallback_on must name at least one sensor (e.g. [force])")
         if self.press_in_hole is not None and not self.press_in_hole > 0:

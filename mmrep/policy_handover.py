@@ -34,6 +34,14 @@ from mmrep.policy import normalize_obs
 TRIGGERS = ("flatline", "flags")
 
 
+def check_options(trigger: str, patience: int) -> None:
+    """``ValueError`` naming the option for an unknown ``fallback_trigger`` or a patience under one step."""
+    if trigger not in TRIGGERS:
+        raise ValueError(f"fallback_trigger must be one of {list(TRIGGERS)}, got {trigger!r}")
+    if patience < 1:
+        raise ValueError(f"fallback_patience must be >= 1 control step, got {patience!r}")
+
+
 class HandoverPolicy:
     """A primary latent policy that hands control to a fallback when a watched sense fails (module doc).
 
@@ -47,10 +55,7 @@ class HandoverPolicy:
 
     def __init__(self, primary: tuple[Any, Any, Any], fallback: tuple[Any, Any, Any],
                  watch: Sequence[str] = ("force",), patience: int = 3, trigger: str = "flatline") -> None:
-        if trigger not in TRIGGERS:
-            raise ValueError(f"fallback_trigger must be one of {TRIGGERS}, got {trigger!r}")
-        if patience < 1:
-            raise ValueError(f"fallback_patience must be >= 1 control step, got {patience!r}")
+        check_options(trigger, patience)
         self.models = [primary[0], fallback[0]]
         self.codecs = [getattr(primary[1], "codec", None), getattr(fallback[1], "codec", None)]
         if any(c is None for c in self.codecs):
@@ -72,7 +77,7 @@ class HandoverPolicy:
             raise ValueError(f"the fallback policy's encoder reads {needs}, the senses it would take over for: "
                              "hand over to a policy trained without them (e.g. no_haptics for force)")
         self.reliability = self.codecs[0].encoder.require_reliability() if trigger == "flags" else None
-        self.patience, self.trigger = patience, trigger
+        self.patience = patience
         self.states: list[Any] = [None, None]
         self.started = [False, False]
         self.step = self.run = 0
