@@ -21,7 +21,8 @@ are the setting's name with ``+memory``, apart from the plain ones (``+reject`` 
 with ``reject_flagged=true``: the flagged experts left out; ``+rollout_flags`` for those whose flags
 were set on the policy's own clean rollouts, ``mmrep policy eval encoder=...``; ``+handover`` for those
 where a fallback policy took over once a sense failed, ``mmrep policy eval fallback=...``, with the
-pooled share of episodes handed over). Where such
+pooled share of episodes handed over; ``+tare`` for those evaluated with the F/T sensor zeroed at each
+reset, ``mmrep policy eval ft_tare=true``). Where such
 evaluations exist, ``table.md`` also gets the remedies side by side: per action mode, one line per row
 and evaluation, one column per setting. The touch rows also get the share of episodes that ended in
 the hole, inserted or not (finding the hole is what touch is for there; finishing in the time limit is
@@ -128,6 +129,7 @@ PRESS = "+press"  # ... and for rows evaluated with a scripted insertion stage (
 CLEARANCE = "+clearance{mm:g}mm"  # ... and for rows evaluated at another clearance than trained (`clearance`)
 CAMERA_ERROR = "+camera_error{mm:g}mm"  # ... and with another camera calibration error (`camera_target_error`)
 HANDOVER = "+handover"  # ... and for rows where a fallback policy took over when a sense failed (`fallback`)
+TARE = "+tare"  # ... and for rows evaluated with the F/T sensor zeroed at each reset, not trained so (`ft_tare`)
 
 
 def kept_best_step(run: Path, config: dict) -> int | None:
@@ -175,6 +177,8 @@ def row_summary(runs: list[Path]) -> dict:
             trained_error = config["env"]["randomization"].get("camera_target_error", 0.0)
             if r.get("camera_target_error") is not None and r["camera_target_error"] != trained_error:
                 setting += CAMERA_ERROR.format(mm=round(r["camera_target_error"] * 1000, 3))
+            if r.get("ft_tare") is not None and r["ft_tare"] != config["obs"].get("ft_tare", False):
+                setting += TARE
             if r.get("fallback"):
                 setting += HANDOVER
             key = f"{setting}/{r['shape']}/{r['mode']}"
@@ -318,10 +322,22 @@ DEFAULT_REMEDY_ROWS = ["fused_memory_occluder", "fused_memory_odometry_insertion
                        "fused_memory_odometry_insertion_300k", "fused_faults_memory_odometry_insertion_300k"]
 
 
+# evaluation-time remedies of a sensor fault, scored like the policy as trained where a row was evaluated
+# with them on the clean setting too: a fallback policy that takes over, the F/T sensor zeroed at reset
+FAULT_REMEDIES = (HANDOVER, TARE, TARE + HANDOVER)
+
+
+def fault_remedies(rows: dict[str, dict], row: str, shape: str = "square") -> list[str]:
+    """The ``FAULT_REMEDIES`` ``row`` was evaluated with, clean included (so its targets can be scored)."""
+    cells = rows.get(row, {}).get("cells", {})
+    return [v for v in FAULT_REMEDIES if any(f"clean{v}/{shape}/{m}" in cells for m in ("deterministic", "stochastic"))]
+
+
 def remedy_targets(rows: dict[str, dict], shape: str = "square") -> list[dict]:
-    """The sense-failure targets for each of ``DEFAULT_REMEDY_ROWS`` that has runs, both action modes."""
-    return [t for row in DEFAULT_REMEDY_ROWS if row in rows
-            for mode in ("deterministic", "stochastic") for t in sense_failure_targets(rows, row, mode, shape)]
+    """The sense-failure targets for each of ``DEFAULT_REMEDY_ROWS`` that has runs, both action modes, as
+    trained and with each evaluation-time remedy it was evaluated with (``fault_remedies``)."""
+    return [t for row in DEFAULT_REMEDY_ROWS if row in rows for variant in ["", *fault_remedies(rows, row, shape)]
+            for mode in ("deterministic", "stochastic") for t in sense_failure_targets(rows, row, mode, shape, variant)]
 
 
 def touch_targets(rows: dict[str, dict], shape: str = "square", fused_row: str = "fused_touch",
@@ -368,6 +384,9 @@ def touch_targets(rows: dict[str, dict], shape: str = "square", fused_row: str =
                                       + (", disjoint 95% intervals)" if disjoint else ")") + tag,
                             "mode": mode, "measured": f"{rate(other)} against {rate(fused)}" if both else None,
                             "met": met})
+    for variant in fault_remedies(rows, fused_row, shape):
+        out += [t for mode in ("deterministic", "stochastic")
+                for t in sense_failure_targets(rows, fused_row, mode, shape, variant)]
     return out
 
 

@@ -321,7 +321,10 @@ class ObsConfig:
     policy's earlier actions built up, which it does not sense otherwise
     (``sim.wrappers.CommandObservation``). ``camera_odometry`` (with ``camera_memory``): z is followed by
     whether the camera experts are held and the tip's displacement (m) since the held view, so a policy
-    can tell how far it has moved since the camera went (``mmrep.camera_memory``)."""
+    can tell how far it has moved since the camera went (``mmrep.camera_memory``). ``ft_tare``: the
+    wrist F/T sensor is zeroed at every reset, in free air, after the sensor's faults: the reset
+    readings' mean is subtracted for the episode, so a constant offset present at the start (F/T bias)
+    is gone (``sim.wrappers.TareForce``)."""
 
     kind: str = "latent"
     encoder: str | None = None
@@ -335,6 +338,7 @@ class ObsConfig:
     reject_flagged: bool = False  # leave out the experts the reliability thresholds flag; not with jit or onnx
     command: bool = False  # latent kinds: also observe the controller's command (sim.wrappers.CommandObservation)
     camera_odometry: bool = False  # with camera_memory: also observe the held flag and the move since the held view
+    ft_tare: bool = False  # zero the F/T sensor at each reset (sim.wrappers.TareForce)
 
 
 @dataclass
@@ -485,6 +489,9 @@ class PolicyEvalConfig:
     fallback_on: list[str] = field(default_factory=lambda: ["force"])
     fallback_patience: int = 3  # control steps (50 ms each at 20 Hz)
     fallback_trigger: str = "flatline"  # flatline: readings that do not change; flags: the reliability flags
+    # zero the F/T sensor at each reset, in free air, after the sensor's faults (sim.wrappers.TareForce):
+    # a constant offset present at the start (F/T bias) is removed; None: as trained (obs.ft_tare)
+    ft_tare: bool | None = None
     device: str = "cpu"
     threads: int | None = 1  # torch CPU threads (as PolicyConfig.threads)
     progress: bool = True

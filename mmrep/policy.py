@@ -98,11 +98,12 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
                        str(cfg.obs.encoder), extra, cfg.obs.camera_memory,
                        cfg.seed if cfg.obs.random_init else None, jit=cfg.obs.jit, onnx=cfg.obs.onnx,
                        proprio8=proprio8, reject_flagged=cfg.obs.reject_flagged, command=command,
-                       camera_odometry=cfg.obs.camera_odometry)
+                       camera_odometry=cfg.obs.camera_odometry, ft_tare=cfg.obs.ft_tare)
                for i in range(n_envs)]
     else:
         fns = [partial(make_rl_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
-                       "rgb_array" if render else None, cfg.obs.fine_scale, proprio8, command) for i in range(n_envs)]
+                       "rgb_array" if render else None, cfg.obs.fine_scale, proprio8, command, cfg.obs.ft_tare)
+               for i in range(n_envs)]
     venv: VecEnv
     if kind == "ray":
         from mmrep.rl.ray_vec_env import RayVecEnv
@@ -609,13 +610,14 @@ def same_encoder_weights(trained: str | Path, other: str | Path, policy: Path) -
 
 def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, perturbations: list[str] | None = None,
                 device: str = "cpu", render: bool = False, camera_memory: bool | None = None,
-                reject_flagged: bool | None = None, encoder: str | Path | None = None):
+                reject_flagged: bool | None = None, encoder: str | Path | None = None, ft_tare: bool | None = None):
     """(model, venv, cfg, obs_rms) of a saved ``policy.pt``: the algorithm rebuilt from its JSON config on
     a single-env ``venv`` (with ``env_overrides``, ``perturbations`` and, when not None,
     ``camera_memory`` and ``reject_flagged`` for evaluation: either one runs torch's encoder, so a
     policy trained with ``obs.onnx`` or ``obs.jit`` is evaluated without them, the same z to 1e-5).
     ``encoder``: another file of the policy's frozen encoder, e.g. with other reliability thresholds;
-    ``ValueError`` unless its weights are the policy's encoder's."""
+    ``ValueError`` unless its weights are the policy's encoder's. ``ft_tare``: when not None, whether the
+    F/T sensor is zeroed at each reset (``ObsConfig.ft_tare``)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"policy file {path} does not exist (a finished `mmrep policy train` run?)")
@@ -637,6 +639,8 @@ def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, p
         if reject_flagged and not cfg.obs.kind.startswith("latent"):
             raise ValueError(f"reject_flagged needs a policy on a frozen latent; {path} observes {cfg.obs.kind!r}")
         cfg = replace(cfg, obs=replace(cfg.obs, reject_flagged=reject_flagged))
+    if ft_tare is not None:
+        cfg = replace(cfg, obs=replace(cfg.obs, ft_tare=ft_tare))
     if encoder is not None:
         same_encoder_weights(cfg.obs.encoder, encoder, path)
         cfg = replace(cfg, obs=replace(cfg.obs, encoder=str(encoder)))

@@ -145,6 +145,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
         run_key["reject_flagged"] = cfg.reject_flagged
     if cfg.press_in_hole is not None:  # a scripted insertion stage: other rows
         run_key["press_in_hole"] = cfg.press_in_hole
+    if cfg.ft_tare is not None:  # another F/T zeroing: other rows
+        run_key["ft_tare"] = cfg.ft_tare
     for name, value in env_changes(cfg).items():  # another hole, another camera: other rows
         run_key[name] = value
     if cfg.fallback is not None:  # another policy takes over: other rows
@@ -181,7 +183,7 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                                          "camera_target_error": cfg.camera_target_error}
         model, venv, pcfg, rms = load_policy(path, env_over, list(perturbations), cfg.device, render=cfg.video,
                                              camera_memory=cfg.camera_memory, reject_flagged=cfg.reject_flagged,
-                                             encoder=cfg.encoder)
+                                             encoder=cfg.encoder, ft_tare=cfg.ft_tare)
         trained_shape = pcfg.env.peg_shape
         handover = fallback_venv = None
         try:
@@ -223,6 +225,8 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                     row["handover_fraction"] = sum(e["handover_step"] is not None for e in episodes) / len(episodes)
                 if cfg.press_in_hole is not None:  # the vertical action was scripted below this depth
                     row["press_in_hole"] = cfg.press_in_hole
+                if cfg.ft_tare is not None:  # the F/T sensor was (or was not) zeroed at each reset
+                    row["ft_tare"] = cfg.ft_tare
                 row.update(env_changes(cfg))  # the hole's clearance or the camera's error, m, where set
                 if memory is not None and memory.reject:  # the share of steps each flagged sense was left out
                     row["rejected_fraction"] = {m: k / max(memory.steps, 1) for m, k in memory.rejected.items()}
@@ -287,6 +291,8 @@ def evaluation_changes(cfg: dict[str, Any]) -> str:
         changes.append(f"a camera calibration error of {cfg['camera_target_error'] * 1000:g} mm, random direction")
     if cfg.get("press_in_hole") is not None:
         changes.append(f"a scripted press below {cfg['press_in_hole'] * 1000:g} mm in the hole")
+    if cfg.get("ft_tare"):
+        changes.append("the F/T sensor zeroed at each reset, in free air")
     if cfg.get("fallback") is not None:
         changes.append(f"control handed to {cfg['fallback']} for the rest of an episode once "
                        f"{', '.join(cfg.get('fallback_on', []))} looked failed ({cfg.get('fallback_trigger')}) for "

@@ -18,13 +18,22 @@ import gymnasium as gym
 
 import sim  # noqa: F401  (registers the env ids)
 from sim.registration import BASE_ID
-from sim.wrappers import FINE_SCALE, CommandObservation, PerturbObservation, Proprio8Observation, StateObservation
+from sim.wrappers import (
+    FINE_SCALE,
+    CommandObservation,
+    PerturbObservation,
+    Proprio8Observation,
+    StateObservation,
+    TareForce,
+)
 
 
 def make_rl_env(env: dict[str, Any] | None = None, perturbations: Sequence[str] = (), state: bool = False,
                     perturb_seed: int = 0, render_mode: str | None = None,
-                    fine_scale: float = FINE_SCALE, proprio8: bool = False, command: bool = False) -> gym.Env:
-    """One env: ``gym.make(BASE_ID, **env)``, then perturbations (``"name:p"``), then the state view
+                    fine_scale: float = FINE_SCALE, proprio8: bool = False, command: bool = False,
+                    ft_tare: bool = False) -> gym.Env:
+    """One env: ``gym.make(BASE_ID, **env)``, then perturbations (``"name:p"``), then, with ``ft_tare``,
+    the F/T sensor zeroed at each reset (``sim.wrappers.TareForce``), then the state view
     (with ``fine_scale``, m: ``StateObservation``); ``proprio8`` adds the ``proprio8`` entry
     (``Proprio8Observation``), computed after the perturbations so it sees what the policy's sensors do;
     ``command`` adds the controller's ``command`` (``CommandObservation``), before them."""
@@ -33,6 +42,8 @@ def make_rl_env(env: dict[str, Any] | None = None, perturbations: Sequence[str] 
         e = CommandObservation(e)
     if perturbations:
         e = PerturbObservation(e, list(perturbations), seed=perturb_seed)
+    if ft_tare:  # the robot's software, after the sensor's faults
+        e = TareForce(e)
     if proprio8:
         e = Proprio8Observation(e)
     if state:
