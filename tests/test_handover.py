@@ -131,3 +131,33 @@ def test_a_fallback_that_reads_the_sense_or_learned_another_task_is_refused(runs
     with pytest.raises(ValueError, match="fallback_patience must be >= 1"):
         PolicyEvalConfig(**base, fallback=str(runs["vision"]), fallback_patience=0).validate()
     assert not (tmp / "r1" / "results.json").exists()
+
+
+def test_the_tare_with_the_handover_takes_out_a_bias_and_still_hands_over_a_dead_sensor(runs):
+    """ft_tare=true beside a fallback: a biased sensor's episodes are the clean ones (the tare took the
+    offset out), a dead one still hands over, and the summary keeps the tared rows apart and scores them."""
+    tmp, fused, vision = runs["tmp"], runs["fused"], runs["vision"]
+    plain = evaluate(tmp / "plain_bias", f"policy={fused}", "settings=[clean,ft_bias]")
+    tared = evaluate(fused / "eval_tare", f"policy={fused}", f"fallback={vision}", "ft_tare=true",
+                     "settings=[clean,ft_bias,ft_dead]")
+    for mode in ("deterministic", "stochastic"):
+        as_trained = [e["return"] for e in plain[("ft_bias", mode)]["episode_results"]]
+        assert as_trained != pytest.approx([e["return"] for e in plain[("clean", mode)]["episode_results"]])
+        clean, bias = tared[("clean", mode)], tared[("ft_bias", mode)]
+        assert clean["ft_tare"] is True and bias["handover_fraction"] == 0.0
+        assert [e[:3] for e in episodes(bias)] == [e[:3] for e in episodes(clean)]
+        assert [e[3] for e in episodes(bias)] == pytest.approx([e[3] for e in episodes(clean)], abs=1e-3)
+        assert tared[("ft_dead", mode)]["handover_fraction"] == 1.0  # zeros stay zeros after the tare
+    assert "the F/T sensor zeroed at each reset" in (fused / "eval_tare" / "report.md").read_text()
+    from conftest import load_benchmark
+
+    summary = load_benchmark("paper_summary")
+    rows = {"fused_faults_memory_odometry_insertion_300k": summary.row_summary([fused])}
+    cells = rows["fused_faults_memory_odometry_insertion_300k"]["cells"]
+    assert {"clean+tare+handover", "ft_bias+tare+handover", "ft_dead+tare+handover"} <= {
+        c["setting"] for c in cells.values()}
+    assert summary.fault_remedies(rows, "fused_faults_memory_odometry_insertion_300k") == ["+handover",
+                                                                                          "+tare+handover"]
+    scored = {t["target"] for t in summary.remedy_targets(rows)}
+    assert ("fused_faults_memory_odometry_insertion_300k under ft_bias within 10 points of clean (+tare+handover)"
+            in scored)

@@ -201,3 +201,30 @@ def test_a_share_of_episodes_draws_the_setting_into_that_share_seeded():
         assert all(not env.step(np.zeros(3, np.float32))[0]["force"].any() for _ in range(3))  # the whole episode
     finally:
         env.close()
+
+
+def _forces(env, seed: int, steps: int = 4) -> np.ndarray:
+    """The force windows of one seeded episode under a fixed sequence of actions, (steps + 1, n, 6)."""
+    obs, _ = env.reset(seed=seed)
+    out = [obs["force"]]
+    for k in range(steps):
+        action = np.full(env.action_space.shape, 0.5 if k % 2 else -0.5, dtype=np.float32)
+        out.append(env.step(action)[0]["force"])
+    return np.stack(out)
+
+
+def test_the_tare_removes_a_bias_present_at_reset_and_leaves_a_dead_sensor_dead():
+    from sim.rl_env import make_rl_env
+    from sim.wrappers import TareForce
+
+    env = {"use_camera": False, "max_steps": 6}
+    clean = _forces(make_rl_env(env, (), ft_tare=True), seed=3)
+    biased = _forces(make_rl_env(env, ("force/bias:1",), ft_tare=True), seed=3)
+    untared = _forces(make_rl_env(env, ("force/bias:1",)), seed=3)
+    assert np.abs(untared - clean).max() > 3.0  # N: the bias is 3 std per channel (15 N on z)
+    np.testing.assert_allclose(biased, clean, atol=1e-4)  # the tare took it out, whatever its signs
+    assert np.abs(clean[0].mean(0)).max() < 1e-5  # the reset readings are the zero
+    dead = _forces(make_rl_env(env, ("force/dead:1",), ft_tare=True), seed=3)
+    assert not dead.any()  # zeros stay zeros: a flatline is still a flatline
+    with pytest.raises(ValueError, match="'force'"):
+        TareForce(make_rl_env(env, state=True))  # the state view has no readings to tare
