@@ -353,6 +353,8 @@ $(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_ODOMETRY_CHECKS,$(s))))
 # sensor would show. The touch row hands over to its partner of the same seed; the default row to one
 # fallback, the no_haptics_150k seed with the best periodic evaluation at 150k (seed 1: 0.9, tied with
 # seed 2; seed 0 reached 0.5). About 25-30 min a seed on the default setting, 20 on the touch setting.
+# The same again with the F/T sensor zeroed at each reset in free air (ft_tare=true, eval_tare_handover/):
+# the tare takes out a bias present from the start, the handover covers a dead sensor.
 HANDOVER_PAIRS = fused_faults_memory_odometry_insertion_300k:no_haptics_150k \
 	fused_memory_odometry_camera_error_200k_touch:no_haptics_memory_odometry_camera_error_200k_touch
 HANDOVER_FALLBACK_SEED_fused_faults_memory_odometry_insertion_300k = 1
@@ -362,6 +364,11 @@ runs/paper/$(1)_s$(3)/eval_handover/results.json: runs/paper/$(1)_s$(3)/policy.p
 		runs/paper/$(2)_s$(or $(HANDOVER_FALLBACK_SEED_$(1)),$(3))/policy.pt
 	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(3) fallback=runs/paper/$(2)_s$(or $(HANDOVER_FALLBACK_SEED_$(1)),$(3)) \
 		out=runs/paper/$(1)_s$(3)/eval_handover episodes=100 progress=false video=false "settings=[$(HANDOVER_SETTINGS)]"
+runs/paper/$(1)_s$(3)/eval_tare_handover/results.json: runs/paper/$(1)_s$(3)/policy.pt \
+		runs/paper/$(2)_s$(or $(HANDOVER_FALLBACK_SEED_$(1)),$(3))/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(1)_s$(3) fallback=runs/paper/$(2)_s$(or $(HANDOVER_FALLBACK_SEED_$(1)),$(3)) \
+		ft_tare=true out=runs/paper/$(1)_s$(3)/eval_tare_handover episodes=100 progress=false video=false \
+		"settings=[$(HANDOVER_SETTINGS)]"
 endef
 $(foreach p,$(HANDOVER_PAIRS),$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_HANDOVER_RUN,$(word 1,$(subst :, ,$(p))),$(word 2,$(subst :, ,$(p))),$(s)))))
 HANDOVER_PRIMARIES = $(foreach p,$(HANDOVER_PAIRS),$(word 1,$(subst :, ,$(p))))
@@ -406,7 +413,7 @@ paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s
 		$(if $(filter fused_drc_odometry_smooth_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),\
 			runs/paper/fused_drc_odometry_smooth_touch_s$(s)/eval_sampled/results.json)) \
 		$(foreach r,$(filter $(HANDOVER_PRIMARIES),$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),\
-			runs/paper/$(r)_s$(s)/eval_handover/results.json))
+			runs/paper/$(r)_s$(s)/eval_handover/results.json runs/paper/$(r)_s$(s)/eval_tare_handover/results.json))
 	$(PY) benchmarks/paper_summary.py runs/paper --out $(PAPER_OUT) $(PAPER_SUMMARY_ARGS)
 
 lint: venv
