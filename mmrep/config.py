@@ -375,6 +375,12 @@ class PolicyConfig:
     # best/policy.pt beside the final one: PPO can learn a skill and lose it again
     keep_best: bool = False
     ckpt_every_steps: int = 10_000
+    # a finished run's policy.pt (or its folder) to continue from, where this run has no checkpoint yet:
+    # its weights, normaliser statistics, env steps and training seconds (and its periodic evaluations,
+    # copied), so total_steps counts from its start; the optimiser starts afresh (a policy file keeps no
+    # optimiser state). Its run must match this one in what defines the learning (algo, obs, env,
+    # perturbations, n_envs, normalize, seed, reset_seeds: checked, by name). None: from scratch.
+    init_policy: str | None = None
     device: str = "auto"  # auto | cpu | cuda (where the learner and the encoder run)
     # torch CPU threads of the main process (None: torch's default, all cores). 1 is as fast as 2 with
     # env workers on 2 cores (benchmarks/results/policy_throughput.json), and 2 threads beside any other
@@ -435,6 +441,8 @@ class PolicyConfig:
             raise ValueError(f"max_train_minutes must be > 0 or null, got {self.max_train_minutes!r}")
         if self.eval_episodes < 0:
             raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes!r}")
+        if self.init_policy is not None and not Path(self.init_policy).exists():
+            raise ValueError(f"init_policy: {self.init_policy} does not exist (a finished run's policy.pt or folder)")
         if self.reset_seeds not in ("algorithm", "run"):
             raise ValueError(f"reset_seeds must be 'algorithm' (seed + i, as SB3 seeds) or 'run' (seed * 1000 + i), "
                              f"got {self.reset_seeds!r}")

@@ -537,6 +537,47 @@ def seed_training_resets(cfg: PolicyConfig, venv: VecEnv) -> None:
         venv.seed(cfg.seed * 1000)
 
 
+def policy_config(text: str) -> PolicyConfig:
+    """The ``PolicyConfig`` of a policy file's JSON config (fields added since it was written: defaults)."""
+    raw = json.loads(text)
+    return PolicyConfig(**{**raw, "algo": AlgoConfig(**raw["algo"]), "obs": ObsConfig(**raw["obs"]),
+                           "env": EnvConfig.from_kwargs(**raw["env"])})
+
+
+# what defines a run's learning: a policy continued from another run's must share these
+LEARNING_FIELDS = ("algo", "obs", "env", "perturbations", "n_envs", "normalize", "seed", "reset_seeds")
+
+
+def continue_from_policy(model, venv, cfg: PolicyConfig, out: Path) -> tuple[int, float, float | None]:
+    """``cfg.init_policy``: load a finished run's policy file into ``model`` and ``venv`` (weights and
+    normaliser statistics), set the env-step counter to its, copy its periodic evaluations
+    (``eval.jsonl``, where beside it and none is in ``out`` yet) and return (env steps, training wall
+    seconds, CPU seconds) as ``load_checkpoint`` does, so the run goes on as a resume would, with a
+    fresh optimiser. ``ValueError`` naming the fields where its run differs in ``LEARNING_FIELDS``."""
+    path = Path(cfg.init_policy)
+    path = path / "policy.pt" if path.is_dir() else path
+    blob = load_torch_file(path, "init_policy", "it is not an mmrep policy file or it is damaged")
+    if not isinstance(blob, dict) or blob.get("format") != POLICY_FORMAT:
+        raise ValueError(f"init_policy: {path} is not an mmrep policy file")
+    theirs, ours = (json.loads(json.dumps(asdict(c))) for c in (policy_config(blob["config"]), cfg))
+    differ = [name for name in LEARNING_FIELDS if theirs[name] != ours[name]]
+    if differ:
+        raise ValueError(f"init_policy: {path} was trained with other {', '.join(differ)} than this run; a policy "
+                         "continues only the same learning")
+    steps = int(blob["num_timesteps"])
+    if steps >= cfg.total_steps:
+        raise ValueError(f"init_policy: {path} has trained {steps:,} env steps already, total_steps is "
+                         f"{cfg.total_steps:,}: nothing to continue")
+    model.policy.load_state_dict(blob["policy"])
+    if blob["obs_rms"] is not None:
+        _load_rms(venv, blob["obs_rms"])
+    model.num_timesteps = steps
+    history = path.parent / "eval.jsonl"
+    if history.exists() and not (out / "eval.jsonl").exists():
+        write_text_atomic(out / "eval.jsonl", history.read_text())
+    return steps, float(blob.get("train_seconds", 0.0)), blob.get("cpu_seconds")
+
+
 def resume_env_seed(seed: int, steps_done: int, below: int) -> int:
     """The seed a run of training seed ``seed`` resumed at ``steps_done`` env steps reseeds its sub-envs'
     resets (sub-env i: the result + i) and torch's, numpy's and Python's streams with: a hash of
@@ -569,6 +610,8 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     model = build_model(cfg, venv, tensorboard_log=str(out / "tb"))
     seed_training_resets(cfg, venv)
     done, spent, cpu_spent = load_checkpoint(model, venv, out)
+    if not done and cfg.init_policy is not None:
+        done, spent, cpu_spent = continue_from_policy(model, venv, cfg, out)
     callback = TrainingCallback(cfg, out, venv, eval_venv, prior_seconds=spent, prior_cpu_seconds=cpu_spent)
     try:
         learns = done < cfg.total_steps and not out_of_time(cfg, spent)
@@ -625,9 +668,7 @@ def load_policy(path: str | Path, env_overrides: dict[str, Any] | None = None, p
                            "`mmrep policy train` again (it rewrites policy.pt from checkpoint.pt) or download it again")
     if not isinstance(blob, dict) or blob.get("format") != POLICY_FORMAT:
         raise ValueError(f"{path} is not an mmrep policy file")
-    raw = json.loads(blob["config"])
-    cfg = PolicyConfig(**{**raw, "algo": AlgoConfig(**raw["algo"]), "obs": ObsConfig(**raw["obs"]),
-                          "env": EnvConfig.from_kwargs(**raw["env"]), "device": device})
+    cfg = replace(policy_config(blob["config"]), device=device)
     if camera_memory is not None:
         if camera_memory and not cfg.obs.kind.startswith("latent"):
             raise ValueError(f"camera_memory needs a policy on a frozen latent; {path} observes {cfg.obs.kind!r}")
