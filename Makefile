@@ -179,7 +179,8 @@ PAPER_TOUCH_ROWS = fused_touch no_haptics_touch no_vision_touch fused_robust_occ
 	fused_drc_camera_error_200k_touch fused_memory_odometry_camera_error_touch \
 	fused_memory_camera_error_touch fused_faults_odometry_camera_error_touch \
 	no_haptics_memory_odometry_camera_error_touch fused_drc_odometry_smooth_touch \
-	fused_memory_odometry_camera_error_200k_touch no_haptics_memory_odometry_camera_error_200k_touch
+	fused_memory_odometry_camera_error_200k_touch no_haptics_memory_odometry_camera_error_200k_touch \
+	fused_memory_odometry_camera_error_300k_touch
 PAPER_PERTURBED += fused_touch no_haptics_touch fused_robust_occluder_touch fused_memory_occluder_touch \
 	fused_lstm_occluder_touch fused_touchhead_touch fused_faults_touch fused_drc_touch fused_smooth_touch \
 	no_haptics_smooth_touch fused_faults_smooth_touch fused_drc_smooth_touch fused_camera_error_touch \
@@ -187,7 +188,7 @@ PAPER_PERTURBED += fused_touch no_haptics_touch fused_robust_occluder_touch fuse
 	fused_memory_odometry_camera_error_touch fused_memory_camera_error_touch \
 	fused_faults_odometry_camera_error_touch no_haptics_memory_odometry_camera_error_touch \
 	fused_drc_odometry_smooth_touch fused_memory_odometry_camera_error_200k_touch \
-	no_haptics_memory_odometry_camera_error_200k_touch
+	no_haptics_memory_odometry_camera_error_200k_touch fused_memory_odometry_camera_error_300k_touch
 TOUCH_COLLECT = env=touch "shapes=[square]" "+policy_kwargs.noisy_expert.search=moment" \
 	"policies={noisy_expert: 0.5, contact_seeking: 0.3, random: 0.2}"
 # fused, no_haptics and no_vision (F/T + proprio) on the clean-pressing data (runs/touch_press_*, below):
@@ -217,6 +218,7 @@ ENCODER_no_haptics_memory_odometry_camera_error_touch = runs/touch_press_inserti
 ENCODER_fused_drc_odometry_smooth_touch = runs/touch_press_insertion/encoder.pt
 ENCODER_fused_memory_odometry_camera_error_200k_touch = runs/touch_press_insertion/encoder.pt
 ENCODER_no_haptics_memory_odometry_camera_error_200k_touch = runs/touch_press_insertion_vision/encoder.pt
+ENCODER_fused_memory_odometry_camera_error_300k_touch = runs/touch_press_insertion/encoder.pt
 
 data/touch_quality/manifest.json: | venv
 	$(VENV)/bin/mmrep collect episodes=1200 workers=2 seed=0 $(TOUCH_COLLECT) out=data/touch_quality
@@ -259,6 +261,9 @@ runs/paper/$(1)_s$(2)/eval/results.json: runs/paper/$(1)_s$(2)/policy.pt
 		"settings=[$(if $(filter $(1),$(PAPER_PERTURBED)),$(PAPER_SETTINGS),$(if $(filter $(1),$(PAPER_CAMERA_ONLY)),$(PAPER_CAMERA_SETTINGS),clean))]"
 endef
 $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_RUN,$(r),$(s)))))
+# the 300k touch row goes on from the 200k row's policy of the same seed (init_policy in its config)
+$(foreach s,$(PAPER_SEEDS),$(eval runs/paper/fused_memory_odometry_camera_error_300k_touch_s$(s)/policy.pt: \
+	runs/paper/fused_memory_odometry_camera_error_200k_touch_s$(s)/policy.pt))
 
 # The camera memory (mmrep.camera_memory) under the occluder after first contact: the fused policies,
 # unchanged, with the camera experts held while the camera looks corrupted (eval_memory/, about 10 min
@@ -356,7 +361,8 @@ $(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_ODOMETRY_CHECKS,$(s))))
 # The same again with the F/T sensor zeroed at each reset in free air (ft_tare=true, eval_tare_handover/):
 # the tare takes out a bias present from the start, the handover covers a dead sensor.
 HANDOVER_PAIRS = fused_faults_memory_odometry_insertion_300k:no_haptics_150k \
-	fused_memory_odometry_camera_error_200k_touch:no_haptics_memory_odometry_camera_error_200k_touch
+	fused_memory_odometry_camera_error_200k_touch:no_haptics_memory_odometry_camera_error_200k_touch \
+	fused_memory_odometry_camera_error_300k_touch:no_haptics_memory_odometry_camera_error_200k_touch
 HANDOVER_FALLBACK_SEED_fused_faults_memory_odometry_insertion_300k = 1
 HANDOVER_SETTINGS = ft_dead,clean,occluder_after_contact,ft_bias,ft_noise,pushes
 define PAPER_HANDOVER_RUN

@@ -394,7 +394,9 @@ def touch_targets(rows: dict[str, dict], shape: str = "square", fused_row: str =
 TOUCH_PAIRS = [("fused_touch", "no_haptics_touch"), ("fused_smooth_touch", "no_haptics_smooth_touch"),
                ("fused_camera_error_touch", "no_haptics_camera_error_touch"),
                ("fused_memory_odometry_camera_error_touch", "no_haptics_memory_odometry_camera_error_touch"),
-               ("fused_memory_odometry_camera_error_200k_touch", "no_haptics_memory_odometry_camera_error_200k_touch")]
+               ("fused_memory_odometry_camera_error_200k_touch", "no_haptics_memory_odometry_camera_error_200k_touch"),
+               # the 200k row continued to 300k; its partner stayed at 200k (the gap lines name both)
+               ("fused_memory_odometry_camera_error_300k_touch", "no_haptics_memory_odometry_camera_error_200k_touch")]
 
 ROBUSTNESS_ROWS = {"default setting": ("fused_insertion", "no_haptics", "no_vision"),
                    "touch setting": ("fused_touch", "no_haptics_touch", "no_vision_touch"),

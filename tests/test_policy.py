@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_benchmark
+from omegaconf import OmegaConf
 
 from mmrep.cli import main
 from mmrep.config import app_config, compose, group_options
@@ -337,8 +338,12 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     # The touch rows' encoders are trained by `make paper-touch` (runs/touch_*): a committed encoder stands in
     # for validation; what is compared here is the shared budget, algorithm and evaluation.
     stand_in = Path(__file__).resolve().parents[1] / "benchmarks/results/insertion/encoders/insertion.pt"
+    # and a committed run for the policy a continued row starts from (runs/paper/<row>_200k_touch_s<seed>)
+    policy_in = Path(__file__).resolve().parents[1] / \
+        "benchmarks/results/paper_touch/runs/fused_memory_odometry_camera_error_200k_touch_s2"
     cfgs = {r: app_config(compose("policy", [f"+paper={r}", "seed=2",
-                                             *([f"obs.encoder={stand_in}"] if r.endswith("_touch") else [])]))
+                                             *([f"obs.encoder={stand_in}"] if r.endswith("_touch") else []),
+                                             *([f"init_policy={policy_in}"] if r.endswith("_300k_touch") else [])]))
             for r in rows}
     touch = [r for r in rows if r.endswith("_touch")]
     assert touch and all(cfgs[r].env.clearance < cfgs["fused_insertion"].env.clearance for r in touch)
@@ -361,11 +366,18 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     # the touch rows share their own budget (60-step episodes): 100k env steps, evaluated every 25k; a row
     # named <row>_200k_touch is <row>_touch at twice that, and differs from it in nothing else
     longer = [r for r in touch if r.endswith("_200k_touch")]
-    touch_rows = shared([r for r in touch if r not in longer])
+    continued = [r for r in touch if r.endswith("_300k_touch")]
+    touch_rows = shared([r for r in touch if r not in longer + continued])
     assert len(touch_rows) == 1 and next(iter(touch_rows))[2:5] == (100_000, 2, 25_000)
     for r in longer:
         assert cfgs[r].total_steps == 200_000
         assert replace(cfgs[r], total_steps=100_000) == cfgs[r.replace("_200k_touch", "_touch")]
+    # a row named <row>_300k_touch goes on from <row>_200k_touch's policy of the same seed to 300k
+    for r in continued:
+        before = r.replace("_300k_touch", "_200k_touch")
+        assert replace(cfgs[r], total_steps=200_000, init_policy=None) == cfgs[before]
+        raw = OmegaConf.to_container(compose("policy", [f"+paper={r}", "seed=2"]), resolve=True)
+        assert cfgs[r].total_steps == 300_000 and raw["init_policy"] == f"runs/paper/{before}_s2"
     # The memory remedy differs only in the policy's LSTM: PPO's settings, budget and evaluation otherwise.
     lstm, fused = cfgs["fused_lstm_occluder"], cfgs["fused_insertion"]
     assert lstm.algo.name == "recurrent_ppo" and lstm.obs == fused.obs and lstm.total_steps == fused.total_steps
