@@ -161,3 +161,22 @@ def test_the_tare_with_the_handover_takes_out_a_bias_and_still_hands_over_a_dead
     scored = {t["target"] for t in summary.remedy_targets(rows)}
     assert ("fused_faults_memory_odometry_insertion_300k under ft_bias within 10 points of clean (+tare+handover)"
             in scored)
+
+
+def test_an_env_worker_tares_before_it_encodes(runs):
+    """The worker path (obs.encode_in=workers): the tare sits inside the worker's env, so a biased
+    sensor's z is the clean sensor's z."""
+    import numpy as np
+
+    from mmrep.rl.worker import make_latent_policy_env
+
+    env = {"max_steps": 8, "physics_hz": 240.0, "image_size": 64}
+    latents = {}
+    for name, faults in (("clean", ()), ("bias", ("force/bias:1",))):
+        for tare in (False, True):
+            e = make_latent_policy_env(env, faults, 0, None, str(runs["tmp"] / "fused.pt"), ft_tare=tare)
+            latents[name, tare] = e.reset(seed=5)[0]
+            e.close()
+    untared = np.abs(latents["bias", False] - latents["clean", False]).max()
+    tared = np.abs(latents["bias", True] - latents["clean", True]).max()
+    assert untared > 1e-4 and tared < untared / 100  # the bias moved z; after the tare it hardly does
