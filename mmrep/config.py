@@ -379,7 +379,8 @@ class PolicyConfig:
     # its weights, normaliser statistics, env steps and training seconds (and its periodic evaluations,
     # copied), so total_steps counts from its start; the optimiser starts afresh (a policy file keeps no
     # optimiser state). Its run must match this one in what defines the learning (algo, obs, env,
-    # perturbations, n_envs, normalize, seed, reset_seeds: checked, by name). None: from scratch.
+    # perturbations, n_envs, normalize, seed, reset_seeds: checked, by name, before anything is written;
+    # obs.encode_in, jit and onnx may differ). None: from scratch.
     init_policy: str | None = None
     device: str = "auto"  # auto | cpu | cuda (where the learner and the encoder run)
     # torch CPU threads of the main process (None: torch's default, all cores). 1 is as fast as 2 with

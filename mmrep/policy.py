@@ -544,22 +544,24 @@ def policy_config(text: str) -> PolicyConfig:
                            "env": EnvConfig.from_kwargs(**raw["env"])})
 
 
-# what defines a run's learning: a policy continued from another run's must share these
+# what defines a run's learning: a policy continued from another run's must share these (where and
+# how the frozen encoder runs, obs.encode_in / jit / onnx, changes z by float rounding at most: free)
 LEARNING_FIELDS = ("algo", "obs", "env", "perturbations", "n_envs", "normalize", "seed", "reset_seeds")
+ENCODER_SPEED = ("encode_in", "jit", "onnx")
 
 
-def continue_from_policy(model, venv, cfg: PolicyConfig, out: Path) -> tuple[int, float, float | None]:
-    """``cfg.init_policy``: load a finished run's policy file into ``model`` and ``venv`` (weights and
-    normaliser statistics), set the env-step counter to its, copy its periodic evaluations
-    (``eval.jsonl``, where beside it and none is in ``out`` yet) and return (env steps, training wall
-    seconds, CPU seconds) as ``load_checkpoint`` does, so the run goes on as a resume would, with a
-    fresh optimiser. ``ValueError`` naming the fields where its run differs in ``LEARNING_FIELDS``."""
+def read_init_policy(cfg: PolicyConfig) -> tuple[Path, dict[str, Any]]:
+    """(policy file, its contents) of ``cfg.init_policy``, checked before the run writes anything:
+    ``ValueError`` where it is no policy file, was trained with other ``LEARNING_FIELDS`` (named) or
+    has already trained ``cfg.total_steps``."""
     path = Path(cfg.init_policy)
     path = path / "policy.pt" if path.is_dir() else path
     blob = load_torch_file(path, "init_policy", "it is not an mmrep policy file or it is damaged")
     if not isinstance(blob, dict) or blob.get("format") != POLICY_FORMAT:
         raise ValueError(f"init_policy: {path} is not an mmrep policy file")
     theirs, ours = (json.loads(json.dumps(asdict(c))) for c in (policy_config(blob["config"]), cfg))
+    for config in (theirs, ours):
+        config["obs"] = {k: v for k, v in config["obs"].items() if k not in ENCODER_SPEED}
     differ = [name for name in LEARNING_FIELDS if theirs[name] != ours[name]]
     if differ:
         raise ValueError(f"init_policy: {path} was trained with other {', '.join(differ)} than this run; a policy "
@@ -568,10 +570,19 @@ def continue_from_policy(model, venv, cfg: PolicyConfig, out: Path) -> tuple[int
     if steps >= cfg.total_steps:
         raise ValueError(f"init_policy: {path} has trained {steps:,} env steps already, total_steps is "
                          f"{cfg.total_steps:,}: nothing to continue")
+    return path, blob
+
+
+def continue_from_policy(model, venv, path: Path, blob: dict[str, Any], out: Path) -> tuple[int, float, float | None]:
+    """Load an ``init_policy`` (``read_init_policy``) into ``model`` and ``venv`` (weights and
+    normaliser statistics), set the env-step counter to its, copy its periodic evaluations
+    (``eval.jsonl``, where beside it and none is in ``out`` yet) and return (env steps, training wall
+    seconds, CPU seconds) as ``load_checkpoint`` does, so the run goes on as a resume would, with a
+    fresh optimiser."""
     model.policy.load_state_dict(blob["policy"])
     if blob["obs_rms"] is not None:
         _load_rms(venv, blob["obs_rms"])
-    model.num_timesteps = steps
+    model.num_timesteps = steps = int(blob["num_timesteps"])
     history = path.parent / "eval.jsonl"
     if history.exists() and not (out / "eval.jsonl").exists():
         write_text_atomic(out / "eval.jsonl", history.read_text())
@@ -601,6 +612,8 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
+    # checked before anything is written, so a refused one leaves nothing that would block the fixed command
+    init = read_init_policy(cfg) if cfg.init_policy and not (out / "checkpoint.pt").exists() else None
     out.mkdir(parents=True, exist_ok=True)
     _check_same_config(out, cfg)
     venv = build_venv(cfg, cfg.n_envs, cfg.seed * 1000)
@@ -610,8 +623,8 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     model = build_model(cfg, venv, tensorboard_log=str(out / "tb"))
     seed_training_resets(cfg, venv)
     done, spent, cpu_spent = load_checkpoint(model, venv, out)
-    if not done and cfg.init_policy is not None:
-        done, spent, cpu_spent = continue_from_policy(model, venv, cfg, out)
+    if not done and init is not None:
+        done, spent, cpu_spent = continue_from_policy(model, venv, *init, out)
     callback = TrainingCallback(cfg, out, venv, eval_venv, prior_seconds=spent, prior_cpu_seconds=cpu_spent)
     try:
         learns = done < cfg.total_steps and not out_of_time(cfg, spent)

@@ -34,6 +34,14 @@ def test_a_run_continues_from_a_finished_policy_and_refuses_another_learning(tmp
     with pytest.raises(ValueError, match="other seed than this run"):
         train_policy(config(f"out={tmp_path / 'other_seed'}", "total_steps=64", "seed=1",
                             f"init_policy={tmp_path / 'first'}"))
+    assert not (tmp_path / "other_seed" / "config.json").exists()  # refused before the run wrote its config
+    from dataclasses import replace
+
+    from mmrep.policy import read_init_policy
+
+    more_cfg = config(f"out={tmp_path / 'x'}", "total_steps=64", f"init_policy={tmp_path / 'first'}")
+    faster = replace(more_cfg, obs=replace(more_cfg.obs, encode_in="workers", onnx=True))
+    assert read_init_policy(faster)[1]["num_timesteps"] == 32  # how the encoder runs is no other learning
     with pytest.raises(ValueError, match="32 env steps already, total_steps is 32"):
         train_policy(config(f"out={tmp_path / 'none_left'}", "total_steps=32", f"init_policy={tmp_path / 'first'}"))
     with pytest.raises(ValueError, match="init_policy: .*does not exist"):
