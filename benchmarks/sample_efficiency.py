@@ -41,6 +41,15 @@ def learning_minutes(rows: list[dict[str, Any]], index: int) -> float | None:
     return (row["train_seconds"] - evaluating) / 60
 
 
+def cpu_minutes(rows: list[dict[str, Any]], index: int) -> float | None:
+    """CPU minutes (the training process and its env workers) before periodic evaluation ``index``, the
+    earlier periodic evaluations included (they run in the training process): on a shared machine this
+    holds where wall minutes follow the load, and two groups with the same evaluation schedule compare
+    on it. None for runs written before ``eval.jsonl`` carried ``cpu_seconds``."""
+    cpu = rows[index].get("cpu_seconds")
+    return None if cpu is None else cpu / 60
+
+
 def held_out_final(run: Path) -> dict[str, Any] | None:
     """The final policy's clean, deterministic row of ``run/eval/results.json`` (held-out seeds):
     successes, episodes, rate; None where the run has not been evaluated. For a run whose budget ends
@@ -69,6 +78,7 @@ def run_summary(run: Path, threshold: float) -> dict[str, Any]:
         "reached": first is not None,
         "steps_to_threshold": int(at["timesteps"]),
         "minutes_to_threshold": learning_minutes(rows, first if first is not None else len(rows) - 1),
+        "cpu_minutes_to_threshold": cpu_minutes(rows, first if first is not None else len(rows) - 1),
         "final_periodic": rows[-1]["success_rate"],
         "cpu_hours": (rows[-1]["cpu_seconds"] / 3600) if rows[-1].get("cpu_seconds") else None,
         "held_out_final": held_out_final(run),
@@ -78,12 +88,14 @@ def run_summary(run: Path, threshold: float) -> dict[str, Any]:
 def group_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over a group's runs and the final policies' pooled held-out success (Wilson 95% interval)."""
     minutes = [r["minutes_to_threshold"] for r in runs if r["minutes_to_threshold"] is not None]
+    cpu = [r["cpu_minutes_to_threshold"] for r in runs if r["cpu_minutes_to_threshold"] is not None]
     done = [r["held_out_final"] for r in runs if r["held_out_final"]]
     wins, n = sum(c["successes"] for c in done), sum(c["episodes"] for c in done)
     return {
         "runs": len(runs), "reached": sum(r["reached"] for r in runs),
         "median_steps_to_threshold": statistics.median(r["steps_to_threshold"] for r in runs),
         "median_minutes_to_threshold": statistics.median(minutes) if len(minutes) == len(runs) else None,
+        "median_cpu_minutes_to_threshold": statistics.median(cpu) if len(cpu) == len(runs) else None,
         "held_out_pooled": wins / n if n else None,
         "held_out_ci95": wilson_interval(wins, n) if n else None,
         "held_out_per_run": [c["rate"] for c in done],
@@ -137,6 +149,9 @@ def main() -> None:
     ratios["every_run_reached"] = a["reached"] == a["runs"] and b["reached"] == b["runs"]
     if a["median_minutes_to_threshold"] and b["median_minutes_to_threshold"]:
         ratios["minutes_after_over_before"] = a["median_minutes_to_threshold"] / b["median_minutes_to_threshold"]
+    if a["median_cpu_minutes_to_threshold"] and b["median_cpu_minutes_to_threshold"]:
+        ratios["cpu_minutes_after_over_before"] = (a["median_cpu_minutes_to_threshold"]
+                                                   / b["median_cpu_minutes_to_threshold"])
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"threshold": args.threshold, "groups": summary, "ratios": ratios, "runs": groups,
               "command": args.command}
@@ -146,6 +161,8 @@ def main() -> None:
         conf = "" if g["held_out_pooled"] is None else (
             f"; held-out clean {g['held_out_pooled']:.2f} ({g['held_out_ci95'][0]:.2f}-{g['held_out_ci95'][1]:.2f})")
         minutes = "" if g["median_minutes_to_threshold"] is None else f", {g['median_minutes_to_threshold']:.1f} min"
+        if g["median_cpu_minutes_to_threshold"] is not None:
+            minutes += f", {g['median_cpu_minutes_to_threshold']:.1f} CPU min"
         print(f"{name}: {g['reached']}/{g['runs']} runs reach {args.threshold:.0%}; median "
               f"{g['median_steps_to_threshold']:,} env steps{minutes}{conf}")
     print("ratios:", {k: round(v, 3) if isinstance(v, float) else v for k, v in ratios.items()})

@@ -297,6 +297,8 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     first = result["runs"]["before"][0]
     assert first["reached"] and first["steps_to_threshold"] == first["curve"][0]["timesteps"] > 0
     assert first["minutes_to_threshold"] > 0 and first["held_out_final"]["episodes"] == 2
+    assert first["cpu_minutes_to_threshold"] > 0  # the run's CPU (its workers' too) before that evaluation
+    assert result["ratios"]["cpu_minutes_after_over_before"] > 0 and "CPU min" in printed
     assert result["ratios"]["steps_after_over_before"] == 1.0 and "1/1 runs reach 0%" in printed
     assert (efficiency / "curves.png").stat().st_size > 5_000
     never = subprocess.run([sys.executable, str(root / "benchmarks" / "sample_efficiency.py"), "--before", runs[0],
