@@ -367,6 +367,10 @@ class PolicyConfig:
     # perturbations: no two training seeds share a stream. New rows should take "run".
     reset_seeds: str = "algorithm"
     normalize: bool = True  # running mean / std of the observations, clipped at +-5 (the paper's policy code)
+    # scale the training rewards by a running std of the discounted return (SB3's VecNormalize, clipped
+    # at +-10; the completion bonus makes returns of hundreds): what the learner sees, never what is
+    # reported (periodic and held-out evaluations read the env's own rewards)
+    normalize_reward: bool = False
     eval_every_steps: int = 20_000
     eval_episodes: int = 20
     eval_stochastic: bool = True  # the periodic evaluation also samples actions (both curves)
@@ -379,8 +383,8 @@ class PolicyConfig:
     # its weights, normaliser statistics, env steps and training seconds (and its periodic evaluations,
     # copied), so total_steps counts from its start; the optimiser starts afresh (a policy file keeps no
     # optimiser state). Its run must match this one in what defines the learning (algo, obs, env,
-    # perturbations, n_envs, normalize, seed, reset_seeds: checked, by name, before anything is written;
-    # obs.encode_in, jit and onnx may differ). None: from scratch.
+    # perturbations, n_envs, normalize, normalize_reward, seed, reset_seeds: checked, by name, before
+    # anything is written; obs.encode_in, jit and onnx may differ). None: from scratch.
     init_policy: str | None = None
     device: str = "auto"  # auto | cpu | cuda (where the learner and the encoder run)
     # torch CPU threads of the main process (None: torch's default, all cores). 1 is as fast as 2 with

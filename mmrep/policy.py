@@ -126,6 +126,17 @@ def normalizes(cfg: PolicyConfig) -> bool:
     return cfg.normalize and cfg.obs.kind != "pixels"
 
 
+def with_normalizer(cfg: PolicyConfig, venv: VecEnv) -> VecEnv:
+    """The training ``venv`` wrapped in SB3's ``VecNormalize`` where ``cfg`` normalises the observations
+    (``normalize``, not for pixels) or scales the rewards (``normalize_reward``, by the running std of
+    the discounted return at the learner's ``gamma``); unchanged where neither."""
+    if not (normalizes(cfg) or cfg.normalize_reward):
+        return venv
+    gamma = float(cfg.algo.params.get("gamma", 0.99))
+    return VecNormalize(venv, norm_obs=normalizes(cfg), norm_reward=cfg.normalize_reward, clip_obs=CLIP_OBS,
+                        gamma=gamma)
+
+
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}
 
 
@@ -187,17 +198,39 @@ def _optimizers(model) -> dict[str, torch.optim.Optimizer]:
     return opts
 
 
+def obs_normalizer(venv) -> RunningMeanStd | None:
+    """The running observation statistics of a ``VecNormalize`` that normalises observations, else None
+    (none, or one that scales only the rewards)."""
+    return venv.obs_rms if isinstance(venv, VecNormalize) and venv.norm_obs else None
+
+
 def _rms_state(venv) -> dict[str, Any] | None:
-    if not isinstance(venv, VecNormalize):
+    rms = obs_normalizer(venv)
+    if rms is None:
         return None
-    rms = venv.obs_rms
     return {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
 
 
 def _load_rms(venv, state: dict[str, Any] | None) -> None:
-    if state is None or not isinstance(venv, VecNormalize):
+    if state is None or obs_normalizer(venv) is None:
         return
     venv.obs_rms = _rms(state)
+
+
+def _return_state(venv) -> dict[str, Any] | None:
+    """``normalize_reward``'s running statistics of the discounted return, for a resume that scales the
+    rewards by what the run has seen (each sub-env's return so far restarts at 0 with its episode: a
+    resume starts new episodes)."""
+    if not (isinstance(venv, VecNormalize) and venv.norm_reward):
+        return None
+    rms = venv.ret_rms
+    return {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
+
+
+def _load_return_state(venv, state: dict[str, Any] | None) -> None:
+    if state is None or not (isinstance(venv, VecNormalize) and venv.norm_reward):
+        return
+    venv.ret_rms = _rms(state)
 
 
 def _rms(state: dict[str, Any]) -> RunningMeanStd:
@@ -215,7 +248,8 @@ def save_checkpoint(model, venv, out: Path, train_seconds: float = 0.0, cpu_seco
     state = {"format": POLICY_FORMAT, "num_timesteps": int(model.num_timesteps), "train_seconds": float(train_seconds),
              "cpu_seconds": None if cpu_seconds is None else float(cpu_seconds),
              "n_updates": int(getattr(model, "_n_updates", 0)), "policy": model.policy.state_dict(),
-             "optimizers": {k: o.state_dict() for k, o in _optimizers(model).items()}, "obs_rms": _rms_state(venv)}
+             "optimizers": {k: o.state_dict() for k, o in _optimizers(model).items()}, "obs_rms": _rms_state(venv),
+             "ret_rms": _return_state(venv)}
     if getattr(model, "log_ent_coef", None) is not None:
         state["log_ent_coef"] = model.log_ent_coef.detach().cpu()
     buf = getattr(model, "replay_buffer", None)
@@ -246,6 +280,7 @@ def load_checkpoint(model, venv, out: Path) -> tuple[int, float, float | None]:
         with torch.no_grad():
             model.log_ent_coef.copy_(state["log_ent_coef"])
     _load_rms(venv, state["obs_rms"])
+    _load_return_state(venv, state.get("ret_rms"))
     buf = getattr(model, "replay_buffer", None)
     if buf is not None and (out / "replay_buffer.npz").exists():
         try:
@@ -498,7 +533,7 @@ def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv,
     success can come from the action noise alone); appended to ``eval.jsonl`` with ``usage`` (the
     training's wall and CPU seconds so far, ``train_seconds`` and ``cpu_seconds``)."""
     seeds = [cfg.eval_seed + k for k in range(cfg.eval_episodes)]
-    rms = venv.obs_rms if isinstance(venv, VecNormalize) else None
+    rms = obs_normalizer(venv)
     t0 = time.time()
     summary = summarize(run_episodes(model, eval_venv, seeds, True, rms))
     row = {"timesteps": int(model.num_timesteps), **summary}
@@ -546,7 +581,8 @@ def policy_config(text: str) -> PolicyConfig:
 
 # what defines a run's learning: a policy continued from another run's must share these (where and
 # how the frozen encoder runs, obs.encode_in / jit / onnx, changes z by float rounding at most: free)
-LEARNING_FIELDS = ("algo", "obs", "env", "perturbations", "n_envs", "normalize", "seed", "reset_seeds")
+LEARNING_FIELDS = ("algo", "obs", "env", "perturbations", "n_envs", "normalize", "normalize_reward", "seed",
+                   "reset_seeds")
 ENCODER_SPEED = ("encode_in", "jit", "onnx")
 
 
@@ -617,8 +653,7 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     _check_same_config(out, cfg)
     venv = build_venv(cfg, cfg.n_envs, cfg.seed * 1000)
-    if normalizes(cfg):
-        venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=CLIP_OBS)
+    venv = with_normalizer(cfg, venv)
     eval_venv = build_venv(cfg, 1, cfg.eval_seed, vec_env="dummy") if cfg.eval_episodes else None
     model = build_model(cfg, venv, tensorboard_log=str(out / "tb"))
     seed_training_resets(cfg, venv)

@@ -155,6 +155,37 @@ def test_state_policy_trains_checkpoints_resumes_and_saves_a_weights_only_policy
     assert "95% CI" in (tmp_path / "eval" / "report.md").read_text()
 
 
+def test_reward_normalisation_scales_what_the_learner_sees_and_resumes_with_its_statistics(tmp_path):
+    from mmrep.policy import with_normalizer
+
+    cfg = policy_cfg(tmp_path, "obs=state", "total_steps=32", "normalize_reward=true", *TINY_PPO)
+    venv = with_normalizer(cfg, build_venv(cfg, 2, 0))
+    try:
+        venv.reset()
+        for _ in range(4):
+            _, scaled, _, _ = venv.step(np.zeros((2, cfg.env.action_dim), dtype=np.float32))
+            raw = venv.get_original_reward()
+            assert np.all(raw > 0) and not np.allclose(scaled, raw)  # the learner sees the return-scaled reward
+        assert venv.norm_obs and venv.ret_rms.count > 4  # observations still normalised beside it
+    finally:
+        venv.close()
+    plain = with_normalizer(policy_cfg(tmp_path, "obs=state", *TINY_PPO), build_venv(cfg, 2, 0))
+    assert not plain.norm_reward  # off by default: every committed run
+    plain.close()
+
+    train_policy(cfg)
+    first = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["ret_rms"]
+    assert first["count"] == pytest.approx(32, abs=0.01)  # one return per sub-env and vector step
+    rows = read_evaluations(tmp_path)
+    assert rows[-1]["mean_return"] > 1.0  # evaluations report the env's own rewards, not the scaled ones
+    train_policy(policy_cfg(tmp_path, "obs=state", "total_steps=64", "normalize_reward=true", *TINY_PPO))
+    again = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["ret_rms"]
+    assert again["count"] == pytest.approx(64, abs=0.01)  # resumed from the first 32 steps' statistics
+    with pytest.raises(ValueError, match="normalize_reward"):  # a policy continues only the same learning
+        train_policy(policy_cfg(tmp_path / "more", "obs=state", "total_steps=96", f"init_policy={tmp_path}",
+                                *TINY_PPO))
+
+
 def test_latent_policy_encodes_subprocess_envs_in_the_main_process(tmp_path):
     enc = tmp_path / "encoder.pt"
     torch.manual_seed(0)
