@@ -378,12 +378,12 @@ runs/paper/$(1)_s$(3)/eval_tare_handover/results.json: runs/paper/$(1)_s$(3)/pol
 endef
 $(foreach p,$(HANDOVER_PAIRS),$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_HANDOVER_RUN,$(word 1,$(subst :, ,$(p))),$(word 2,$(subst :, ,$(p))),$(s)))))
 HANDOVER_PRIMARIES = $(foreach p,$(HANDOVER_PAIRS),$(word 1,$(subst :, ,$(p))))
-# the touch row's seeds without a no_haptics partner (3-5): the tare alone, on the bias and clean
+# the touch row's seeds without a no_haptics partner (3-5): the tare alone, on every sense-failure setting
 runs/paper/fused_memory_odometry_camera_error_200k_touch_s%/eval_tare/results.json: \
 		runs/paper/fused_memory_odometry_camera_error_200k_touch_s%/policy.pt
 	$(VENV)/bin/mmrep policy eval policy=runs/paper/fused_memory_odometry_camera_error_200k_touch_s$* ft_tare=true \
 		out=runs/paper/fused_memory_odometry_camera_error_200k_touch_s$*/eval_tare episodes=100 progress=false \
-		video=false "settings=[ft_bias,clean]"
+		video=false "settings=[ft_bias,clean,occluder_after_contact,ft_dead,ft_noise,pushes]"
 
 # Shape transfer (item 5): the square fused_insertion policies on the other pegs without retraining
 # (eval_transfer/, 100 seeds a shape, about 16 min a seed), and a new policy per shape on the same
