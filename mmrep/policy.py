@@ -204,11 +204,14 @@ def obs_normalizer(venv) -> RunningMeanStd | None:
     return venv.obs_rms if isinstance(venv, VecNormalize) and venv.norm_obs else None
 
 
+def _rms_tensors(rms: RunningMeanStd) -> dict[str, Any]:
+    """Running statistics as tensors and a float (weights-only loadable; ``_rms`` reads them back)."""
+    return {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
+
+
 def _rms_state(venv) -> dict[str, Any] | None:
     rms = obs_normalizer(venv)
-    if rms is None:
-        return None
-    return {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
+    return None if rms is None else _rms_tensors(rms)
 
 
 def _load_rms(venv, state: dict[str, Any] | None) -> None:
@@ -223,8 +226,7 @@ def _return_state(venv) -> dict[str, Any] | None:
     resume starts new episodes)."""
     if not (isinstance(venv, VecNormalize) and venv.norm_reward):
         return None
-    rms = venv.ret_rms
-    return {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var), "count": float(rms.count)}
+    return _rms_tensors(venv.ret_rms)
 
 
 def _load_return_state(venv, state: dict[str, Any] | None) -> None:
