@@ -57,6 +57,9 @@ class Camera:
         self.proj = np.asarray(self._proj_list).reshape(4, 4).T
         self._cull: list[tuple[int, int, tuple, np.ndarray]] = []
         self._shown: dict[tuple[int, int], bool] = {}
+        self._backdrop: tuple[int, tuple] | None = None  # (body, its colour): drawn once per view
+        self._backdrop_frame: tuple[tuple, np.ndarray, np.ndarray] | None = None  # (view, rgba, zbuf)
+        self.backdrop_redraws = 0  # frames drawn whole because the backdrop tied with the scene
 
     def aim(self, target: tuple[float, float, float] | np.ndarray) -> None:
         """Look at ``target`` (m, world), the distance, yaw and pitch unchanged: the whole camera
@@ -99,6 +102,68 @@ class Camera:
                 p.changeVisualShape(body, link, rgbaColor=colour, physicsClientId=self.client)
                 self._shown[(body, link)] = True
 
+    def cache_backdrop(self, body: int) -> None:
+        """Draw ``body`` (one static shape: the floor) once per camera pose instead of every frame.
+
+        The floor plane spans the whole image, and TinyRenderer shades every pixel of it in every frame:
+        about three quarters of a render. Its image depends only on the camera (no shadows are drawn,
+        and it never moves or changes colour), so it is drawn alone once per view (``aim``) and each
+        frame draws the rest of the scene without it. TinyRenderer keeps, per pixel, the fragment
+        nearest the camera, so the frame is the nearer of the two per pixel: the same image and
+        depth as drawing both. Where the two depths are equal to the last bit and their colours differ,
+        which renderer's draw order decides, the frame is drawn whole (``backdrop_redraws`` counts them).
+        Not used for segmentation renders (the floor's label would need the draw as well).
+        """
+        shapes = p.getVisualShapeData(body, physicsClientId=self.client)
+        if len(shapes) != 1:
+            raise ValueError(f"cache_backdrop: body {body} has {len(shapes)} visual shapes; one expected")
+        self._backdrop = (body, shapes[0][7])
+        self._backdrop_frame = None
+
+    def _draw(self, flags: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """One TinyRenderer draw: rgba (S, S, 4) uint8, PyBullet's depth buffer (S, S) float64 in [0, 1],
+        and the raw segmentation list."""
+        _, _, rgba, zbuf, seg = p.getCameraImage(
+            self.size, self.size, self._view_list, self._proj_list, renderer=p.ER_TINY_RENDERER,
+            flags=flags, shadow=0, physicsClientId=self.client)
+        return (np.asarray(rgba, dtype=np.uint8).reshape(self.size, self.size, 4),
+                np.asarray(zbuf, dtype=np.float64).reshape(self.size, self.size), seg)
+
+    def _set_alpha(self, body: int, link: int, colour: tuple, alpha: float) -> None:
+        p.changeVisualShape(body, link, rgbaColor=(colour[0], colour[1], colour[2], alpha),
+                            physicsClientId=self.client)
+
+    def _draw_over_backdrop(self) -> tuple[np.ndarray, np.ndarray]:
+        """The frame as ``_draw`` would give it, with the backdrop drawn once per view."""
+        body, colour = self._backdrop
+        key = (self._view_list, self._proj_list)
+        if self._backdrop_frame is None or self._backdrop_frame[0] != key:
+            others = [(d[0], d[1], d[7]) for b in range(p.getNumBodies(physicsClientId=self.client))
+                      for d in p.getVisualShapeData(p.getBodyUniqueId(b, physicsClientId=self.client),
+                                                    physicsClientId=self.client)
+                      if d[0] != body and d[7][3] > 0]
+            for b, link, c in others:
+                self._set_alpha(b, link, c, 0.0)
+            try:
+                rgba, zbuf, _ = self._draw(p.ER_NO_SEGMENTATION_MASK)
+            finally:
+                for b, link, c in others:
+                    p.changeVisualShape(b, link, rgbaColor=c, physicsClientId=self.client)
+            self._backdrop_frame = (key, rgba, zbuf)
+        _, back_rgba, back_zbuf = self._backdrop_frame
+        self._set_alpha(body, -1, colour, 0.0)
+        try:
+            rgba, zbuf, _ = self._draw(p.ER_NO_SEGMENTATION_MASK)
+        finally:
+            p.changeVisualShape(body, -1, rgbaColor=colour, physicsClientId=self.client)
+        # PyBullet's depth buffer rises with distance, so the smaller value is the nearer fragment
+        behind = zbuf > back_zbuf
+        if ((zbuf == back_zbuf) & (rgba != back_rgba).any(axis=2)).any():
+            self.backdrop_redraws += 1
+            rgba, zbuf, _ = self._draw(p.ER_NO_SEGMENTATION_MASK)
+            return rgba, zbuf
+        return np.where(behind[..., None], back_rgba, rgba), np.where(behind, back_zbuf, zbuf)
+
     def _apply_culling(self) -> None:
         poses: dict[tuple[int, int], tuple] = {}
         for body in {c[0] for c in self._cull}:
@@ -128,13 +193,12 @@ class Camera:
         """Render RGB, metric depth and (optionally) the segmentation mask."""
         if self._cull:
             self._apply_culling()
-        flags = (p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX if segmentation
-                 else p.ER_NO_SEGMENTATION_MASK)
-        _, _, rgba, zbuf, seg = p.getCameraImage(
-            self.size, self.size, self._view_list, self._proj_list, renderer=p.ER_TINY_RENDERER,
-            flags=flags, shadow=0, physicsClientId=self.client)
-        rgba = np.asarray(rgba, dtype=np.uint8).reshape(self.size, self.size, 4)
-        zbuf = np.asarray(zbuf, dtype=np.float64).reshape(self.size, self.size)
+        if segmentation:
+            rgba, zbuf, seg = self._draw(p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX)
+        elif self._backdrop is not None:
+            rgba, zbuf = self._draw_over_backdrop()
+        else:
+            rgba, zbuf, _ = self._draw(p.ER_NO_SEGMENTATION_MASK)
         depth = (FAR * NEAR / (FAR - (FAR - NEAR) * zbuf)).astype(np.float32)[..., None]
         seg_arr = np.asarray(seg, dtype=np.int32).reshape(self.size, self.size) if segmentation else None
         return Frame(np.ascontiguousarray(rgba[..., :3]), depth, seg_arr)

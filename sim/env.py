@@ -110,6 +110,7 @@ class PegInsertionEnv(gym.Env):
                               cfg.camera_pitch, cfg.camera_fov) if cfg.use_camera or render_mode else None)
         if self.camera is not None and not gui:
             self.camera.cull_links(self.robot.uid)
+            self.camera.cache_backdrop(self._plane)
         self.camera_shift = np.zeros(3)  # m, this episode's camera calibration error (camera_target_error)
         if gui:
             p.resetDebugVisualizerCamera(cfg.camera_distance * 2, cfg.camera_yaw, cfg.camera_pitch,
