@@ -110,6 +110,15 @@ def run_child(tree: Path, options: list[str], args: argparse.Namespace) -> dict:
     return row
 
 
+def tree_commit() -> str:
+    """This tree's commit, with ``+dirty`` where tracked files differ from it."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True).stdout.strip()
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default="a0db715", help="git commit of the base tree (archived to a temp dir)")
@@ -147,6 +156,7 @@ def main() -> None:
     result = {
         "benchmark": "policy_speedup", "date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
         "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(), "base": args.base_tree or args.base,
+        "new": tree_commit(),
         "steps": args.steps, "n_envs": args.n_envs, "encoder": args.encoder, "ppo": PPO,
         "base_options": args.base_options, "new_options": args.new,
         "base_steps_per_s": base_sps, "new_steps_per_s": new_sps, "ratios_per_round": ratios,
