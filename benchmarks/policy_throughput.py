@@ -73,14 +73,20 @@ def env_cpu_ms(env_kwargs: dict, steps: int) -> float:
         e.close()
 
 
-def encoder_cpu_ms(encoder: str, env_kwargs: dict, batch: int, jit: bool = False) -> float:
+def encoder_cpu_ms(encoder: str, env_kwargs: dict, batch: int, jit: bool = False, onnx: bool = False) -> float:
     """CPU ms per observation of the frozen encoder at batch size ``batch`` (1 thread); ``jit``: as a
-    frozen TorchScript trace (``mmrep.rl.latent.FrozenEncoder``)."""
+    frozen TorchScript trace (``mmrep.rl.latent.FrozenEncoder``); ``onnx``: under ONNX Runtime
+    (``mmrep.formats.encoder_export.OnnxRuntimeEncoder``, one intra-op thread)."""
     e = make_rl_env(env_kwargs)
     obs, _ = e.reset(seed=0)
     e.close()
     enc = load_encoder(encoder)
-    run = FrozenEncoder(enc) if jit else enc.encode
+    if onnx:
+        from mmrep.formats.encoder_export import OnnxRuntimeEncoder
+
+        run = OnnxRuntimeEncoder(enc, int(obs["force"].shape[0]) if "force" in obs else 50)
+    else:
+        run = FrozenEncoder(enc) if jit else enc.encode
     b = {k: np.stack([v] * batch) for k, v in obs.items()}
     return cpu_ms(lambda: run(b), 20) / batch
 
@@ -121,10 +127,11 @@ def random_steps_per_s(venv, steps: int) -> float:
 
 
 def training_steps_per_s(encoder: str, n: int, encode_in: str, steps: int, device: str = "cpu",
-                         jit: bool = False) -> float:
+                         jit: bool = False, onnx: bool = False) -> float:
     """Wall-clock env steps/s of ``mmrep.policy``'s PPO loop on latent_proprio (one rollout of ``steps``);
     ``device`` holds the learner and, encoding in the main process, the encoder."""
-    cfg = PolicyConfig(obs=ObsConfig(kind="latent_proprio", encoder=encoder, encode_in=encode_in, jit=jit),
+    cfg = PolicyConfig(obs=ObsConfig(kind="latent_proprio", encoder=encoder, encode_in=encode_in, jit=jit,
+                                       onnx=onnx),
                        algo=AlgoConfig("ppo", {**PPO, "n_steps": steps // n}), n_envs=n, threads=1,
                        device=device, eval_episodes=0, progress=False)
     cfg.validate()
@@ -149,6 +156,7 @@ def main() -> None:
     ap.add_argument("--no-wall", action="store_true", help="CPU shares only (no wall-clock runs)")
     ap.add_argument("--device", default="cpu", help="learner (and main-process encoder) device of the PPO runs")
     ap.add_argument("--jit", action="store_true", help="the encoder as a frozen TorchScript trace (obs.jit=true)")
+    ap.add_argument("--onnx", action="store_true", help="the encoder under ONNX Runtime (obs.onnx=true)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -160,11 +168,12 @@ def main() -> None:
     result: dict = {"benchmark": "policy_throughput", "date": time.strftime("%Y-%m-%d"),
                     "machine": platform.platform(), "cores": cores, "torch_threads": 1, "encoder": args.encoder,
                     "env": env, "steps": args.steps, "ppo": PPO, "device": args.device, "jit": args.jit,
+                    "onnx": args.onnx,
                     "cpu_ms_per_step": cpu, "rows": {}}
     print(f"CPU ms per env step: physics+control {cpu['physics_and_control']:.2f}, render {cpu['render']:.2f}")
     for n in args.workers:
-        enc_one = encoder_cpu_ms(args.encoder, env, 1, args.jit)
-        enc_batch = encoder_cpu_ms(args.encoder, env, n, args.jit) if n > 1 else enc_one
+        enc_one = encoder_cpu_ms(args.encoder, env, 1, args.jit, args.onnx)
+        enc_batch = encoder_cpu_ms(args.encoder, env, n, args.jit, args.onnx) if n > 1 else enc_one
         learner = learner_cpu_ms(enc_dim, n, max(args.steps, 64 * n))
         wall: dict = {}
         if not args.no_wall:
@@ -191,7 +200,7 @@ def main() -> None:
                    "schedule_estimate_steps_per_s": 1000 / schedule, **wall}
             if not args.no_wall:
                 row["training_steps_per_s"] = training_steps_per_s(args.encoder, n, where, args.steps, args.device,
-                                                                   args.jit)
+                                                                   args.jit, args.onnx)
                 row["ratio_training_vs_random"] = row["training_steps_per_s"] / wall["random_steps_per_s"]
             key = f"{n}_workers_encode_in_{where}"
             result["rows"][key] = row
