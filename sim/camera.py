@@ -57,8 +57,8 @@ class Camera:
         self.proj = np.asarray(self._proj_list).reshape(4, 4).T
         self._cull: list[tuple[int, int, tuple, np.ndarray]] = []
         self._shown: dict[tuple[int, int], bool] = {}
-        self._backdrop: tuple[int, tuple] | None = None  # (body, its colour): drawn once per view
-        self._backdrop_frame: tuple[tuple, np.ndarray, np.ndarray] | None = None  # (view, rgba, zbuf)
+        self._backdrop: int | None = None  # a static body drawn once per view (cache_backdrop)
+        self._backdrop_frame: tuple[tuple, np.ndarray, np.ndarray] | None = None  # (view and look, rgba, zbuf)
         self.backdrop_redraws = 0  # frames drawn whole because the backdrop tied with the scene
 
     def aim(self, target: tuple[float, float, float] | np.ndarray) -> None:
@@ -112,12 +112,14 @@ class Camera:
         nearest the camera, so the frame is the nearer of the two per pixel: the same image and
         depth as drawing both. Where the two depths are equal to the last bit and their colours differ,
         which renderer's draw order decides, the frame is drawn whole (``backdrop_redraws`` counts them).
-        Not used for segmentation renders (the floor's label would need the draw as well).
+        The body is drawn again whenever the view, its pose, colour or texture change (a task that
+        recolours the floor stays correct). Not used for segmentation renders (the floor's label would
+        need the draw as well).
         """
         shapes = p.getVisualShapeData(body, physicsClientId=self.client)
         if len(shapes) != 1:
             raise ValueError(f"cache_backdrop: body {body} has {len(shapes)} visual shapes; one expected")
-        self._backdrop = (body, shapes[0][7])
+        self._backdrop = body
         self._backdrop_frame = None
 
     def _draw(self, flags: int) -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -135,8 +137,12 @@ class Camera:
 
     def _draw_over_backdrop(self) -> tuple[np.ndarray, np.ndarray]:
         """The frame as ``_draw`` would give it, with the backdrop drawn once per view."""
-        body, colour = self._backdrop
-        key = (self._view_list, self._proj_list)
+        body = self._backdrop
+        look = p.getVisualShapeData(body, flags=p.VISUAL_SHAPE_DATA_TEXTURE_UNIQUE_IDS,
+                                    physicsClientId=self.client)[0]
+        colour = look[7]
+        pose = p.getBasePositionAndOrientation(body, physicsClientId=self.client)
+        key = (self._view_list, self._proj_list, look, pose)
         if self._backdrop_frame is None or self._backdrop_frame[0] != key:
             others = [(d[0], d[1], d[7]) for b in range(p.getNumBodies(physicsClientId=self.client))
                       for d in p.getVisualShapeData(p.getBodyUniqueId(b, physicsClientId=self.client),

@@ -269,6 +269,13 @@ def test_floor_drawn_once_per_view_gives_the_full_render(make_env):
     assert len(views) == 2  # each episode's camera pose drew its own floor
     # the floor is shown again after each frame, for other cameras
     assert p.getVisualShapeData(u._plane, physicsClientId=u.client)[0][7][3] == 1.0
+    # a floor recoloured (as a task might) is drawn anew
+    p.changeVisualShape(u._plane, -1, rgbaColor=(0.3, 0.6, 0.2, 1.0), physicsClientId=u.client)
+    recoloured = u.camera.render()
+    u.camera.show_all()
+    reference = full.render()
+    assert np.array_equal(recoloured.rgb, reference.rgb) and not np.array_equal(recoloured.rgb, obs["rgb"])
+    assert u.camera.backdrop_redraws == 0
 
 
 @pytest.mark.parametrize("shape", sim.PEG_SHAPES)
