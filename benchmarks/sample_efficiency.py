@@ -85,6 +85,17 @@ def run_summary(run: Path, threshold: float) -> dict[str, Any]:
     }
 
 
+def median_is_lower_bound(runs: list[dict[str, Any]]) -> bool:
+    """Whether the median of env steps to the threshold is only a lower bound: a run that never reached it
+    counts as its budget's end, so the median is exact only where the run(s) at the median reached it and
+    every run that did not stopped at or beyond the median."""
+    ordered = sorted(runs, key=lambda r: r["steps_to_threshold"])
+    median = statistics.median(r["steps_to_threshold"] for r in runs)
+    middle = ordered[(len(runs) - 1) // 2: len(runs) // 2 + 1]
+    return any(not r["reached"] for r in middle) or any(
+        not r["reached"] and r["steps_to_threshold"] < median for r in runs)
+
+
 def group_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over a group's runs and the final policies' pooled held-out success (Wilson 95% interval)."""
     minutes = [r["minutes_to_threshold"] for r in runs if r["minutes_to_threshold"] is not None]
@@ -94,6 +105,7 @@ def group_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "runs": len(runs), "reached": sum(r["reached"] for r in runs),
         "median_steps_to_threshold": statistics.median(r["steps_to_threshold"] for r in runs),
+        "median_is_lower_bound": median_is_lower_bound(runs),
         "median_minutes_to_threshold": statistics.median(minutes) if len(minutes) == len(runs) else None,
         "median_cpu_minutes_to_threshold": statistics.median(cpu) if len(cpu) == len(runs) else None,
         "held_out_pooled": wins / n if n else None,
@@ -147,6 +159,9 @@ def main() -> None:
     ratios = {"steps_after_over_before": a["median_steps_to_threshold"] / b["median_steps_to_threshold"]}
     # a run that never reached the threshold counts its last evaluation: the ratio is then a bound
     ratios["every_run_reached"] = a["reached"] == a["runs"] and b["reached"] == b["runs"]
+    ratios["steps_ratio_is"] = {(False, False): "exact", (True, False): "a lower bound",
+                                (False, True): "an upper bound", (True, True): "unknown (both medians are bounds)"}[
+        (a["median_is_lower_bound"], b["median_is_lower_bound"])]
     if a["median_minutes_to_threshold"] and b["median_minutes_to_threshold"]:
         ratios["minutes_after_over_before"] = a["median_minutes_to_threshold"] / b["median_minutes_to_threshold"]
     if a["median_cpu_minutes_to_threshold"] and b["median_cpu_minutes_to_threshold"]:
@@ -163,7 +178,8 @@ def main() -> None:
         minutes = "" if g["median_minutes_to_threshold"] is None else f", {g['median_minutes_to_threshold']:.1f} min"
         if g["median_cpu_minutes_to_threshold"] is not None:
             minutes += f", {g['median_cpu_minutes_to_threshold']:.1f} CPU min"
-        print(f"{name}: {g['reached']}/{g['runs']} runs reach {args.threshold:.0%}; median "
+        bound = "at least " if g["median_is_lower_bound"] else ""
+        print(f"{name}: {g['reached']}/{g['runs']} runs reach {args.threshold:.0%}; median {bound}"
               f"{g['median_steps_to_threshold']:,} env steps{minutes}{conf}")
     print("ratios:", {k: round(v, 3) if isinstance(v, float) else v for k, v in ratios.items()})
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'curves.png'}")

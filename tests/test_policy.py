@@ -336,6 +336,20 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
                             "--after", runs[1], "--threshold", "1.01", "--out", str(efficiency)],
                            check=True, capture_output=True, text=True).stdout
     assert "0/1 runs reach" in never  # a run that never gets there counts its last evaluation
+    assert "median at least" in never and result["ratios"]["steps_ratio_is"] == "exact"
+    assert json.loads((efficiency / "summary.json").read_text())["ratios"]["steps_ratio_is"].startswith("unknown")
+
+
+def test_sample_efficiency_median_is_a_bound_where_a_run_stopped_short():
+    median_is_lower_bound = load_benchmark("sample_efficiency").median_is_lower_bound
+
+    def runs(*steps):  # a negative number: a run that stopped there without reaching the threshold
+        return [{"steps_to_threshold": abs(s), "reached": s > 0} for s in steps]
+
+    assert not median_is_lower_bound(runs(75_000, 87_500, -100_000))  # the short run stopped beyond the median
+    assert median_is_lower_bound(runs(-50_000, -50_000, -50_000))
+    assert median_is_lower_bound(runs(-37_500, 60_000, 70_000))  # it might have needed more than 60k
+    assert not median_is_lower_bound(runs(40_000, 60_000, 70_000))
 
 
 def test_random_init_encoder_keeps_the_architecture_and_statistics_not_the_weights(tmp_path):
