@@ -106,15 +106,15 @@ class Camera:
         """Draw ``body`` (one static shape: the floor) once per camera pose instead of every frame.
 
         The floor plane spans the whole image, and TinyRenderer shades every pixel of it in every frame:
-        about three quarters of a render. Its image depends only on the camera (no shadows are drawn,
-        and it never moves or changes colour), so it is drawn alone once per view (``aim``) and each
-        frame draws the rest of the scene without it. TinyRenderer keeps, per pixel, the fragment
-        nearest the camera, so the frame is the nearer of the two per pixel: the same image and
-        depth as drawing both. Where the two depths are equal to the last bit and their colours differ,
-        which renderer's draw order decides, the frame is drawn whole (``backdrop_redraws`` counts them).
-        The body is drawn again whenever the view, its pose, colour or texture change (a task that
-        recolours the floor stays correct). Not used for segmentation renders (the floor's label would
-        need the draw as well).
+        about three quarters of a render. Its image depends only on the camera and on itself (no shadows
+        are drawn, and TinyRenderer blends nothing: a translucent shape is drawn opaque), so it is drawn
+        alone once per view (``aim``) and each frame draws the rest of the scene without it.
+        TinyRenderer keeps, per pixel, the fragment nearest the camera, so the frame is the nearer of
+        the two per pixel: the same image and depth as drawing both. Where the two depths are equal to
+        the last bit and their colours differ, which the renderer's draw order decides, the frame is
+        drawn whole (``backdrop_redraws`` counts them). The body is drawn again whenever the view, its
+        pose, colour or texture change (a task that recolours the floor stays correct). Not used for
+        segmentation renders (the floor's label would need the draw as well).
         """
         shapes = p.getVisualShapeData(body, physicsClientId=self.client)
         if len(shapes) != 1:
