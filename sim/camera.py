@@ -58,7 +58,7 @@ class Camera:
         self._cull: list[tuple[int, int, tuple, np.ndarray]] = []
         self._shown: dict[tuple[int, int], bool] = {}
         self._backdrop: int | None = None  # a static body drawn once per view (cache_backdrop)
-        self._backdrop_frame: tuple[tuple, np.ndarray, np.ndarray] | None = None  # (view and look, rgba, zbuf)
+        self._backdrop_frame: tuple | None = None  # (view, look and flags; rgba, zbuf, seg)
         self.backdrop_redraws = 0  # frames drawn whole because the backdrop tied with the scene
 
     def aim(self, target: tuple[float, float, float] | np.ndarray) -> None:
@@ -113,8 +113,8 @@ class Camera:
         the two per pixel: the same image and depth as drawing both. Where the two depths are equal to
         the last bit and their colours differ, which the renderer's draw order decides, the frame is
         drawn whole (``backdrop_redraws`` counts them). The body is drawn again whenever the view, its
-        pose, colour or texture change (a task that recolours the floor stays correct). Not used for
-        segmentation renders (the floor's label would need the draw as well).
+        pose, colour or texture change (a task that recolours the floor stays correct). Segmentation
+        renders composite the floor's labels the same way.
         """
         shapes = p.getVisualShapeData(body, physicsClientId=self.client)
         if len(shapes) != 1:
@@ -122,27 +122,29 @@ class Camera:
         self._backdrop = body
         self._backdrop_frame = None
 
-    def _draw(self, flags: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    def _draw(self, flags: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One TinyRenderer draw: rgba (S, S, 4) uint8, PyBullet's depth buffer (S, S) float64 in [0, 1],
-        and the raw segmentation list."""
+        and the segmentation labels (S, S) int32 (PyBullet's -1 everywhere without a mask flag)."""
         _, _, rgba, zbuf, seg = p.getCameraImage(
             self.size, self.size, self._view_list, self._proj_list, renderer=p.ER_TINY_RENDERER,
             flags=flags, shadow=0, physicsClientId=self.client)
         return (np.asarray(rgba, dtype=np.uint8).reshape(self.size, self.size, 4),
-                np.asarray(zbuf, dtype=np.float64).reshape(self.size, self.size), seg)
+                np.asarray(zbuf, dtype=np.float64).reshape(self.size, self.size),
+                np.asarray(seg, dtype=np.int32).reshape(self.size, self.size))
 
     def _set_alpha(self, body: int, link: int, colour: tuple, alpha: float) -> None:
         p.changeVisualShape(body, link, rgbaColor=(colour[0], colour[1], colour[2], alpha),
                             physicsClientId=self.client)
 
-    def _draw_over_backdrop(self) -> tuple[np.ndarray, np.ndarray]:
-        """The frame as ``_draw`` would give it, with the backdrop drawn once per view."""
+    def _draw_over_backdrop(self, flags: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The frame as ``_draw(flags)`` would give it (the labels as an (S, S) int32 array), with the
+        backdrop drawn once per view."""
         body = self._backdrop
         look = p.getVisualShapeData(body, flags=p.VISUAL_SHAPE_DATA_TEXTURE_UNIQUE_IDS,
                                     physicsClientId=self.client)[0]
         colour = look[7]
         pose = p.getBasePositionAndOrientation(body, physicsClientId=self.client)
-        key = (self._view_list, self._proj_list, look, pose)
+        key = (self._view_list, self._proj_list, look, pose, flags)
         if self._backdrop_frame is None or self._backdrop_frame[0] != key:
             others = [(d[0], d[1], d[7]) for b in range(p.getNumBodies(physicsClientId=self.client))
                       for d in p.getVisualShapeData(p.getBodyUniqueId(b, physicsClientId=self.client),
@@ -151,24 +153,25 @@ class Camera:
             for b, link, c in others:
                 self._set_alpha(b, link, c, 0.0)
             try:
-                rgba, zbuf, _ = self._draw(p.ER_NO_SEGMENTATION_MASK)
+                drawn = self._draw(flags)
             finally:
                 for b, link, c in others:
                     p.changeVisualShape(b, link, rgbaColor=c, physicsClientId=self.client)
-            self._backdrop_frame = (key, rgba, zbuf)
-        _, back_rgba, back_zbuf = self._backdrop_frame
+            self._backdrop_frame = (key, *drawn)
+        _, back_rgba, back_zbuf, back_seg = self._backdrop_frame
         self._set_alpha(body, -1, colour, 0.0)
         try:
-            rgba, zbuf, _ = self._draw(p.ER_NO_SEGMENTATION_MASK)
+            rgba, zbuf, seg = self._draw(flags)
         finally:
             p.changeVisualShape(body, -1, rgbaColor=colour, physicsClientId=self.client)
         # PyBullet's depth buffer rises with distance, so the smaller value is the nearer fragment
         behind = zbuf > back_zbuf
-        if ((zbuf == back_zbuf) & (rgba != back_rgba).any(axis=2)).any():
+        tie = (zbuf == back_zbuf) & ((rgba != back_rgba).any(axis=2) | (seg != back_seg))
+        if tie.any():
             self.backdrop_redraws += 1
-            rgba, zbuf, _ = self._draw(p.ER_NO_SEGMENTATION_MASK)
-            return rgba, zbuf
-        return np.where(behind[..., None], back_rgba, rgba), np.where(behind, back_zbuf, zbuf)
+            return self._draw(flags)
+        return (np.where(behind[..., None], back_rgba, rgba), np.where(behind, back_zbuf, zbuf),
+                np.where(behind, back_seg, seg))
 
     def _apply_culling(self) -> None:
         poses: dict[tuple[int, int], tuple] = {}
@@ -199,12 +202,8 @@ class Camera:
         """Render RGB, metric depth and (optionally) the segmentation mask."""
         if self._cull:
             self._apply_culling()
-        if segmentation:
-            rgba, zbuf, seg = self._draw(p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX)
-        elif self._backdrop is not None:
-            rgba, zbuf = self._draw_over_backdrop()
-        else:
-            rgba, zbuf, _ = self._draw(p.ER_NO_SEGMENTATION_MASK)
+        flags = (p.ER_SEGMENTATION_MASK_OBJECT_AND_LINKINDEX if segmentation
+                 else p.ER_NO_SEGMENTATION_MASK)
+        rgba, zbuf, seg = self._draw_over_backdrop(flags) if self._backdrop is not None else self._draw(flags)
         depth = (FAR * NEAR / (FAR - (FAR - NEAR) * zbuf)).astype(np.float32)[..., None]
-        seg_arr = np.asarray(seg, dtype=np.int32).reshape(self.size, self.size) if segmentation else None
-        return Frame(np.ascontiguousarray(rgba[..., :3]), depth, seg_arr)
+        return Frame(np.ascontiguousarray(rgba[..., :3]), depth, seg if segmentation else None)
