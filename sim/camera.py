@@ -122,15 +122,16 @@ class Camera:
         self._backdrop = body
         self._backdrop_frame = None
 
-    def _draw(self, flags: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _draw(self, flags: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """One TinyRenderer draw: rgba (S, S, 4) uint8, PyBullet's depth buffer (S, S) float64 in [0, 1],
-        and the segmentation labels (S, S) int32 (PyBullet's -1 everywhere without a mask flag)."""
+        and the segmentation labels (S, S) int32, or None where ``flags`` ask for no mask."""
         _, _, rgba, zbuf, seg = p.getCameraImage(
             self.size, self.size, self._view_list, self._proj_list, renderer=p.ER_TINY_RENDERER,
             flags=flags, shadow=0, physicsClientId=self.client)
         return (np.asarray(rgba, dtype=np.uint8).reshape(self.size, self.size, 4),
                 np.asarray(zbuf, dtype=np.float64).reshape(self.size, self.size),
-                np.asarray(seg, dtype=np.int32).reshape(self.size, self.size))
+                None if flags & p.ER_NO_SEGMENTATION_MASK
+                else np.asarray(seg, dtype=np.int32).reshape(self.size, self.size))
 
     def _set_alpha(self, body: int, link: int, colour: tuple, alpha: float) -> None:
         p.changeVisualShape(body, link, rgbaColor=(colour[0], colour[1], colour[2], alpha),
@@ -166,12 +167,14 @@ class Camera:
             p.changeVisualShape(body, -1, rgbaColor=colour, physicsClientId=self.client)
         # PyBullet's depth buffer rises with distance, so the smaller value is the nearer fragment
         behind = zbuf > back_zbuf
-        tie = (zbuf == back_zbuf) & ((rgba != back_rgba).any(axis=2) | (seg != back_seg))
-        if tie.any():
+        differs = (rgba != back_rgba).any(axis=2)
+        if seg is not None:
+            differs |= seg != back_seg
+        if ((zbuf == back_zbuf) & differs).any():
             self.backdrop_redraws += 1
             return self._draw(flags)
         return (np.where(behind[..., None], back_rgba, rgba), np.where(behind, back_zbuf, zbuf),
-                np.where(behind, back_seg, seg))
+                None if seg is None else np.where(behind, back_seg, seg))
 
     def _apply_culling(self) -> None:
         poses: dict[tuple[int, int], tuple] = {}
@@ -206,4 +209,4 @@ class Camera:
                  else p.ER_NO_SEGMENTATION_MASK)
         rgba, zbuf, seg = self._draw_over_backdrop(flags) if self._backdrop is not None else self._draw(flags)
         depth = (FAR * NEAR / (FAR - (FAR - NEAR) * zbuf)).astype(np.float32)[..., None]
-        return Frame(np.ascontiguousarray(rgba[..., :3]), depth, seg if segmentation else None)
+        return Frame(np.ascontiguousarray(rgba[..., :3]), depth, seg)
