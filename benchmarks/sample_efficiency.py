@@ -89,7 +89,8 @@ def median_is_lower_bound(runs: list[dict[str, Any]]) -> bool:
     """Whether the median of env steps to the threshold is only a lower bound: a run that never reached it
     counts as its budget's end, so the median is exact only where the run(s) at the median reached it and
     every run that did not stopped at or beyond the median."""
-    ordered = sorted(runs, key=lambda r: r["steps_to_threshold"])
+    # on equal steps a run that reached the threshold there comes first: one that stopped there needs more
+    ordered = sorted(runs, key=lambda r: (r["steps_to_threshold"], not r["reached"]))
     median = statistics.median(r["steps_to_threshold"] for r in runs)
     middle = ordered[(len(runs) - 1) // 2: len(runs) // 2 + 1]
     return any(not r["reached"] for r in middle) or any(

@@ -350,6 +350,7 @@ def test_sample_efficiency_median_is_a_bound_where_a_run_stopped_short():
     assert median_is_lower_bound(runs(-50_000, -50_000, -50_000))
     assert median_is_lower_bound(runs(-37_500, 60_000, 70_000))  # it might have needed more than 60k
     assert not median_is_lower_bound(runs(40_000, 60_000, 70_000))
+    assert not median_is_lower_bound(runs(40_000, -50_000, 50_000))  # the one that reached 50k is the median
 
 
 def test_random_init_encoder_keeps_the_architecture_and_statistics_not_the_weights(tmp_path):
