@@ -26,16 +26,18 @@ import gymnasium as gym
 import sim  # noqa: F401
 from sim.collect import CollectConfig, collect, plan_episode
 from sim.experts import run_episode
+from sim.registration import env_id
 from sim.task import make_expert
 
 
 def env_only(cfg: CollectConfig) -> tuple[float, int]:
+    cfg.validate()  # as collect() does: the env section given as a dict becomes an EnvConfig
     envs, steps = {}, 0
     t0 = time.perf_counter()
     for index in range(cfg.episodes):
         seed, shape, policy_name = plan_episode(cfg, index)
         if shape not in envs:
-            envs[shape] = gym.make(f"mmrep/PegInsertion{shape.capitalize()}-v0", **cfg.env_kwargs(shape))
+            envs[shape] = gym.make(env_id(shape), config=cfg.env_config(shape))  # as sim.collection builds it
         env = envs[shape]
         policy = make_expert(policy_name, env.unwrapped.cfg, **cfg.policy_kwargs.get(policy_name, {}))
         steps += run_episode(env, policy, seed=seed)["steps"]

@@ -223,3 +223,15 @@ def test_disk_full_gives_clear_error_and_keeps_earlier_episodes(tmp_path, monkey
     assert list(found) == [0] and found[0]["checksum"] == good
     with ShardWriter(shard) as writer:
         assert writer.removed_partial == ["ep_000001"]
+
+
+def test_collect_benchmark_steps_the_same_episodes_as_collect(tmp_path):
+    """``benchmarks/collect.py``'s env-only baseline runs the episodes collect() records (the env section given
+    as a dict, as the benchmark gives it), step for step."""
+    from conftest import load_benchmark
+
+    env_only = load_benchmark("collect").env_only
+    args = dict(episodes=2, env={"max_steps": 6, "image_size": 32, "physics_hz": 240.0}, seed=3)
+    rate, steps = env_only(CollectConfig(**args, out=str(tmp_path / "unused")))
+    manifest = collect(CollectConfig(**args, out=str(tmp_path / "data"), workers=1), progress=False)
+    assert rate > 0 and steps == manifest["totals"]["steps"] > 0
