@@ -378,6 +378,11 @@ class PolicyConfig:
     # keep the policy of the best periodic evaluation (mean action; the later one on ties) in
     # best/policy.pt beside the final one: PPO can learn a skill and lose it again
     keep_best: bool = False
+    # The periodic evaluation's settings (sim.rl_env.CLOSED_LOOP names, e.g. [clean, occluder_after_contact]),
+    # eval_episodes each on the same seeds; the row's top level is the first, every one under
+    # row["settings"], and keep_best selects on their mean success (row["selection"]). Empty: the
+    # training env as configured, its own disturbances included (every committed run).
+    eval_settings: list[str] = field(default_factory=list)
     ckpt_every_steps: int = 10_000
     # a finished run's policy.pt (or its folder) to continue from, where this run has no checkpoint yet:
     # its weights, normaliser statistics, env steps and training seconds (and its periodic evaluations,
@@ -395,6 +400,7 @@ class PolicyConfig:
 
     def validate(self) -> None:
         from sim.perturb import Setting
+        from sim.rl_env import CLOSED_LOOP
 
         if self.algo.name not in ALGOS:
             raise ValueError(f"algo.name must be one of {ALGOS}, got {self.algo.name!r}")
@@ -412,6 +418,11 @@ class PolicyConfig:
         if self.obs.camera_memory and not self.obs.kind.startswith("latent"):
             raise ValueError(f"obs.camera_memory needs a latent kind (latent, latent_proprio), got "
                              f"obs.kind={self.obs.kind}")
+        unknown = [name for name in self.eval_settings if name not in CLOSED_LOOP]
+        if unknown:
+            raise ValueError(f"eval_settings: unknown setting(s) {unknown}; one of {sorted(CLOSED_LOOP)}")
+        if len(set(self.eval_settings)) != len(self.eval_settings):
+            raise ValueError(f"eval_settings names a setting twice: {self.eval_settings}")
         if self.obs.encode_in not in ("main", "workers"):
             raise ValueError(f"obs.encode_in must be 'main' or 'workers', got {self.obs.encode_in!r}")
         if self.obs.onnx and (not self.obs.kind.startswith("latent") or self.obs.jit or self.obs.camera_memory):

@@ -431,10 +431,10 @@ class TrainingCallback(BaseCallback):
     ``max_train_minutes`` it stops training once that much wall clock (over every resume, periodic
     evaluations included) is spent."""
 
-    def __init__(self, cfg: PolicyConfig, out: Path, venv: VecEnv, eval_venv: VecEnv | None,
+    def __init__(self, cfg: PolicyConfig, out: Path, venv: VecEnv, eval_venvs: dict[str, VecEnv],
                  prior_seconds: float = 0.0, prior_cpu_seconds: float | None = 0.0) -> None:
         super().__init__()
-        self.cfg, self.out, self.venv, self.eval_venv = cfg, out, venv, eval_venv
+        self.cfg, self.out, self.venv, self.eval_venvs = cfg, out, venv, eval_venvs
         self.next_ckpt = self.next_eval = 0
         self.prior_seconds, self.started = prior_seconds, time.time()
         self.cpu = CpuMeter(venv, prior_cpu_seconds)
@@ -460,7 +460,7 @@ class TrainingCallback(BaseCallback):
         if n >= self.next_ckpt:
             save_checkpoint(self.model, self.venv, self.out, **self.usage)
             self.next_ckpt += self.cfg.ckpt_every_steps
-        if n >= self.next_eval and self.eval_venv is not None:
+        if n >= self.next_eval and self.eval_venvs:
             self.evaluate()
             self.next_eval += self.cfg.eval_every_steps
         return not out_of_time(self.cfg, self.train_seconds) and not self._past_total(n)
@@ -475,8 +475,12 @@ class TrainingCallback(BaseCallback):
         return int(self.locals.get("n_steps", 0)) + 1 < int(rollout)
 
     def evaluate(self) -> dict[str, Any]:
-        row = evaluate_keeping_best(self.model, self.cfg, self.venv, self.eval_venv, self.out, self.usage)
+        row = evaluate_keeping_best(self.model, self.cfg, self.venv, self.eval_venvs, self.out, self.usage)
         self.logger.record("eval/success_rate", row["success_rate"])
+        for name, summary in row.get("settings", {}).items():
+            self.logger.record(f"eval/success_rate_{name}", summary["success_rate"])
+        if "selection" in row:
+            self.logger.record("eval/selection", row["selection"])
         if "stochastic" in row:
             self.logger.record("eval/success_rate_stochastic", row["stochastic"]["success_rate"])
         if row["mean_steps_to_success"] is not None:
@@ -509,16 +513,30 @@ def invalid_action_distribution_message(model, err: Exception) -> str:
             f"(torch: {first}). The same command resumes from the last checkpoint (checkpoint.pt)")
 
 
-def evaluate_keeping_best(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv, out: Path,
+def selection_score(row: dict[str, Any]) -> float:
+    """What ``keep_best`` ranks a periodic evaluation by: the mean success over its ``eval_settings``
+    (``row["selection"]``), or its success rate where it ran one env."""
+    return float(row.get("selection", row["success_rate"]))
+
+
+def selects_alike(row: dict[str, Any], cfg: PolicyConfig) -> bool:
+    """Whether periodic evaluation ``row`` ran the settings ``cfg.eval_settings`` names (rows of
+    another selection, e.g. those an ``init_policy`` brought along, do not compete with this run's)."""
+    return list(row.get("settings", {})) == list(cfg.eval_settings)
+
+
+def evaluate_keeping_best(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: dict[str, VecEnv], out: Path,
                           usage: dict[str, float | None]) -> dict[str, Any]:
     """``evaluate_held_out``, and with ``cfg.keep_best`` the policy saved to ``best/`` when this
-    evaluation is at least as good as every earlier one. The periodic evaluations and the one at the
-    end of training (also at a ``max_train_minutes`` stop) all go through here: an end-of-training row
-    that is never saved would still outrank every later one after a resume. ``usage``: the training's
-    wall and CPU seconds before this evaluation (``TrainingCallback.usage``), written into its row."""
-    earlier = read_evaluations(out) if cfg.keep_best and (out / "eval.jsonl").exists() else []
-    row = evaluate_held_out(model, cfg, venv, eval_venv, out, usage)
-    if cfg.keep_best and all(row["success_rate"] >= e["success_rate"] for e in earlier):
+    evaluation ranks (``selection_score``) at least as high as every earlier one of the same settings.
+    The periodic evaluations and the one at the end of training (also at a ``max_train_minutes`` stop)
+    all go through here: an end-of-training row that is never saved would still outrank every later
+    one after a resume. ``usage``: the training's wall and CPU seconds before this evaluation
+    (``TrainingCallback.usage``), written into its row."""
+    earlier = ([e for e in read_evaluations(out) if selects_alike(e, cfg)]
+               if cfg.keep_best and (out / "eval.jsonl").exists() else [])
+    row = evaluate_held_out(model, cfg, venv, eval_venvs, out, usage)
+    if cfg.keep_best and all(selection_score(row) >= selection_score(e) for e in earlier):
         save_best(model, venv, cfg, out, row, usage)
     return row
 
@@ -528,19 +546,42 @@ def out_of_time(cfg: PolicyConfig, train_seconds: float) -> bool:
     return cfg.max_train_minutes is not None and train_seconds >= cfg.max_train_minutes * 60
 
 
-def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venv: VecEnv, out: Path,
+def build_eval_venvs(cfg: PolicyConfig) -> dict[str, VecEnv]:
+    """The periodic evaluation's single envs (in the main process), seeded ``cfg.eval_seed``: one per
+    ``cfg.eval_settings`` name with that setting's env overrides and perturbations (as ``mmrep policy
+    eval`` builds it), or ``{"": the training env as configured}`` where none is named; ``{}`` with
+    ``eval_episodes=0``."""
+    from sim.rl_env import CLOSED_LOOP
+
+    if not cfg.eval_episodes:
+        return {}
+    if not cfg.eval_settings:
+        return {"": build_venv(cfg, 1, cfg.eval_seed, vec_env="dummy")}
+    return {name: build_venv(cfg, 1, cfg.eval_seed, vec_env="dummy", env_overrides=CLOSED_LOOP[name][0],
+                             perturbations=list(CLOSED_LOOP[name][1])) for name in cfg.eval_settings}
+
+
+def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: dict[str, VecEnv], out: Path,
                       usage: dict[str, float | None] | None = None) -> dict[str, Any]:
     """Episodes on the held-out seeds ``eval_seed + k`` with the mean action (the row's top level) and,
     with ``cfg.eval_stochastic``, the same seeds with sampled actions (``row["stochastic"]``: training's
-    success can come from the action noise alone); appended to ``eval.jsonl`` with ``usage`` (the
-    training's wall and CPU seconds so far, ``train_seconds`` and ``cpu_seconds``)."""
+    success can come from the action noise alone), in each env of ``eval_venvs``
+    (``build_eval_venvs``); with ``cfg.eval_settings`` the row's top level is the first setting's, each
+    setting's summary is under ``row["settings"]`` and their mean success is ``row["selection"]``.
+    Appended to ``eval.jsonl`` with ``usage`` (the training's wall and CPU seconds so far,
+    ``train_seconds`` and ``cpu_seconds``)."""
     seeds = [cfg.eval_seed + k for k in range(cfg.eval_episodes)]
     rms = obs_normalizer(venv)
     t0 = time.time()
-    summary = summarize(run_episodes(model, eval_venv, seeds, True, rms))
-    row = {"timesteps": int(model.num_timesteps), **summary}
-    if cfg.eval_stochastic:
-        row["stochastic"] = summarize(run_episodes(model, eval_venv, seeds, False, rms))
+    summaries = {}
+    for name, eval_venv in eval_venvs.items():
+        summaries[name] = summarize(run_episodes(model, eval_venv, seeds, True, rms))
+        if cfg.eval_stochastic:
+            summaries[name]["stochastic"] = summarize(run_episodes(model, eval_venv, seeds, False, rms))
+    row = {"timesteps": int(model.num_timesteps), **next(iter(summaries.values()))}
+    if cfg.eval_settings:
+        row["settings"] = summaries
+        row["selection"] = float(np.mean([s["success_rate"] for s in summaries.values()]))
     row["seconds"] = time.time() - t0
     row.update(usage or {})
     with open(out / "eval.jsonl", "a") as f:
@@ -656,13 +697,17 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     _check_same_config(out, cfg)
     venv = build_venv(cfg, cfg.n_envs, cfg.seed * 1000)
     venv = with_normalizer(cfg, venv)
-    eval_venv = build_venv(cfg, 1, cfg.eval_seed, vec_env="dummy") if cfg.eval_episodes else None
+    eval_venvs = build_eval_venvs(cfg)
     model = build_model(cfg, venv, tensorboard_log=str(out / "tb"))
     seed_training_resets(cfg, venv)
     done, spent, cpu_spent = load_checkpoint(model, venv, out)
     if not done and init is not None:
         done, spent, cpu_spent = continue_from_policy(model, venv, *init, out)
-    callback = TrainingCallback(cfg, out, venv, eval_venv, prior_seconds=spent, prior_cpu_seconds=cpu_spent)
+        history = read_evaluations(out) if (out / "eval.jsonl").exists() else []
+        if cfg.keep_best and eval_venvs and not any(r["timesteps"] == done and selects_alike(r, cfg) for r in history):
+            # the policy continued from is a candidate too: continuing can only add better ones
+            evaluate_keeping_best(model, cfg, venv, eval_venvs, out, {"train_seconds": spent, "cpu_seconds": cpu_spent})
+    callback = TrainingCallback(cfg, out, venv, eval_venvs, prior_seconds=spent, prior_cpu_seconds=cpu_spent)
     try:
         learns = done < cfg.total_steps and not out_of_time(cfg, spent)
         if learns:
@@ -678,14 +723,14 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
         # a run resumed after it finished has spent nothing more on training
         usage = callback.usage if learns else {"train_seconds": spent, "cpu_seconds": cpu_spent}
         save_checkpoint(model, venv, out, **usage)
-        final = (evaluate_keeping_best(model, cfg, venv, eval_venv, out, usage) if eval_venv is not None
+        final = (evaluate_keeping_best(model, cfg, venv, eval_venvs, out, usage) if eval_venvs
                  else {"timesteps": int(model.num_timesteps)})
         save_policy(model, venv, cfg, out / "policy.pt", **usage)
-        if eval_venv is not None:
+        if eval_venvs:
             plot_curves({out.name: out}, out / "curves.png")
     finally:
         venv.close()
-        if eval_venv is not None:
+        for eval_venv in eval_venvs.values():
             eval_venv.close()
     return final
 

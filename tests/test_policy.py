@@ -380,6 +380,9 @@ def test_random_init_encoder_keeps_the_architecture_and_statistics_not_the_weigh
         app_config(compose("policy", ["obs=state", "obs.random_init=true"]))
 
 
+CONTINUED = ("_300k_touch", "_250k_selected_touch")  # touch rows that go on from a 200k row's policy
+
+
 def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     rows = [r for r in group_options("paper") if r != "base"]
     assert {"fused_poe", "fused_concat", "no_haptics", "no_vision", "random_init", "pixels", "state"} <= set(rows)
@@ -391,7 +394,7 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
         "benchmarks/results/paper_touch/runs/fused_memory_odometry_camera_error_200k_touch_s2"
     cfgs = {r: app_config(compose("policy", [f"+paper={r}", "seed=2",
                                              *([f"obs.encoder={stand_in}"] if r.endswith("_touch") else []),
-                                             *([f"init_policy={policy_in}"] if r.endswith("_300k_touch") else [])]))
+                                             *([f"init_policy={policy_in}"] if r.endswith(CONTINUED) else [])]))
             for r in rows}
     touch = [r for r in rows if r.endswith("_touch")]
     assert touch and all(cfgs[r].env.clearance < cfgs["fused_insertion"].env.clearance for r in touch)
@@ -415,7 +418,8 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     # named <row>_200k_touch is <row>_touch at twice that, and differs from it in nothing else
     longer = [r for r in touch if r.endswith("_200k_touch")]
     continued = [r for r in touch if r.endswith("_300k_touch")]
-    touch_rows = shared([r for r in touch if r not in longer + continued])
+    selected = [r for r in touch if r.endswith("_250k_selected_touch")]
+    touch_rows = shared([r for r in touch if r not in longer + continued + selected])
     assert len(touch_rows) == 1 and next(iter(touch_rows))[2:5] == (100_000, 2, 25_000)
     for r in longer:
         assert cfgs[r].total_steps == 200_000
@@ -426,6 +430,16 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
         assert replace(cfgs[r], total_steps=200_000, init_policy=None) == cfgs[before]
         raw = OmegaConf.to_container(compose("policy", [f"+paper={r}", "seed=2"]), resolve=True)
         assert cfgs[r].total_steps == 300_000 and raw["init_policy"] == f"runs/paper/{before}_s2"
+    # a row named <row>_250k_selected_touch goes on from <row>_200k_touch's policy to 250k, evaluated every 10k
+    # on the clean setting and the occluder at first contact, and keeps the policy best on both
+    assert selected
+    for r in selected:
+        before = r.replace("_250k_selected_touch", "_200k_touch")
+        assert cfgs[r].keep_best and cfgs[r].eval_settings == ["clean", "occluder_after_contact"]
+        assert replace(cfgs[r], total_steps=200_000, init_policy=None, eval_every_steps=25_000, eval_episodes=10,
+                       eval_stochastic=True, eval_settings=[]) == cfgs[before]
+        raw = OmegaConf.to_container(compose("policy", [f"+paper={r}", "seed=2"]), resolve=True)
+        assert cfgs[r].total_steps == 250_000 and raw["init_policy"] == f"runs/paper/{before}_s2"
     # The memory remedy differs only in the policy's LSTM: PPO's settings, budget and evaluation otherwise.
     lstm, fused = cfgs["fused_lstm_occluder"], cfgs["fused_insertion"]
     assert lstm.algo.name == "recurrent_ppo" and lstm.obs == fused.obs and lstm.total_steps == fused.total_steps
@@ -777,6 +791,57 @@ def test_keep_best_keeps_the_policy_of_the_best_periodic_evaluation(tmp_path):
     assert torch.load(run / "best" / "policy.pt", weights_only=True)["num_timesteps"] == 32
     _, venv, _, _ = load_policy(run / "best" / "policy.pt")  # a policy file like the final one
     venv.close()
+
+
+def test_keep_best_selects_on_the_periodic_settings_named_and_counts_the_policy_continued_from(tmp_path):
+    """``eval_settings``: each periodic evaluation runs every named setting on the same seeds (the env
+    built as ``mmrep policy eval`` builds it), the row's top level is the first, and keep_best ranks by
+    their mean success. A run continued from an ``init_policy`` evaluates that policy first, so it is a
+    candidate; the rows it brought along (another selection) do not compete."""
+    from mmrep.policy import build_eval_venvs, selection_score
+    from sim.wrappers import PerturbObservation
+
+    first = tmp_path / "first"
+    train_policy(policy_cfg(first, "obs=state", *TINY_PPO, "total_steps=32", "eval_every_steps=16"))
+    rows = [json.loads(line) for line in (first / "eval.jsonl").read_text().splitlines()]
+    for r in rows:  # the earlier selection's rows: perfect, so they would win if they competed
+        r["success_rate"] = 1.0
+    (first / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    more = ["obs=state", *TINY_PPO, "total_steps=64", "eval_every_steps=16", "keep_best=true",
+            f"init_policy={first}", "eval_settings=[clean,ft_dead]"]
+    run = tmp_path / "run"
+    cfg = policy_cfg(run, *more)
+    venvs = build_eval_venvs(cfg)
+    try:
+        assert list(venvs) == ["clean", "ft_dead"]
+        assert not isinstance(venvs["clean"].envs[0].env, PerturbObservation)
+        wrapper = venvs["ft_dead"].envs[0]
+        while not isinstance(wrapper, PerturbObservation):
+            wrapper = wrapper.env
+        assert [(s.name, s.p) for s in wrapper.settings] == [("force/dead", 1.0)]
+    finally:
+        for v in venvs.values():
+            v.close()
+    train_policy(cfg)
+    history = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    # brought along (the 32 twice: periodic, then the end of training), the start, 48, 64, the end
+    assert [r["timesteps"] for r in history] == [16, 32, 32, 32, 48, 64, 64]
+    selected = [r for r in history if "settings" in r]
+    assert [r["timesteps"] for r in selected] == [32, 48, 64, 64]
+    for r in selected:
+        assert list(r["settings"]) == ["clean", "ft_dead"]
+        assert r["success_rate"] == r["settings"]["clean"]["success_rate"]
+        assert r["selection"] == pytest.approx((r["settings"]["clean"]["success_rate"]
+                                                + r["settings"]["ft_dead"]["success_rate"]) / 2)
+    chosen = json.loads((run / "best" / "eval.json").read_text())
+    assert "settings" in chosen  # never one of the rows brought along, though they read 1.0
+    assert selection_score(chosen) == max(map(selection_score, selected))
+    # a resume does not evaluate the start again (only the end, as any finished run resumed does)
+    train_policy(policy_cfg(run, *more))
+    again = [json.loads(line)["timesteps"] for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert again == [r["timesteps"] for r in history] + [64]
+    with pytest.raises(ValueError, match=r"eval_settings: unknown setting\(s\) \['fog'\]"):
+        policy_cfg(tmp_path / "bad", "obs=state", "eval_settings=[clean,fog]").validate()
 
 
 def test_a_non_finite_action_distribution_stops_training_saying_what_it_came_from(tmp_path, capsys):
