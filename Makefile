@@ -180,7 +180,7 @@ PAPER_TOUCH_ROWS = fused_touch no_haptics_touch no_vision_touch fused_robust_occ
 	fused_memory_camera_error_touch fused_faults_odometry_camera_error_touch \
 	no_haptics_memory_odometry_camera_error_touch fused_drc_odometry_smooth_touch \
 	fused_memory_odometry_camera_error_200k_touch no_haptics_memory_odometry_camera_error_200k_touch \
-	fused_memory_odometry_camera_error_300k_touch
+	fused_memory_odometry_camera_error_300k_touch fused_memory_odometry_camera_error_250k_selected_touch
 PAPER_PERTURBED += fused_touch no_haptics_touch fused_robust_occluder_touch fused_memory_occluder_touch \
 	fused_lstm_occluder_touch fused_touchhead_touch fused_faults_touch fused_drc_touch fused_smooth_touch \
 	no_haptics_smooth_touch fused_faults_smooth_touch fused_drc_smooth_touch fused_camera_error_touch \
@@ -219,6 +219,7 @@ ENCODER_fused_drc_odometry_smooth_touch = runs/touch_press_insertion/encoder.pt
 ENCODER_fused_memory_odometry_camera_error_200k_touch = runs/touch_press_insertion/encoder.pt
 ENCODER_no_haptics_memory_odometry_camera_error_200k_touch = runs/touch_press_insertion_vision/encoder.pt
 ENCODER_fused_memory_odometry_camera_error_300k_touch = runs/touch_press_insertion/encoder.pt
+ENCODER_fused_memory_odometry_camera_error_250k_selected_touch = runs/touch_press_insertion/encoder.pt
 
 data/touch_quality/manifest.json: | venv
 	$(VENV)/bin/mmrep collect episodes=1200 workers=2 seed=0 $(TOUCH_COLLECT) out=data/touch_quality
@@ -264,6 +265,21 @@ $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_RUN,$(r
 # the 300k touch row goes on from the 200k row's policy of the same seed (init_policy in its config)
 $(foreach s,$(PAPER_SEEDS),$(eval runs/paper/fused_memory_odometry_camera_error_300k_touch_s$(s)/policy.pt: \
 	runs/paper/fused_memory_odometry_camera_error_200k_touch_s$(s)/policy.pt))
+# ... and so does the selected row (250k, the policy kept on clean + the occluder at first contact), which
+# stands for its kept policy (best/): evaluated there, as trained and with the F/T sensor zeroed at reset
+# (about 3 + 8 min a seed); its final policy is not evaluated.
+SELECTED_ROW = fused_memory_odometry_camera_error_250k_selected_touch
+define PAPER_SELECTED_RUN
+runs/paper/$(SELECTED_ROW)_s$(1)/policy.pt: runs/paper/fused_memory_odometry_camera_error_200k_touch_s$(1)/policy.pt
+runs/paper/$(SELECTED_ROW)_s$(1)/best/eval/results.json: runs/paper/$(SELECTED_ROW)_s$(1)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(SELECTED_ROW)_s$(1)/best episodes=100 progress=false \
+		video=false "settings=[clean,occluder_after_contact]"
+runs/paper/$(SELECTED_ROW)_s$(1)/best/eval_tare/results.json: runs/paper/$(SELECTED_ROW)_s$(1)/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(SELECTED_ROW)_s$(1)/best ft_tare=true \
+		out=runs/paper/$(SELECTED_ROW)_s$(1)/best/eval_tare episodes=100 progress=false video=false \
+		"settings=[ft_bias,clean,occluder_after_contact,ft_dead,ft_noise,pushes]"
+endef
+$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_SELECTED_RUN,$(s))))
 
 # The camera memory (mmrep.camera_memory) under the occluder after first contact: the fused policies,
 # unchanged, with the camera experts held while the camera looks corrupted (eval_memory/, about 10 min
@@ -411,7 +427,9 @@ paper-shapes: $(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_t
 paper-status: venv  # where each run stands: env steps trained, evaluations done or rows kept
 	$(PY) benchmarks/paper_summary.py runs/paper --status
 
-paper: $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json)) \
+paper: $(foreach r,$(filter-out $(SELECTED_ROW),$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json)) \
+		$(if $(filter $(SELECTED_ROW),$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),\
+			runs/paper/$(SELECTED_ROW)_s$(s)/best/eval/results.json runs/paper/$(SELECTED_ROW)_s$(s)/best/eval_tare/results.json)) \
 		$(if $(filter fused_insertion,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_memory/results.json)) \
 		$(if $(filter fused_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_touch_s$(s)/eval_drc/results.json)) \
 		$(foreach r,$(filter fused_touch no_haptics_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval_press/results.json)) \

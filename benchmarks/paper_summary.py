@@ -71,7 +71,7 @@ def find_runs(root: Path) -> dict[str, list[Path]]:
     rows: dict[str, list[Path]] = {}
     for run in sorted(root.iterdir()):
         m = RUN_NAME.match(run.name)
-        if m and evaluated(run):
+        if m and (evaluated(run) or evaluated(run / "best")):  # a row chosen on settings evaluates best/ alone
             rows.setdefault(m["row"], []).append(run)
     if not rows:
         raise SystemExit(f"{root}: no <row>_s<seed>/eval/results.json (run `make paper` first)")
@@ -139,11 +139,15 @@ def kept_best_step(run: Path, config: dict) -> int | None:
     kept on it measured worse than the final one on every held-out setting) and has been evaluated
     (``best/eval/results.json``): its evaluations then stand for the run. The periodic evaluations ran
     on seeds disjoint from the held-out ones, so the held-out rates stay unbiased. None where the run did
-    not keep one, or kept the final policy, or the two are within the noise."""
+    not keep one, or kept the final policy, or the two are within the noise. A run that chose on named
+    periodic settings (``eval_settings``: robustness, not the clean task alone) is defined by its
+    choice: its kept policy stands for it once evaluated, whichever step it is."""
     best = run / "best"
     if not config.get("keep_best") or not (best / "eval.json").exists() or not evaluated(best):
         return None
     kept = json.loads((best / "eval.json").read_text())
+    if config.get("eval_settings"):
+        return int(kept["timesteps"])
     final = read_evaluations(run)[-1]
     clearly_better = final["success_rate"] < kept["success_ci95"][0]
     return int(kept["timesteps"]) if kept["timesteps"] < final["timesteps"] and clearly_better else None
@@ -153,9 +157,9 @@ def row_summary(runs: list[Path]) -> dict:
     """Budget, wall time and per-(setting, mode) success of one row's seeds (for a ``keep_best`` run
     whose kept policy is an earlier one, that policy's: ``kept_best``)."""
     configs = [json.loads((r / "config.json").read_text()) for r in runs]
-    results = [read_eval(r / "eval") for r in runs]
     kept = {run.name: step for run, config in zip(runs, configs)
             if (step := kept_best_step(run, config)) is not None}
+    results = [read_eval((r / "best" if r.name in kept else r) / "eval") for r in runs]
     cells: dict[str, dict] = {}
     for run, config in zip(runs, configs):
         trained_with_memory = config["obs"].get("camera_memory", False)  # then memory is how it is evaluated

@@ -879,6 +879,25 @@ def test_keep_best_counts_the_evaluation_at_a_wall_clock_stop(tmp_path):
     assert torch.load(run / "best" / "policy.pt", weights_only=True)["num_timesteps"] == 40
 
 
+def test_paper_summary_counts_a_run_chosen_on_settings_with_its_kept_policy_alone(tmp_path):
+    """A keep_best run that chose on named periodic settings (``eval_settings``) stands for its kept
+    policy, found and counted with ``best/``'s evaluations though the final policy was never evaluated."""
+    mod = load_benchmark("paper_summary")
+    run = tmp_path / "row_s0"
+    train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=32", "eval_every_steps=16", "keep_best=true",
+                            "eval_settings=[clean,pushes]"))
+    kept = json.loads((run / "best" / "eval.json").read_text())["timesteps"]
+    with pytest.raises(SystemExit, match="no <row>_s<seed>"):  # nothing evaluated yet
+        mod.find_runs(tmp_path)
+    assert main(["policy", "eval", f"policy={run / 'best'}", "episodes=1", "video=false", "progress=false",
+                 "modes=[deterministic]", "settings=[clean]"]) == 0
+    assert not (run / "eval").exists()
+    assert mod.find_runs(tmp_path) == {"row": [run]}
+    summary = mod.row_summary([run])
+    assert summary["kept_best"] == {"row_s0": kept}
+    assert {c["setting"] for c in summary["cells"].values()} == {"clean"}
+
+
 def test_paper_summary_counts_a_kept_earlier_policy_and_a_tighter_clearance_apart(tmp_path, capsys):
     """A keep_best run whose kept policy is an earlier one counts with that policy's evaluations (the
     table names the step); an evaluation at another clearance is its own setting, and its report says so."""
