@@ -342,6 +342,25 @@ class ObsConfig:
 
 
 @dataclass
+class DemoConfig:
+    """Demonstrations before RL (``mmrep.rl.demos``): ``episodes`` of the task's scripted ``expert``
+    acting in the training env itself (the policy's own observation beside it), then the policy's action
+    distribution fitted to them by maximum likelihood (behaviour cloning) and its value to their
+    discounted returns, for ``epochs`` passes of Adam (``learning_rate``, ``batch_size``), the policy's
+    action std kept at least ``min_std`` (action units) so that RL still explores. Their env steps count:
+    training starts at that many of ``total_steps``, and the first periodic evaluation is the cloned
+    policy's. On-policy algorithms (trpo, ppo). 0 episodes: none (every committed run)."""
+
+    episodes: int = 0
+    expert: str = "expert"
+    epochs: int = 100
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    min_std: float = 0.1
+    seed: int = 900_000  # demonstration sub-env i of training seed s: its first reset seed + 1000 s + i
+
+
+@dataclass
 class PolicyConfig:
     """Everything ``mmrep policy train`` reads."""
 
@@ -391,6 +410,7 @@ class PolicyConfig:
     # perturbations, n_envs, normalize, normalize_reward, seed, reset_seeds: checked, by name, before
     # anything is written; obs.encode_in, jit and onnx may differ). None: from scratch.
     init_policy: str | None = None
+    demos: DemoConfig = field(default_factory=DemoConfig)  # demonstrations and cloning before RL (none by default)
     device: str = "auto"  # auto | cpu | cuda (where the learner and the encoder run)
     # torch CPU threads of the main process (None: torch's default, all cores). 1 is as fast as 2 with
     # env workers on 2 cores (benchmarks/results/policy_throughput.json), and 2 threads beside any other
@@ -423,6 +443,14 @@ class PolicyConfig:
             raise ValueError(f"eval_settings: unknown setting(s) {unknown}; one of {sorted(CLOSED_LOOP)}")
         if len(set(self.eval_settings)) != len(self.eval_settings):
             raise ValueError(f"eval_settings names a setting twice: {self.eval_settings}")
+        if self.demos.episodes < 0 or self.demos.epochs < 0 or self.demos.min_std <= 0:
+            raise ValueError(f"demos: episodes and epochs must be >= 0 and min_std > 0, got {self.demos}")
+        if self.demos.episodes and self.algo.name not in ("ppo", "trpo"):
+            raise ValueError(f"demos.episodes clones into an on-policy actor-critic (algo ppo or trpo), "
+                             f"got algo={self.algo.name}")
+        if self.demos.episodes and not 0 <= self.demos.seed + 1000 * self.seed + self.n_envs <= self.eval_seed:
+            raise ValueError(f"demos.seed: the demonstrations' resets (from {self.demos.seed + 1000 * self.seed}) "
+                             f"must stay below eval_seed={self.eval_seed}, the evaluations' seeds")
         if self.obs.encode_in not in ("main", "workers"):
             raise ValueError(f"obs.encode_in must be 'main' or 'workers', got {self.obs.encode_in!r}")
         if self.obs.onnx and (not self.obs.kind.startswith("latent") or self.obs.jit or self.obs.camera_memory):

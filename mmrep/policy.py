@@ -45,7 +45,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
-from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
+from mmrep.config import AlgoConfig, DemoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import load_encoder, random_like
 from mmrep.policy_curves import plot_curves, read_evaluations
 from mmrep.rl.cpu_time import CpuMeter
@@ -79,10 +79,11 @@ def resolve_device(device: str) -> str:
 
 def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = None,
                env_overrides: dict[str, Any] | None = None, perturbations: list[str] | None = None,
-               render: bool = False) -> VecEnv:
+               render: bool = False, expert: str | None = None) -> VecEnv:
     """The vectorised env of ``cfg`` (before normalisation), its sub-envs seeded ``seed + i``;
     ``env_overrides`` merge into ``cfg.env`` (nested sections too); latent kinds encode with
-    ``cfg.obs.camera_memory``."""
+    ``cfg.obs.camera_memory``; ``expert``: each sub-env also says what that scripted expert would do
+    (``env_method("expert_action")``, ``sim.wrappers.ExpertAdvice``)."""
     env = merge_nested(asdict(cfg.env), env_overrides or {})
     perturbations = cfg.perturbations if perturbations is None else perturbations
     kind = vec_env or cfg.vec_env
@@ -98,11 +99,12 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
                        str(cfg.obs.encoder), extra, cfg.obs.camera_memory,
                        cfg.seed if cfg.obs.random_init else None, jit=cfg.obs.jit, onnx=cfg.obs.onnx,
                        proprio8=proprio8, reject_flagged=cfg.obs.reject_flagged, command=command,
-                       camera_odometry=cfg.obs.camera_odometry, ft_tare=cfg.obs.ft_tare)
+                       camera_odometry=cfg.obs.camera_odometry, ft_tare=cfg.obs.ft_tare, expert=expert)
                for i in range(n_envs)]
     else:
         fns = [partial(make_rl_env, env, tuple(perturbations), cfg.obs.kind == "state", seed + i,
-                       "rgb_array" if render else None, cfg.obs.fine_scale, proprio8, command, cfg.obs.ft_tare)
+                       "rgb_array" if render else None, cfg.obs.fine_scale, proprio8, command, cfg.obs.ft_tare,
+                       expert)
                for i in range(n_envs)]
     venv: VecEnv
     if kind == "ray":
@@ -618,8 +620,9 @@ def seed_training_resets(cfg: PolicyConfig, venv: VecEnv) -> None:
 def policy_config(text: str) -> PolicyConfig:
     """The ``PolicyConfig`` of a policy file's JSON config (fields added since it was written: defaults)."""
     raw = json.loads(text)
+    demos = {"demos": DemoConfig(**raw["demos"])} if "demos" in raw else {}
     return PolicyConfig(**{**raw, "algo": AlgoConfig(**raw["algo"]), "obs": ObsConfig(**raw["obs"]),
-                           "env": EnvConfig.from_kwargs(**raw["env"])})
+                           "env": EnvConfig.from_kwargs(**raw["env"]), **demos})
 
 
 # what defines a run's learning: a policy continued from another run's must share these (where and
@@ -668,6 +671,33 @@ def continue_from_policy(model, venv, path: Path, blob: dict[str, Any], out: Pat
     return steps, float(blob.get("train_seconds", 0.0)), blob.get("cpu_seconds")
 
 
+def start_from_demonstrations(cfg: PolicyConfig, model, venv: VecEnv, out: Path) -> tuple[int, float, float | None]:
+    """``cfg.demos``: the expert's episodes in an env built as the training one (its sub-envs' first
+    resets seeded ``demos.seed + 1000 * seed + i``), the policy cloned from them
+    (``mmrep.rl.demos``), ``demos.json`` written and a checkpoint saved, so a resume goes on from the
+    cloned policy. Returns (env steps, wall seconds, CPU seconds) as ``load_checkpoint`` does: the
+    demonstrations' steps and time count as training's."""
+    from mmrep.rl.demos import learn_from_demonstrations
+
+    t0 = time.time()
+    demo_venv = build_venv(cfg, cfg.n_envs, cfg.demos.seed + 1000 * cfg.seed, expert=cfg.demos.expert)
+    meter = CpuMeter(demo_venv, 0.0)
+    try:
+        record = learn_from_demonstrations(model, venv, demo_venv, cfg.demos,
+                                           float(cfg.algo.params.get("gamma", 0.99)), cfg.seed)
+        total = meter.seconds
+    finally:
+        demo_venv.close()
+    # CPU not on this process's clock (the demo workers'): the training's meter adds this process's own
+    prior = None if total is None else total - time.process_time()
+    spent = time.time() - t0
+    record.update(train_seconds=spent, cpu_seconds=total)
+    write_text_atomic(out / "demos.json", json.dumps(record, indent=2))
+    save_checkpoint(model, venv, out, train_seconds=spent,
+                    cpu_seconds=None if prior is None else prior + time.process_time())
+    return int(model.num_timesteps), spent, prior
+
+
 def resume_env_seed(seed: int, steps_done: int, below: int) -> int:
     """The seed a run of training seed ``seed`` resumed at ``steps_done`` env steps reseeds its sub-envs'
     resets (sub-env i: the result + i) and torch's, numpy's and Python's streams with: a hash of
@@ -707,6 +737,11 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
         if cfg.keep_best and eval_venvs and not any(r["timesteps"] == done and selects_alike(r, cfg) for r in history):
             # the policy continued from is a candidate too: continuing can only add better ones
             evaluate_keeping_best(model, cfg, venv, eval_venvs, out, {"train_seconds": spent, "cpu_seconds": cpu_spent})
+    if not done and cfg.demos.episodes:
+        done, spent, cpu_spent = start_from_demonstrations(cfg, model, venv, out)
+        if eval_venvs:  # the cloned policy's success, at the env steps its demonstrations took
+            cpu_now = None if cpu_spent is None else cpu_spent + time.process_time()
+            evaluate_keeping_best(model, cfg, venv, eval_venvs, out, {"train_seconds": spent, "cpu_seconds": cpu_now})
     callback = TrainingCallback(cfg, out, venv, eval_venvs, prior_seconds=spent, prior_cpu_seconds=cpu_spent)
     try:
         learns = done < cfg.total_steps and not out_of_time(cfg, spent)

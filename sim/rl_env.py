@@ -21,6 +21,7 @@ from sim.registration import BASE_ID
 from sim.wrappers import (
     FINE_SCALE,
     CommandObservation,
+    ExpertAdvice,
     PerturbObservation,
     Proprio8Observation,
     StateObservation,
@@ -31,13 +32,17 @@ from sim.wrappers import (
 def make_rl_env(env: dict[str, Any] | None = None, perturbations: Sequence[str] = (), state: bool = False,
                     perturb_seed: int = 0, render_mode: str | None = None,
                     fine_scale: float = FINE_SCALE, proprio8: bool = False, command: bool = False,
-                    ft_tare: bool = False) -> gym.Env:
+                    ft_tare: bool = False, expert: str | None = None) -> gym.Env:
     """One env: ``gym.make(BASE_ID, **env)``, then perturbations (``"name:p"``), then, with ``ft_tare``,
     the F/T sensor zeroed at each reset (``sim.wrappers.TareForce``), then the state view
     (with ``fine_scale``, m: ``StateObservation``); ``proprio8`` adds the ``proprio8`` entry
     (``Proprio8Observation``), computed after the perturbations so it sees what the policy's sensors do;
-    ``command`` adds the controller's ``command`` (``CommandObservation``), before them."""
+    ``command`` adds the controller's ``command`` (``CommandObservation``), before them; ``expert``
+    (a scripted expert's name) lets the env say what that expert would do (``ExpertAdvice``), for
+    demonstrations."""
     e = gym.make(BASE_ID, render_mode=render_mode, **dict(env or {}))
+    if expert:  # on the raw env: the expert reads the true sensors and the privileged info
+        e = ExpertAdvice(e, expert)
     if command:
         e = CommandObservation(e)
     if perturbations:

@@ -66,6 +66,47 @@ class PerturbObservation(gym.ObservationWrapper):
         return out
 
 
+class ExpertAdvice(gym.Wrapper):
+    """What a scripted expert of the task would do now: ``expert_action()`` -> (action_dim,) float32 in
+    [-1, 1], the expert's ``act`` on the raw observation and info of the latest reset or step.
+
+    For demonstrations in a learner's own env (``mmrep.rl.demos``): the learner sees its observation
+    (a latent, perturbed sensors), the expert acts on what it always reads (the raw sensors and the
+    privileged info: the hole estimate, the controller target). Wrap it directly around the base env.
+    It changes nothing the env returns. The expert's noise stream is seeded from the last seeded
+    reset and the episodes since (``SeedSequence([seed, k])``), so a seeded run repeats.
+    """
+
+    def __init__(self, env: gym.Env, expert: str, **kwargs: Any) -> None:
+        from sim.task import make_expert
+
+        super().__init__(env)
+        self.expert = make_expert(expert, env.unwrapped.cfg, **kwargs)
+        self._obs: dict[str, np.ndarray] | None = None
+        self._info: dict[str, Any] = {}
+        self._seed, self._episode = 0, 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        if seed is not None:
+            self._seed, self._episode = int(seed), 0
+        expert_seed = int(np.random.SeedSequence([self._seed, self._episode]).generate_state(1)[0])
+        self._episode += 1
+        self.expert.reset(info, seed=expert_seed)
+        self._obs, self._info = obs, info
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._obs, self._info = obs, info
+        return obs, reward, terminated, truncated, info
+
+    def expert_action(self) -> np.ndarray:
+        if self._obs is None:
+            raise RuntimeError("ExpertAdvice.expert_action: reset the env first")
+        return np.asarray(self.expert.act(self._obs, self._info), dtype=np.float32)
+
+
 class TareForce(gym.ObservationWrapper):
     """Zeroes the wrist F/T sensor at every reset, in free air, as a robot does before a contact task:
     the mean of the reset observation's readings, (6,) N and N m, is subtracted from every reading of

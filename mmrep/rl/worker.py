@@ -31,7 +31,8 @@ def make_latent_policy_env(env: dict[str, Any] | None, perturbations: Sequence[s
                            camera_memory: bool = False, random_init_seed: int | None = None,
                            threads: int = 1, fine_scale: float = FINE_SCALE, jit: bool = False,
                            onnx: bool = False, proprio8: bool = False, reject_flagged: bool = False,
-                           command: bool = False, camera_odometry: bool = False, ft_tare: bool = False) -> gym.Env:
+                           command: bool = False, camera_odometry: bool = False, ft_tare: bool = False,
+                           expert: str | None = None) -> gym.Env:
     """A picklable factory (``functools.partial`` of it) for one ``SubprocVecEnv`` worker:
     ``sim.rl_env.make_rl_env`` wrapped in ``LatentObservation`` with the encoder loaded from
     ``encoder`` (a path: weights are read in the worker, never pickled) on the CPU; with
@@ -41,11 +42,12 @@ def make_latent_policy_env(env: dict[str, Any] | None, perturbations: Sequence[s
     would oversubscribe them); ``jit``: the frozen TorchScript encoder (``mmrep.rl.latent.FrozenEncoder``);
     ``onnx``: the encoder under ONNX Runtime (``mmrep.rl.latent.LatentCodec``); ``proprio8``: as
     ``make_rl_env`` (the ``proprio8`` entry for ``extra_keys``), and ``command`` (the ``command`` entry);
-    ``ft_tare``: as ``make_rl_env``; ``reject_flagged`` and ``camera_odometry``: as ``LatentCodec``.
+    ``ft_tare`` and ``expert``: as ``make_rl_env``; ``reject_flagged`` and ``camera_odometry``: as ``LatentCodec``.
     Observation: ``Box`` (z_dim + extras,) float32, as ``LatentCodec``.
     """
     torch.set_num_threads(threads)
-    e = make_rl_env(env, perturbations, False, perturb_seed, render_mode, fine_scale, proprio8, command, ft_tare)
+    e = make_rl_env(env, perturbations, False, perturb_seed, render_mode, fine_scale, proprio8, command, ft_tare,
+                    expert)
     enc = load_encoder(encoder, "cpu")
     if random_init_seed is not None:
         enc = random_like(enc, seed=random_init_seed)

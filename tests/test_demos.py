@@ -1,0 +1,107 @@
+"""Demonstrations before RL (mmrep.rl.demos, PolicyConfig.demos) and the expert's advice in the env
+(sim.wrappers.ExpertAdvice)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_policy import TINY_PPO, policy_cfg
+
+from mmrep.policy import build_venv, load_policy, read_evaluations, train_policy
+from sim.experts import run_episode
+from sim.rl_env import make_rl_env
+from sim.task import make_expert
+
+ENV = {"max_steps": 12, "physics_hz": 240.0, "image_size": 64}
+
+
+def test_expert_advice_is_what_the_expert_does_in_its_own_rollout():
+    """The wrapped env's ``expert_action()`` at each step is the action the expert takes when it runs the
+    episode itself (same seed), and the wrapper changes nothing the env returns."""
+    bare = make_rl_env(ENV)
+    expert = make_expert("noisy_expert", bare.unwrapped.cfg)
+    taken = []
+    run_episode(bare.unwrapped, expert, seed=7, policy_seed=int(np.random.SeedSequence([7, 0]).generate_state(1)[0]),
+                on_step=lambda rec: taken.append(rec.action))
+    advised = make_rl_env(ENV, expert="noisy_expert")
+    obs, _ = advised.reset(seed=7)
+    first_bare, _ = bare.reset(seed=7)
+    assert all(np.array_equal(obs[k], first_bare[k]) for k in obs)
+    actions, done = [], False
+    while not done:
+        actions.append(advised.get_wrapper_attr("expert_action")())
+        _, _, terminated, truncated, _ = advised.step(actions[-1])
+        done = terminated or truncated
+    assert len(actions) == len(taken) and all(np.array_equal(a, b) for a, b in zip(actions, taken))
+    assert np.abs(np.stack(actions)).max() > 0  # it moves
+    with pytest.raises(ValueError, match="unknown policy 'nobody'"):
+        make_rl_env(ENV, expert="nobody")
+
+
+def test_demonstrations_start_the_run_cloned_and_count_their_env_steps(tmp_path):
+    """``demos.episodes``: the expert's episodes in the training env, the policy cloned from them (its
+    likelihood of the expert's actions rises), their env steps the run's first ones (the first periodic
+    evaluation is the cloned policy's, at that step), a checkpoint right after, so a resume does not
+    collect again; same seed, same clone."""
+    demos = ["demos.episodes=4", "demos.epochs=30", "demos.batch_size=16"]
+    run = tmp_path / "run"
+    cfg = policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=96", "eval_every_steps=1000", *demos)
+    train_policy(cfg)
+    record = json.loads((run / "demos.json").read_text())
+    assert record["episodes"] == 4 and record["env_steps"] >= 4 * 1 and record["samples"] <= record["env_steps"]
+    assert record["nll_after"] < record["nll_before"] and record["value_mse_after"] < record["value_mse_before"]
+    assert min(record["action_std"]) >= 0.1 - 1e-6
+    steps = [r["timesteps"] for r in read_evaluations(run)]
+    assert steps[0] == record["env_steps"] and steps[-1] == 96  # the clone, then the end of training
+    made = (run / "demos.json").stat().st_mtime_ns
+    train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=128", "eval_every_steps=1000", *demos))
+    assert (run / "demos.json").stat().st_mtime_ns == made  # resumed from the checkpoint: no second collection
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["num_timesteps"] == 128
+
+    again = tmp_path / "again"
+    train_policy(policy_cfg(again, "obs=state", *TINY_PPO, "total_steps=96", "eval_every_steps=1000", *demos))
+    assert json.loads((again / "demos.json").read_text())["nll_after"] == record["nll_after"]
+    first = [json.loads(x) for x in (run / "eval.jsonl").read_text().splitlines()][0]
+    second = [json.loads(x) for x in (again / "eval.jsonl").read_text().splitlines()][0]
+    assert first["mean_return"] == second["mean_return"]
+
+    model, venv, saved, _ = load_policy(again / "policy.pt")
+    venv.close()
+    assert saved.demos.episodes == 4  # the config round-trips through the policy file
+
+
+def test_cloning_fits_the_expert_better_than_the_untrained_policy(tmp_path):
+    """On the demonstrations themselves the cloned policy's mean action is nearer the expert's than a
+    fresh policy's (the fit is real, not just a lower std)."""
+    from mmrep.policy import build_model, with_normalizer
+    from mmrep.rl.demos import clone, collect_demonstrations
+
+    cfg = policy_cfg(tmp_path, "obs=state", *TINY_PPO, "demos.epochs=60", "demos.batch_size=32")
+    venv = with_normalizer(cfg, build_venv(cfg, 2, 0))
+    demo_venv = build_venv(cfg, 2, 500, expert="expert")
+    try:
+        demos = collect_demonstrations(demo_venv, 6, 0.99)
+        assert demos.episodes == 6 and len(demos.obs) == len(demos.actions) == len(demos.returns)
+        model = build_model(cfg, venv)
+        venv.obs_rms.update(demos.obs)
+        obs = venv.normalize_obs(demos.obs).astype(np.float32)
+
+        def error() -> float:
+            with torch.no_grad():
+                mean = model.policy.get_distribution(torch.as_tensor(obs)).distribution.mean.numpy()
+            return float(np.abs(np.clip(mean, -1, 1) - demos.actions).mean())
+
+        before = error()
+        clone(model, obs, demos, cfg.demos, seed=0)
+        assert error() < 0.7 * before
+    finally:
+        venv.close()
+        demo_venv.close()
+
+
+def test_demonstrations_are_refused_where_they_cannot_clone(tmp_path):
+    with pytest.raises(ValueError, match="on-policy actor-critic"):
+        policy_cfg(tmp_path, "obs=state", "algo=sac", "demos.episodes=2").validate()
+    with pytest.raises(ValueError, match="min_std > 0"):
+        policy_cfg(tmp_path, "obs=state", "demos.episodes=2", "demos.min_std=0").validate()
