@@ -105,6 +105,11 @@ def clone(model, obs: np.ndarray, demos: Demonstrations, cfg: DemoConfig, seed: 
     everything = torch.arange(len(x), device=device)
     with torch.no_grad():
         before = [float(v) for v in losses(everything)]
+        # the returns run to hundreds (the completion bonus) while Adam moves a weight by about the
+        # learning rate a step: start the value's output at their mean, so it fits their spread
+        value_out = getattr(policy, "value_net", None)
+        if isinstance(value_out, torch.nn.Linear) and value_out.bias is not None:
+            value_out.bias += g.mean() - policy.predict_values(x).mean()
     policy.set_training_mode(True)
     for _ in range(cfg.epochs):
         order = torch.randperm(len(x), generator=generator).to(device)
