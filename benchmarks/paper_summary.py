@@ -66,12 +66,19 @@ def evaluated(run: Path) -> bool:
     return (run / "eval" / "results.json").exists() or (run / "eval" / PARTIAL).exists()
 
 
+def chosen_on_settings(run: Path) -> bool:
+    """Whether ``run`` kept the policy best on named periodic settings (``keep_best`` with
+    ``eval_settings``): such a run stands for its kept policy, and is evaluated in ``best/`` alone."""
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+    return bool(config.get("keep_best") and config.get("eval_settings"))
+
+
 def find_runs(root: Path) -> dict[str, list[Path]]:
     """{row: run folders, by seed} of the evaluated (or partly evaluated) runs under ``root``."""
     rows: dict[str, list[Path]] = {}
     for run in sorted(root.iterdir()):
         m = RUN_NAME.match(run.name)
-        if m and (evaluated(run) or evaluated(run / "best")):  # a row chosen on settings evaluates best/ alone
+        if m and (evaluated(run) or chosen_on_settings(run) and evaluated(run / "best")):
             rows.setdefault(m["row"], []).append(run)
     if not rows:
         raise SystemExit(f"{root}: no <row>_s<seed>/eval/results.json (run `make paper` first)")
@@ -146,7 +153,7 @@ def kept_best_step(run: Path, config: dict) -> int | None:
     if not config.get("keep_best") or not (best / "eval.json").exists() or not evaluated(best):
         return None
     kept = json.loads((best / "eval.json").read_text())
-    if config.get("eval_settings"):
+    if chosen_on_settings(run):
         return int(kept["timesteps"])
     final = read_evaluations(run)[-1]
     clearly_better = final["success_rate"] < kept["success_ci95"][0]
@@ -492,11 +499,13 @@ def run_status(run: Path) -> dict:
     (``policy.pt``), and per evaluation folder whether it finished or how many rows it has kept."""
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     evals = {}
-    for folder in [run / "eval"] + sorted(p for p in run.glob("eval_*") if p.is_dir()):
+    kept = [run / "best" / "eval"] + sorted(p for p in (run / "best").glob("eval_*") if p.is_dir())
+    for folder in [run / "eval"] + sorted(p for p in run.glob("eval_*") if p.is_dir()) + kept:
+        name = str(folder.relative_to(run))
         if (folder / "results.json").exists():
-            evals[folder.name] = "done"
+            evals[name] = "done"
         elif (folder / PARTIAL).exists():
-            evals[folder.name] = f"{len(read_eval(folder)['results'])} rows kept"
+            evals[name] = f"{len(read_eval(folder)['results'])} rows kept"
     steps, minutes = steps_done(run), None
     if (run / "checkpoint.pt").exists():  # further than its last periodic evaluation while training
         import torch

@@ -418,6 +418,39 @@ class PolicyConfig:
     threads: int | None = 1
     progress: bool = True
 
+    def _validate_demos(self) -> None:
+        d = self.demos
+        for name in ("episodes", "epochs"):
+            if getattr(d, name) < 0:
+                raise ValueError(f"demos.{name} must be >= 0, got {getattr(d, name)}")
+        for name in ("batch_size", "learning_rate", "min_std"):
+            if not getattr(d, name) > 0:
+                raise ValueError(f"demos.{name} must be > 0, got {getattr(d, name)}")
+        if not d.episodes:
+            return
+        from sim.task import task_experts
+
+        if self.algo.name not in ("ppo", "trpo"):
+            raise ValueError(f"demos.episodes clones into an on-policy actor-critic (algo ppo or trpo), "
+                             f"got algo={self.algo.name}")
+        if self.obs.kind == "pixels":
+            raise ValueError("demos.episodes clones a policy on a vector observation (obs latent, latent_proprio "
+                             "or state), got obs.kind=pixels")
+        if self.normalize_reward:
+            raise ValueError("demos.episodes fits the value to the demonstrations' own returns: not with "
+                             "normalize_reward=true (the learner's value would be on another scale)")
+        if self.init_policy:
+            raise ValueError("demos.episodes starts a run from demonstrations; init_policy continues one: "
+                             "choose one")
+        experts = task_experts(self.env.task)
+        if d.expert not in experts:
+            raise ValueError(f"demos.expert: unknown expert {d.expert!r} for task {self.env.task!r}; "
+                             f"one of {sorted(experts)}")
+        first = d.seed + 1000 * self.seed
+        if not (0 <= first and first + self.n_envs <= self.eval_seed):
+            raise ValueError(f"demos.seed: the demonstrations' resets (from {first}) must lie in [0, "
+                             f"eval_seed={self.eval_seed}), below the evaluations' seeds")
+
     def validate(self) -> None:
         from sim.perturb import Setting
         from sim.rl_env import CLOSED_LOOP
@@ -443,14 +476,7 @@ class PolicyConfig:
             raise ValueError(f"eval_settings: unknown setting(s) {unknown}; one of {sorted(CLOSED_LOOP)}")
         if len(set(self.eval_settings)) != len(self.eval_settings):
             raise ValueError(f"eval_settings names a setting twice: {self.eval_settings}")
-        if self.demos.episodes < 0 or self.demos.epochs < 0 or self.demos.min_std <= 0:
-            raise ValueError(f"demos: episodes and epochs must be >= 0 and min_std > 0, got {self.demos}")
-        if self.demos.episodes and self.algo.name not in ("ppo", "trpo"):
-            raise ValueError(f"demos.episodes clones into an on-policy actor-critic (algo ppo or trpo), "
-                             f"got algo={self.algo.name}")
-        if self.demos.episodes and not 0 <= self.demos.seed + 1000 * self.seed + self.n_envs <= self.eval_seed:
-            raise ValueError(f"demos.seed: the demonstrations' resets (from {self.demos.seed + 1000 * self.seed}) "
-                             f"must stay below eval_seed={self.eval_seed}, the evaluations' seeds")
+        self._validate_demos()
         if self.obs.encode_in not in ("main", "workers"):
             raise ValueError(f"obs.encode_in must be 'main' or 'workers', got {self.obs.encode_in!r}")
         if self.obs.onnx and (not self.obs.kind.startswith("latent") or self.obs.jit or self.obs.camera_memory):

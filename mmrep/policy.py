@@ -128,13 +128,18 @@ def normalizes(cfg: PolicyConfig) -> bool:
     return cfg.normalize and cfg.obs.kind != "pixels"
 
 
+def learner_gamma(cfg: PolicyConfig) -> float:
+    """The learner's discount factor (``algo.params.gamma``; SB3's default 0.99)."""
+    return float(cfg.algo.params.get("gamma", 0.99))
+
+
 def with_normalizer(cfg: PolicyConfig, venv: VecEnv) -> VecEnv:
     """The training ``venv`` wrapped in SB3's ``VecNormalize`` where ``cfg`` normalises the observations
     (``normalize``, not for pixels) or scales the rewards (``normalize_reward``, by the running std of
     the discounted return at the learner's ``gamma``); unchanged where neither."""
     if not (normalizes(cfg) or cfg.normalize_reward):
         return venv
-    gamma = float(cfg.algo.params.get("gamma", 0.99))
+    gamma = learner_gamma(cfg)
     return VecNormalize(venv, norm_obs=normalizes(cfg), norm_reward=cfg.normalize_reward, clip_obs=CLIP_OBS,
                         gamma=gamma)
 
@@ -522,9 +527,10 @@ def selection_score(row: dict[str, Any]) -> float:
 
 
 def selects_alike(row: dict[str, Any], cfg: PolicyConfig) -> bool:
-    """Whether periodic evaluation ``row`` ran the settings ``cfg.eval_settings`` names (rows of
-    another selection, e.g. those an ``init_policy`` brought along, do not compete with this run's)."""
-    return list(row.get("settings", {})) == list(cfg.eval_settings)
+    """Whether periodic evaluation ``row`` is one of this run's own (not ``brought_along`` from an
+    ``init_policy``: that policy is not in this run's ``best/``) and ran the settings
+    ``cfg.eval_settings`` names; only those compete for ``keep_best``."""
+    return not row.get("brought_along") and list(row.get("settings", {})) == list(cfg.eval_settings)
 
 
 def evaluate_keeping_best(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: dict[str, VecEnv], out: Path,
@@ -535,8 +541,7 @@ def evaluate_keeping_best(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: di
     all go through here: an end-of-training row that is never saved would still outrank every later
     one after a resume. ``usage``: the training's wall and CPU seconds before this evaluation
     (``TrainingCallback.usage``), written into its row."""
-    earlier = ([e for e in read_evaluations(out) if selects_alike(e, cfg)]
-               if cfg.keep_best and (out / "eval.jsonl").exists() else [])
+    earlier = [e for e in read_evaluations(out, missing_ok=True) if selects_alike(e, cfg)] if cfg.keep_best else []
     row = evaluate_held_out(model, cfg, venv, eval_venvs, out, usage)
     if cfg.keep_best and all(selection_score(row) >= selection_score(e) for e in earlier):
         save_best(model, venv, cfg, out, row, usage)
@@ -658,7 +663,8 @@ def read_init_policy(cfg: PolicyConfig) -> tuple[Path, dict[str, Any]]:
 def continue_from_policy(model, venv, path: Path, blob: dict[str, Any], out: Path) -> tuple[int, float, float | None]:
     """Load an ``init_policy`` (``read_init_policy``) into ``model`` and ``venv`` (weights and
     normaliser statistics), set the env-step counter to its, copy its periodic evaluations
-    (``eval.jsonl``, where beside it and none is in ``out`` yet) and return (env steps, training wall
+    (``eval.jsonl``, where beside it and none is in ``out`` yet; each row marked ``brought_along``, so
+    it draws the curve but never competes for ``keep_best``) and return (env steps, training wall
     seconds, CPU seconds) as ``load_checkpoint`` does, so the run goes on as a resume would, with a
     fresh optimiser."""
     model.policy.load_state_dict(blob["policy"])
@@ -667,24 +673,38 @@ def continue_from_policy(model, venv, path: Path, blob: dict[str, Any], out: Pat
     model.num_timesteps = steps = int(blob["num_timesteps"])
     history = path.parent / "eval.jsonl"
     if history.exists() and not (out / "eval.jsonl").exists():
-        write_text_atomic(out / "eval.jsonl", history.read_text())
+        rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+        write_text_atomic(out / "eval.jsonl", "".join(json.dumps({**r, "brought_along": True}) + "\n" for r in rows))
     return steps, float(blob.get("train_seconds", 0.0)), blob.get("cpu_seconds")
 
 
-def start_from_demonstrations(cfg: PolicyConfig, model, venv: VecEnv, out: Path) -> tuple[int, float, float | None]:
+def evaluate_at_start(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: dict[str, VecEnv], out: Path,
+                      spent: float, cpu_prior: float | None) -> float:
+    """A periodic evaluation before ``learn`` (of the policy continued from, or the cloned one), kept
+    as ``keep_best`` keeps any; returns the training's wall seconds with its own added (the periodic
+    evaluations count as training's). ``cpu_prior``: CPU seconds not on this process's clock."""
+    t0 = time.time()
+    cpu = CpuMeter(venv, cpu_prior).seconds
+    evaluate_keeping_best(model, cfg, venv, eval_venvs, out, {"train_seconds": spent, "cpu_seconds": cpu})
+    return spent + time.time() - t0
+
+
+def start_from_demonstrations(cfg: PolicyConfig, model, venv: VecEnv, eval_venvs: dict[str, VecEnv],
+                              out: Path) -> tuple[int, float, float | None]:
     """``cfg.demos``: the expert's episodes in an env built as the training one (its sub-envs' first
     resets seeded ``demos.seed + 1000 * seed + i``), the policy cloned from them
-    (``mmrep.rl.demos``), ``demos.json`` written and a checkpoint saved, so a resume goes on from the
-    cloned policy. Returns (env steps, wall seconds, CPU seconds) as ``load_checkpoint`` does: the
-    demonstrations' steps and time count as training's."""
+    (``mmrep.rl.demos``), ``demos.json`` written, the cloned policy evaluated (a periodic evaluation
+    at the env steps the demonstrations took), then a checkpoint saved, so a resume goes on from the
+    cloned policy and a kill before it starts again from nothing. Returns (env steps, wall seconds,
+    CPU seconds not on this process's clock) as ``load_checkpoint`` does: the demonstrations' steps
+    and time count as training's."""
     from mmrep.rl.demos import learn_from_demonstrations
 
     t0 = time.time()
     demo_venv = build_venv(cfg, cfg.n_envs, cfg.demos.seed + 1000 * cfg.seed, expert=cfg.demos.expert)
     meter = CpuMeter(demo_venv, 0.0)
     try:
-        record = learn_from_demonstrations(model, venv, demo_venv, cfg.demos,
-                                           float(cfg.algo.params.get("gamma", 0.99)), cfg.seed)
+        record = learn_from_demonstrations(model, venv, demo_venv, cfg.demos, learner_gamma(cfg), cfg.seed)
         total = meter.seconds
     finally:
         demo_venv.close()
@@ -693,8 +713,9 @@ def start_from_demonstrations(cfg: PolicyConfig, model, venv: VecEnv, out: Path)
     spent = time.time() - t0
     record.update(train_seconds=spent, cpu_seconds=total)
     write_text_atomic(out / "demos.json", json.dumps(record, indent=2))
-    save_checkpoint(model, venv, out, train_seconds=spent,
-                    cpu_seconds=None if prior is None else prior + time.process_time())
+    if eval_venvs:
+        spent = evaluate_at_start(model, cfg, venv, eval_venvs, out, spent, prior)
+    save_checkpoint(model, venv, out, train_seconds=spent, cpu_seconds=CpuMeter(venv, prior).seconds)
     return int(model.num_timesteps), spent, prior
 
 
@@ -733,15 +754,12 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     done, spent, cpu_spent = load_checkpoint(model, venv, out)
     if not done and init is not None:
         done, spent, cpu_spent = continue_from_policy(model, venv, *init, out)
-        history = read_evaluations(out) if (out / "eval.jsonl").exists() else []
-        if cfg.keep_best and eval_venvs and not any(r["timesteps"] == done and selects_alike(r, cfg) for r in history):
+        own = read_evaluations(out, missing_ok=True)
+        if cfg.keep_best and eval_venvs and not any(r["timesteps"] == done and selects_alike(r, cfg) for r in own):
             # the policy continued from is a candidate too: continuing can only add better ones
-            evaluate_keeping_best(model, cfg, venv, eval_venvs, out, {"train_seconds": spent, "cpu_seconds": cpu_spent})
+            spent = evaluate_at_start(model, cfg, venv, eval_venvs, out, spent, cpu_spent)
     if not done and cfg.demos.episodes:
-        done, spent, cpu_spent = start_from_demonstrations(cfg, model, venv, out)
-        if eval_venvs:  # the cloned policy's success, at the env steps its demonstrations took
-            cpu_now = None if cpu_spent is None else cpu_spent + time.process_time()
-            evaluate_keeping_best(model, cfg, venv, eval_venvs, out, {"train_seconds": spent, "cpu_seconds": cpu_now})
+        done, spent, cpu_spent = start_from_demonstrations(cfg, model, venv, eval_venvs, out)
     callback = TrainingCallback(cfg, out, venv, eval_venvs, prior_seconds=spent, prior_cpu_seconds=cpu_spent)
     try:
         learns = done < cfg.total_steps and not out_of_time(cfg, spent)

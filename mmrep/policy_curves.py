@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 
-def read_evaluations(run: str | Path) -> list[dict[str, Any]]:
-    """The rows of ``<run>/eval.jsonl``, in order; a resumed run's repeated step keeps its last row."""
+def read_evaluations(run: str | Path, missing_ok: bool = False) -> list[dict[str, Any]]:
+    """The rows of ``<run>/eval.jsonl``, in order; a resumed run's repeated step keeps its last row
+    (``missing_ok``: ``[]`` where the run has none yet)."""
     path = Path(run) / "eval.jsonl"
+    if missing_ok and not path.exists():
+        return []
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (a `mmrep policy train` run with eval_episodes > 0?)")
     rows: dict[int, dict[str, Any]] = {}

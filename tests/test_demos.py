@@ -49,7 +49,9 @@ def test_demonstrations_start_the_run_cloned_and_count_their_env_steps(tmp_path)
     cfg = policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=96", "eval_every_steps=1000", *demos)
     train_policy(cfg)
     record = json.loads((run / "demos.json").read_text())
-    assert record["episodes"] == 4 and record["env_steps"] >= 4 * 1 and record["samples"] <= record["env_steps"]
+    assert record["episodes"] == 4 and record["env_steps"] % 2 == 0  # two sub-envs step together
+    # the kept episodes' steps, plus the other sub-env's steps while one finished its share
+    assert 4 <= record["samples"] <= record["env_steps"] <= record["samples"] + 2 * 8  # episodes of at most 8
     assert record["nll_after"] < record["nll_before"] and record["value_mse_after"] < record["value_mse_before"]
     assert min(record["action_std"]) >= 0.1 - 1e-6
     steps = [r["timesteps"] for r in read_evaluations(run)]
@@ -100,8 +102,44 @@ def test_cloning_fits_the_expert_better_than_the_untrained_policy(tmp_path):
         demo_venv.close()
 
 
-def test_demonstrations_are_refused_where_they_cannot_clone(tmp_path):
-    with pytest.raises(ValueError, match="on-policy actor-critic"):
-        policy_cfg(tmp_path, "obs=state", "algo=sac", "demos.episodes=2").validate()
-    with pytest.raises(ValueError, match="min_std > 0"):
-        policy_cfg(tmp_path, "obs=state", "demos.episodes=2", "demos.min_std=0").validate()
+def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tmp_path):
+    """Killed while learning (after the demonstrations' checkpoint), the same command goes on from the
+    cloned policy: no second collection, the clone's evaluation kept, the steps counted once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "mmrep.cli", "policy", "train", "obs=state", *TINY_PPO, "total_steps=100000",
+            "eval_every_steps=100000", "eval_episodes=2", "ckpt_every_steps=100000", "vec_env=dummy",
+            "progress=false", "demos.episodes=2", "demos.epochs=5", "env.max_steps=8", "env.physics_hz=240.0",
+            "env.image_size=64", f"out={run}"]
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "checkpoint.pt").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    record = json.loads((run / "demos.json").read_text())
+    made = (run / "demos.json").stat().st_mtime_ns
+    assert [r["timesteps"] for r in read_evaluations(run)] == [record["env_steps"]]  # the clone's
+    total = record["env_steps"] + 32
+    train_policy(policy_cfg(run, "obs=state", *TINY_PPO, f"total_steps={total}", "eval_every_steps=100000",
+                            "ckpt_every_steps=100000", "demos.episodes=2", "demos.epochs=5"))
+    assert (run / "demos.json").stat().st_mtime_ns == made
+    assert [r["timesteps"] for r in read_evaluations(run)] == [record["env_steps"], total]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("algo=sac", "on-policy actor-critic"), ("demos.min_std=0", r"demos.min_std must be > 0, got 0"),
+    ("demos.batch_size=0", r"demos.batch_size must be > 0"), ("demos.expert=nobody", "demos.expert: unknown expert"),
+    ("normalize_reward=true", "not with normalize_reward"), ("init_policy=runs/x", "init_policy continues one"),
+    ("demos.seed=999999", r"demos.seed: the demonstrations' resets \(from 999999\)"),
+])
+def test_demonstrations_are_refused_where_they_cannot_clone(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        policy_cfg(tmp_path, "obs=state", "demos.episodes=2", override).validate()

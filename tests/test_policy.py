@@ -814,11 +814,16 @@ def test_keep_best_selects_on_the_periodic_settings_named_and_counts_the_policy_
     venvs = build_eval_venvs(cfg)
     try:
         assert list(venvs) == ["clean", "ft_dead"]
-        assert not isinstance(venvs["clean"].envs[0].env, PerturbObservation)
-        wrapper = venvs["ft_dead"].envs[0]
-        while not isinstance(wrapper, PerturbObservation):
-            wrapper = wrapper.env
-        assert [(s.name, s.p) for s in wrapper.settings] == [("force/dead", 1.0)]
+
+        def perturbing(env):
+            while hasattr(env, "env"):
+                if isinstance(env, PerturbObservation):
+                    return [(s.name, s.p) for s in env.settings]
+                env = env.env
+            return []
+
+        assert perturbing(venvs["clean"].envs[0]) == []
+        assert perturbing(venvs["ft_dead"].envs[0]) == [("force/dead", 1.0)]
     finally:
         for v in venvs.values():
             v.close()
@@ -836,10 +841,28 @@ def test_keep_best_selects_on_the_periodic_settings_named_and_counts_the_policy_
     chosen = json.loads((run / "best" / "eval.json").read_text())
     assert "settings" in chosen  # never one of the rows brought along, though they read 1.0
     assert selection_score(chosen) == max(map(selection_score, selected))
+    assert all(r.get("brought_along") for r in history[:3]) and not any(r.get("brought_along") for r in selected)
     # a resume does not evaluate the start again (only the end, as any finished run resumed does)
     train_policy(policy_cfg(run, *more))
     again = [json.loads(line)["timesteps"] for line in (run / "eval.jsonl").read_text().splitlines()]
     assert again == [r["timesteps"] for r in history] + [64]
+    # ranked by the mean over the settings, not by the first one's rate: rows whose clean rate reads 1.0
+    # (their mean no higher than the rows to come) do not hold on to best/
+    rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.update(success_rate=1.0, selection=0.0) if "settings" in r else None
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train_policy(policy_cfg(run, *[("total_steps=96" if o == "total_steps=64" else o) for o in more]))
+    assert json.loads((run / "best" / "eval.json").read_text())["timesteps"] == 96
+
+    # continuing with the same selection as the run it starts from (here the default, the training env):
+    # the rows brought along read 1.0 but do not compete, and the start is evaluated as this run's own
+    plain = tmp_path / "plain"
+    train_policy(policy_cfg(plain, "obs=state", *TINY_PPO, "total_steps=48", "eval_every_steps=16", "keep_best=true",
+                            f"init_policy={first}"))
+    own = [r for r in read_evaluations(plain) if not r.get("brought_along")]
+    assert [r["timesteps"] for r in own] == [32, 48]
+    assert json.loads((plain / "best" / "eval.json").read_text())["timesteps"] == 48
     with pytest.raises(ValueError, match=r"eval_settings: unknown setting\(s\) \['fog'\]"):
         policy_cfg(tmp_path / "bad", "obs=state", "eval_settings=[clean,fog]").validate()
 

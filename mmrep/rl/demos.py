@@ -53,14 +53,17 @@ def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
 
 def collect_demonstrations(venv: VecEnv, episodes: int, gamma: float) -> Demonstrations:
     """Step ``venv`` (built with an ``expert``: ``mmrep.policy.build_venv``; reset here) with its
-    expert's actions until ``episodes`` episodes have ended."""
+    expert's actions until each sub-env has ended its share of ``episodes`` (the first ones of each:
+    keeping whichever ended first would favour short, successful episodes). A time-limit end counts
+    as the end of the return."""
     t0 = time.time()
     obs = venv.reset()
     n = venv.num_envs
+    quota = [episodes // n + (i < episodes % n) for i in range(n)]
     current: list[dict[str, list]] = [{"obs": [], "actions": [], "rewards": []} for _ in range(n)]
     kept: list[dict[str, list]] = []
     steps = successes = 0
-    while len(kept) < episodes:
+    while any(quota):
         actions = np.stack(venv.env_method("expert_action")).astype(np.float32)
         next_obs, rewards, dones, infos = venv.step(actions)
         steps += n
@@ -69,9 +72,10 @@ def collect_demonstrations(venv: VecEnv, episodes: int, gamma: float) -> Demonst
             current[i]["actions"].append(actions[i])
             current[i]["rewards"].append(float(rewards[i]))
             if dones[i]:
-                if len(kept) < episodes:
+                if quota[i]:
                     kept.append(current[i])
                     successes += bool(infos[i].get("is_success", False))
+                    quota[i] -= 1
                 current[i] = {"obs": [], "actions": [], "rewards": []}
         obs = next_obs
     return Demonstrations(
