@@ -351,12 +351,12 @@ class DemoConfig:
     training starts at that many of ``total_steps``, and the first periodic evaluation is the cloned
     policy's. On-policy algorithms (trpo, ppo). 0 episodes: none (every committed run)."""
 
-    episodes: int = 0
-    expert: str = "expert"
-    epochs: int = 100
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    min_std: float = 0.1
+    episodes: int = 0  # expert episodes before RL (their env steps count toward total_steps); 0: none
+    expert: str = "expert"  # the task's scripted expert that acts (sim.task.task_experts)
+    epochs: int = 100  # passes over the demonstrations when cloning
+    batch_size: int = 256  # demonstration steps per Adam step when cloning
+    learning_rate: float = 1e-3  # Adam's, when cloning
+    min_std: float = 0.1  # the cloned policy's action std is kept at least this (action units), so RL explores
     seed: int = 900_000  # demonstration sub-env i of training seed s: its first reset seed + 1000 s + i
 
 
