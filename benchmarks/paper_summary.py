@@ -139,6 +139,12 @@ HANDOVER = "+handover"  # ... and for rows where a fallback policy took over whe
 TARE = "+tare"  # ... and for rows evaluated with the F/T sensor zeroed at each reset, not trained so (`ft_tare`)
 
 
+def seed_label(run: str) -> str:
+    """``s<seed>`` of a run folder's name (``<row>_s<seed>``), or the name where it has none."""
+    m = RUN_NAME.match(run)
+    return f"s{m['seed']}" if m else run
+
+
 def kept_best_step(run: Path, config: dict) -> int | None:
     """The env step of the policy a ``keep_best`` run kept (``best/``), where it is an earlier one than
     the final policy, clearly better on the periodic evaluation (the final policy's periodic rate below
@@ -253,8 +259,10 @@ def table(rows: dict[str, dict], setting: str) -> list[str]:
             modes = [row["cells"].get(f"{setting}/{shape}/{mode}") for mode in ("deterministic", "stochastic")]
             # only the settings an unfinished evaluation wrote: a run's other evaluations stand finished
             mark = " (evaluation unfinished)" if any(c.get("partial") for c in modes if c is not None) else ""
-            mark += "".join(f" ({run}: the policy kept at {step:,} steps)"
-                            for run, step in row.get("kept_best", {}).items())
+            kept = row.get("kept_best", {})
+            if kept:  # by seed: a row of eight kept policies would otherwise repeat its name eight times
+                mark += " (the policy kept at: " + ", ".join(
+                    f"{seed_label(run)} {step:,}" for run, step in kept.items()) + " steps)"
             # the seeds evaluated in this setting, which can be fewer than the row's trained seeds
             seeds = max(len(c["seeds"]) for c in modes if c is not None)
             lines.append(f"| {name} ({shape}){mark} | {seeds} | {budget(row)} | "

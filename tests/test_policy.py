@@ -957,7 +957,7 @@ def test_paper_summary_counts_a_kept_earlier_policy_and_a_tighter_clearance_apar
     assert {c["setting"] for c in summary["cells"].values()} == {"clean", "pushes", "clean+clearance1mm",
                                                                  "clean+camera_error4mm"}
     line, = [x for x in mod.table({"row": summary}, "clean") if x.startswith("| row (")]
-    assert "row_s0: the policy kept at 16 steps" in line
+    assert "(the policy kept at: s0 16 steps)" in line
     out = tmp_path / "summary"
     mod_args = [str(tmp_path), "--out", str(out), "--iqm-reps", "0"]
     import subprocess
