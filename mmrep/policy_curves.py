@@ -48,7 +48,8 @@ def wall_seconds(run: str | Path) -> float:
 
 def draw_curves(ax: Any, runs: dict[str, str | Path], legend_size: float = 7) -> None:
     """Success rate (with its 95% Wilson interval, shaded) against env steps per run on one matplotlib
-    axis; solid: deterministic, dashed: stochastic. ``runs``: {label: run folder}."""
+    axis; solid: deterministic, dashed: stochastic; dotted: the other settings of a periodic evaluation
+    that ran several (``eval_settings``; the solid line is the first). ``runs``: {label: run folder}."""
     for i, (label, run) in enumerate(runs.items()):
         rows = read_evaluations(run)
         colour = f"C{i}"
@@ -62,6 +63,10 @@ def draw_curves(ax: Any, runs: dict[str, str | Path], legend_size: float = 7) ->
                     label=f"{label}, {mode}")
             ax.fill_between(steps, [s["success_ci95"][0] for _, s in pts], [s["success_ci95"][1] for _, s in pts],
                             color=colour, alpha=0.08 if mode == "stochastic" else 0.15, lw=0)
+        for k, name in enumerate(list(rows[-1].get("settings", {}))[1:]):
+            pts = [(r["timesteps"], r["settings"][name]["success_rate"]) for r in rows if name in r.get("settings", {})]
+            ax.plot([t for t, _ in pts], [v for _, v in pts], ":", color=colour, marker="sv^<>"[k % 5], ms=3,
+                    label=f"{label}, {name}")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=legend_size, loc="best")

@@ -842,6 +842,19 @@ def test_keep_best_selects_on_the_periodic_settings_named_and_counts_the_policy_
     assert "settings" in chosen  # never one of the rows brought along, though they read 1.0
     assert selection_score(chosen) == max(map(selection_score, selected))
     assert all(r.get("brought_along") for r in history[:3]) and not any(r.get("brought_along") for r in selected)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mmrep.policy_curves import draw_curves
+
+    fig, ax = plt.subplots()
+    draw_curves(ax, {"run": run})  # the other setting drawn beside, over this run's own evaluations
+    labels = ax.get_legend_handles_labels()[1]
+    assert "run, ft_dead" in labels and "run, deterministic" in labels
+    assert list(ax.lines[labels.index("run, ft_dead")].get_xdata()) == [32, 48, 64]
+    plt.close(fig)
     # a resume does not evaluate the start again (only the end, as any finished run resumed does)
     train_policy(policy_cfg(run, *more))
     again = [json.loads(line)["timesteps"] for line in (run / "eval.jsonl").read_text().splitlines()]
