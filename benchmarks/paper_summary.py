@@ -66,10 +66,9 @@ def evaluated(run: Path) -> bool:
     return (run / "eval" / "results.json").exists() or (run / "eval" / PARTIAL).exists()
 
 
-def chosen_on_settings(run: Path) -> bool:
-    """Whether ``run`` kept the policy best on named periodic settings (``keep_best`` with
-    ``eval_settings``): such a run stands for its kept policy, and is evaluated in ``best/`` alone."""
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+def chosen_on_settings(config: dict) -> bool:
+    """Whether a run (its ``config.json``) kept the policy best on named periodic settings (``keep_best``
+    with ``eval_settings``): such a run stands for its kept policy, and is evaluated in ``best/`` alone."""
     return bool(config.get("keep_best") and config.get("eval_settings"))
 
 
@@ -78,7 +77,8 @@ def find_runs(root: Path) -> dict[str, list[Path]]:
     rows: dict[str, list[Path]] = {}
     for run in sorted(root.iterdir()):
         m = RUN_NAME.match(run.name)
-        if m and (evaluated(run) or chosen_on_settings(run) and evaluated(run / "best")):
+        if m and (evaluated(run) or evaluated(run / "best") and (run / "config.json").exists()
+                  and chosen_on_settings(json.loads((run / "config.json").read_text()))):
             rows.setdefault(m["row"], []).append(run)
     if not rows:
         raise SystemExit(f"{root}: no <row>_s<seed>/eval/results.json (run `make paper` first)")
@@ -111,7 +111,7 @@ def train_cpu_hours(run: Path) -> float | None:
     """Training CPU hours (the learner's process and its env workers, every resume; ``mmrep.rl.cpu_time``)
     from the last ``eval.jsonl`` row that carries them; None for runs older than that record or without
     ``/proc``."""
-    rows = read_evaluations(run) if (run / "eval.jsonl").exists() else []
+    rows = read_evaluations(run, missing_ok=True)
     cpu = [r.get("cpu_seconds") for r in rows if r.get("cpu_seconds") is not None]
     return cpu[-1] / 3600 if cpu else None
 
@@ -159,7 +159,7 @@ def kept_best_step(run: Path, config: dict) -> int | None:
     if not config.get("keep_best") or not (best / "eval.json").exists() or not evaluated(best):
         return None
     kept = json.loads((best / "eval.json").read_text())
-    if chosen_on_settings(run):
+    if chosen_on_settings(config):
         return int(kept["timesteps"])
     final = read_evaluations(run)[-1]
     clearly_better = final["success_rate"] < kept["success_ci95"][0]
