@@ -91,6 +91,8 @@ Path(sys.argv[1], "trainer_runs.json").write_text(json.dumps(runs, indent=1))
 out = Path(sys.argv[1])
 check = {"machine": (out / "machine.txt").read_text() if (out / "machine.txt").exists() else None,
          "trainer_runs": runs}
+from sim.provenance import provenance
+check["provenance"] = provenance()  # the commit, package versions and CPU of this machine
 for f in sorted(out.glob("*_throughput*.json")):
     check[f.stem] = json.loads(f.read_text())
 pol = Path("/tmp/gpu_policy")

@@ -33,6 +33,7 @@ from mmrep.models import MetricAccumulator, MultimodalModel, compute_losses
 from mmrep.models.reliability import FLAG_QUANTILE, Reliability, calibrate
 from mmrep.torch_files import load_torch_file
 from sim.modalities import MODALITY_REGISTRY
+from sim.provenance import provenance
 from sim.run_lock import run_lock
 
 METRICS = ("contact_f1", "alignment_accuracy", "flow_epe_moving_px", "ee_mse")
@@ -219,6 +220,7 @@ def _evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, An
         "eval_episodes": held.eval_episodes, "calibration_episodes": held.calib_episodes,
         "samples": len(held.eval_index), "thresholds": thresholds,
         "sensor_stats": asdict(held.stats), "results": results,
+        "provenance": provenance(),  # the commit, package versions and CPU: a result is traced to them
     }
     write_outputs(summary, Path(cfg.out))
     return summary

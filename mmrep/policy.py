@@ -10,6 +10,8 @@ initialised) end to end.
 A run folder holds::
 
     config.json          the PolicyConfig
+    provenance.jsonl     one line per start and resume: the code's commit, package versions, CPU, steps
+                         done (``sim.provenance``)
     checkpoint.pt        policy and optimiser weights, timesteps, normaliser statistics, the training's
                          wall and CPU seconds so far (weights_only)
     replay_buffer.npz    SAC only: the replay buffer's arrays
@@ -55,6 +57,7 @@ from mmrep.rl.worker import make_latent_policy_env
 from mmrep.torch_files import FileLoadError, load_torch_file, save_atomic, write_atomic
 from sim.atomic import write_text_atomic
 from sim.config import IN_HOLE_DEPTH, EnvConfig, merge_nested
+from sim.provenance import append_provenance
 from sim.rl_env import make_rl_env
 from sim.run_lock import run_lock
 
@@ -752,6 +755,7 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     model = build_model(cfg, venv, tensorboard_log=str(out / "tb"))
     seed_training_resets(cfg, venv)
     done, spent, cpu_spent = load_checkpoint(model, venv, out)
+    append_provenance(out, app="policy train", timesteps=done)  # each start and resume: where it ran
     if not done and init is not None:
         done, spent, cpu_spent = continue_from_policy(model, venv, *init, out)
         own = read_evaluations(out, missing_ok=True)

@@ -22,6 +22,7 @@ import numpy as np
 
 from mmrep.config import PolicyEvalConfig
 from mmrep.policy import ended_in_hole, load_policy, run_episodes, summarize
+from sim.provenance import provenance
 from sim.rl_env import CLOSED_LOOP
 from sim.run_lock import run_lock
 
@@ -244,7 +245,9 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
                 fallback_venv.close()
     bar.close()
     summary = {"config": asdict(cfg), "policy": str(path), "trained_shape": trained_shape,
-               "seeds": [seeds[0], seeds[-1]], "seconds": time.time() - t0, "results": rows}
+               "seeds": [seeds[0], seeds[-1]], "seconds": time.time() - t0, "results": rows,
+               # the commit, package versions and CPU: another machine can round z differently
+               "provenance": provenance()}
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     (out / "report.md").write_text(report_markdown(summary))
     (out / PARTIAL).unlink(missing_ok=True)

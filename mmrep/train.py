@@ -39,6 +39,7 @@ from mmrep.models.experts import step_summary
 from mmrep.pictures import flow_to_rgb
 from mmrep.reliability import FLAG_QUANTILE, LOW_QUANTILE, Reliability, calibrate, collect_logvars
 from mmrep.torch_files import load_torch_file, save_atomic
+from sim.provenance import append_provenance
 from sim.run_lock import run_lock
 
 IMAGE_KEYS = ("rgb", "depth", "flow", "flow_mask")
@@ -217,6 +218,7 @@ def _train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     writer = None
     if ctx.is_main:
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        append_provenance(out, app="train", epoch=state["epoch"])  # each start and resume: where it ran
         writer = SummaryWriter(str(out / "tb"))
     n_valid = len(valid_ds)
     valid_loader = make_loader(valid_ds, rank_batches(list(range(n_valid)), cfg.batch_size, 0,

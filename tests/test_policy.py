@@ -20,6 +20,7 @@ from mmrep.models import ModelConfig
 from mmrep.models.multimodal import MultimodalEncoder
 from mmrep.policy import build_model, build_venv, load_policy, run_episodes, summarize, train_policy, wilson_interval
 from mmrep.policy_curves import read_evaluations
+from sim.provenance import read_provenance
 from sim.rl_env import make_rl_env
 from sim.wrappers import FINE_SCALE, STATE_FIELDS
 
@@ -132,6 +133,8 @@ def test_state_policy_trains_checkpoints_resumes_and_saves_a_weights_only_policy
     more = policy_cfg(tmp_path, "obs=state", "total_steps=64", *TINY_PPO)  # the same command, a larger budget
     assert train_policy(more)["timesteps"] == 64
     assert [r["timesteps"] for r in read_evaluations(tmp_path)] == [32, 64]  # the repeated step kept once
+    runs = read_provenance(tmp_path)  # one line per start and resume, with the steps done then
+    assert [(r["app"], r["timesteps"]) for r in runs] == [("policy train", 0), ("policy train", 32)]
     with pytest.raises(ValueError, match="seed"):
         train_policy(policy_cfg(tmp_path, "obs=state", "total_steps=64", "seed=3", *TINY_PPO))
 
@@ -153,6 +156,7 @@ def test_state_policy_trains_checkpoints_resumes_and_saves_a_weights_only_policy
     assert all(r["episode_results"][0]["seed"] == 2_000_000 for r in result["results"])
     assert (tmp_path / "eval" / "rollout_pushes.gif").stat().st_size > 10_000
     assert "95% CI" in (tmp_path / "eval" / "report.md").read_text()
+    assert result["provenance"]["cpu"] and result["provenance"]["packages"]["stable-baselines3"]
 
 
 def test_reward_normalisation_scales_what_the_learner_sees_and_resumes_with_its_statistics(tmp_path):

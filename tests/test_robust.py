@@ -1,5 +1,6 @@
 """A representation trained to survive missing and corrupted senses, and `mmrep evaluate`."""
 
+import json
 from pathlib import Path
 
 import h5py
@@ -220,6 +221,7 @@ def test_evaluate_writes_numbers_report_and_plots_deterministically(robust_run, 
     assert "force/dead" in report and "contact_f1.png" in report
     for name in ("contact_f1.png", "alignment_accuracy.png", "results.json"):
         assert (out / name).stat().st_size > 1000
+    assert json.loads((out / "results.json").read_text())["provenance"]["packages"]["torch"]  # traced
     again = evaluate(EvaluateConfig(**{**cfg.__dict__, "out": str(tmp_path / "b")}))
     strip = [{k: v for k, v in r.items()} for r in again["results"]]
     assert strip == summary["results"]

@@ -19,6 +19,7 @@ from mmrep.config import config_dir, train_config
 from mmrep.data import MultimodalDataset
 from mmrep.models import ModelConfig, MultimodalModel, compute_losses
 from mmrep.train import TrainConfig, load_checkpoint, train
+from sim.provenance import read_provenance
 from sim.reference_layout import export_reference
 
 MODEL_CONFIGS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
@@ -110,6 +111,8 @@ def test_sigkill_then_resume_matches_uninterrupted(data64, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", _TRAIN_SCRIPT, str(data64), str(out)])
     kill_at_step(proc, out, 8)  # mid epoch 2
     resumed = train(_cfg(data64, out, epochs=3, ckpt_every_steps=1), progress=False)
+    starts = read_provenance(out)  # the killed start and the resume, each with the epoch it began in
+    assert [r["app"] for r in starts] == ["train", "train"] and starts[0]["epoch"] == 0 < starts[1]["epoch"]
     # Documented tolerance: identical on the CPU (same order, negatives, RNG state, deterministic ops).
     assert _close(resumed["final"], reference["final"], 1e-6), (resumed["final"], reference["final"])
 
