@@ -69,7 +69,7 @@ quality: venv
 		max_batches_per_epoch=2000 max_val_batches=100 lr=3.0e-4 lr_schedule=cosine threads=2
 	$(PY) benchmarks/ablations.py runs/ablations --json outputs/bench/ablations.json
 
-# The robustness comparison (docs/results/robustness.md): six trainings of 7200 steps of 32, the
+# The robustness comparison (docs/results/robustness.md): seven trainings of 7200 steps of 32, the
 # in-simulation occluder test sets, the evaluations and the targets' table. Each training and each
 # evaluation is its own target with one torch thread, so `make -j2 robustness` runs two at a time:
 # on this 2-core machine 1.5x the throughput of one 2-thread job (0.265 s a step each against 0.20
@@ -401,7 +401,7 @@ runs/paper/fused_memory_odometry_camera_error_200k_touch_s%/eval_tare/results.js
 		out=runs/paper/fused_memory_odometry_camera_error_200k_touch_s$*/eval_tare episodes=100 progress=false \
 		video=false "settings=[ft_bias,clean,occluder_after_contact,ft_dead,ft_noise,pushes]"
 
-# Shape transfer (item 5): the square fused_insertion policies on the other pegs without retraining
+# Shape transfer: the square fused_insertion policies on the other pegs without retraining
 # (eval_transfer/, 100 seeds a shape, about 16 min a seed), and a new policy per shape on the same
 # frozen representation (rows fused_insertion_<shape>, seed 0, one training each).
 PAPER_SHAPES ?= round hexagon triangle semicircle

@@ -28,7 +28,7 @@ for t in range(steps):
         z = np.concatenate([z, proprio[None].astype(np.float32)], axis=1)
     action = policy.run(["action"], {"obs": z})[0][0]  # normaliser folded in; the mean action
     obs, reward, terminated, truncated, info = env.step(action)
-    print(f"step {t:3d}  action {np.round(action, 3)}  reward {reward:7.3f}  success {info.get('success', False)}")
+    print(f"step {t:3d}  action {np.round(action, 3)}  reward {reward:7.3f}  success {info.get('is_success', False)}")
     if terminated or truncated:
         break
 env.close()
