@@ -267,7 +267,8 @@ $(foreach s,$(PAPER_SEEDS),$(eval runs/paper/fused_memory_odometry_camera_error_
 	runs/paper/fused_memory_odometry_camera_error_200k_touch_s$(s)/policy.pt))
 # ... and so does the selected row (250k, the policy kept on clean + the occluder at first contact), which
 # stands for its kept policy (best/): evaluated there, as trained and with the F/T sensor zeroed at reset
-# (about 3 + 8 min a seed); its final policy is not evaluated.
+# (about 3 + 8 min a seed), and on a dead F/T sensor handed over to a no_haptics partner (2 min); its final
+# policy is not evaluated.
 SELECTED_ROW = fused_memory_odometry_camera_error_250k_selected_touch
 define PAPER_SELECTED_RUN
 runs/paper/$(SELECTED_ROW)_s$(1)/policy.pt: runs/paper/fused_memory_odometry_camera_error_200k_touch_s$(1)/policy.pt
@@ -278,7 +279,15 @@ runs/paper/$(SELECTED_ROW)_s$(1)/best/eval_tare/results.json: runs/paper/$(SELEC
 	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(SELECTED_ROW)_s$(1)/best ft_tare=true \
 		out=runs/paper/$(SELECTED_ROW)_s$(1)/best/eval_tare episodes=100 progress=false video=false \
 		"settings=[ft_bias,clean,occluder_after_contact,ft_dead,ft_noise,pushes]"
+runs/paper/$(SELECTED_ROW)_s$(1)/best/eval_tare_handover/results.json: runs/paper/$(SELECTED_ROW)_s$(1)/policy.pt \
+		runs/paper/no_haptics_memory_odometry_camera_error_200k_touch_s$(call MOD3,$(1))/policy.pt
+	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(SELECTED_ROW)_s$(1)/best ft_tare=true \
+		fallback=runs/paper/no_haptics_memory_odometry_camera_error_200k_touch_s$(call MOD3,$(1)) \
+		out=runs/paper/$(SELECTED_ROW)_s$(1)/best/eval_tare_handover episodes=100 progress=false video=false \
+		"settings=[ft_dead]"
 endef
+# the dead-sensor handover goes to the no_haptics partner of seed S mod 3 (three partner seeds were trained)
+MOD3 = $(shell echo $$(( $(1) % 3 )))
 $(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_SELECTED_RUN,$(s))))
 
 # The camera memory (mmrep.camera_memory) under the occluder after first contact: the fused policies,

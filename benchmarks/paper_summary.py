@@ -225,6 +225,8 @@ def row_summary(runs: list[Path]) -> dict:
             "env_steps_done": {r.name: steps_done(r) for r in runs},
             "wall_minutes": {r.name: train_wall_minutes(r) for r in runs},
             "cpu_hours": {r.name: train_cpu_hours(r) for r in runs},
+            # a run continued from another's policy counts that policy's CPU hours too (its wall is its own)
+            "continued": any(c.get("init_policy") for c in configs),
             "eval_seeds": results[0]["seeds"], "cells": cells, "kept_best": kept,
             "partial": [run.name for run in runs if any(read_eval(f)["partial"] for f in eval_results(run))]}
 
@@ -252,7 +254,8 @@ def table(rows: dict[str, dict], setting: str) -> list[str]:
              "sampled (pooled) | 95% CI | per seed |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in rows.items():
         cpu = row.get("cpu_hours", {})
-        wall = ", ".join(f"{m:.0f}" + (f" ({cpu[r]:.1f} CPU h)" if cpu.get(r) is not None else "")
+        unit = "CPU h incl. init_policy" if row.get("continued") else "CPU h"
+        wall = ", ".join(f"{m:.0f}" + (f" ({cpu[r]:.1f} {unit})" if cpu.get(r) is not None else "")
                          for r, m in row["wall_minutes"].items())
         shapes = dict.fromkeys(c["shape"] for c in row["cells"].values() if c["setting"] == setting)
         for shape in shapes:
