@@ -188,6 +188,10 @@ def _policy_task(cfg) -> int:
     try:
         config = app_config(cfg)
         final = train_policy(config)
+    except KeyboardInterrupt:  # Ctrl-C: what was saved stays; say how to go on, not a traceback
+        print(f"mmrep policy train: interrupted; the same command resumes from {Path(str(cfg.out)) / 'checkpoint.pt'} "
+              "(the last checkpoint) where one was written", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
         return _fail("policy train", err)
     print(json.dumps(final, indent=2))
@@ -201,6 +205,10 @@ def _policy_eval_task(cfg) -> int:
     try:
         config = app_config(cfg)
         summary = evaluate_policy_run(config)
+    except KeyboardInterrupt:
+        print("mmrep policy eval: interrupted; the same command goes on, keeping the rows already finished",
+              file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
         return _fail("policy eval", err)
     for r in summary["results"]:

@@ -511,6 +511,9 @@ class PolicyConfig:
             raise ValueError(f"max_train_minutes must be > 0 or null, got {self.max_train_minutes!r}")
         if self.eval_episodes < 0:
             raise ValueError(f"eval_episodes must be >= 0, got {self.eval_episodes!r}")
+        if self.keep_best and not self.eval_episodes:
+            raise ValueError("keep_best=true keeps the policy of the best periodic evaluation: it needs "
+                             "eval_episodes >= 1 (got 0, which turns the periodic evaluation off)")
         if self.init_policy is not None and not Path(self.init_policy).exists():
             raise ValueError(f"init_policy: {self.init_policy} does not exist (a finished run's policy.pt or folder)")
         if self.reset_seeds not in ("algorithm", "run"):

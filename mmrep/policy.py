@@ -191,8 +191,14 @@ def build_model(cfg: PolicyConfig, venv: VecEnv, tensorboard_log: str | None = N
                              features_extractor_kwargs=dict(model_config={"image_size": image_size}, freeze=False))
     if cfg.algo.name == "recurrent_ppo":
         policy = policy.replace("Policy", "LstmPolicy")
-    return cls(policy, venv, seed=cfg.seed, device=resolve_device(cfg.device), verbose=0,
-               tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs or None, **params)
+    try:
+        return cls(policy, venv, seed=cfg.seed, device=resolve_device(cfg.device), verbose=0,
+                   tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs or None, **params)
+    except TypeError as err:  # SB3's "unexpected keyword argument": name where it came from
+        if "argument" not in str(err):
+            raise
+        raise ValueError(f"algo.params: {cls.__name__} does not take these parameters ({err}); the "
+                         f"{cfg.algo.name} algorithm's own arguments are in SB3's documentation") from None
 
 
 # ------------------------------------------------------------------------------ weights, no pickles
@@ -539,16 +545,39 @@ def selects_alike(row: dict[str, Any], cfg: PolicyConfig) -> bool:
 def evaluate_keeping_best(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: dict[str, VecEnv], out: Path,
                           usage: dict[str, float | None]) -> dict[str, Any]:
     """``evaluate_held_out``, and with ``cfg.keep_best`` the policy saved to ``best/`` when this
-    evaluation ranks (``selection_score``) at least as high as every earlier one of the same settings.
+    evaluation ranks (``selection_score``) at least as high as the one of the policy kept so far
+    (``kept_evaluation``), then its row appended to ``eval.jsonl``.
     The periodic evaluations and the one at the end of training (also at a ``max_train_minutes`` stop)
     all go through here: an end-of-training row that is never saved would still outrank every later
     one after a resume. ``usage``: the training's wall and CPU seconds before this evaluation
     (``TrainingCallback.usage``), written into its row."""
-    earlier = [e for e in read_evaluations(out, missing_ok=True) if selects_alike(e, cfg)] if cfg.keep_best else []
-    row = evaluate_held_out(model, cfg, venv, eval_venvs, out, usage)
-    if cfg.keep_best and all(selection_score(row) >= selection_score(e) for e in earlier):
+    row = evaluate_held_out(model, cfg, venv, eval_venvs, out, usage, append=False)
+    kept = kept_evaluation(out, cfg) if cfg.keep_best else None
+    if cfg.keep_best and (kept is None or selection_score(row) >= selection_score(kept)):
+        # saved before its row is written: a kill between the two never leaves a row that outranks
+        # the policy kept without being it
         save_best(model, venv, cfg, out, row, usage)
+    append_evaluation(out, row)
     return row
+
+
+def kept_evaluation(out: Path, cfg: PolicyConfig) -> dict[str, Any] | None:
+    """The periodic evaluation of the policy ``keep_best`` holds in ``out/best/`` (``best/eval.json``),
+    or None where none is kept yet (or it ran other settings). What a new evaluation must match or beat:
+    compared with the policy actually kept, not with rows of ``eval.jsonl`` (two rows at one env-step
+    count, a periodic one before the last update and the final one after it, keep only the later
+    there)."""
+    path = out / "best" / "eval.json"
+    if not (path.exists() and (out / "best" / "policy.pt").exists()):
+        return None
+    row = json.loads(path.read_text())
+    return row if selects_alike(row, cfg) else None
+
+
+def append_evaluation(out: Path, row: dict[str, Any]) -> None:
+    """Append one periodic evaluation to ``out/eval.jsonl``."""
+    with open(out / "eval.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def out_of_time(cfg: PolicyConfig, train_seconds: float) -> bool:
@@ -572,7 +601,7 @@ def build_eval_venvs(cfg: PolicyConfig) -> dict[str, VecEnv]:
 
 
 def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: dict[str, VecEnv], out: Path,
-                      usage: dict[str, float | None] | None = None) -> dict[str, Any]:
+                      usage: dict[str, float | None] | None = None, append: bool = True) -> dict[str, Any]:
     """Episodes on the held-out seeds ``eval_seed + k`` with the mean action (the row's top level) and,
     with ``cfg.eval_stochastic``, the same seeds with sampled actions (``row["stochastic"]``: training's
     success can come from the action noise alone), in each env of ``eval_venvs``
@@ -594,12 +623,14 @@ def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: dict[s
         row["selection"] = float(np.mean([s["success_rate"] for s in summaries.values()]))
     row["seconds"] = time.time() - t0
     row.update(usage or {})
-    with open(out / "eval.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
+    if append:  # else the caller appends it (evaluate_keeping_best: after saving the policy)
+        append_evaluation(out, row)
     return row
 
 
-def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
+def _check_same_config(out: Path, cfg: PolicyConfig, write: bool = True) -> None:
+    """``ValueError`` naming the fields where ``out/config.json`` holds another run's learning settings;
+    with ``write``, then (over)write it with ``cfg``."""
     path = out / "config.json"
     new = json.loads(json.dumps(asdict(cfg)))  # as the file holds it (tuples become lists)
     if path.exists():
@@ -614,7 +645,8 @@ def _check_same_config(out: Path, cfg: PolicyConfig) -> None:
         if diff:
             raise ValueError(f"{path} was written with other {diff}; resume with the same settings or pick "
                              f"another out")
-    write_text_atomic(path, json.dumps(new, indent=2), fsync=False)
+    if write:
+        write_text_atomic(path, json.dumps(new, indent=2), fsync=False)
 
 
 def seed_training_resets(cfg: PolicyConfig, venv: VecEnv) -> None:
@@ -665,8 +697,9 @@ def read_init_policy(cfg: PolicyConfig) -> tuple[Path, dict[str, Any]]:
 
 def continue_from_policy(model, venv, path: Path, blob: dict[str, Any], out: Path) -> tuple[int, float, float | None]:
     """Load an ``init_policy`` (``read_init_policy``) into ``model`` and ``venv`` (weights and
-    normaliser statistics), set the env-step counter to its, copy its periodic evaluations
-    (``eval.jsonl``, where beside it and none is in ``out`` yet; each row marked ``brought_along``, so
+    normaliser statistics), set the env-step counter to its, copy its periodic evaluations up to its
+    env steps (``eval.jsonl`` beside it, or its run's for a kept ``best/`` policy, where none is in ``out``
+    yet; each row marked ``brought_along``, so
     it draws the curve but never competes for ``keep_best``) and return (env steps, training wall
     seconds, CPU seconds) as ``load_checkpoint`` does, so the run goes on as a resume would, with a
     fresh optimiser."""
@@ -675,15 +708,28 @@ def continue_from_policy(model, venv, path: Path, blob: dict[str, Any], out: Pat
         _load_rms(venv, blob["obs_rms"])
     model.num_timesteps = steps = int(blob["num_timesteps"])
     history = path.parent / "eval.jsonl"
+    if not history.exists() and path.parent.name == "best":  # a kept policy: its run's rows up to it
+        history = path.parent.parent / "eval.jsonl"
     if history.exists() and not (out / "eval.jsonl").exists():
-        rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+        rows = [r for r in map(json.loads, filter(str.strip, history.read_text().splitlines()))
+                if r["timesteps"] <= steps]
         write_text_atomic(out / "eval.jsonl", "".join(json.dumps({**r, "brought_along": True}) + "\n" for r in rows))
     return steps, float(blob.get("train_seconds", 0.0)), blob.get("cpu_seconds")
 
 
+def evaluation_missed(cfg: PolicyConfig, out: Path, done: int) -> bool:
+    """Whether a run resumed at ``done`` env steps lacks the periodic evaluation due at or before them.
+    The checkpoint of a step is saved just before that step's evaluation, so a kill during the
+    evaluation leaves the checkpoint and no row: the policy it would have evaluated is the one resumed."""
+    due = done // cfg.eval_every_steps * cfg.eval_every_steps
+    own = [r for r in read_evaluations(out, missing_ok=True) if not r.get("brought_along")]
+    return due > 0 and not any(r["timesteps"] >= due for r in own)
+
+
 def evaluate_at_start(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: dict[str, VecEnv], out: Path,
                       spent: float, cpu_prior: float | None) -> float:
-    """A periodic evaluation before ``learn`` (of the policy continued from, or the cloned one), kept
+    """A periodic evaluation before ``learn`` (of the policy continued from, the cloned one, or one a kill
+    cut short: ``evaluation_missed``), kept
     as ``keep_best`` keeps any; returns the training's wall seconds with its own added (the periodic
     evaluations count as training's). ``cpu_prior``: CPU seconds not on this process's clock."""
     t0 = time.time()
@@ -748,14 +794,20 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     # checked before anything is written, so a refused one leaves nothing that would block the fixed command
     init = read_init_policy(cfg) if cfg.init_policy and not (out / "checkpoint.pt").exists() else None
     out.mkdir(parents=True, exist_ok=True)
-    _check_same_config(out, cfg)
+    # checked now, written once the envs and the model are built: a run refused there (a bad encoder,
+    # an unknown algo.params key) leaves no config.json that would refuse the corrected command
+    _check_same_config(out, cfg, write=False)
     venv = build_venv(cfg, cfg.n_envs, cfg.seed * 1000)
     venv = with_normalizer(cfg, venv)
     eval_venvs = build_eval_venvs(cfg)
     model = build_model(cfg, venv, tensorboard_log=str(out / "tb"))
     seed_training_resets(cfg, venv)
     done, spent, cpu_spent = load_checkpoint(model, venv, out)
+    _check_same_config(out, cfg)
     append_provenance(out, app="policy train", timesteps=done)  # each start and resume: where it ran
+    if done and eval_venvs and evaluation_missed(cfg, out, done):
+        # before learn() resets the envs (which moves the normaliser): the policy as it was evaluated
+        spent = evaluate_at_start(model, cfg, venv, eval_venvs, out, spent, cpu_spent)
     if not done and init is not None:
         done, spent, cpu_spent = continue_from_policy(model, venv, *init, out)
         own = read_evaluations(out, missing_ok=True)

@@ -117,7 +117,11 @@ def evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
     """Run every (setting, shape, mode) and write the outputs (module doc). The output folder is locked
     for the run (``sim.run_lock``): a second evaluation into it is refused."""
     cfg.validate()
-    with run_lock(Path(cfg.out) if cfg.out else policy_file(cfg.policy).parent / "eval", "policy eval"):
+    path = policy_file(cfg.policy)
+    if not path.is_file():
+        raise FileNotFoundError(f"policy={cfg.policy}: no policy file {path} (a finished run's folder holds "
+                                f"policy.pt; a keep_best run's best/ folder too)")
+    with run_lock(Path(cfg.out) if cfg.out else path.parent / "eval", "policy eval"):
         return _evaluate_policy_run(cfg)
 
 
@@ -153,11 +157,14 @@ def _evaluate_policy_run(cfg: PolicyEvalConfig) -> dict[str, Any]:
     if cfg.fallback is not None:  # another policy takes over: other rows
         fb = policy_file(cfg.fallback)
         run_key["fallback"] = {"path": str(fb.resolve()), "bytes": fb.stat().st_size if fb.exists() else None,
+                               # a policy trained on in place keeps its size: its rows are not this one's
+                               "mtime_ns": fb.stat().st_mtime_ns if fb.exists() else None,
                                "on": list(cfg.fallback_on), "patience": cfg.fallback_patience,
                                "trigger": cfg.fallback_trigger}
     if cfg.encoder is not None:  # other thresholds: other rows
         enc = Path(cfg.encoder)
-        run_key["encoder"] = {"path": str(enc.resolve()), "bytes": enc.stat().st_size if enc.exists() else None}
+        run_key["encoder"] = {"path": str(enc.resolve()), "bytes": enc.stat().st_size if enc.exists() else None,
+                              "mtime_ns": enc.stat().st_mtime_ns if enc.exists() else None}
     if cfg.camera_memory or cfg.reject_flagged:  # rows flagged by other rules are not this evaluation's
         from mmrep.models.reliability import FLAG_RULES
 

@@ -76,4 +76,8 @@ def load_torch_file(path: str | Path, what: str, remedy: str, map_location: Any 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many kinds (pickle, zip, IndexError, ...) for foreign files
-        raise FileLoadError(f"{what} {path} cannot be loaded: {_reason(err)}; {remedy}") from None
+        with open(path, "rb") as f:
+            head = f.read(4)
+        # a torch file is a zip archive (or, before torch 1.6, a pickle): anything else is another file
+        reason = _reason(err) if head[:2] == b"PK" or head[:1] == b"\x80" else "it is not a torch file"
+        raise FileLoadError(f"{what} {path} cannot be loaded: {reason}; {remedy}") from None

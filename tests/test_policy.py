@@ -786,6 +786,7 @@ def test_keep_best_keeps_the_policy_of_the_best_periodic_evaluation(tmp_path):
     rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     rows[-1]["success_rate"] = 1.0
     (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "best" / "eval.json").write_text(json.dumps(rows[-1]))  # what later ones are compared with
     kept = (run / "best" / "policy.pt").read_bytes()
     train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=64", "eval_every_steps=16", "keep_best=true"))
     assert [r["timesteps"] for r in read_evaluations(run)] == [16, 32, 48, 64]

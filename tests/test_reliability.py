@@ -51,12 +51,14 @@ def test_every_app_refuses_a_folder_another_run_holds_and_names_it(tmp_path):
     from mmrep.train import train
 
     folder = tmp_path / "run"
+    policy = tmp_path / "p.pt"  # a policy file must exist before anything else is looked at
+    policy.write_bytes(b"")
     proc = _holder(folder)
     try:
         runs = {
             "train": lambda: train(TrainConfig(data=str(tmp_path / "data"), out=str(folder))),
             "policy train": lambda: train_policy(PolicyConfig(obs=ObsConfig(kind="state"), out=str(folder))),
-            "policy eval": lambda: evaluate_policy_run(PolicyEvalConfig(policy=str(tmp_path / "p"), out=str(folder))),
+            "policy eval": lambda: evaluate_policy_run(PolicyEvalConfig(policy=str(policy), out=str(folder))),
             "evaluate": lambda: evaluate(EvaluateConfig(runs=[str(tmp_path / "r")], data=str(tmp_path / "d"),
                                                         out=str(folder))),
             "collect": lambda: collect(CollectConfig(episodes=1, out=str(folder)), progress=False),
@@ -212,6 +214,9 @@ def test_training_checkpoint_errors_name_the_file_and_what_to_do(tmp_path):
     with pytest.raises(FileLoadError, match="best.pt cannot be loaded: it holds objects") as err:
         load_checkpoint(tmp_path / "best.pt")
     assert "weights_only" not in str(err.value) and err.value.__cause__ is None and err.value.__suppress_context__
+    (tmp_path / "config.pt").write_text('{"lr": 0.001}')  # a JSON file given where a checkpoint goes
+    with pytest.raises(FileLoadError, match="config.pt cannot be loaded: it is not a torch file"):
+        load_checkpoint(tmp_path / "config.pt")
 
 
 def test_policy_and_encoder_files_errors_name_the_file(tmp_path):
@@ -448,3 +453,13 @@ def test_reset_seeds_run_gives_every_training_seed_its_own_episode_streams():
     assert not np.array_equal(own[0][0], own[0][1])
     with pytest.raises(ValueError, match="reset_seeds"):
         app_config(compose("policy", ["out=unused", "obs=state", "reset_seeds=distinct"]))
+
+
+def test_policy_eval_of_a_folder_without_a_policy_names_it_and_writes_nothing(tmp_path):
+    from mmrep.policy_eval import evaluate_policy_run
+
+    run = tmp_path / "run"  # a training still running, or the wrong folder: no policy.pt yet
+    run.mkdir()
+    with pytest.raises(FileNotFoundError, match=rf"policy={run}: no policy file {run / 'policy.pt'}"):
+        evaluate_policy_run(PolicyEvalConfig(policy=str(run)))
+    assert list(run.iterdir()) == []  # no eval/ folder left behind
