@@ -404,11 +404,12 @@ class PolicyConfig:
     eval_settings: list[str] = field(default_factory=list)
     ckpt_every_steps: int = 10_000
     # a finished run's policy.pt (or its folder) to continue from, where this run has no checkpoint yet:
-    # its weights, normaliser statistics, env steps and training seconds (and its periodic evaluations,
-    # copied), so total_steps counts from its start; the optimiser starts afresh (a policy file keeps no
-    # optimiser state). Its run must match this one in what defines the learning (algo, obs, env,
-    # perturbations, n_envs, normalize, normalize_reward, seed, reset_seeds: checked, by name, before
-    # anything is written; obs.encode_in, jit and onnx may differ). None: from scratch.
+    # its weights, normaliser statistics, env steps and training seconds (and its run's periodic
+    # evaluations up to its steps, copied, marked brought_along), so total_steps counts from its start;
+    # the optimiser starts afresh (a policy file keeps no optimiser state). Its run must match this one
+    # in what defines the learning (algo, obs, env, perturbations, n_envs, normalize, normalize_reward,
+    # seed, reset_seeds: checked, by name, before anything is written; obs.encode_in, jit and onnx may
+    # differ). None: from scratch.
     init_policy: str | None = None
     demos: DemoConfig = field(default_factory=DemoConfig)  # demonstrations and cloning before RL (none by default)
     device: str = "auto"  # auto | cpu | cuda (where the learner and the encoder run)

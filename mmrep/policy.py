@@ -195,10 +195,10 @@ def build_model(cfg: PolicyConfig, venv: VecEnv, tensorboard_log: str | None = N
         return cls(policy, venv, seed=cfg.seed, device=resolve_device(cfg.device), verbose=0,
                    tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs or None, **params)
     except TypeError as err:  # SB3's "unexpected keyword argument": name where it came from
-        if "argument" not in str(err):
+        if "unexpected keyword argument" not in str(err):
             raise
         raise ValueError(f"algo.params: {cls.__name__} does not take these parameters ({err}); the "
-                         f"{cfg.algo.name} algorithm's own arguments are in SB3's documentation") from None
+                         f"{cfg.algo.name} algorithm's own arguments are in SB3's documentation") from err
 
 
 # ------------------------------------------------------------------------------ weights, no pickles
@@ -607,8 +607,8 @@ def evaluate_held_out(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: dict[s
     success can come from the action noise alone), in each env of ``eval_venvs``
     (``build_eval_venvs``); with ``cfg.eval_settings`` the row's top level is the first setting's, each
     setting's summary is under ``row["settings"]`` and their mean success is ``row["selection"]``.
-    Appended to ``eval.jsonl`` with ``usage`` (the training's wall and CPU seconds so far,
-    ``train_seconds`` and ``cpu_seconds``)."""
+    The row carries ``usage`` (the training's wall and CPU seconds so far, ``train_seconds`` and
+    ``cpu_seconds``) and is appended to ``eval.jsonl`` (with ``append=False`` the caller appends it)."""
     seeds = [cfg.eval_seed + k for k in range(cfg.eval_episodes)]
     rms = obs_normalizer(venv)
     t0 = time.time()
@@ -722,8 +722,8 @@ def evaluation_missed(cfg: PolicyConfig, out: Path, done: int) -> bool:
     The checkpoint of a step is saved just before that step's evaluation, so a kill during the
     evaluation leaves the checkpoint and no row: the policy it would have evaluated is the one resumed."""
     due = done // cfg.eval_every_steps * cfg.eval_every_steps
-    own = [r for r in read_evaluations(out, missing_ok=True) if not r.get("brought_along")]
-    return due > 0 and not any(r["timesteps"] >= due for r in own)
+    # rows an init_policy brought along count: the evaluations due up to its steps were its run's
+    return due > 0 and not any(r["timesteps"] >= due for r in read_evaluations(out, missing_ok=True))
 
 
 def evaluate_at_start(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: dict[str, VecEnv], out: Path,
@@ -800,11 +800,23 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
     venv = build_venv(cfg, cfg.n_envs, cfg.seed * 1000)
     venv = with_normalizer(cfg, venv)
     eval_venvs = build_eval_venvs(cfg)
+    try:
+        final = _learn(cfg, out, init, venv, eval_venvs)
+    finally:
+        venv.close()
+        for eval_venv in eval_venvs.values():
+            eval_venv.close()
+    return final
+
+
+def _learn(cfg: PolicyConfig, out: Path, init: tuple | None, venv: VecEnv, eval_venvs: dict[str, VecEnv]) -> dict:
+    """The model built (or resumed, or continued from ``init``, or cloned from demonstrations), trained
+    to ``cfg.total_steps``, evaluated and saved; ``_train_policy`` closes the envs."""
     model = build_model(cfg, venv, tensorboard_log=str(out / "tb"))
     seed_training_resets(cfg, venv)
     done, spent, cpu_spent = load_checkpoint(model, venv, out)
+    resumed_at = done
     _check_same_config(out, cfg)
-    append_provenance(out, app="policy train", timesteps=done)  # each start and resume: where it ran
     if done and eval_venvs and evaluation_missed(cfg, out, done):
         # before learn() resets the envs (which moves the normaliser): the policy as it was evaluated
         spent = evaluate_at_start(model, cfg, venv, eval_venvs, out, spent, cpu_spent)
@@ -816,31 +828,29 @@ def _train_policy(cfg: PolicyConfig) -> dict[str, Any]:
             spent = evaluate_at_start(model, cfg, venv, eval_venvs, out, spent, cpu_spent)
     if not done and cfg.demos.episodes:
         done, spent, cpu_spent = start_from_demonstrations(cfg, model, venv, eval_venvs, out)
+    # each start and resume: where it ran, from how many env steps (its own checkpoint's, or the
+    # policy continued from, or the demonstrations')
+    append_provenance(out, app="policy train", timesteps=done, resumed=bool(resumed_at))
     callback = TrainingCallback(cfg, out, venv, eval_venvs, prior_seconds=spent, prior_cpu_seconds=cpu_spent)
-    try:
-        learns = done < cfg.total_steps and not out_of_time(cfg, spent)
-        if learns:
-            if done:  # the start seeded everything from cfg.seed (build_model): a resume draws anew
-                model.set_random_seed(resume_env_seed(cfg.seed, done, cfg.eval_seed - cfg.n_envs))
-            try:
-                model.learn(cfg.total_steps - done, callback=callback, reset_num_timesteps=done == 0,
-                            progress_bar=cfg.progress, tb_log_name="run")
-            except ValueError as err:  # torch's distribution check, which names nothing of ours
-                if "invalid values" not in str(err):
-                    raise
-                raise RuntimeError(invalid_action_distribution_message(model, err)) from err
-        # a run resumed after it finished has spent nothing more on training
-        usage = callback.usage if learns else {"train_seconds": spent, "cpu_seconds": cpu_spent}
-        save_checkpoint(model, venv, out, **usage)
-        final = (evaluate_keeping_best(model, cfg, venv, eval_venvs, out, usage) if eval_venvs
-                 else {"timesteps": int(model.num_timesteps)})
-        save_policy(model, venv, cfg, out / "policy.pt", **usage)
-        if eval_venvs:
-            plot_curves({out.name: out}, out / "curves.png")
-    finally:
-        venv.close()
-        for eval_venv in eval_venvs.values():
-            eval_venv.close()
+    learns = done < cfg.total_steps and not out_of_time(cfg, spent)
+    if learns:
+        if done:  # the start seeded everything from cfg.seed (build_model): a resume draws anew
+            model.set_random_seed(resume_env_seed(cfg.seed, done, cfg.eval_seed - cfg.n_envs))
+        try:
+            model.learn(cfg.total_steps - done, callback=callback, reset_num_timesteps=done == 0,
+                        progress_bar=cfg.progress, tb_log_name="run")
+        except ValueError as err:  # torch's distribution check, which names nothing of ours
+            if "invalid values" not in str(err):
+                raise
+            raise RuntimeError(invalid_action_distribution_message(model, err)) from err
+    # a run resumed after it finished has spent nothing more on training
+    usage = callback.usage if learns else {"train_seconds": spent, "cpu_seconds": cpu_spent}
+    save_checkpoint(model, venv, out, **usage)
+    final = (evaluate_keeping_best(model, cfg, venv, eval_venvs, out, usage) if eval_venvs
+             else {"timesteps": int(model.num_timesteps)})
+    save_policy(model, venv, cfg, out / "policy.pt", **usage)
+    if eval_venvs:
+        plot_curves({out.name: out}, out / "curves.png")
     return final
 
 

@@ -76,8 +76,12 @@ def load_torch_file(path: str | Path, what: str, remedy: str, map_location: Any 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many kinds (pickle, zip, IndexError, ...) for foreign files
-        with open(path, "rb") as f:
-            head = f.read(4)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4)
+        except OSError:  # a folder, or unreadable: torch's own reason says which
+            head = b"PK"
         # a torch file is a zip archive (or, before torch 1.6, a pickle): anything else is another file
-        reason = _reason(err) if head[:2] == b"PK" or head[:1] == b"\x80" else "it is not a torch file"
+        foreign = head and head[:2] != b"PK" and head[:1] != b"\x80"
+        reason = "it is not a torch file" if foreign else _reason(err)
         raise FileLoadError(f"{what} {path} cannot be loaded: {reason}; {remedy}") from None

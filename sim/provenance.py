@@ -47,24 +47,36 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def _git(root: Path, *args: str) -> str | None:
+def _git(root: Path, *args: str) -> tuple[str | None, str]:
+    """(stdout, or None where git failed or is missing; git's first line of stderr)."""
     try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+        # --no-optional-locks: `git status` would otherwise take the index lock, and a user's own git
+        # command running at the same moment could fail on it
+        done = subprocess.run(["git", "--no-optional-locks", "-C", str(root), *args], capture_output=True,
+                              text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as err:
+        return None, str(err)
+    error = (done.stderr.strip().splitlines() or [""])[0]
+    return (done.stdout.strip() if done.returncode == 0 else None), error
 
 
 @cache
 def code_version(root: str | None = None) -> dict[str, Any] | None:
     """The git commit of the checkout this code runs from and whether tracked files differ from it
-    (``dirty``), or None where the code is not in a git checkout (an installed wheel) or git is missing.
+    (``dirty``); None where the code is not the top of a git checkout (an installed wheel, or a copy
+    inside another repository, whose commit would not be this code's); ``{"commit": None, "error":
+    ...}`` where it is one but git cannot read it (not installed, a checkout owned by another user).
     Cached: one process runs one tree."""
     here = Path(root) if root else Path(__file__).resolve().parent.parent
-    commit = _git(here, "rev-parse", "HEAD")
-    if commit is None:
+    if not (here / ".git").exists():
         return None
-    status = _git(here, "status", "--porcelain", "--untracked-files=no")
+    top, error = _git(here, "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != here.resolve():
+        return {"commit": None, "error": error or f"{here} is not the top of its git checkout"}
+    commit, error = _git(here, "rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "error": error}
+    status, _ = _git(here, "status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 

@@ -85,9 +85,33 @@ def test_continuing_from_a_kept_policy_brings_its_runs_evaluations_up_to_it(tmp_
     from mmrep.policy import train_policy
 
     first = tmp_path / "first"
+    train_policy(config(f"out={first}", "total_steps=32", "keep_best=true"))
+    kept = first / "best" / "eval.json"  # the policy at 32 made the one later ones cannot beat
+    kept.write_text(json.dumps({**json.loads(kept.read_text()), "success_rate": 2.0}))
     train_policy(config(f"out={first}", "total_steps=64", "keep_best=true"))
-    kept = torch.load(first / "best" / "policy.pt", weights_only=True)["num_timesteps"]
+    assert torch.load(first / "best" / "policy.pt", weights_only=True)["num_timesteps"] == 32
+    assert max(r["timesteps"] for r in rows(first)) == 64
     train_policy(config(f"out={tmp_path / 'more'}", "total_steps=96", f"init_policy={first / 'best'}"))
     brought = [r["timesteps"] for r in rows(tmp_path / "more") if r.get("brought_along")]
-    assert brought and max(brought) <= kept
-    assert brought == [r["timesteps"] for r in rows(first) if r["timesteps"] <= kept]
+    assert brought == [r["timesteps"] for r in rows(first) if r["timesteps"] <= 32] and max(brought) == 32
+
+
+def test_a_continued_run_resumed_before_its_first_evaluation_adds_none(tmp_path):
+    """The evaluations due up to the policy continued from were its run's: a resume of the continued
+    run between its start and its own first evaluation makes none up."""
+    from mmrep.policy import train_policy
+
+    first = tmp_path / "first"
+    train_policy(config(f"out={first}", "total_steps=32"))
+    more = config(f"out={tmp_path / 'more'}", "total_steps=48", f"init_policy={first}", "ckpt_every_steps=16")
+    train_policy(more)  # to 48: checkpoint at 48; the evaluation due at 32 was the first run's
+    own = [r["timesteps"] for r in rows(tmp_path / "more") if not r.get("brought_along")]
+    assert own == [48]  # the final one
+    (tmp_path / "more" / "eval.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows(tmp_path / "more") if r.get("brought_along")))
+    (tmp_path / "more" / "policy.pt").unlink()  # as if killed after the checkpoint at 48
+    from dataclasses import replace
+
+    train_policy(replace(more, total_steps=64))
+    own = [r["timesteps"] for r in rows(tmp_path / "more") if not r.get("brought_along")]
+    assert own == [64, 64]  # periodic and final at 64; nothing made up at 48

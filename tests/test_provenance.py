@@ -18,14 +18,27 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="not a git checkout")
 def test_the_commit_recorded_is_the_checkout_the_code_runs_from():
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if done.returncode:  # e.g. a checkout owned by another user: then git's reason is recorded
+        assert code_version() == {"commit": None, "error": done.stderr.strip().splitlines()[0]}
+        return
+    head = done.stdout
     changed = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
                              capture_output=True, text=True).stdout
     assert code_version() == {"commit": head.strip(), "dirty": bool(changed.strip())}
 
 
-def test_outside_a_checkout_there_is_no_commit(tmp_path):
+def test_outside_a_checkout_there_is_no_commit_nor_the_commit_of_a_repository_around_it(tmp_path):
     assert code_version(str(tmp_path)) is None
+    if shutil.which("git") is None:
+        return
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    inner = tmp_path / "venv" / "site-packages"  # a copy of the code inside someone else's repository
+    inner.mkdir(parents=True)
+    assert code_version(str(inner)) is None
+    other = tmp_path / "vendored"  # a folder named .git that git does not take for a repository
+    (other / ".git").mkdir(parents=True)
+    assert code_version(str(other))["commit"] is None
 
 
 def test_each_start_appends_a_line_and_a_line_cut_by_a_kill_is_skipped(tmp_path):

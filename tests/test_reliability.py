@@ -217,6 +217,12 @@ def test_training_checkpoint_errors_name_the_file_and_what_to_do(tmp_path):
     (tmp_path / "config.pt").write_text('{"lr": 0.001}')  # a JSON file given where a checkpoint goes
     with pytest.raises(FileLoadError, match="config.pt cannot be loaded: it is not a torch file"):
         load_checkpoint(tmp_path / "config.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")  # a copy that never got its bytes
+    with pytest.raises(FileLoadError, match="empty.pt cannot be loaded: it is truncated"):
+        load_checkpoint(tmp_path / "empty.pt")
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(FileLoadError, match="folder.pt cannot be loaded: .*copy best.pt"):
+        load_checkpoint(tmp_path / "folder.pt")
 
 
 def test_policy_and_encoder_files_errors_name_the_file(tmp_path):
