@@ -178,6 +178,17 @@ def _evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, An
         raise ValueError(f"two runs share a label {labels}; name them with 'label:path'")
     models = {label: load_model(path, cfg.checkpoint) for label, path in runs}
     held = HeldOut(cfg.data, cfg.episodes, cfg.calibration_episodes, cfg.seed, cfg.split)
+    if held.eval_index:  # a run trained at another image size would fail deep in its first layer
+        data_size = int(held.ds[held.eval_index[0]]["rgb"].shape[-1])
+        for label, model in models.items():
+            if model.cfg.image_size not in (None, data_size):
+                raise ValueError(f"run {label} ({dict(runs)[label]}) was trained on {model.cfg.image_size} px "
+                                 f"images but the images of {cfg.data} are {data_size} px; evaluate it on data "
+                                 f"collected at its size (env.image_size={model.cfg.image_size})")
+    if cfg.reject and not held.calib_index:
+        raise ValueError(f"reject=true needs calibration episodes for the reliability thresholds, but the "
+                         f"{cfg.split} split of {cfg.data} has no episode left after the {cfg.episodes} evaluated; "
+                         f"lower episodes= or collect more")
     levels = sorted({float(p) for p in cfg.levels})
     settings = [("clean", 0.0)] + [(n, p) for n in cfg.perturbations for p in levels if p > 0]
     t0 = time.time()

@@ -202,11 +202,19 @@ def _train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "history": [], "skipped_samples": 0}
     out.mkdir(parents=True, exist_ok=True)
+    fingerprint = data_fingerprint(cfg.data)
     last = out / "last.pt"
     if last.exists():
         ckpt = load_checkpoint(last)
-        if _with_new_defaults(json.loads(ckpt["config"])) != _comparable(cfg):
-            raise ValueError(f"{last} was written with another configuration; use another out= folder")
+        saved, now = _with_new_defaults(json.loads(ckpt["config"])), _comparable(cfg)
+        if saved != now:
+            differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+            raise ValueError(f"{last} was written with another configuration ({', '.join(differ)} differ); "
+                             "resume with the same settings or use another out= folder")
+        was, is_now = ckpt.get("data_fingerprint"), data_fingerprint(cfg.data)
+        if was is not None and is_now is not None and was != is_now:
+            raise ValueError(f"{last} was trained on other episodes of {cfg.data} (episodes were added, removed "
+                             "or collected again since); resume on the same data or use another out= folder")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         rngs = ckpt.get("rng_ranks")
@@ -242,6 +250,7 @@ def _train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
         save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "rng": rngs[0], "rng_ranks": rngs, "state": json.dumps(state),
                      "config": json.dumps(_comparable(cfg)),
+                     "data_fingerprint": fingerprint,
                      "model_config": json.dumps(model_cfg.to_dict())}, path)
 
     model.train()
@@ -382,11 +391,26 @@ def kl_scale(cfg: TrainConfig, step: int) -> float:
     return min(1.0, step / cfg.kl_warmup_steps)
 
 
+def data_fingerprint(data: str | Path) -> str | None:
+    """A digest of the episodes a native dataset folder's manifest lists (names and checksums), so a
+    resume on a dataset that changed since is refused; None for other layouts (reference, LeRobot)."""
+    import hashlib
+
+    from sim.dataset_format import MANIFEST, read_manifest
+
+    if not (Path(data) / MANIFEST).exists():
+        return None
+    episodes = sorted((e["name"], e["checksum"]) for e in read_manifest(Path(data))["episodes"])
+    return hashlib.sha256(json.dumps(episodes).encode()).hexdigest()
+
+
 def _comparable(cfg: TrainConfig) -> dict:
-    """The settings a resume must share (not the ones that only change speed or logging)."""
+    """The settings a resume must share (not the ones that only change speed, logging or where the run
+    folder is: a folder moved or named by another path resumes; the data path is compared resolved)."""
     d = asdict(cfg)
-    for key in ("num_workers", "device", "threads", "ckpt_every_steps", "cache"):
-        d.pop(key)
+    for key in ("num_workers", "device", "threads", "ckpt_every_steps", "cache", "out", "progress"):
+        d.pop(key, None)
+    d["data"] = str(Path(d["data"]).resolve())
     return json.loads(json.dumps(d))
 
 
@@ -402,7 +426,11 @@ def _with_new_defaults(old: dict) -> dict:
                 out[key] = fill(out[key], value)
         return out
 
-    return fill(old, _comparable(TrainConfig()))
+    filled = fill(old, _comparable(TrainConfig()))
+    for key in ("out", "progress"):  # compared by checkpoints written before they were left out
+        filled.pop(key, None)
+    filled["data"] = str(Path(filled["data"]).resolve())
+    return filled
 
 
 def run_train_app(cfg) -> int:
@@ -415,6 +443,12 @@ def run_train_app(cfg) -> int:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             config.out = HydraConfig.get().runtime.output_dir  # one folder per run of the sweep
         result = train(config)
+    except KeyboardInterrupt:  # Ctrl-C: the checkpoints stay; say how to go on, not a traceback
+        import sys
+
+        print(f"mmrep train: interrupted; the same command resumes from {Path(str(cfg.out)) / 'last.pt'} "
+              "(the last checkpoint) where one was written", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, RuntimeError, OSError, FloatingPointError) as err:
         return app_error("train", err)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports

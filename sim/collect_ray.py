@@ -61,9 +61,27 @@ def init_ray(address: str | None):
         return ray, False
     if address is None:
         os.environ.setdefault("RAY_worker_niceness", "0")
+    elif address != "auto":
+        check_reachable(address)  # ray.init retries an address nobody listens on for minutes
     ray.init(address=address, namespace=ACTOR_NAMESPACE, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     return ray, True
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """``ConnectionError`` naming ``address`` ("host:port", a Ray head's GCS) unless a TCP connection
+    to it opens within ``timeout_s``."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"ray_address={address!r} must be 'auto' or 'host:port' (e.g. 10.0.0.5:6379)")
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise ConnectionError(f"ray_address={address}: no Ray head answers there ({err.strerror or err}); start "
+                              f"one with `ray start --head` or fix the address") from None
 
 
 def actor_name(index: int) -> str:

@@ -568,7 +568,12 @@ def verify(path: str | Path) -> list[str]:
                     problems.append(f"{where}: unreadable ({_first_line(err)})")
                     continue
                 problems += [f"{where}: {p}" for p in validate_episode(arrays, specs, num_steps)]
-                if episode_checksum(arrays, specs) != checksum:
+                try:
+                    changed = episode_checksum(arrays, specs) != checksum
+                except KeyError as err:  # an array the episode should hold is gone
+                    problems.append(f"{where}: {err.args[0]} missing (no checksum to compare)")
+                    changed = False
+                if changed:
                     problems.append(f"{where}: checksum mismatch (content changed after writing)")
                 seen[name] = (shard.name, checksum)
     if path.is_dir():
@@ -643,6 +648,9 @@ def info(path: str | Path) -> dict[str, Any]:
         if lost:
             problems.append(f"{path / MANIFEST}: {len(lost)} listed episode(s) not found intact "
                             f"(first {lost[0]}); run `mmrep data verify {path}`")
+    elif path.is_dir() and episodes and not (path / MANIFEST).exists():
+        problems.append(f"{path} has no {MANIFEST}: its collection has not finished (run the same collect "
+                        f"again to finish it)")
     out["warnings"] = problems
     return out
 

@@ -150,3 +150,14 @@ def test_a_stalled_cluster_is_reported_and_what_was_written_is_kept(ray_local, t
         ray.kill(hog)
     # the CPUs free again, the same collection finishes
     assert collect(cfg, progress=False)["complete"]
+
+
+def test_an_address_no_ray_head_answers_on_is_refused_at_once():
+    from sim.collect_ray import check_reachable
+
+    t0 = time.time()
+    with pytest.raises(ConnectionError, match="ray_address=127.0.0.1:1: no Ray head answers there"):
+        check_reachable("127.0.0.1:1")  # ray.init itself retried such an address for minutes
+    assert time.time() - t0 < 10
+    with pytest.raises(ValueError, match="must be 'auto' or 'host:port'"):
+        check_reachable("headnode")

@@ -114,6 +114,17 @@ def test_verify_names_a_changed_episode(dataset_dir, tmp_path):
     assert any(name in p and "checksum" in p for p in problems)
 
 
+@pytest.mark.parametrize("key", ["obs/force", "actions"])
+def test_verify_names_an_episode_missing_an_array(dataset_dir, tmp_path, key):
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset_dir, copy)
+    with h5py.File(copy / "shard_000.h5", "a") as f:
+        name = sorted(f["data"])[1]
+        del f["data"][name][key]
+    problems = verify(copy)  # was a KeyError from the checksum of an episode without the array
+    assert any(name in p and key in p for p in problems), problems
+
+
 def test_export_reference_layout_read_independently(dataset_dir, tmp_path):
     files = export_reference(dataset_dir, tmp_path / "ref")
     assert len(files) == 5  # one whole 50-row window per 56-row episode

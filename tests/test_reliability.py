@@ -272,6 +272,14 @@ def test_info_warns_and_fails_on_a_deleted_shard(small_set, tmp_path, capsys):
     assert "WARNING" in capsys.readouterr().out
 
 
+def test_info_warns_on_a_collection_that_has_not_finished(small_set, tmp_path, capsys):
+    copy = tmp_path / "c"
+    subprocess.run(["cp", "-r", str(small_set), str(copy)], check=True)
+    (copy / "manifest.json").unlink()  # as a collection killed before its end leaves it
+    assert cli(["data", "info", str(copy)]) == 1
+    assert "has no manifest.json: its collection has not finished" in capsys.readouterr().out
+
+
 def test_info_names_a_truncated_shard(small_set, tmp_path, capsys):
     copy = tmp_path / "c"
     subprocess.run(["cp", "-r", str(small_set), str(copy)], check=True)
@@ -469,3 +477,19 @@ def test_policy_eval_of_a_folder_without_a_policy_names_it_and_writes_nothing(tm
     with pytest.raises(FileNotFoundError, match=rf"policy={run}: no policy file {run / 'policy.pt'}"):
         evaluate_policy_run(PolicyEvalConfig(policy=str(run)))
     assert list(run.iterdir()) == []  # no eval/ folder left behind
+
+
+def test_a_run_lock_removes_what_a_killed_run_left_half_written(tmp_path):
+    from sim.run_lock import run_lock
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process that wrote and was killed: its pid is free now
+    (tmp_path / "best").mkdir()
+    stale = [tmp_path / f"last.{dead.pid}.tmp.pt", tmp_path / "best" / f"policy.{dead.pid}.tmp.pt"]
+    live = tmp_path / f"eval.{os.getpid()}.tmp.json"  # a process still running: left alone
+    for f in [*stale, live]:
+        f.write_bytes(b"half")
+    (tmp_path / "notes.tmp").write_text("not ours")
+    with run_lock(tmp_path, "train"):
+        assert not any(f.exists() for f in stale)
+    assert live.exists() and (tmp_path / "notes.tmp").exists()

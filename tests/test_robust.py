@@ -304,3 +304,18 @@ def test_evaluate_cli_refuses_bad_input(tmp_path, capsys):
     assert not (tmp_path / "e").exists()
     assert main(["evaluate", f"runs=[{tmp_path}]", f"out={tmp_path / 'e'}", "progress=false"]) == 2
     assert "last.pt" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_data_at_another_image_size_and_reject_without_calibration(robust_run, data64, tmp_path):
+    from sim.collect import CollectConfig, collect
+
+    big = tmp_path / "data128"  # the run was trained on 64 px images
+    collect(CollectConfig(episodes=2, out=str(big), env={"max_steps": 12, "image_size": 128}, workers=1,
+                          policies={"contact_seeking": 1.0}), progress=False)
+    with pytest.raises(ValueError, match=r"trained on 64 px images but the images of .*data128 are 128 px"):
+        evaluate(EvaluateConfig(runs=[str(robust_run)], data=str(big), out=str(tmp_path / "a"), split="all",
+                                episodes=1, calibration_episodes=1, batch_size=8, progress=False))
+    with pytest.raises(ValueError, match="reject=true needs calibration episodes"):
+        evaluate(EvaluateConfig(runs=[str(robust_run)], data=str(data64), out=str(tmp_path / "b"), split="all",
+                                episodes=10, calibration_episodes=1, batch_size=8, progress=False, reject=True))
+    assert not (tmp_path / "a" / "results.json").exists() and not (tmp_path / "b" / "results.json").exists()

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -119,8 +120,19 @@ def test_sigkill_then_resume_matches_uninterrupted(data64, tmp_path):
 
 def test_resume_with_other_settings_is_refused(data64, tmp_path):
     train(_cfg(data64, tmp_path, epochs=1), progress=False)
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match=r"another configuration \(lr differ\)"):
         train(_cfg(data64, tmp_path, epochs=1, lr=1e-3), progress=False)
+
+
+def test_a_run_folder_moved_or_named_by_another_path_resumes(data64, tmp_path, monkeypatch):
+    first = tmp_path / "first"
+    train(_cfg(data64, first, epochs=1), progress=False)
+    moved = tmp_path / "moved"
+    first.rename(moved)  # the folder moved: its checkpoint recorded the old out=
+    monkeypatch.chdir(tmp_path)  # and named relative to here, the data by another spelling of its path
+    data = Path(os.path.relpath(data64, tmp_path))
+    result = train(_cfg(data, Path("moved"), epochs=1, progress=True), progress=False)  # bars: no matter
+    assert result["final"]["epoch"] == 1  # resumed from the moved checkpoint, not refused
 
 
 def test_runs_written_before_new_options_existed_still_resume(data64, tmp_path):
@@ -271,3 +283,11 @@ def test_alignment_head_reads_the_posterior_mean_or_a_sample(alignment_input, da
     same = torch.allclose(a["align_logit"], b["align_logit"]) and torch.allclose(a["align_logit_neg"],
                                                                                 b["align_logit_neg"])
     assert same == (alignment_input == "mean")
+
+
+def test_a_resume_on_a_dataset_that_changed_since_is_refused(tmp_path):
+    data = collect_small(tmp_path / "data", episodes=4, max_steps=20)
+    train(_cfg(data, tmp_path / "run", epochs=1), progress=False)
+    collect_small(data, episodes=5, max_steps=20)  # the same folder, one episode more
+    with pytest.raises(ValueError, match=r"trained on other episodes of .*data \(episodes were added"):
+        train(_cfg(data, tmp_path / "run", epochs=1), progress=False)

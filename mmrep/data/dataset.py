@@ -147,7 +147,7 @@ class MultimodalDataset(Dataset):
                         where = f"{e.file}" + (f":{e.group}" if e.group else "")
                         raise NonFiniteDataError(f"NaN or inf in {key!r} of {where} at step(s) "
                                                  f"{bad[:5].tolist()}; fix the data, or set "
-                                                 f"skip_nonfinite=true to skip such samples")
+                                                 f"skip_nonfinite=true (mmrep train) to skip such samples")
         counts = np.array([e.num_obs - 1 for e in episodes])
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
 
@@ -264,7 +264,7 @@ class MultimodalDataset(Dataset):
                 e, step = (self.episodes[neg_ep], neg_t) if key.endswith("_neg") else (self.episodes[ep], t)
                 where = f"{e.file}" + (f":{e.group}" if e.group else "")
                 raise NonFiniteDataError(f"NaN or inf in {key!r} of {where} at step {step} (sample {index}); "
-                                         f"fix the data, or set skip_nonfinite=true to skip such samples")
+                                         f"fix the data, or set skip_nonfinite=true (mmrep train) to skip such samples")
             sample[key] = torch.where(finite, sample[key], torch.zeros_like(sample[key]))
             sample["valid"] = torch.tensor(0.0)
         if not bool(sample["valid"]):
