@@ -174,6 +174,10 @@ def _evaluate_task(cfg) -> int:
     try:
         config = app_config(cfg)
         summary = evaluate(config)
+    except KeyboardInterrupt:
+        print("mmrep evaluate: interrupted; nothing was written (the results are written at the end)",
+              file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, RuntimeError, OSError, KeyError) as err:
         return _fail("evaluate", err)
     out = Path(config.out)
@@ -326,9 +330,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out_pos", nargs="?", metavar="out")
     p.add_argument("--data", help="the dataset folder (or give it first)")
     p.add_argument("--out", help="where to write (or give it second)")
-    p.add_argument("--flow", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
-                   help="lerobot: include the exact optical flow (default true)")
-    p.add_argument("--episodes", type=int, default=None, help="lerobot: only the first N (training first)")
+
+    def boolean(value: str) -> bool:  # flow=false / flow=true; a typo (flow=flase) is refused, not read as false
+        word = value.strip().lower()
+        if word not in ("1", "true", "yes", "0", "false", "no"):
+            raise argparse.ArgumentTypeError(f"must be true or false, got {value!r}")
+        return word in ("1", "true", "yes")
+
+    def positive_int(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"must be a positive integer (leave it out for every episode), "
+                                             f"got {value!r}")
+        return number
+
+    p.add_argument("--flow", type=boolean, default=True,
+                   help="lerobot: include the exact optical flow: true or false (default true)")
+    p.add_argument("--episodes", type=positive_int, default=None,
+                   help="lerobot: only the first N (training first); default every episode")
     if argv[0] not in ("data",):
         print(f"mmrep: unknown command {argv[0]!r}\n\n{_overview()}", file=sys.stderr)
         return 2

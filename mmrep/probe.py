@@ -45,7 +45,7 @@ from mmrep.models.experts import step_summary
 from mmrep.models.losses import f1_from_counts
 from sim.dataset_format import DATA_GROUP, open_shard, read_manifest
 from sim.modalities import MODALITIES
-from sim.observation import proprio8_from_proprio13
+from sim.observation import ObservationShapeError, proprio8_from_proprio13
 
 NEAR_M = 0.02  # m: "near the hole" for the near-hole figure
 RANDOM_PREFIX = "random:"  # an encoder spec "random:PATH": PATH's architecture, fresh weights
@@ -107,7 +107,8 @@ def load_steps(path: str | Path, split: str, keys: tuple[str, ...], max_episodes
     manifest = read_manifest(path)
     chosen = [e for e in manifest["episodes"] if e["split"] == split][:max_episodes]
     if not chosen:
-        raise ValueError(f"{path}: no episodes in split {split!r}")
+        raise ValueError(f"{path}: no episodes in split {split!r} (the probes fit on the train episodes and "
+                         f"score on the valid ones: collect more episodes)")
     obs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     offsets, contacts, episodes = [], [], []
     hole_of = HoleReplay()
@@ -241,7 +242,10 @@ def run_probes(data: str | Path, encoders: dict[str, str], out: str | Path, cfg:
         path, _, only = spec.partition("@")
         enc = load_probed_encoder(path)
         keep = only.split(",") if only else list(train.obs)  # "@force,proprio": the product of those experts
-        z_train, z_valid = (encode_steps(enc, {k: s.obs[k] for k in keep}) for s in (train, valid))
+        try:
+            z_train, z_valid = (encode_steps(enc, {k: s.obs[k] for k in keep}) for s in (train, valid))
+        except ObservationShapeError as e:  # e.g. the dataset's image size is not the encoder's
+            raise ValueError(f"encoder {path} on {data}: {e}") from e
         row = probe_features("z", z_train, z_valid, train, valid, cfg)
         rows.append({"encoder": label, **row})
         if with_proprio:
@@ -309,11 +313,40 @@ def probe_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def encoder_labels(specs: list[str]) -> dict[str, str]:
+    """{label: spec} of the encoder arguments ``label=spec`` or ``spec`` (``spec``: a path, ``random:PATH``,
+    either with an ``@modalities`` suffix). An unlabelled spec is labelled with its file's stem, or, where
+    unlabelled stems collide (``runs/a/encoder.pt runs/b/encoder.pt``), with its run folder's name (``a``,
+    ``b``; ``random:`` kept in front). Raises ValueError naming the labels that are still repeated."""
+    labelled: list[tuple[str, str]] = []
+    unlabelled: list[tuple[str, str]] = []
+    for spec in specs:
+        label, _, path = spec.rpartition("=")
+        (labelled if label else unlabelled).append((label, path))
+    stems = [Path(path.partition("@")[0].removeprefix(RANDOM_PREFIX)).stem for _, path in unlabelled]
+    for i, (_, path) in enumerate(unlabelled):
+        if stems.count(stems[i]) > 1:
+            file = path.partition("@")[0]
+            folder = Path(file.removeprefix(RANDOM_PREFIX)).resolve().parent.name
+            label = (RANDOM_PREFIX if file.startswith(RANDOM_PREFIX) else "") + folder
+        else:
+            label = stems[i]
+        unlabelled[i] = (label, path)
+    pairs = labelled + unlabelled
+    labels = [label for label, _ in pairs]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"encoder labels repeated: {repeated} (each encoder needs its own label: "
+                         f"give them as label=PATH)")
+    return {label: path for label, path in pairs}
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m mmrep.probe", description=__doc__.splitlines()[0])
     ap.add_argument("data", help="a native dataset folder (its train episodes fit, its valid episodes score)")
     ap.add_argument("encoders", nargs="*", help="label=encoder.pt, or label=random:encoder.pt (fresh weights); "
-                    "a suffix @force,proprio encodes those modalities alone (the others left out of the product)")
+                    "a suffix @force,proprio encodes those modalities alone (the others left out of the product); "
+                    "unlabelled: the file's stem, or its run folder's name where stems repeat; labels must differ")
     ap.add_argument("--out", default="outputs/probe")
     ap.add_argument("--epochs", type=int, default=ProbeConfig.epochs)
     ap.add_argument("--max-episodes", type=int, default=None, help="per split")
@@ -324,18 +357,26 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_intermixed_args(argv)  # options before or after the encoders
     if args.threads:
         torch.set_num_threads(args.threads)
-    encoders = {}
-    for spec in args.encoders:
-        label, _, path = spec.rpartition("=")
-        encoders[label or Path(path.partition("@")[0]).stem] = path
+    try:
+        encoders = encoder_labels(args.encoders)
+    except ValueError as e:
+        ap.error(str(e))
+    for label, path in encoders.items():
         file, _, only = path.partition("@")
         if not Path(file.removeprefix(RANDOM_PREFIX)).exists():
             raise SystemExit(f"encoder {file} does not exist")
         unknown = sorted(set(filter(None, only.split(","))) - set(MODALITIES))
         if unknown:
-            raise SystemExit(f"encoder {spec}: unknown modalities {unknown} after '@' (choose from {list(MODALITIES)})")
-    result = run_probes(args.data, encoders, args.out, ProbeConfig(epochs=args.epochs, seed=args.seed),
-                        max_episodes=args.max_episodes)
+            raise SystemExit(f"encoder {label}={path}: unknown modalities {unknown} after '@' "
+                             f"(choose from {list(MODALITIES)})")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        ap.error(f"--out {args.out} is a file, not a folder")
+    try:
+        result = run_probes(args.data, encoders, args.out, ProbeConfig(epochs=args.epochs, seed=args.seed),
+                            max_episodes=args.max_episodes)
+    except (ValueError, OSError, RuntimeError) as e:  # bad input: a message naming the file, not a traceback
+        # (OSError covers FileNotFoundError and h5py's unreadable-file errors)
+        ap.exit(2, f"{ap.prog}: error: {e}\n")
     print(probe_table(result))
 
 

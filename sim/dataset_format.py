@@ -63,6 +63,9 @@ DATA_GROUP = "data"
 MASK_GROUP = "mask"
 SPLITS = ("train", "valid")
 MANIFEST = "manifest.json"
+# what to do about a damaged dataset (the errors of the exports say it)
+REPAIR_ADVICE = ("the same collect command re-collects the episodes of a shard cut short; an episode damaged inside\n"
+                 "a readable shard is not detected by it: collect again into a new folder")
 COLLECT_CONFIG = "collect_config.json"
 SHARD_GLOB = "shard_*.h5"
 CHECKSUM_ATTR = "checksum"

@@ -7,13 +7,24 @@ One HDF5 file per 50-step chunk; every key has 50 rows of the shapes in ``REFERE
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from sim.dataset_format import DATA_GROUP, READ_ERRORS, UnreadableFileError, episode_groups, list_shards, open_shard
+from sim.dataset_format import (
+    DATA_GROUP,
+    MANIFEST,
+    READ_ERRORS,
+    REPAIR_ADVICE,
+    SHARD_GLOB,
+    UnreadableFileError,
+    episode_groups,
+    list_shards,
+    open_shard,
+)
 from sim.observation import action4_from_action, peg_yaw, proprio8_from_proprio13, yaw_quat
 
 REFERENCE_KEYS = {
@@ -28,6 +39,9 @@ REQUIRED_REFERENCE_KEYS = ("image", "depth_data", "ee_forces_continuous", "propr
                            "optical_flow")
 """The keys training reads; a file without them is not in the reference layout."""
 
+NATIVE_SHARD = re.compile(r"shard_\d+\.h5")
+"""The name of a native dataset's shard (``sim.dataset_format.shard_name``), not of a reference file."""
+
 
 def export_reference(path: str | Path, out: str | Path, window: int = 50) -> list[Path]:
     """Write a native dataset in the paper's layout: one file per ``window`` observation rows.
@@ -37,26 +51,47 @@ def export_reference(path: str | Path, out: str | Path, window: int = 50) -> lis
     ``ee_yaw`` is the quaternion (x, y, z, w) of the yaw alone and ``ee_yaw_delta`` that of the yaw
     change to the next row; ``action`` row t is the action taken at t (zero yaw appended for 3-D
     actions; zero after the episode's last step). Needs 50 F/T readings per step (1 kHz physics).
+
+    Raises ``LayoutError`` (nothing written) where ``out`` is the dataset folder or holds a dataset
+    (shards or a manifest: the files written here, ``shard_..._ep_..._000.h5``, would be taken for its
+    shards), and where nothing would be written (no shard, or no episode with camera images and flow
+    that is ``window`` rows long).
     """
     path, out = Path(path), Path(out)
     if not path.exists():
         raise FileNotFoundError(f"dataset path {path} does not exist")
+    _check_out(path, out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    episodes = without_images = 0
     try:
-        for shard in list_shards(path):
+        shards = list_shards(path)
+        for shard in shards:
             with open_shard(shard) as f:
                 for name in episode_groups(f):
+                    episodes += 1
                     try:
-                        _export_episode(f[DATA_GROUP][name], f"{shard}:{name}",
-                                        out / f"{shard.stem}_{name}", window, written)
+                        g = f[DATA_GROUP][name]
+                        if "obs/rgb" not in g or "flow" not in g:
+                            without_images += 1
+                            continue
+                        _export_episode(g, f"{shard}:{name}", out / f"{shard.stem}_{name}", window, written)
                     except LayoutError:
                         raise
                     except READ_ERRORS as err:
                         raise UnreadableFileError(f"{shard}:{DATA_GROUP}/{name} cannot be read ({err}); run "
-                                                  f"`mmrep data verify {path}`, repair the dataset (the same "
-                                                  f"collect command) and export again") from None
+                                                  f"`mmrep data verify {path}`, repair the dataset and export "
+                                                  f"again ({REPAIR_ADVICE})") from None
+        if not written:
+            if not shards:
+                why = f"it has no {SHARD_GLOB} files"
+            elif not episodes:
+                why = "its shards hold no episodes"
+            else:
+                why = (f"of its {episodes} episode(s), {without_images} have no camera images or flow and the "
+                       f"rest are shorter than {window} steps (a reference file holds {window} rows)")
+            raise LayoutError(f"nothing to export from {path}: {why}")
     except BaseException:
         # Nothing half-exported: the files of this export go, and the folder if this export made it.
         for target in written:
@@ -67,15 +102,26 @@ def export_reference(path: str | Path, out: str | Path, window: int = 50) -> lis
     return written
 
 
+def _check_out(path: Path, out: Path) -> None:
+    """Refuse an output folder that is the dataset's folder or holds a dataset (its shards or manifest)."""
+    folder = path if path.is_dir() else path.parent
+    if out.exists() and out.is_dir():
+        if out.resolve() == folder.resolve():
+            raise LayoutError(f"the output {out} is the dataset folder {folder}: export to a folder of its own")
+        native = [p.name for p in out.glob(SHARD_GLOB) if NATIVE_SHARD.fullmatch(p.name)]
+        if native or (out / MANIFEST).exists():
+            held = native[0] if native else MANIFEST
+            raise LayoutError(f"the output {out} holds a dataset ({held}): export to a folder of its own (the "
+                              f"reference files' names match {SHARD_GLOB} and would be taken for its shards)")
+
+
 class LayoutError(ValueError):
     """A dataset that cannot be exported to the reference layout (not a damaged one)."""
 
 
 def _export_episode(g: h5py.Group, where: str, stem: Path, window: int, written: list[Path]) -> list[Path]:
-    """The reference-layout files of one episode group (each also appended to ``written`` before it is
-    created, so a failure can remove it)."""
-    if "obs/rgb" not in g or "flow" not in g:
-        return []
+    """The reference-layout files of one episode group with camera images and flow (each also appended to
+    ``written`` before it is created, so a failure can remove it)."""
     force = g["obs/force"][()]
     if force.shape[1] != 50:
         raise LayoutError(f"{where} has {force.shape[1]} F/T readings per step; the reference layout needs 50 "

@@ -37,14 +37,30 @@ from mmrep.models.network import network_of, target_of
 from sim.observation import PROPRIO13_DIM
 
 OPSET = 17
+EXPORT_SUFFIXES = (".onnx", ".safetensors", ".json")
+"""The suffixes an output path may be given with (replaced); any other dot in its name is kept."""
+
+
+def output_stem(out: str | Path) -> Path:
+    """``out`` without an export suffix (``EXPORT_SUFFIXES``): ``runs/enc.onnx`` -> ``runs/enc``, while
+    ``runs/run_v1.5`` stays as it is (``.5`` is part of the name, not a suffix)."""
+    out = Path(out)
+    return out.with_suffix("") if out.suffix.lower() in EXPORT_SUFFIXES else out
+
+
+def _with(stem: Path, suffix: str) -> Path:
+    """``stem`` + ``suffix``, its parent folder created."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    return stem.with_name(stem.name + suffix)
 
 
 # ------------------------------------------------------------------------------------- safetensors
 def save_safetensors(encoder: Encoder, out: str | Path) -> tuple[Path, Path]:
-    """Write ``out.safetensors`` and ``out.json`` (``out`` without a suffix); return both paths."""
+    """Write ``out.safetensors`` and ``out.json`` (``out`` less an ``EXPORT_SUFFIXES`` suffix; its folder
+    created); return both paths."""
     from safetensors.torch import save_file
 
-    out = Path(out).with_suffix("")
+    out = output_stem(out)
     net = network_of(encoder)  # the network's own names, as in encoder.pt (not the wrapper's ``net.``)
     assert_finite_weights(net, f"encoder for {out}")
     weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -54,7 +70,7 @@ def save_safetensors(encoder: Encoder, out: str | Path) -> tuple[Path, Path]:
         meta["network"] = target_of(net)
     if encoder.reliability is not None:
         meta["reliability"] = encoder.reliability.to_json()
-    st, js = out.with_suffix(".safetensors"), out.with_suffix(".json")
+    st, js = _with(out, ".safetensors"), _with(out, ".json")
     save_file(weights, str(st), metadata=meta)
     js.write_text(json.dumps({"format": FORMAT, "weights": st.name, "config": config,
                               "reliability": json.loads(meta["reliability"]) if "reliability" in meta else None,
@@ -123,8 +139,12 @@ def example_inputs(encoder: Encoder, batch: int = 2, force_readings: int = 50,
 
 
 def save_onnx(encoder: Encoder, out: str | Path, force_readings: int = 50) -> Path:
-    """Write the frozen encoder as ``out.onnx`` (batch axis dynamic); return the path."""
-    out = Path(out).with_suffix(".onnx")
+    """Write the frozen encoder as ``out.onnx`` (``out`` less an ``EXPORT_SUFFIXES`` suffix; its folder created;
+    batch axis dynamic) for ``force_readings`` (>= 1) F/T readings per step; return the path."""
+    if isinstance(force_readings, bool) or not isinstance(force_readings, int) or force_readings < 1:
+        raise ValueError(f"force_readings (the F/T readings per step) must be a positive integer, "
+                         f"got {force_readings!r}")
+    out = _with(output_stem(out), ".onnx")
     wrapper = OnnxEncoder(encoder.cpu().eval())
     inputs = example_inputs(encoder, force_readings=force_readings)
     names = list(inputs)
@@ -174,7 +194,7 @@ class OnnxRuntimeEncoder:
 
 def export(encoder_path: str | Path, fmt: str, out: str | Path | None = None, force_readings: int = 50) -> list[Path]:
     """``mmrep export-encoder``: the encoder file ``encoder_path`` as ``fmt`` (onnx | safetensors) beside it
-    or at ``out`` (suffix replaced)."""
+    or at ``out`` (an ``EXPORT_SUFFIXES`` suffix replaced, other dots kept; its folder created)."""
     enc = load_encoder(encoder_path)
     out = Path(out) if out else Path(encoder_path).with_suffix("")
     if fmt == "safetensors":
@@ -188,9 +208,13 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="mmrep export-encoder", description=__doc__.splitlines()[0])
     p.add_argument("encoder", help="an encoder file (encoder.pt or .safetensors)")
     p.add_argument("--format", choices=["onnx", "safetensors"], required=True)
-    p.add_argument("--out", help="output path (suffix replaced); default: beside the encoder")
-    p.add_argument("--force-readings", type=int, default=50, help="onnx: F/T readings per step (n)")
+    p.add_argument("--out", help="output path (a .onnx, .safetensors or .json suffix replaced; its folder "
+                   "created); default: beside the encoder")
+    p.add_argument("--force-readings", type=int, default=50, help="onnx: F/T readings per step (n, at least 1)")
     args = p.parse_args(argv)
+    if args.force_readings < 1:
+        p.error(f"argument --force-readings: must be at least 1 (the F/T readings per step), "
+                f"got {args.force_readings}")
     try:
         paths = export(args.encoder, args.format, args.out, args.force_readings)
     except (ValueError, FileNotFoundError, OSError, ImportError) as err:

@@ -30,6 +30,7 @@ the env config). The task string of each frame is "insert the <shape> peg".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -40,7 +41,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from sim.dataset_format import DATA_GROUP, read_manifest
+from sim.dataset_format import DATA_GROUP, READ_ERRORS, REPAIR_ADVICE, UnreadableFileError, read_manifest
 
 REPO_ID = "mmrep/sim"
 SPLIT_IDS = {"train": 0, "valid": 1}
@@ -92,14 +93,41 @@ def features(image_size: int, n_substeps: int, action_dim: int, camera: bool, fl
     return out
 
 
-def _frames(g: h5py.Group, feats: dict[str, dict], index: int, split: int, task: str):
-    """The LeRobot frames (dicts of numpy arrays) of one mmrep episode group: T + 1 of them."""
-    obs = {k: g[f"obs/{k}"][()] for k in ("force", "proprio", "joint_pos", "joint_vel", "contact")}
+def _episode_arrays(g: h5py.Group, feats: dict[str, dict]) -> dict[str, np.ndarray]:
+    """Every array of one mmrep episode group that the features ``feats`` need, read into memory."""
+    keys = ["obs/force", "obs/proprio", "obs/joint_pos", "obs/joint_vel", "obs/contact", "actions", "rewards",
+            "dones"]
+    if "observation.images.rgb" in feats:
+        keys += ["obs/rgb", "obs/depth"]
+    if "next.flow" in feats:
+        keys.append("flow")
+    return {k: g[k][()] for k in keys}
+
+
+def read_episode(path: Path, entry: dict[str, Any], feats: dict[str, dict]) -> tuple[dict[str, np.ndarray], str]:
+    """The arrays (``_episode_arrays``) and the peg shape of the manifest entry ``entry`` of dataset ``path``;
+    UnreadableFileError naming the shard and the episode where they cannot be read (a damaged shard)."""
+    shard = path / entry["shard"]
+    try:
+        with h5py.File(shard, "r") as f:
+            g = f[f"{DATA_GROUP}/{entry['name']}"]
+            return _episode_arrays(g, feats), str(g.attrs["peg_shape"])
+    except READ_ERRORS as err:
+        raise _unreadable(path, shard, entry["name"], err) from None
+
+
+def _unreadable(path: Path, shard: Path, name: str, err: BaseException) -> UnreadableFileError:
+    return UnreadableFileError(f"{shard}:{DATA_GROUP}/{name} cannot be read ({err}); run `mmrep data verify "
+                               f"{path}`, repair the dataset and export again ({REPAIR_ADVICE})")
+
+
+def _frames(arrays: dict[str, np.ndarray], index: int, split: int, task: str):
+    """The LeRobot frames (dicts of numpy arrays) of one mmrep episode's arrays (``_episode_arrays``): T + 1
+    of them."""
+    obs = {k: arrays[f"obs/{k}"] for k in ("force", "proprio", "joint_pos", "joint_vel", "contact")}
     rows = obs["proprio"].shape[0]
-    actions, rewards, dones = g["actions"][()], g["rewards"][()], g["dones"][()]
-    rgb = g["obs/rgb"] if "observation.images.rgb" in feats else None
-    depth = g["obs/depth"] if rgb is not None else None
-    flow = g["flow"] if "next.flow" in feats else None
+    actions, rewards, dones = arrays["actions"], arrays["rewards"], arrays["dones"]
+    rgb, depth, flow = arrays.get("obs/rgb"), arrays.get("obs/depth"), arrays.get("flow")
     for t in range(rows):
         last = t == rows - 1
         frame = {
@@ -131,53 +159,67 @@ def export_lerobot(path: str | Path, out: str | Path, repo_id: str = REPO_ID, fl
 
     ``flow=False`` leaves out the exact optical flow (the largest feature); ``episodes`` exports only the
     first that many (training ones first). Writes into ``out.partial`` and renames it at the end, so an
-    interrupted export leaves no half dataset under ``out``. Returns LeRobot's ``info.json``.
+    interrupted export leaves no half dataset under ``out`` (a failed one removes ``out.partial``). A shard
+    that cannot be read raises UnreadableFileError naming the shard and the episode. Returns LeRobot's
+    ``info.json``.
     """
     path, out = Path(path), Path(out)
+    if episodes is not None and (isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1):
+        raise ValueError(f"episodes must be a positive integer or None (every episode), got {episodes!r}")
     if out.exists():
         raise FileExistsError(f"{out} exists; LeRobot's writer needs a new folder")
     manifest = read_manifest(path)
     entries = sorted(manifest["episodes"], key=lambda e: (SPLIT_IDS[e["split"]], e["index"]))[:episodes]
     if not entries:
         raise ValueError(f"{path} holds no complete episode")
-    with h5py.File(path / entries[0]["shard"], "r") as f:
-        g = f[f"{DATA_GROUP}/{entries[0]['name']}"]
-        env = json.loads(g.attrs["env_config"])
-        camera, has_flow = "obs/rgb" in g, "flow" in g
-        n, a = g["obs/force"].shape[1], g["actions"].shape[1]
-        size = int(g["obs/rgb"].shape[1]) if camera else int(env["image_size"])
+    first = path / entries[0]["shard"]
+    try:
+        with h5py.File(first, "r") as f:
+            g = f[f"{DATA_GROUP}/{entries[0]['name']}"]
+            env = json.loads(g.attrs["env_config"])
+            camera, has_flow = "obs/rgb" in g, "flow" in g
+            n, a = g["obs/force"].shape[1], g["actions"].shape[1]
+            size = int(g["obs/rgb"].shape[1]) if camera else int(env["image_size"])
+    except READ_ERRORS as err:
+        raise _unreadable(path, first, entries[0]["name"], err) from None
     feats = features(size, n, a, camera, flow and has_flow)
     LeRobotDataset, _ = import_lerobot()
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
-    ds = LeRobotDataset.create(repo_id, fps=int(env["control_hz"]), features=feats, root=partial,
-                               robot_type="kuka_iiwa", use_videos=False)
-    per_episode = []
-    # LeRobot's statistics histogram bool features with a warning per episode and feature: expected here.
-    warnings.filterwarnings("ignore", "Converting input from bool", RuntimeWarning)
-    for e in entries:
-        with h5py.File(path / e["shard"], "r") as f:
-            g = f[f"{DATA_GROUP}/{e['name']}"]
-            shape = str(g.attrs["peg_shape"])
-            for frame in _frames(g, feats, e["index"], SPLIT_IDS[e["split"]], f"insert the {shape} peg"):
+    ds = None
+    try:
+        ds = LeRobotDataset.create(repo_id, fps=int(env["control_hz"]), features=feats, root=partial,
+                                   robot_type="kuka_iiwa", use_videos=False)
+        per_episode = []
+        # LeRobot's statistics histogram bool features with a warning per episode and feature: expected here.
+        warnings.filterwarnings("ignore", "Converting input from bool", RuntimeWarning)
+        for e in entries:
+            arrays, shape = read_episode(path, e, feats)
+            for frame in _frames(arrays, e["index"], SPLIT_IDS[e["split"]], f"insert the {shape} peg"):
                 ds.add_frame(frame)
-        ds.save_episode()
-        per_episode.append({"index": e["index"], "name": e["name"], "seed": e["seed"], "peg_shape": e["peg_shape"],
-                            "policy": e["policy"], "success": e["success"], "split": e["split"]})
-    ds.finalize()
-    info_path = partial / "meta" / "info.json"
-    info = json.loads(info_path.read_text())
-    n_train = sum(e["split"] == "train" for e in entries)
-    info["splits"] = {"train": f"0:{n_train}", **({"valid": f"{n_train}:{len(entries)}"} if n_train < len(entries)
-                                                   else {})}
-    info["mmrep"] = {"source": str(path), "units": {k: v for k, v in UNITS.items() if k in feats},
-                     "force_axes": FT_NAMES, "state_names": PROPRIO13_NAMES,
-                     "episodes": per_episode, "env_config": env,
-                     "notes": "one frame per observation row; the last frame of an episode (is_last) has no "
-                              "action: its action, next.reward and next.flow are zeros"}
-    info_path.write_text(json.dumps(info, indent=4))
-    os.replace(partial, out)
+            ds.save_episode()
+            per_episode.append({"index": e["index"], "name": e["name"], "seed": e["seed"], "peg_shape": e["peg_shape"],
+                                "policy": e["policy"], "success": e["success"], "split": e["split"]})
+        ds.finalize()
+        info_path = partial / "meta" / "info.json"
+        info = json.loads(info_path.read_text())
+        n_train = sum(e["split"] == "train" for e in entries)
+        info["splits"] = {"train": f"0:{n_train}", **({"valid": f"{n_train}:{len(entries)}"} if n_train < len(entries)
+                                                       else {})}
+        info["mmrep"] = {"source": str(path), "units": {k: v for k, v in UNITS.items() if k in feats},
+                         "force_axes": FT_NAMES, "state_names": PROPRIO13_NAMES,
+                         "episodes": per_episode, "env_config": env,
+                         "notes": "one frame per observation row; the last frame of an episode (is_last) has no "
+                                  "action: its action, next.reward and next.flow are zeros"}
+        info_path.write_text(json.dumps(info, indent=4))
+        os.replace(partial, out)
+    except BaseException:
+        if ds is not None:  # close LeRobot's parquet writers first: they write their files when closed
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                ds.finalize()
+        shutil.rmtree(partial, ignore_errors=True)  # no half dataset left, not even as out.partial
+        raise
     return info
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sim.dataset_format import DATA_GROUP, read_manifest
+from sim.dataset_format import DATA_GROUP, READ_ERRORS, REPAIR_ADVICE, UnreadableFileError, read_manifest
 
 OBS_KEYS = ("rgb", "depth", "force", "proprio", "contact", "joint_pos", "joint_vel")
 STEP_KEYS = ("actions", "rewards", "dones")
@@ -41,8 +41,28 @@ def _virtual(dst: h5py.Group, name: str, src_file: Path, src_path: str, shape, d
     dst.create_virtual_dataset(name, layout)
 
 
+def _episode_layout(path: Path, entry: dict) -> tuple[dict, int, dict[str, tuple[str, tuple, np.dtype]]]:
+    """What the view needs of the manifest entry ``entry`` of dataset ``path``: its env config, its number
+    of steps and {key: (path in the shard, shape, dtype)} of its arrays (``obs/<key>`` and the step keys);
+    UnreadableFileError naming the shard and the episode where they cannot be read (a damaged shard)."""
+    shard, name = path / entry["shard"], entry["name"]
+    try:
+        with h5py.File(shard, "r") as src:
+            g = src[f"{DATA_GROUP}/{name}"]
+            arrays = {key: (f"{DATA_GROUP}/{name}/{key}", g[key].shape, g[key].dtype)
+                      for key in (*(f"obs/{k}" for k in OBS_KEYS), *STEP_KEYS) if key in g or key in STEP_KEYS}
+            return json.loads(g.attrs["env_config"]), int(g.attrs["num_steps"]), arrays
+    except READ_ERRORS as err:
+        raise UnreadableFileError(f"{shard}:{DATA_GROUP}/{name} cannot be read ({err}); run `mmrep data verify "
+                                  f"{path}`, repair the dataset and export again ({REPAIR_ADVICE})") from None
+
+
 def export_robomimic(path: str | Path, out: str | Path) -> Path:
-    """Write the robomimic view of dataset folder ``path`` to ``out`` (an ``.hdf5`` file); return it."""
+    """Write the robomimic view of dataset folder ``path`` to ``out`` (an ``.hdf5`` file); return it.
+
+    Writes ``out.partial`` and renames it at the end; a failed export removes it. A shard whose episode
+    cannot be read raises UnreadableFileError naming the shard and the episode (the view reads the shards'
+    layout only, not their data: ``mmrep data verify`` checks that)."""
     path, out = Path(path).resolve(), Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists")
@@ -54,36 +74,35 @@ def export_robomimic(path: str | Path, out: str | Path) -> Path:
     env_config = None
     masks: dict[str, list[str]] = {"train": [], "valid": []}
     total = 0
-    with h5py.File(tmp, "w") as f:
-        data = f.create_group("data")
-        for i, e in enumerate(manifest["episodes"]):
-            demo = f"demo_{i}"
-            shard = path / e["shard"]
-            with h5py.File(shard, "r") as src:
-                g = src[f"{DATA_GROUP}/{e['name']}"]
-                env_config = env_config or json.loads(g.attrs["env_config"])
-                n = int(g.attrs["num_steps"])
+    try:
+        with h5py.File(tmp, "w") as f:
+            data = f.create_group("data")
+            for i, e in enumerate(manifest["episodes"]):
+                demo = f"demo_{i}"
+                shard = path / e["shard"]
+                config, n, arrays = _episode_layout(path, e)
+                env_config = env_config or config
                 d = data.create_group(demo)
-                for key in OBS_KEYS:
-                    if f"obs/{key}" not in g:
-                        continue
-                    a = g[f"obs/{key}"]
-                    src_path = f"{DATA_GROUP}/{e['name']}/obs/{key}"
-                    _virtual(d.require_group("obs"), key, shard, src_path, a.shape, a.dtype, slice(0, n))
-                    _virtual(d.require_group("next_obs"), key, shard, src_path, a.shape, a.dtype, slice(1, n + 1))
-                for key in STEP_KEYS:
-                    a = g[key]
-                    _virtual(d, key, shard, f"{DATA_GROUP}/{e['name']}/{key}", a.shape, a.dtype, slice(0, n))
+                for key, (src_path, shape, dtype) in arrays.items():
+                    if key.startswith("obs/"):
+                        key = key.removeprefix("obs/")
+                        _virtual(d.require_group("obs"), key, shard, src_path, shape, dtype, slice(0, n))
+                        _virtual(d.require_group("next_obs"), key, shard, src_path, shape, dtype, slice(1, n + 1))
+                    else:
+                        _virtual(d, key, shard, src_path, shape, dtype, slice(0, n))
                 d.attrs["num_samples"] = n
                 for k in ("seed", "peg_shape", "policy", "success"):
                     d.attrs[k] = e[k]
                 d.attrs["mmrep_episode"] = e["name"]
-            masks[e["split"]].append(demo)
-            total += n
-        data.attrs["total"] = total
-        data.attrs["env_args"] = json.dumps({"env_name": "mmrep/PegInsertion-v0", "type": None,
-                                             "env_kwargs": env_config})
-        for split, names in masks.items():
-            f.create_dataset(f"mask/{split}", data=np.array(names, dtype="S"))
-    tmp.replace(out)
+                masks[e["split"]].append(demo)
+                total += n
+            data.attrs["total"] = total
+            data.attrs["env_args"] = json.dumps({"env_name": "mmrep/PegInsertion-v0", "type": None,
+                                                 "env_kwargs": env_config})
+            for split, names in masks.items():
+                f.create_dataset(f"mask/{split}", data=np.array(names, dtype="S"))
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half view left behind
+        raise
     return out
