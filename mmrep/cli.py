@@ -177,7 +177,7 @@ def _evaluate_task(cfg) -> int:
     except KeyboardInterrupt:
         print("mmrep evaluate: interrupted; nothing was written (the results are written at the end)",
               file=sys.stderr)
-        return 130
+        raise SystemExit(130) from None  # ends a sweep too (a return would go on to its next run)
     except (ValueError, FileNotFoundError, RuntimeError, OSError, KeyError) as err:
         return _fail("evaluate", err)
     out = Path(config.out)
@@ -189,13 +189,15 @@ def _evaluate_task(cfg) -> int:
 def _policy_task(cfg) -> int:
     from mmrep.policy import train_policy
 
+    config = None
     try:
         config = app_config(cfg)
         final = train_policy(config)
     except KeyboardInterrupt:  # Ctrl-C: what was saved stays; say how to go on, not a traceback
-        print(f"mmrep policy train: interrupted; the same command resumes from {Path(str(cfg.out)) / 'checkpoint.pt'} "
-              "(the last checkpoint) where one was written", file=sys.stderr)
-        return 130
+        out = Path(str(config.out if config is not None else cfg.out))
+        print(f"mmrep policy train: interrupted; the same command resumes from {out / 'checkpoint.pt'} (the last "
+              "checkpoint) where one was written", file=sys.stderr)
+        raise SystemExit(130) from None  # ends a sweep too (a return would go on to its next run)
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
         return _fail("policy train", err)
     print(json.dumps(final, indent=2))
@@ -212,7 +214,7 @@ def _policy_eval_task(cfg) -> int:
     except KeyboardInterrupt:
         print("mmrep policy eval: interrupted; the same command goes on, keeping the rows already finished",
               file=sys.stderr)
-        return 130
+        raise SystemExit(130) from None  # ends a sweep too (a return would go on to its next run)
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
         return _fail("policy eval", err)
     for r in summary["results"]:

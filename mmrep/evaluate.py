@@ -181,11 +181,12 @@ def _evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, An
     if held.eval_index:  # a run trained at another image size would fail deep in its first layer
         data_size = int(held.ds[held.eval_index[0]]["rgb"].shape[-1])
         for label, model in models.items():
-            if model.cfg.image_size not in (None, data_size):
+            reads_images = model.cfg.rgb or model.cfg.depth or model.cfg.flow
+            if reads_images and model.cfg.image_size not in (None, data_size):
                 raise ValueError(f"run {label} ({dict(runs)[label]}) was trained on {model.cfg.image_size} px "
                                  f"images but the images of {cfg.data} are {data_size} px; evaluate it on data "
                                  f"collected at its size (env.image_size={model.cfg.image_size})")
-    if cfg.reject and not held.calib_index:
+    if cfg.reject and not held.calib_index and any(m.cfg.fusion == "poe" for m in models.values()):
         raise ValueError(f"reject=true needs calibration episodes for the reliability thresholds, but the "
                          f"{cfg.split} split of {cfg.data} has no episode left after the {cfg.episodes} evaluated; "
                          f"lower episodes= or collect more")

@@ -318,21 +318,19 @@ def encoder_labels(specs: list[str]) -> dict[str, str]:
     either with an ``@modalities`` suffix). An unlabelled spec is labelled with its file's stem, or, where
     unlabelled stems collide (``runs/a/encoder.pt runs/b/encoder.pt``), with its run folder's name (``a``,
     ``b``; ``random:`` kept in front). Raises ValueError naming the labels that are still repeated."""
-    labelled: list[tuple[str, str]] = []
-    unlabelled: list[tuple[str, str]] = []
-    for spec in specs:
-        label, _, path = spec.rpartition("=")
-        (labelled if label else unlabelled).append((label, path))
-    stems = [Path(path.partition("@")[0].removeprefix(RANDOM_PREFIX)).stem for _, path in unlabelled]
-    for i, (_, path) in enumerate(unlabelled):
-        if stems.count(stems[i]) > 1:
+    split = [spec.rpartition("=")[::2] for spec in specs]  # (label or "", path), in the order given
+    stems = [Path(path.partition("@")[0].removeprefix(RANDOM_PREFIX)).stem for label, path in split if not label]
+    pairs = []
+    for label, path in split:
+        if not label:
             file = path.partition("@")[0]
-            folder = Path(file.removeprefix(RANDOM_PREFIX)).resolve().parent.name
-            label = (RANDOM_PREFIX if file.startswith(RANDOM_PREFIX) else "") + folder
-        else:
-            label = stems[i]
-        unlabelled[i] = (label, path)
-    pairs = labelled + unlabelled
+            label = Path(file.removeprefix(RANDOM_PREFIX)).stem
+            if stems.count(label) > 1:  # runs/a/encoder.pt runs/b/encoder.pt: by run folder
+                folder = Path(file.removeprefix(RANDOM_PREFIX)).resolve().parent.name
+                label = (RANDOM_PREFIX if file.startswith(RANDOM_PREFIX) else "") + folder
+            if "@" in path:  # the same file read by other experts: its own row
+                label += "@" + path.partition("@")[2]
+        pairs.append((label, path))
     labels = [label for label, _ in pairs]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:

@@ -206,15 +206,21 @@ def _train(cfg: TrainConfig, progress: bool | None = None) -> dict[str, Any]:
     last = out / "last.pt"
     if last.exists():
         ckpt = load_checkpoint(last)
-        saved, now = _with_new_defaults(json.loads(ckpt["config"])), _comparable(cfg)
+        written = _with_new_defaults(json.loads(ckpt["config"]))
+        saved, now = _compared(written), _compared(_comparable(cfg))
         if saved != now:
             differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
             raise ValueError(f"{last} was written with another configuration ({', '.join(differ)} differ); "
                              "resume with the same settings or use another out= folder")
-        was, is_now = ckpt.get("data_fingerprint"), data_fingerprint(cfg.data)
-        if was is not None and is_now is not None and was != is_now:
-            raise ValueError(f"{last} was trained on other episodes of {cfg.data} (episodes were added, removed "
-                             "or collected again since); resume on the same data or use another out= folder")
+        was = ckpt.get("data_fingerprint")
+        if was is not None and fingerprint is not None:  # the same episodes, wherever the folder is now
+            if was != fingerprint:
+                raise ValueError(f"{last} was trained on other episodes than {cfg.data} holds (episodes were "
+                                 "added, removed or collected again since); resume on the same data or use "
+                                 "another out= folder")
+        elif Path(written["data"]).resolve() != Path(cfg.data).resolve():  # no manifest: the path tells
+            raise ValueError(f"{last} was trained on {written['data']}, not {cfg.data}; resume on the same data "
+                             "or use another out= folder")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         rngs = ckpt.get("rng_ranks")
@@ -405,13 +411,22 @@ def data_fingerprint(data: str | Path) -> str | None:
 
 
 def _comparable(cfg: TrainConfig) -> dict:
-    """The settings a resume must share (not the ones that only change speed, logging or where the run
-    folder is: a folder moved or named by another path resumes; the data path is compared resolved)."""
+    """The settings a checkpoint records (not the ones that only change speed), as every version of
+    this code wrote them."""
     d = asdict(cfg)
-    for key in ("num_workers", "device", "threads", "ckpt_every_steps", "cache", "out", "progress"):
-        d.pop(key, None)
-    d["data"] = str(Path(d["data"]).resolve())
+    for key in ("num_workers", "device", "threads", "ckpt_every_steps", "cache"):
+        d.pop(key)
     return json.loads(json.dumps(d))
+
+
+# where the run folder is, whether bars show, where the data are: a run folder moved or named by
+# another path resumes; the data are compared by their manifest's fingerprint (the path where none)
+NOT_COMPARED = ("out", "progress", "data")
+
+
+def _compared(settings: dict) -> dict:
+    """The recorded settings (``_comparable``) that a resume must share."""
+    return {k: v for k, v in settings.items() if k not in NOT_COMPARED}
 
 
 def _with_new_defaults(old: dict) -> dict:
@@ -426,11 +441,7 @@ def _with_new_defaults(old: dict) -> dict:
                 out[key] = fill(out[key], value)
         return out
 
-    filled = fill(old, _comparable(TrainConfig()))
-    for key in ("out", "progress"):  # compared by checkpoints written before they were left out
-        filled.pop(key, None)
-    filled["data"] = str(Path(filled["data"]).resolve())
-    return filled
+    return fill(old, _comparable(TrainConfig()))
 
 
 def run_train_app(cfg) -> int:
@@ -438,6 +449,7 @@ def run_train_app(cfg) -> int:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    config = None
     try:
         config = app_config(cfg)
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -446,9 +458,10 @@ def run_train_app(cfg) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the checkpoints stay; say how to go on, not a traceback
         import sys
 
-        print(f"mmrep train: interrupted; the same command resumes from {Path(str(cfg.out)) / 'last.pt'} "
-              "(the last checkpoint) where one was written", file=sys.stderr)
-        return 130
+        out = Path(str(config.out if config is not None else cfg.out))
+        print(f"mmrep train: interrupted; the same command resumes from {out / 'last.pt'} (the last "
+              "checkpoint) where one was written", file=sys.stderr)
+        raise SystemExit(130) from None  # ends a sweep too (a return would go on to its next run)
     except (ValueError, FileNotFoundError, RuntimeError, OSError, FloatingPointError) as err:
         return app_error("train", err)
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports

@@ -39,21 +39,29 @@ def write_text_atomic(path: str | Path, text: str, fsync: bool = True) -> None:
 _TEMPORARY = re.compile(r"\.(\d+)\.tmp(\.[^.]*)?$")  # atomic_path's "<stem>.<pid>.tmp<suffix>"
 
 
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Remove ``atomic_path`` temporaries in ``folder`` and its subfolders (one level) whose writing
-    process is gone (a SIGKILL mid-write leaves them; nothing else does). Call it holding the folder's
-    run lock, so that no live run of this folder is writing. Returns what was removed."""
+def remove_stale_temporaries(folder: str | Path, lock_name: str, min_age_s: float = 600.0) -> list[Path]:
+    """Remove ``atomic_path`` temporaries that a process killed mid-write left in ``folder`` (and in its
+    subfolders without a run lock ``lock_name`` of their own, e.g. ``best/``): those whose process is
+    gone from this machine and that nothing has written to for ``min_age_s``. The age keeps the files
+    of a writer on another machine of a shared filesystem, whose pid means nothing here. Call it
+    holding ``folder``'s run lock. Returns what was removed."""
+    import time
+
+    folder = Path(folder)
+    subfolders = [d for d in folder.iterdir() if d.is_dir() and not (d / lock_name).exists()]
     removed = []
-    for tmp in [*Path(folder).glob("*.tmp*"), *Path(folder).glob("*/*.tmp*")]:
+    for tmp in [*folder.glob("*.tmp*"), *(t for d in subfolders for t in d.glob("*.tmp*"))]:
         match = _TEMPORARY.search(tmp.name)
         if not match or not tmp.is_file():
             continue
         try:
+            if time.time() - tmp.stat().st_mtime < min_age_s:
+                continue  # written to lately: perhaps by a live process on another machine
             os.kill(int(match.group(1)), 0)
-            continue  # its process still runs (another machine's pid cannot be told apart: left)
+            continue  # its process still runs
         except ProcessLookupError:
             pass
-        except (PermissionError, OverflowError):
+        except (OSError, OverflowError):
             continue
         tmp.unlink(missing_ok=True)
         removed.append(tmp)

@@ -61,7 +61,8 @@ def init_ray(address: str | None):
         return ray, False
     if address is None:
         os.environ.setdefault("RAY_worker_niceness", "0")
-    elif address != "auto":
+    elif address.strip() not in ("auto", "local") and "://" not in address:  # ray://, a Ray Client: its own check
+        address = address.strip()
         check_reachable(address)  # ray.init retries an address nobody listens on for minutes
     ray.init(address=address, namespace=ACTOR_NAMESPACE, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
@@ -75,7 +76,8 @@ def check_reachable(address: str, timeout_s: float = 10.0) -> None:
 
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
-        raise ValueError(f"ray_address={address!r} must be 'auto' or 'host:port' (e.g. 10.0.0.5:6379)")
+        raise ValueError(f"ray_address={address!r} must be 'auto', 'local', 'host:port' (e.g. 10.0.0.5:6379) "
+                         f"or a ray:// address")
     try:
         with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
             pass

@@ -70,7 +70,7 @@ def run_lock(out: str | Path, app: str) -> Iterator[Path]:
         f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
                             "command": f"mmrep {app} " + " ".join(sys.argv[1:])}))
         f.flush()
-        remove_stale_temporaries(out)  # half-written files of a run killed mid-write
+        remove_stale_temporaries(out, LOCK_NAME)  # half-written files of a run killed mid-write
         try:
             yield out
         finally:

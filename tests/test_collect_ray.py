@@ -159,5 +159,5 @@ def test_an_address_no_ray_head_answers_on_is_refused_at_once():
     with pytest.raises(ConnectionError, match="ray_address=127.0.0.1:1: no Ray head answers there"):
         check_reachable("127.0.0.1:1")  # ray.init itself retried such an address for minutes
     assert time.time() - t0 < 10
-    with pytest.raises(ValueError, match="must be 'auto' or 'host:port'"):
+    with pytest.raises(ValueError, match="must be 'auto', 'local', 'host:port'"):
         check_reachable("headnode")

@@ -171,3 +171,12 @@ def test_export_encoder_refuses_force_readings_below_one(encoder, tmp_path, caps
     with pytest.raises(ValueError, match="force_readings"):
         save_onnx(load_encoder(encoder), tmp_path / "e", force_readings=-3)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_names_strip_only_export_suffixes():
+    from pathlib import Path
+
+    from mmrep.formats.encoder_export import output_stem
+
+    assert output_stem("runs/run_v1.5") == Path("runs/run_v1.5")  # a dot in the name stays
+    assert output_stem("runs/enc.onnx") == output_stem("runs/enc.pt") == Path("runs/enc")  # as the encoder file

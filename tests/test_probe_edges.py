@@ -59,7 +59,8 @@ def test_repeated_labels_are_refused_naming_them(data, encoders, capsys):
         encoder_labels([f"x={a}", f"x={b}"])
     assert "['x']" in exits_with_error(capsys, [str(data), f"x={a}", f"x={b}"])
     with pytest.raises(ValueError, match=r"repeated: \['run_a'\]"):  # the same file twice, unlabelled
-        encoder_labels([str(a), f"{a}@force"])
+        encoder_labels([str(a), str(a)])
+    assert list(encoder_labels([str(a), f"{a}@force"])) == ["run_a", "run_a@force"]  # read by other experts
 
 
 def test_bad_input_is_an_error_line_naming_the_file(data, encoders, tmp_path, capsys):
@@ -85,3 +86,10 @@ def test_a_dataset_without_valid_episodes_or_of_another_image_size(encoders, tmp
     data64 = collect_small(tmp_path / "d64", episodes=3, max_steps=8)
     err = exits_with_error(capsys, [str(data64), str(big), "--epochs", "1", "--out", str(tmp_path / "o")])
     assert str(big) in err and "rgb" in err
+
+
+def test_labels_keep_the_order_given_and_a_modality_suffix_makes_its_own():
+    from mmrep.probe import encoder_labels
+
+    labels = encoder_labels(["x=runs/a/encoder.pt", "runs/b/encoder.pt", "runs/b/encoder.pt@force,proprio", "y=c.pt"])
+    assert list(labels) == ["x", "b", "b@force,proprio", "y"]  # rows of the table in the order typed

@@ -487,9 +487,15 @@ def test_a_run_lock_removes_what_a_killed_run_left_half_written(tmp_path):
     (tmp_path / "best").mkdir()
     stale = [tmp_path / f"last.{dead.pid}.tmp.pt", tmp_path / "best" / f"policy.{dead.pid}.tmp.pt"]
     live = tmp_path / f"eval.{os.getpid()}.tmp.json"  # a process still running: left alone
-    for f in [*stale, live]:
+    fresh = tmp_path / f"metrics.{dead.pid}.tmp.json"  # recent: perhaps another machine's live writer
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / ".run.lock").write_text("")
+    nested = tmp_path / "eval" / f"results.{dead.pid}.tmp.json"  # a folder with a run of its own
+    for f in [*stale, live, fresh, nested]:
         f.write_bytes(b"half")
+    for f in [*stale, live, nested]:
+        os.utime(f, (time.time() - 3600, time.time() - 3600))  # an hour without a write
     (tmp_path / "notes.tmp").write_text("not ours")
     with run_lock(tmp_path, "train"):
         assert not any(f.exists() for f in stale)
-    assert live.exists() and (tmp_path / "notes.tmp").exists()
+    assert all(f.exists() for f in (live, fresh, nested, tmp_path / "notes.tmp"))

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -100,6 +101,7 @@ def _close(x, y, tol):
 
 _TRAIN_SCRIPT = """
 import sys
+import time
 from mmrep.train import TrainConfig, train
 train(TrainConfig(data=sys.argv[1], out=sys.argv[2], epochs=3, batch_size=16, num_workers=0,
                   ckpt_every_steps=1, max_batches_per_epoch=6, threads=1), progress=False)
@@ -124,15 +126,22 @@ def test_resume_with_other_settings_is_refused(data64, tmp_path):
         train(_cfg(data64, tmp_path, epochs=1, lr=1e-3), progress=False)
 
 
-def test_a_run_folder_moved_or_named_by_another_path_resumes(data64, tmp_path, monkeypatch):
-    first = tmp_path / "first"
-    train(_cfg(data64, first, epochs=1), progress=False)
-    moved = tmp_path / "moved"
-    first.rename(moved)  # the folder moved: its checkpoint recorded the old out=
-    monkeypatch.chdir(tmp_path)  # and named relative to here, the data by another spelling of its path
-    data = Path(os.path.relpath(data64, tmp_path))
-    result = train(_cfg(data, Path("moved"), epochs=1, progress=True), progress=False)  # bars: no matter
+def test_a_project_moved_with_its_run_and_data_resumes(data64, tmp_path, monkeypatch):
+    import shutil
+
+    project = tmp_path / "projA"
+    shutil.copytree(data64, project / "data")
+    monkeypatch.chdir(project)
+    train(_cfg(Path("data"), Path("runs/r"), epochs=1), progress=False)  # relative paths, as users type them
+    project.rename(tmp_path / "projB")  # the project moved (or copied to a node's scratch)
+    monkeypatch.chdir(tmp_path / "projB")
+    result = train(_cfg(Path("data"), Path("runs/r"), epochs=1, progress=True), progress=False)  # bars: no matter
     assert result["final"]["epoch"] == 1  # resumed from the moved checkpoint, not refused
+    elsewhere = tmp_path / "copy_of_data"  # the same episodes at another path: the fingerprint says so
+    shutil.copytree(tmp_path / "projB" / "data", elsewhere)
+    assert train(_cfg(elsewhere, Path("runs/r"), epochs=1), progress=False)["final"]["epoch"] == 1
+    checkpoint = json.loads(load_checkpoint(Path("runs/r/last.pt"))["config"])
+    assert checkpoint["out"] == "runs/r" and checkpoint["data"] == "data"  # recorded as every version did
 
 
 def test_runs_written_before_new_options_existed_still_resume(data64, tmp_path):
@@ -289,5 +298,32 @@ def test_a_resume_on_a_dataset_that_changed_since_is_refused(tmp_path):
     data = collect_small(tmp_path / "data", episodes=4, max_steps=20)
     train(_cfg(data, tmp_path / "run", epochs=1), progress=False)
     collect_small(data, episodes=5, max_steps=20)  # the same folder, one episode more
-    with pytest.raises(ValueError, match=r"trained on other episodes of .*data \(episodes were added"):
+    with pytest.raises(ValueError, match=r"trained on other episodes than .*data holds \(episodes were added"):
         train(_cfg(data, tmp_path / "run", epochs=1), progress=False)
+
+
+def test_ctrl_c_ends_training_with_how_to_resume_and_stops_a_sweep(data64, tmp_path):
+    import signal
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "mmrep.cli", "train", f"data={data64}", f"out={out}", "epochs=50",
+                             "batch_size=16", "num_workers=0", "threads=1", "ckpt_every_steps=1", "progress=false"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert f"interrupted; the same command resumes from {out / 'last.pt'}" in err and "Traceback" not in err
+
+    from mmrep.config import run_hydra_app
+
+    started = []
+
+    def interrupted(cfg):  # a sweep whose first run is interrupted goes no further
+        started.append(cfg.seed)
+        raise SystemExit(130)
+
+    assert run_hydra_app("train", ["-m", "seed=0,1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"], interrupted) == 130
+    assert started == [0]

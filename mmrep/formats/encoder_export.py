@@ -37,7 +37,7 @@ from mmrep.models.network import network_of, target_of
 from sim.observation import PROPRIO13_DIM
 
 OPSET = 17
-EXPORT_SUFFIXES = (".onnx", ".safetensors", ".json")
+EXPORT_SUFFIXES = (".onnx", ".safetensors", ".json", ".pt")  # ".pt": --out named after the encoder file
 """The suffixes an output path may be given with (replaced); any other dot in its name is kept."""
 
 
