@@ -143,7 +143,7 @@ state-policy: $(foreach r,$(STATE_RUNS),runs/$(r)/eval/results.json)
 # 300k env steps, training seeds and evaluation seeds), 100 held-out episodes per row and seed, clean;
 # the perturbed closed-loop settings for the rows that compare senses under faults. A run uses both
 # cores (2 env workers): about 65-70 min of training and 8 of clean evaluation, about 50 more with
-# the perturbed settings (76 min beside other jobs); all ten rows x 3 seeds is about 45 hours here, so
+# the perturbed settings (76 min beside other jobs); the default rows x 3 seeds take about 40 hours here, so
 # run it across sessions (every step, evaluations included, resumes or is skipped when done):
 # `make paper PAPER_ROWS=fused_insertion PAPER_SEEDS=0`.
 PAPER_ROWS ?= fused_insertion no_haptics no_vision fused_robust fused_robust_occluder fused_poe fused_concat \
@@ -239,13 +239,15 @@ data/touch_press1200/manifest.json: | venv
 # takes the copies committed in benchmarks/results/paper_touch/encoders instead (trained by these same
 # commands; the collection and training they save took 39 minutes of both cores, measured 2026-12-04):
 # `make paper-touch TOUCH_ENCODERS=committed ...`
+# Encoders with no committed copy (touch_press_insertion_ftp, no_vision_touch's) are trained either way.
 ifeq ($(TOUCH_ENCODERS),committed)
-runs/touch_press_%/encoder.pt: benchmarks/results/paper_touch/encoders/touch_press_%.pt
+COMMITTED_TOUCH = $(patsubst benchmarks/results/paper_touch/encoders/%.pt,runs/%/encoder.pt,\
+	$(wildcard benchmarks/results/paper_touch/encoders/touch_press_*.pt))
+$(COMMITTED_TOUCH): runs/%/encoder.pt: benchmarks/results/paper_touch/encoders/%.pt
 	mkdir -p $(@D) && cp $< $@
-else
+endif
 runs/touch_press_%/encoder.pt: data/touch_press1200/manifest.json
 	$(VENV)/bin/mmrep train experiment=touch_press_$* threads=1
-endif
 
 # The touch rows' own table, targets and robustness figure (beside the default setting's committed rows):
 # benchmarks/results/paper_touch. Screen on one seed: make paper-touch PAPER_TOUCH_ROWS="fused_touch
@@ -262,6 +264,16 @@ runs/paper/$(1)_s$(2)/eval/results.json: runs/paper/$(1)_s$(2)/policy.pt
 		"settings=[$(if $(filter $(1),$(PAPER_PERTURBED)),$(PAPER_SETTINGS),$(if $(filter $(1),$(PAPER_CAMERA_ONLY)),$(PAPER_CAMERA_SETTINGS),clean))]"
 endef
 $(foreach r,$(PAPER_ROWS),$(foreach s,$(PAPER_SEEDS),$(eval $(call PAPER_RUN,$(r),$(s)))))
+# The policies other rows need (handover partners, the 200k touch row the 250k and 300k rows go on from)
+# are trained where their own rows are not asked for, on seeds 0-2 and PAPER_SEEDS.
+PAPER_NEEDED_ROWS = no_haptics_150k no_haptics_memory_odometry_camera_error_200k_touch \
+	fused_memory_odometry_camera_error_200k_touch
+define PAPER_TRAIN_ONLY
+runs/paper/$(1)_s$(2)/policy.pt: $(ENCODER_$(1)) | venv
+	$(VENV)/bin/mmrep policy train +paper=$(1) seed=$(2) progress=false $(PAPER_TRAIN_ARGS) out=runs/paper/$(1)_s$(2)
+endef
+$(foreach r,$(PAPER_NEEDED_ROWS),$(foreach s,$(sort 0 1 2 $(PAPER_SEEDS)),\
+	$(if $(and $(filter $(r),$(PAPER_ROWS)),$(filter $(s),$(PAPER_SEEDS))),,$(eval $(call PAPER_TRAIN_ONLY,$(r),$(s))))))
 # the 300k touch row goes on from the 200k row's policy of the same seed (init_policy in its config)
 $(foreach s,$(PAPER_SEEDS),$(eval runs/paper/fused_memory_odometry_camera_error_300k_touch_s$(s)/policy.pt: \
 	runs/paper/fused_memory_odometry_camera_error_200k_touch_s$(s)/policy.pt))
@@ -438,7 +450,8 @@ paper-status: venv  # where each run stands: env steps trained, evaluations done
 
 paper: $(foreach r,$(filter-out $(SELECTED_ROW),$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval/results.json)) \
 		$(if $(filter $(SELECTED_ROW),$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),\
-			runs/paper/$(SELECTED_ROW)_s$(s)/best/eval/results.json runs/paper/$(SELECTED_ROW)_s$(s)/best/eval_tare/results.json)) \
+			runs/paper/$(SELECTED_ROW)_s$(s)/best/eval/results.json runs/paper/$(SELECTED_ROW)_s$(s)/best/eval_tare/results.json \
+			runs/paper/$(SELECTED_ROW)_s$(s)/best/eval_tare_handover/results.json)) \
 		$(if $(filter fused_insertion,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_insertion_s$(s)/eval_memory/results.json)) \
 		$(if $(filter fused_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/fused_touch_s$(s)/eval_drc/results.json)) \
 		$(foreach r,$(filter fused_touch no_haptics_touch,$(PAPER_ROWS)),$(foreach s,$(PAPER_SEEDS),runs/paper/$(r)_s$(s)/eval_press/results.json)) \

@@ -124,8 +124,15 @@ def command_help(name: str) -> str:
             meaning = meaning if len(meaning) <= 90 else meaning[:87] + "..."
             lines.append(f"  {key}: {_field_value(cfg, key)}" + (f"  # {meaning}" if meaning else ""))
         if c.groups:
-            lines += ["", "config groups (group=option):"]
-            lines += [f"  {g}: {', '.join(group_options(g))}" for g in c.groups]
+            # a group the app's defaults list does not name is added with a leading "+" (+paper=ROW)
+            from omegaconf import OmegaConf
+
+            from mmrep.config import config_dir
+
+            named = {next(iter(d)) for d in OmegaConf.load(config_dir() / f"{c.app}.yaml").defaults
+                     if OmegaConf.is_dict(d)}
+            lines += ["", "config groups (group=option; +group=option where the command has no default for it):"]
+            lines += [f"  {g if g in named else '+' + g}: {', '.join(group_options(g))}" for g in c.groups]
         lines += ["", "examples:", *(f"  {e}" for e in c.examples), "",
                   f"every field: `mmrep {name} --cfg job` (the composed config) or the configuration reference; "
                   "Hydra's own flags (-m, --cfg, --info, ...): `--hydra-help`."]

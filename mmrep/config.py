@@ -463,7 +463,10 @@ class PolicyConfig:
         if self.obs.kind.startswith("latent") and not self.obs.encoder:
             raise ValueError(f"obs.kind={self.obs.kind} needs obs.encoder (the encoder.pt of a training run)")
         if self.obs.encoder and self.obs.kind.startswith("latent") and not Path(self.obs.encoder).exists():
-            raise ValueError(f"obs.encoder: {self.obs.encoder} does not exist")
+            made_by = (f"; `make {self.obs.encoder}` trains it (on the touch setting `make {self.obs.encoder} "
+                       f"TOUCH_ENCODERS=committed` copies the committed one where there is one)"
+                       if str(self.obs.encoder).startswith("runs/") else "")
+            raise ValueError(f"obs.encoder: {self.obs.encoder} does not exist{made_by}")
         if self.obs.random_init and not self.obs.kind.startswith("latent"):
             raise ValueError(f"obs.random_init needs a latent kind (latent, latent_proprio), got "
                              f"obs.kind={self.obs.kind}")

@@ -6,6 +6,7 @@ All lengths are metres, angles radians, forces newtons, rates hertz. ``EnvConfig
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -265,6 +266,9 @@ class EnvConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first argument that is out of range."""
+        bad = _nonfinite_field(self)
+        if bad is not None:  # NaN passes every `x < 0` check below and would reach the physics
+            raise ValueError(f"{bad} must be finite, got {bad_value(self, bad)!r}")
         if self.peg_shape not in PEG_SHAPES:
             raise ValueError(f"peg_shape must be one of {PEG_SHAPES}, got {self.peg_shape!r}")
         _positive(self, "peg_width", "peg_length", "box_height", "insertion_depth", "physics_hz",
@@ -322,15 +326,17 @@ class EnvConfig:
             raise ValueError(f"occluder.mode must be one of {OCCLUDER_MODES}, got {o.mode!r}")
         if o.mode != "off" and not self.use_camera:
             raise ValueError("occluder.mode needs use_camera=True (the occluder is only seen by the camera)")
-        if len(o.size) != 2 or min(o.size) <= 0 or len(o.offset) != 2 or len(o.color) != 3:
+        if o.mode == "off":  # an occluder that never appears: its geometry does not matter
+            pass
+        elif len(o.size) != 2 or min(o.size) <= 0 or len(o.offset) != 2 or len(o.color) != 3:
             raise ValueError(f"occluder.size must be 2 positive values, offset 2 values, color 3 values; got "
                              f"{o.size!r}, {o.offset!r}, {o.color!r}")
-        if not NEAR_PLANE < o.distance < self.camera_distance:
+        elif not NEAR_PLANE < o.distance < self.camera_distance:
             raise ValueError(f"occluder.distance must be between the near plane ({NEAR_PLANE} m) and the "
                              f"camera_distance ({self.camera_distance} m), got {o.distance!r}")
-        if o.offset_range < 0 or o.amplitude < 0 or not o.period > 0:
+        elif o.offset_range < 0 or o.amplitude < 0 or not o.period > 0:
             raise ValueError("occluder.offset_range and occluder.amplitude must be >= 0, occluder.period > 0")
-        if not 0.0 <= o.probability <= 1.0:
+        elif not 0.0 <= o.probability <= 1.0:
             raise ValueError(f"occluder.probability must be in [0, 1], got {o.probability!r}")
         u = self.push
         if u.rate_hz < 0 or u.impulse < 0 or not u.duration > 0:
@@ -390,6 +396,29 @@ def _tuples(obj: Any, *names: str) -> None:
         value = getattr(obj, name)
         if isinstance(value, list):
             setattr(obj, name, tuple(value))
+
+
+def _nonfinite_field(obj: Any, prefix: str = "") -> str | None:
+    """The dotted name of the first float field of dataclass ``obj`` (nested ones included, tuples of
+    floats too) that is NaN or infinite, or None."""
+    for f in dataclasses.fields(obj):
+        value, name = getattr(obj, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            found = _nonfinite_field(value, name + ".")
+            if found:
+                return found
+        elif isinstance(value, float) and not math.isfinite(value):
+            return name
+        elif isinstance(value, (tuple, list)) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+            return name
+    return None
+
+
+def bad_value(obj: Any, dotted: str) -> Any:
+    """The value of ``obj``'s field ``dotted`` ("controller.kd_null")."""
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _positive(obj: Any, *names: str, prefix: str = "") -> None:

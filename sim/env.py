@@ -3,6 +3,7 @@ default) and a Camera behind one Env."""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -61,6 +62,12 @@ class PegInsertionEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 20}
 
+    def __getstate__(self) -> None:
+        # a copy would share (or, unpickled elsewhere, lose) this env's PyBullet connection
+        raise TypeError("a PegInsertionEnv holds a PyBullet connection and cannot be copied or pickled; build "
+                        "another from its config (gym.make(env.spec.id, config=copy.deepcopy(env.unwrapped.cfg))); "
+                        "vector envs take a factory (SubprocVecEnv([partial(make_rl_env, ...)]))")
+
     def __init__(self, render_mode: str | None = None, config: EnvConfig | None = None,
                  **kwargs: Any) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -75,7 +82,8 @@ class PegInsertionEnv(gym.Env):
             if kwargs:
                 raise ValueError(f"pass either config or keyword arguments, not both (got config and "
                                  f"{sorted(kwargs)})")
-        self.cfg = config if config is not None else EnvConfig.from_kwargs(**kwargs)
+        # a copy: the caller's config changed later (or shared by two envs) must not change this env
+        self.cfg = copy.deepcopy(config) if config is not None else EnvConfig.from_kwargs(**kwargs)
         self.cfg.validate()
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": self.cfg.control_hz}

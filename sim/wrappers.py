@@ -12,7 +12,7 @@ from sim.observation import PROPRIO8_DIM, proprio8_from_proprio13
 from sim.perturb import SensorStats, Setting, apply_all
 
 
-class PerturbObservation(gym.ObservationWrapper):
+class PerturbObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Perturbs every observation with ``sim.perturb`` settings, in order, seeded.
 
     ``settings``: ``Setting`` objects or strings ``"name:p"`` (``"rgb/occlusion_mean:0.5"``,
@@ -26,7 +26,9 @@ class PerturbObservation(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env, settings: Iterable[Setting | str], seed: int = 0,
                  stats: SensorStats | None = None) -> None:
-        super().__init__(env)
+        # recorded, so that env.spec (gymnasium's check_env, gym.make(spec)) can name and rebuild it
+        gym.utils.RecordConstructorArgs.__init__(self, settings=[str(s) for s in settings], seed=seed, stats=stats)
+        gym.ObservationWrapper.__init__(self, env)
         self.settings = [s if isinstance(s, Setting) else Setting.parse(s) for s in settings]
         self.stats = stats or SensorStats()
         self.seed = int(seed)
@@ -66,7 +68,7 @@ class PerturbObservation(gym.ObservationWrapper):
         return out
 
 
-class ExpertAdvice(gym.Wrapper):
+class ExpertAdvice(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """What a scripted expert of the task would do now: ``expert_action()`` -> (action_dim,) float32 in
     [-1, 1], the expert's ``act`` on the raw observation and info of the latest reset or step.
 
@@ -80,7 +82,8 @@ class ExpertAdvice(gym.Wrapper):
     def __init__(self, env: gym.Env, expert: str, **kwargs: Any) -> None:
         from sim.task import make_expert
 
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, expert=expert, **kwargs)
+        gym.Wrapper.__init__(self, env)
         self.expert = make_expert(expert, env.unwrapped.cfg, **kwargs)
         self._obs: dict[str, np.ndarray] | None = None
         self._info: dict[str, Any] = {}
@@ -107,7 +110,7 @@ class ExpertAdvice(gym.Wrapper):
         return np.asarray(self.expert.act(self._obs, self._info), dtype=np.float32)
 
 
-class TareForce(gym.ObservationWrapper):
+class TareForce(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Zeroes the wrist F/T sensor at every reset, in free air, as a robot does before a contact task:
     the mean of the reset observation's readings, (6,) N and N m, is subtracted from every reading of
     the episode (``force``: (n, 6) float32, sensor frame), and the result clipped to the space.
@@ -122,7 +125,8 @@ class TareForce(gym.ObservationWrapper):
     KEY = "force"
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         if self.KEY not in getattr(env.observation_space, "spaces", {}):
             raise ValueError(f"TareForce: the observation has no {self.KEY!r} entry to tare")
         self._space = env.observation_space.spaces[self.KEY]
@@ -140,7 +144,7 @@ class TareForce(gym.ObservationWrapper):
         return out
 
 
-class Proprio8Observation(gym.ObservationWrapper):
+class Proprio8Observation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Adds ``proprio8``, (8,) float32 PROPRIO8 (x, y, z m; yaw rad; vx, vy, vz m/s; yaw rate rad/s;
     ``sim.observation``), beside the env's 13-value ``proprio``, which stays for the encoder.
 
@@ -153,7 +157,8 @@ class Proprio8Observation(gym.ObservationWrapper):
     KEY = "proprio8"
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         spaces = dict(env.observation_space.spaces)
         limit = float(np.max(spaces["proprio"].high))
         spaces[self.KEY] = gym.spaces.Box(-limit, limit, (PROPRIO8_DIM,), np.float32)
@@ -165,7 +170,7 @@ class Proprio8Observation(gym.ObservationWrapper):
         return out
 
 
-class CommandObservation(gym.ObservationWrapper):
+class CommandObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Adds ``command``, (3,) float32, m, world frame: the controller's desired tip position minus the
     measured tip after the step (zeros at reset); ``kp_pos`` times it is the force the controller
     pushes with (2 N/mm, up to the lead bound).
@@ -179,7 +184,8 @@ class CommandObservation(gym.ObservationWrapper):
     KEY = "command"
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         spaces = dict(env.observation_space.spaces)
         spaces[self.KEY] = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)

@@ -596,3 +596,35 @@ def test_camera_target_error_moves_the_camera_not_the_scene(make_env):
     assert "camera_target_error" not in EnvConfig().to_dict()["randomization"]  # files stay as they were
     with pytest.raises(ValueError, match="camera_target_error"):
         EnvConfig.from_kwargs(randomization={"camera_target_error": -0.001})
+
+
+def test_an_env_refuses_to_be_copied_keeps_its_own_config_and_refuses_nan_settings():
+    import copy
+    import math
+    import pickle
+
+    from gymnasium.utils.env_checker import check_env
+
+    from sim.config import EnvConfig
+    from sim.rl_env import make_rl_env
+
+    cfg = EnvConfig(max_steps=50, use_camera=False)
+    env = gym.make("mmrep/PegInsertion-v0", config=cfg)
+    try:
+        cfg.max_steps = 2  # the caller's object changed afterwards: not this env's
+        assert env.unwrapped.cfg.max_steps == 50
+        for clone in (copy.deepcopy, pickle.dumps):  # a copy would share its PyBullet connection
+            with pytest.raises(TypeError, match="holds a PyBullet connection and cannot be copied"):
+                clone(env.unwrapped)
+    finally:
+        env.close()
+    for bad in (dict(ft_sensor={"force_noise_std": math.nan}), dict(controller={"kd_null": math.inf}),
+                dict(camera_target=(0.6, 0.0, math.nan))):
+        with pytest.raises(ValueError, match=r"must be finite"):
+            gym.make("mmrep/PegInsertion-v0", use_camera=False, **bad)
+    gym.make("mmrep/PegInsertion-v0", camera_distance=0.2).close()  # the occluder is off: its geometry is not checked
+    wrapped = make_rl_env({"use_camera": False}, ["force/bias:1"])
+    try:
+        check_env(wrapped, skip_render_check=True)  # the fault wrapper records its arguments (env.spec)
+    finally:
+        wrapped.close()

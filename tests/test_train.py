@@ -308,7 +308,9 @@ def test_ctrl_c_ends_training_with_how_to_resume_and_stops_a_sweep(data64, tmp_p
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "mmrep.cli", "train", f"data={data64}", f"out={out}", "epochs=50",
                              "batch_size=16", "num_workers=0", "threads=1", "ckpt_every_steps=1", "progress=false"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # a shell's background jobs ignore SIGINT, and Python then installs no handler
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)

@@ -181,11 +181,17 @@ def _yaml_summary(path: Path) -> str:
 
 def render_groups() -> str:
     """Every config group (``configs/<group>/``) and its options, each with the comment its file opens with."""
+    import yaml
+
+    # a group no command's defaults list names is added with a leading "+" (+paper=ROW)
+    named = {next(iter(d)) for app in (ROOT / "configs").glob("*.yaml")
+             for d in (yaml.safe_load(app.read_text()) or {}).get("defaults", []) if isinstance(d, dict)}
     out = []
     for folder in sorted(p for p in (ROOT / "configs").iterdir() if p.is_dir()):
-        out += [f"### `{folder.name}=`", "", "| option | what it is |", "| --- | --- |"]
+        key = folder.name if folder.name in named else "+" + folder.name
+        out += [f"### `{key}=`", "", "| option | what it is |", "| --- | --- |"]
         for path in sorted(folder.glob("*.yaml")):
-            out.append(f"| `{folder.name}={path.stem}` | {_yaml_summary(path) or '(no description)'} |")
+            out.append(f"| `{key}={path.stem}` | {_yaml_summary(path) or '(no description)'} |")
         out.append("")
     return "\n".join(out)
 
