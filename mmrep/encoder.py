@@ -191,6 +191,9 @@ class Encoder(nn.Module):
                 t = torch.as_tensor(np.asarray(v, dtype=np.float32).reshape(-1), device=device)
                 if t.numel() != b:
                     raise ObservationShapeError(f"present[{m!r}] has {t.numel()} values for a batch of {b}")
+                if not ((t == 0) | (t == 1)).all():  # the mask scales the expert's precision: only 0 or 1
+                    raise ValueError(f"present[{m!r}] must be booleans (True: the sense is there), got "
+                                     f"{sorted(set(t.tolist()))}")
                 masks[m] = t
         if reject:  # the experts once: their log-variances are the flags' signal and the product's input
             reliability = self.require_reliability()

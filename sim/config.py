@@ -266,6 +266,13 @@ class EnvConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first argument that is out of range."""
+        wrong = _type_problem(self)
+        if wrong is not None:  # before any comparison, which would fail with a TypeError naming nothing
+            raise ValueError(wrong)
+        for name in ("plugins", "extra_observations"):  # a plain string would be read letter by letter
+            names = getattr(self, name)
+            if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"{name} must be a list of names, got {names!r}")
         bad = _nonfinite_field(self)
         if bad is not None:  # NaN passes every `x < 0` check below and would reach the physics
             raise ValueError(f"{bad} must be finite, got {bad_value(self, bad)!r}")
@@ -396,6 +403,44 @@ def _tuples(obj: Any, *names: str) -> None:
         value = getattr(obj, name)
         if isinstance(value, list):
             setattr(obj, name, tuple(value))
+
+
+def _type_problem(obj: Any, prefix: str = "") -> str | None:
+    """What is wrong with the type of the first field of dataclass ``obj`` (nested ones included) that
+    does not have the type of its default (a bool for a bool, an integer for an int, a number for a
+    float, a sequence of numbers of the default's length for a tuple, a section for a section), or None.
+    Fields whose default is None are not checked."""
+    import numbers
+
+    default = type(obj)()
+    for f in dataclasses.fields(obj):
+        value, want, name = getattr(obj, f.name), getattr(default, f.name), prefix + f.name
+        is_bool = isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy's too, without numpy
+        if dataclasses.is_dataclass(want):
+            if not dataclasses.is_dataclass(value):
+                return f"{name} must be a section of options (a dict of {type(want).__name__} fields), got {value!r}"
+            found = _type_problem(value, name + ".")
+            if found:
+                return found
+        elif want is None:
+            continue
+        elif isinstance(want, bool):
+            if not is_bool:
+                return f"{name} must be true or false, got {value!r}"
+        elif isinstance(want, int):
+            if is_bool or not isinstance(value, numbers.Integral):
+                return f"{name} must be an integer, got {value!r}"
+        elif isinstance(want, float):
+            if is_bool or not isinstance(value, numbers.Real):
+                return f"{name} must be a number, got {value!r}"
+        elif isinstance(want, str):
+            if not isinstance(value, str):
+                return f"{name} must be a string, got {value!r}"
+        elif isinstance(want, tuple) and want and all(isinstance(v, numbers.Real) for v in want):
+            if (not isinstance(value, (tuple, list)) or len(value) != len(want)
+                    or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
+                return f"{name} must be {len(want)} numbers, got {value!r}"
+    return None
 
 
 def _nonfinite_field(obj: Any, prefix: str = "") -> str | None:

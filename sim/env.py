@@ -94,6 +94,10 @@ class PegInsertionEnv(gym.Env):
         obs_spaces: dict[str, spaces.Space] = {
             key: MODALITY_REGISTRY[key].space(s, n) for key in ENV_MODALITIES
             if cfg.use_camera or not MODALITY_REGISTRY[key].camera}
+        for key in cfg.extra_observations:  # built-in keys are observed already; a plug-in must say how
+            if key in obs_spaces or key == "contact" or modality(key).observe is None:
+                raise ValueError(f"extra_observations: {key!r} is not a plug-in modality the env can observe "
+                                 f"(built-in ones are always observed; a plug-in registers an observe function)")
         obs_spaces.update({key: modality(key).space(s, n) for key in cfg.extra_observations})
         obs_spaces["contact"] = spaces.MultiBinary(n)
         self.observation_space = spaces.Dict(obs_spaces)

@@ -1,5 +1,6 @@
 """The Gymnasium env: API conformance, determinism, spaces, arguments, safety, rewards."""
 
+import re
 import warnings
 from pathlib import Path
 
@@ -628,3 +629,24 @@ def test_an_env_refuses_to_be_copied_keeps_its_own_config_and_refuses_nan_settin
         check_env(wrapped, skip_render_check=True)  # the fault wrapper records its arguments (env.spec)
     finally:
         wrapped.close()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(camera_yaw="abc"), "camera_yaw must be a number, got 'abc'"),
+    (dict(camera_target=None), "camera_target must be 3 numbers, got None"),
+    (dict(controller=None), "controller must be a section of options"),
+    (dict(max_steps=True), "max_steps must be an integer, got True"),
+    (dict(use_camera="no"), "use_camera must be true or false, got 'no'"),
+])
+def test_a_value_of_the_wrong_type_is_named(bad, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        gym.make("mmrep/PegInsertion-v0", **bad)
+
+
+def test_extra_observations_and_plugins_are_lists_of_plug_in_names():
+    with pytest.raises(ValueError, match="extra_observations must be a list of names, got 'wobble'"):
+        gym.make("mmrep/PegInsertion-v0", extra_observations="wobble")
+    with pytest.raises(ValueError, match="plugins must be a list of names, got 'press_task'"):
+        gym.make("mmrep/PegInsertion-v0", plugins="press_task")
+    with pytest.raises(ValueError, match="'rgb' is not a plug-in modality the env can observe"):
+        gym.make("mmrep/PegInsertion-v0", extra_observations=["rgb"])

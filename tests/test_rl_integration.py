@@ -150,3 +150,34 @@ def test_extractor_randomly_initialised_and_with_sac_and_trpo(encoder_file):
         ext = model.policy.actor.features_extractor if algo is SAC else model.policy.features_extractor
         assert isinstance(ext, MultimodalExtractor) and ext.features_dim == 8
         env.close()
+
+
+def test_the_extractor_names_an_image_size_or_key_the_env_does_not_have_and_present_takes_booleans():
+    from stable_baselines3 import PPO
+
+    import mmrep
+    from mmrep.rl.sb3 import MultimodalExtractor
+    from sim.rl_env import make_rl_env
+
+    env = make_rl_env({"image_size": 64, "max_steps": 4})
+    try:
+        def ppo(**kwargs):
+            extractor = dict(features_extractor_class=MultimodalExtractor, features_extractor_kwargs=kwargs)
+            return PPO("MultiInputPolicy", env, n_steps=8, batch_size=8, policy_kwargs=extractor)
+
+        assert ppo(model_config={"z_dim": 8}).policy.features_extractor.net.cfg.image_size == 64  # the env's size
+        with pytest.raises(ValueError, match="reads 128 px images but the env renders 64 px"):
+            ppo(encoder="benchmarks/results/insertion/encoders/insertion.pt")
+        with pytest.raises(ValueError, match=r"extra_keys \['nope'\] are not in the observation space"):
+            ppo(model_config={"z_dim": 8}, extra_keys=["nope"])
+    finally:
+        env.close()
+    enc = mmrep.load_encoder("benchmarks/results/insertion/encoders/insertion.pt")
+    big = make_rl_env({})
+    try:
+        obs, _ = big.reset(seed=0)
+        with pytest.raises(ValueError, match=r"present\['rgb'\] must be booleans"):
+            enc.encode(obs, present={"rgb": [2]})  # a weight would scale the expert's precision
+        assert enc.encode(obs, present={"rgb": [True]}).shape == (128,)
+    finally:
+        big.close()

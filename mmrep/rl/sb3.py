@@ -92,6 +92,9 @@ class MultimodalExtractor(BaseFeaturesExtractor):
                  extra_keys: Sequence[str] = (), images_normalized: bool = True) -> None:
         if encoder is None:
             cfg = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config or {})
+            if cfg.image_size is None and "rgb" in observation_space.spaces:  # a fresh network: the env's size
+                shape = observation_space["rgb"].shape
+                cfg.image_size = int(shape[1] if shape[-1] == 3 else shape[-1])
             net: torch.nn.Module = build_network(cfg)  # MultimodalEncoder, or cfg.encoder_target
         else:
             net = load_encoder(encoder) if isinstance(encoder, (str, Path)) else encoder
@@ -100,6 +103,16 @@ class MultimodalExtractor(BaseFeaturesExtractor):
         if missing:
             raise ValueError(f"the encoder reads {missing}, which the observation space lacks "
                              f"(keys {sorted(observation_space.spaces)})")
+        unknown = [k for k in extra_keys if k not in observation_space.spaces]
+        if unknown:
+            raise ValueError(f"extra_keys {unknown} are not in the observation space (keys "
+                             f"{sorted(observation_space.spaces)})")
+        if "rgb" in cfg.modalities and cfg.image_size is not None:
+            shape = observation_space["rgb"].shape  # (H, W, 3), or (3, H, W) once SB3 transposed it
+            side = shape[1] if shape[-1] == 3 else shape[-1]
+            if side != cfg.image_size:
+                raise ValueError(f"the encoder reads {cfg.image_size} px images but the env renders {side} px; "
+                                 f"make the env with image_size={cfg.image_size}")
         extra = [int(np.prod(observation_space[k].shape)) for k in extra_keys]
         super().__init__(observation_space, features_dim=cfg.z_dim + sum(extra))
         self.net = net
