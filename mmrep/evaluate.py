@@ -178,8 +178,9 @@ def _evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, An
         raise ValueError(f"two runs share a label {labels}; name them with 'label:path'")
     models = {label: load_model(path, cfg.checkpoint) for label, path in runs}
     held = HeldOut(cfg.data, cfg.episodes, cfg.calibration_episodes, cfg.seed, cfg.split)
-    if held.eval_index:  # a run trained at another image size would fail deep in its first layer
-        data_size = int(held.ds[held.eval_index[0]]["rgb"].shape[-1])
+    first = held.ds[held.eval_index[0]] if held.eval_index else {}
+    if "rgb" in first:  # a run trained at another image size would fail deep in its first layer
+        data_size = int(first["rgb"].shape[-1])
         for label, model in models.items():
             reads_images = model.cfg.rgb or model.cfg.depth or model.cfg.flow
             if reads_images and model.cfg.image_size not in (None, data_size):

@@ -729,9 +729,9 @@ def evaluation_missed(cfg: PolicyConfig, out: Path, done: int) -> bool:
 def evaluate_at_start(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: dict[str, VecEnv], out: Path,
                       spent: float, cpu_prior: float | None) -> float:
     """A periodic evaluation before ``learn`` (of the policy continued from, the cloned one, or one a kill
-    cut short: ``evaluation_missed``), kept
-    as ``keep_best`` keeps any; returns the training's wall seconds with its own added (the periodic
-    evaluations count as training's). ``cpu_prior``: CPU seconds not on this process's clock."""
+    cut short: ``evaluation_missed``), kept as ``keep_best`` keeps any; returns the training's wall
+    seconds with its own added (the periodic evaluations count as training's). ``cpu_prior``: CPU
+    seconds not on this process's clock."""
     t0 = time.time()
     cpu = CpuMeter(venv, cpu_prior).seconds
     evaluate_keeping_best(model, cfg, venv, eval_venvs, out, {"train_seconds": spent, "cpu_seconds": cpu})
