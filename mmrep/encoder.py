@@ -66,6 +66,9 @@ def check_model_inputs(inputs: dict[str, torch.Tensor]) -> None:
     """ObservationShapeError naming the key when the model inputs' batch sizes differ, ValueError naming
     the key and the first batch index when one holds NaN or inf (z would be silently non-finite)."""
     sizes = {m: int(t.shape[0]) for m, t in inputs.items()}
+    if 0 in sizes.values():
+        raise ObservationShapeError(f"an empty batch (0 samples in {[m for m, b in sizes.items() if b == 0]}): "
+                                    "nothing to encode")
     if len(set(sizes.values())) > 1:
         first = next(iter(sizes))
         odd = next(m for m, b in sizes.items() if b != sizes[first])

@@ -340,6 +340,9 @@ class PegInsertionEnv(gym.Env):
         obs["contact"] = contact.astype(np.int8)
         for key in self.cfg.extra_observations:  # plug-in modalities observe themselves
             obs[key] = np.asarray(MODALITY_REGISTRY[key].observe(self), dtype=self.observation_space[key].dtype)
+            if obs[key].shape != self.observation_space[key].shape:  # a plug-in's observe against its space
+                raise ValueError(f"modality {key!r}: observe() returned shape {obs[key].shape}, its space is "
+                                 f"{self.observation_space[key].shape}")
         return obs
 
     def _moving_bodies(self) -> list[int]:

@@ -650,3 +650,20 @@ def test_extra_observations_and_plugins_are_lists_of_plug_in_names():
         gym.make("mmrep/PegInsertion-v0", plugins="press_task")
     with pytest.raises(ValueError, match="'rgb' is not a plug-in modality the env can observe"):
         gym.make("mmrep/PegInsertion-v0", extra_observations=["rgb"])
+
+
+def test_a_plug_in_observation_of_another_shape_than_its_space_is_named():
+    from gymnasium import spaces
+
+    from sim.modalities import MODALITY_REGISTRY, Modality, as_float32, register_modality
+
+    register_modality(Modality("wrong_shape_test", camera=False, shape=lambda s, n: (3,), to_model=as_float32,
+                               space=lambda s, n: spaces.Box(-1, 1, (3,), np.float32),
+                               observe=lambda env: np.zeros(5)), replace=True)  # 5 values for a space of 3
+    try:
+        env = gym.make("mmrep/PegInsertion-v0", use_camera=False, extra_observations=["wrong_shape_test"])
+        with pytest.raises(ValueError, match=r"observe\(\) returned shape \(5,\), its space is \(3,\)"):
+            env.reset(seed=0)
+        env.close()
+    finally:
+        MODALITY_REGISTRY.pop("wrong_shape_test", None)

@@ -181,3 +181,20 @@ def test_the_extractor_names_an_image_size_or_key_the_env_does_not_have_and_pres
         assert enc.encode(obs, present={"rgb": [True]}).shape == (128,)
     finally:
         big.close()
+
+
+def test_an_empty_batch_is_named_not_a_reshape_error():
+    import numpy as np
+
+    import mmrep
+    from mmrep.encoder import ObservationShapeError
+    from sim.rl_env import make_rl_env
+
+    enc = mmrep.load_encoder("benchmarks/results/insertion/encoders/insertion.pt")
+    env = make_rl_env({})
+    try:
+        obs, _ = env.reset(seed=0)
+    finally:
+        env.close()
+    with pytest.raises(ObservationShapeError, match="an empty batch"):
+        enc.encode({k: np.zeros((0, *v.shape), v.dtype) for k, v in obs.items()})
