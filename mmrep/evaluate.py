@@ -177,6 +177,7 @@ def _evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, An
     if len(set(labels)) != len(labels):
         raise ValueError(f"two runs share a label {labels}; name them with 'label:path'")
     models = {label: load_model(path, cfg.checkpoint) for label, path in runs}
+    paths = dict(runs)
     held = HeldOut(cfg.data, cfg.episodes, cfg.calibration_episodes, cfg.seed, cfg.split)
     first = held.ds[held.eval_index[0]] if held.eval_index else {}
     if "rgb" in first:  # a run trained at another image size would fail deep in its first layer
@@ -184,7 +185,7 @@ def _evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, An
         for label, model in models.items():
             reads_images = model.cfg.rgb or model.cfg.depth or model.cfg.flow
             if reads_images and model.cfg.image_size not in (None, data_size):
-                raise ValueError(f"run {label} ({dict(runs)[label]}) was trained on {model.cfg.image_size} px "
+                raise ValueError(f"run {label} ({paths[label]}) was trained on {model.cfg.image_size} px "
                                  f"images but the images of {cfg.data} are {data_size} px; evaluate it on data "
                                  f"collected at its size (env.image_size={model.cfg.image_size})")
     if cfg.reject and not held.calib_index and any(m.cfg.fusion == "poe" for m in models.values()):
@@ -196,7 +197,6 @@ def _evaluate(cfg: EvaluateConfig, progress: bool | None = None) -> dict[str, An
     t0 = time.time()
     results: list[dict[str, Any]] = []
     thresholds: dict[str, dict[str, float]] = {}
-    paths = dict(runs)
     entries: dict[str, dict[str, Any]] = {}  # every evaluated model (and "<label>+reject" variant)
     bar = tqdm(total=len(models) * (len(settings) + 1), desc="evaluate", unit="setting",
                disable=not progress or None, dynamic_ncols=True)

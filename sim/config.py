@@ -267,15 +267,14 @@ class EnvConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first argument that is out of range."""
         wrong = _type_problem(self)
-        if wrong is not None:  # before any comparison, which would fail with a TypeError naming nothing
+        # before any comparison, which would fail with a TypeError naming nothing (a wrong type) or pass
+        # every `x < 0` check and reach the physics (NaN)
+        if wrong is not None:
             raise ValueError(wrong)
         for name in ("plugins", "extra_observations"):  # a plain string would be read letter by letter
             names = getattr(self, name)
             if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
                 raise ValueError(f"{name} must be a list of names, got {names!r}")
-        bad = _nonfinite_field(self)
-        if bad is not None:  # NaN passes every `x < 0` check below and would reach the physics
-            raise ValueError(f"{bad} must be finite, got {bad_value(self, bad)!r}")
         if self.peg_shape not in PEG_SHAPES:
             raise ValueError(f"peg_shape must be one of {PEG_SHAPES}, got {self.peg_shape!r}")
         _positive(self, "peg_width", "peg_length", "box_height", "insertion_depth", "physics_hz",
@@ -406,16 +405,19 @@ def _tuples(obj: Any, *names: str) -> None:
 
 
 def _type_problem(obj: Any, prefix: str = "") -> str | None:
-    """What is wrong with the type of the first field of dataclass ``obj`` (nested ones included) that
-    does not have the type of its default (a bool for a bool, an integer for an int, a number for a
-    float, a sequence of numbers of the default's length for a tuple, a section for a section), or None.
-    Fields whose default is None are not checked."""
+    """What is wrong with the first field of dataclass ``obj`` (nested ones included) that is NaN or
+    infinite (a float, or in a sequence), or does not have the type of its default (a bool for a bool,
+    an integer for an int, a number for a float, a sequence of numbers of the default's length for a
+    tuple, a section for a section), or None. The types of fields whose default is None are not checked."""
     import numbers
 
     default = type(obj)()
     for f in dataclasses.fields(obj):
         value, want, name = getattr(obj, f.name), getattr(default, f.name), prefix + f.name
         is_bool = isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy's too, without numpy
+        if (isinstance(value, float) and not math.isfinite(value)) or (isinstance(value, (tuple, list)) and any(
+                isinstance(v, float) and not math.isfinite(v) for v in value)):
+            return f"{name} must be finite, got {value!r}"
         if dataclasses.is_dataclass(want):
             if not dataclasses.is_dataclass(value):
                 return f"{name} must be a section of options (a dict of {type(want).__name__} fields), got {value!r}"
@@ -441,29 +443,6 @@ def _type_problem(obj: Any, prefix: str = "") -> str | None:
                     or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
                 return f"{name} must be {len(want)} numbers, got {value!r}"
     return None
-
-
-def _nonfinite_field(obj: Any, prefix: str = "") -> str | None:
-    """The dotted name of the first float field of dataclass ``obj`` (nested ones included, tuples of
-    floats too) that is NaN or infinite, or None."""
-    for f in dataclasses.fields(obj):
-        value, name = getattr(obj, f.name), prefix + f.name
-        if dataclasses.is_dataclass(value):
-            found = _nonfinite_field(value, name + ".")
-            if found:
-                return found
-        elif isinstance(value, float) and not math.isfinite(value):
-            return name
-        elif isinstance(value, (tuple, list)) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
-            return name
-    return None
-
-
-def bad_value(obj: Any, dotted: str) -> Any:
-    """The value of ``obj``'s field ``dotted`` ("controller.kd_null")."""
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _positive(obj: Any, *names: str, prefix: str = "") -> None:
