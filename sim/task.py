@@ -134,8 +134,8 @@ def task_experts(task: str) -> dict[str, Any]:
 
 def make_expert(name: str, cfg: EnvConfig, **kwargs: Any) -> Any:
     """Build the scripted expert ``name`` of the task ``cfg.task`` (the peg-in-hole task's: ``expert``,
-    ``expert_moment``, ``expert_blind``, ``expert_tilt``, ``noisy_expert``, ``push_down``, ``random``,
-    ``contact_seeking``); an unknown name raises ``ValueError`` listing the task's experts."""
+    ``expert_moment``, ``expert_blind``, ``expert_tilt``, ``expert_oracle``, ``noisy_expert``, ``push_down``,
+    ``random``, ``contact_seeking``); an unknown name raises ``ValueError`` listing the task's experts."""
     experts = task_experts(cfg.task)
     if name not in experts:
         raise ValueError(f"unknown policy {name!r} for task {cfg.task!r}; choose one of {sorted(experts)}")

@@ -99,6 +99,28 @@ def test_rim_direction_points_away_from_the_centre_of_pressure():
     assert rim_direction(window, np.array([0.0, 0.0, 0.0, 1.0])) is None
 
 
+def test_oracle_expert_reads_the_true_hole(make_env):
+    """The oracle goes straight above the true hole: it lands in it with no search, where the
+    default expert, following a 2 mm estimate error, searches first (both seeded alike)."""
+    env = make_env(use_camera=False)
+    oracle = run_episode(env, make_expert("expert_oracle", env.unwrapped.cfg), seed=20_000)
+    expert = run_episode(env, make_expert("expert", env.unwrapped.cfg), seed=20_000)
+    assert oracle["success"] and expert["success"]
+    assert oracle["steps"] < 40 < expert["steps"], (oracle["steps"], expert["steps"])
+    # Without an estimate error the two are the same policy, action for action.
+    exact = make_env(use_camera=False, randomization={"hole_estimate_error": 0.0})
+    obs, info = exact.reset(seed=3)
+    a, b = make_expert("expert_oracle", exact.unwrapped.cfg), make_expert("expert", exact.unwrapped.cfg)
+    a.reset(info, seed=0)
+    b.reset(info, seed=0)
+    for _ in range(20):
+        action = a.act(obs, info)
+        np.testing.assert_array_equal(action, b.act(obs, info))
+        obs, _, terminated, truncated, info = exact.step(action)
+        if terminated or truncated:
+            break
+
+
 def test_moment_search_needs_the_ft_sense(make_env):
     env = make_env(use_camera=False)
     with pytest.raises(ValueError, match="sense='ft'"):
