@@ -357,6 +357,8 @@ class DemoConfig:
     batch_size: int = 256  # demonstration steps per Adam step when cloning
     learning_rate: float = 1e-3  # Adam's, when cloning
     min_std: float = 0.1  # the cloned policy's action std is kept at least this (action units), so RL explores
+    dagger_rounds: int = 0  # then rounds of DAgger: the clone acts, the expert labels its states, refit on all
+    dagger_episodes: int = 50  # the clone's episodes per DAgger round (their env steps count too)
     seed: int = 900_000  # demonstration sub-env i of training seed s: its first reset seed + 1000 s + i
 
 
@@ -421,10 +423,10 @@ class PolicyConfig:
 
     def _validate_demos(self) -> None:
         d = self.demos
-        for name in ("episodes", "epochs"):
+        for name in ("episodes", "epochs", "dagger_rounds"):
             if getattr(d, name) < 0:
                 raise ValueError(f"demos.{name} must be >= 0, got {getattr(d, name)}")
-        for name in ("batch_size", "learning_rate", "min_std"):
+        for name in ("batch_size", "learning_rate", "min_std", "dagger_episodes"):
             if not getattr(d, name) > 0:
                 raise ValueError(f"demos.{name} must be > 0, got {getattr(d, name)}")
         if not d.episodes:

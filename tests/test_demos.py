@@ -102,6 +102,37 @@ def test_cloning_fits_the_expert_better_than_the_untrained_policy(tmp_path):
         demo_venv.close()
 
 
+def test_dagger_labels_the_learners_own_states_and_counts_their_steps(tmp_path):
+    """``demos.dagger_rounds``: after the clone, the policy acts and the expert labels what it visits;
+    the labels are the expert's actions at those states (not the learner's), every step stepped counts
+    toward the run's env steps, and the refit sees all the data so far. Same seed, same rounds."""
+    from mmrep.rl.demos import collect_demonstrations
+
+    cfg = policy_cfg(tmp_path, "obs=state", *TINY_PPO)
+    demo_venv = build_venv(cfg, 2, 500, expert="expert")
+    try:
+        still = collect_demonstrations(demo_venv, 2, 0.99, act=lambda obs: np.zeros((len(obs), 3), np.float32))
+        # a learner that stands still: the expert still says where to go, and the episode times out
+        assert np.abs(still.actions).max() > 0.1 and still.successes == 0
+        assert still.env_steps == len(still.obs) == 2 * cfg.env.max_steps  # both ran to the time limit
+    finally:
+        demo_venv.close()
+
+    demos = ["demos.episodes=4", "demos.epochs=20", "demos.batch_size=16", "demos.dagger_rounds=2",
+             "demos.dagger_episodes=2"]
+    run = tmp_path / "run"
+    train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=128", "eval_every_steps=1000", *demos))
+    record = json.loads((run / "demos.json").read_text())
+    rounds = record["dagger"]
+    assert len(rounds) == 2 and all(r["episodes"] == 2 and 0 <= r["learner_success"] <= 1 for r in rounds)
+    assert rounds[0]["samples"] < rounds[1]["samples"] == record["samples"]  # aggregated, not replaced
+    assert record["env_steps"] >= record["samples"] >= 4 + 2 * 2
+    assert [r["timesteps"] for r in read_evaluations(run)][0] == record["env_steps"]
+    again = tmp_path / "again"
+    train_policy(policy_cfg(again, "obs=state", *TINY_PPO, "total_steps=128", "eval_every_steps=1000", *demos))
+    assert json.loads((again / "demos.json").read_text())["dagger"][1]["nll_after"] == rounds[1]["nll_after"]
+
+
 def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tmp_path):
     """Killed while learning (after the demonstrations' checkpoint), the same command goes on from the
     cloned policy: no second collection, the clone's evaluation kept, the steps counted once."""

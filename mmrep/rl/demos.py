@@ -15,6 +15,7 @@ statistics, which the demonstrations' observations update first).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +52,14 @@ def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def collect_demonstrations(venv: VecEnv, episodes: int, gamma: float) -> Demonstrations:
-    """Step ``venv`` (built with an ``expert``: ``mmrep.policy.build_venv``; reset here) with its
-    expert's actions until each sub-env has ended its share of ``episodes`` (the first ones of each:
-    keeping whichever ended first would favour short, successful episodes). A time-limit end counts
-    as the end of the return."""
+def collect_demonstrations(venv: VecEnv, episodes: int, gamma: float,
+                           act: Callable[[np.ndarray], np.ndarray] | None = None) -> Demonstrations:
+    """Step ``venv`` (built with an ``expert``: ``mmrep.policy.build_venv``; reset here) until each
+    sub-env has ended its share of ``episodes`` (the first ones of each: keeping whichever ended first
+    would favour short, successful episodes), recording at every step the expert's action there. Who
+    acts: the expert (``act`` None), or ``act(obs) -> (n_envs, action_dim)``, a learner whose states the
+    expert labels (DAgger); ``successes`` then counts the learner's. A time-limit end counts as the end
+    of the return."""
     t0 = time.time()
     obs = venv.reset()
     n = venv.num_envs
@@ -64,12 +68,13 @@ def collect_demonstrations(venv: VecEnv, episodes: int, gamma: float) -> Demonst
     kept: list[dict[str, list]] = []
     steps = successes = 0
     while any(quota):
-        actions = np.stack(venv.env_method("expert_action")).astype(np.float32)
+        labels = np.stack(venv.env_method("expert_action")).astype(np.float32)
+        actions = labels if act is None else np.asarray(act(obs), dtype=np.float32)
         next_obs, rewards, dones, infos = venv.step(actions)
         steps += n
         for i in range(n):
             current[i]["obs"].append(obs[i].copy())
-            current[i]["actions"].append(actions[i])
+            current[i]["actions"].append(labels[i])
             current[i]["rewards"].append(float(rewards[i]))
             if dones[i]:
                 if quota[i]:
@@ -137,16 +142,43 @@ def learn_from_demonstrations(model, venv: VecEnv, demo_venv: VecEnv, cfg: DemoC
                               seed: int) -> dict[str, Any]:
     """Collect ``cfg.episodes`` expert episodes in ``demo_venv``, add their observations to the
     training ``venv``'s running statistics (a ``VecNormalize``, where it normalises), clone ``model``'s
-    policy from them and set its env-step counter to the steps they took. Returns what ``demos.json``
-    records."""
+    policy from them; then ``cfg.dagger_rounds`` rounds of DAgger (Ross et al. 2011): the cloned policy
+    acts (its mean action) for ``cfg.dagger_episodes`` episodes, the expert labels every state it
+    visits, and the policy is fitted again to everything labelled so far. Sets the model's env-step
+    counter to the steps all of them took. Returns what ``demos.json`` records."""
     demos = collect_demonstrations(demo_venv, cfg.episodes, gamma)
-    obs = demos.obs
-    if isinstance(venv, VecNormalize) and venv.norm_obs:
+    normalises = isinstance(venv, VecNormalize) and venv.norm_obs
+
+    def seen(raw: np.ndarray) -> np.ndarray:
+        return venv.normalize_obs(raw).astype(np.float32) if normalises else raw
+
+    if normalises:
         venv.obs_rms.update(demos.obs)
-        obs = venv.normalize_obs(demos.obs).astype(np.float32)
     t0 = time.time()
-    fit = clone(model, obs, demos, cfg, seed)
-    model.num_timesteps = demos.env_steps
-    return {"env_steps": demos.env_steps, "episodes": demos.episodes,
-            "expert_success": demos.successes / demos.episodes, "samples": len(demos.obs),
-            "collect_seconds": demos.seconds, "clone_seconds": time.time() - t0, "expert": cfg.expert, **fit}
+    fit = clone(model, seen(demos.obs), demos, cfg, seed)
+    env_steps, rounds = demos.env_steps, []
+    for r in range(cfg.dagger_rounds):
+        learner = collect_demonstrations(
+            demo_venv, cfg.dagger_episodes, gamma,
+            act=lambda obs: model.policy.predict(seen(obs), deterministic=True)[0])
+        if normalises:
+            venv.obs_rms.update(learner.obs)
+        demos = Demonstrations(
+            obs=np.concatenate([demos.obs, learner.obs]),
+            actions=np.concatenate([demos.actions, learner.actions]),
+            returns=np.concatenate([demos.returns, learner.returns]),
+            env_steps=demos.env_steps, episodes=demos.episodes, successes=demos.successes, seconds=demos.seconds)
+        t1 = time.time()
+        refit = clone(model, seen(demos.obs), demos, cfg, seed + 1 + r)
+        env_steps += learner.env_steps
+        rounds.append({"env_steps": learner.env_steps, "episodes": learner.episodes,
+                       "learner_success": learner.successes / max(learner.episodes, 1),
+                       "samples": len(demos.obs), "collect_seconds": learner.seconds,
+                       "clone_seconds": time.time() - t1, **refit})
+    model.num_timesteps = env_steps
+    record = {"env_steps": env_steps, "episodes": cfg.episodes, "expert_success": demos.successes / demos.episodes,
+              "samples": len(demos.obs), "collect_seconds": demos.seconds, "clone_seconds": time.time() - t0,
+              "expert": cfg.expert, **fit}
+    if rounds:
+        record["dagger"] = rounds
+    return record
