@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import queue as queue_mod
 import shutil
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,14 @@ def collect(cfg: CollectConfig, progress: bool | None = None) -> dict[str, Any]:
     progress = cfg.progress if progress is None else progress
     with run_lock(cfg.out, "collect") as out:
         _check_same_config(out, cfg)
-        (out / COLLECT_CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
         done = scan_shards(out, quarantine=True)
+        # A smaller ``episodes`` than the folder already holds shrinks nothing (its episodes are kept and
+        # indexed): the config recorded says how many the dataset has, not the smaller number asked.
+        record = {**cfg.to_dict(), "episodes": max(cfg.episodes, max(done, default=-1) + 1)}
+        if record["episodes"] > cfg.episodes:
+            print(f"{out} already holds episodes up to index {record['episodes'] - 1}: they are kept, "
+                  f"the dataset has {record['episodes']} episodes, not {cfg.episodes}", file=sys.stderr)
+        (out / COLLECT_CONFIG).write_text(json.dumps(record, indent=2))
         todo = [i for i in range(cfg.episodes) if i not in done]
         n_workers = min(cfg.workers or os.cpu_count() or 1, len(todo)) if todo else 0
         try:
@@ -102,7 +109,7 @@ def collect(cfg: CollectConfig, progress: bool | None = None) -> dict[str, Any]:
         except KeyboardInterrupt:
             raise CollectionInterrupted(f"interrupted: the complete episodes in {out} are kept; run the "
                                         f"same command to collect the rest") from None
-        return write_manifest(out, cfg.to_dict(), cfg.episodes, cfg.valid_fraction, cfg.seed)
+        return write_manifest(out, record, record["episodes"], cfg.valid_fraction, cfg.seed)
 
 
 class CollectionInterrupted(RuntimeError):

@@ -108,6 +108,16 @@ def test_resume_collects_only_missing_episodes(reference, tmp_path):
     assert new == {3, 4, 5}
 
 
+def test_fewer_episodes_than_the_folder_holds_keeps_them_and_says_so(reference, tmp_path, capsys):
+    """Asking a folder of 3 episodes for 2 keeps the 3: the manifest and the recorded config both
+    say 3 (the config used to record the smaller number), and the collection is complete."""
+    collect(_cfg(tmp_path, episodes=3), progress=False)
+    manifest = collect(_cfg(tmp_path, episodes=2), progress=False)
+    assert "the dataset has 3 episodes, not 2" in capsys.readouterr().err
+    assert manifest["complete"] and manifest["totals"]["episodes"] == 3 and manifest["config"]["episodes"] == 3
+    assert json.loads((tmp_path / "collect_config.json").read_text())["episodes"] == 3
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     collect(_cfg(tmp_path, episodes=1), progress=False)
     with pytest.raises(ValueError, match="seed"):
