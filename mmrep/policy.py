@@ -826,7 +826,8 @@ def _learn(cfg: PolicyConfig, out: Path, init: tuple | None, venv: VecEnv, eval_
         if cfg.keep_best and eval_venvs and not any(r["timesteps"] == done and selects_alike(r, cfg) for r in own):
             # the policy continued from is a candidate too: continuing can only add better ones
             spent = evaluate_at_start(model, cfg, venv, eval_venvs, out, spent, cpu_spent)
-    if not done and cfg.demos.episodes:
+    cloned = not done and bool(cfg.demos.episodes)
+    if cloned:
         done, spent, cpu_spent = start_from_demonstrations(cfg, model, venv, eval_venvs, out)
     # each start and resume: where it ran, from how many env steps (its own checkpoint's, or the
     # policy continued from, or the demonstrations')
@@ -846,8 +847,12 @@ def _learn(cfg: PolicyConfig, out: Path, init: tuple | None, venv: VecEnv, eval_
     # a run resumed after it finished has spent nothing more on training
     usage = callback.usage if learns else {"train_seconds": spent, "cpu_seconds": cpu_spent}
     save_checkpoint(model, venv, out, **usage)
-    final = (evaluate_keeping_best(model, cfg, venv, eval_venvs, out, usage) if eval_venvs
-             else {"timesteps": int(model.num_timesteps)})
+    if cloned and not learns and eval_venvs:
+        # the demonstrations took the whole budget: the clone's evaluation, just written, is the final one
+        final = read_evaluations(out)[-1]
+    else:
+        final = (evaluate_keeping_best(model, cfg, venv, eval_venvs, out, usage) if eval_venvs
+                 else {"timesteps": int(model.num_timesteps)})
     save_policy(model, venv, cfg, out / "policy.pt", **usage)
     if eval_venvs:
         plot_curves({out.name: out}, out / "curves.png")

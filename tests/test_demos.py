@@ -128,9 +128,12 @@ def test_dagger_labels_the_learners_own_states_and_counts_their_steps(tmp_path):
     assert rounds[0]["samples"] < rounds[1]["samples"] == record["samples"]  # aggregated, not replaced
     assert record["env_steps"] >= record["samples"] >= 4 + 2 * 2
     assert [r["timesteps"] for r in read_evaluations(run)][0] == record["env_steps"]
-    again = tmp_path / "again"
-    train_policy(policy_cfg(again, "obs=state", *TINY_PPO, "total_steps=128", "eval_every_steps=1000", *demos))
+    again = tmp_path / "again"  # a budget the demonstrations alone exceed: the run ends with the clone
+    final = train_policy(policy_cfg(again, "obs=state", *TINY_PPO, "total_steps=16", "eval_every_steps=1000",
+                                    *demos))
     assert json.loads((again / "demos.json").read_text())["dagger"][1]["nll_after"] == rounds[1]["nll_after"]
+    rows = (again / "eval.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and json.loads(rows[0]) == final  # evaluated once, not again at the end
 
 
 def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tmp_path):
