@@ -829,6 +829,8 @@ def _learn(cfg: PolicyConfig, out: Path, init: tuple | None, venv: VecEnv, eval_
     cloned = not done and bool(cfg.demos.episodes)
     if cloned:
         done, spent, cpu_spent = start_from_demonstrations(cfg, model, venv, eval_venvs, out)
+    if cfg.demos.episodes and cfg.demos.freeze_normalizer and isinstance(venv, VecNormalize):
+        venv.training = False  # the statistics the clone was fitted with (DemoConfig.freeze_normalizer)
     # each start and resume: where it ran, from how many env steps (its own checkpoint's, or the
     # policy continued from, or the demonstrations')
     append_provenance(out, app="policy train", timesteps=done, resumed=bool(resumed_at))

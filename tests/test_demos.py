@@ -136,6 +136,21 @@ def test_dagger_labels_the_learners_own_states_and_counts_their_steps(tmp_path):
     assert len(rows) == 1 and json.loads(rows[0]) == final  # evaluated once, not again at the end
 
 
+def test_the_clones_normaliser_statistics_are_kept_through_rl_unless_asked(tmp_path):
+    """``demos.freeze_normalizer`` (default): RL goes on with the observation statistics the clone was
+    fitted with, so the clone's inputs do not move under it; ``false``: they keep updating."""
+    demos = ["demos.episodes=4", "demos.epochs=5", "demos.batch_size=16"]
+
+    def stats(name: str, *extra: str) -> np.ndarray:
+        run = tmp_path / name
+        train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "eval_every_steps=1000", *demos, *extra))
+        return np.asarray(torch.load(run / "checkpoint.pt", weights_only=True)["obs_rms"]["mean"])
+
+    cloned = stats("clone", "total_steps=8")  # the demonstrations exceed it: the run ends with the clone
+    np.testing.assert_array_equal(stats("frozen", "total_steps=128"), cloned)
+    assert not np.array_equal(stats("moving", "total_steps=128", "demos.freeze_normalizer=false"), cloned)
+
+
 def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tmp_path):
     """Killed while learning (after the demonstrations' checkpoint), the same command goes on from the
     cloned policy: no second collection, the clone's evaluation kept, the steps counted once."""
