@@ -363,6 +363,7 @@ class DemoConfig:
     # updating them from RL's rollouts moves every input under the cloned policy (measured 2026-12-07 on
     # the fused row: a clone at 0.83 read 0.27 after 9k env steps with its weights untouched)
     freeze_normalizer: bool = True
+    actor_held_until: int = 0  # env steps (the demonstrations' included) before which only the critic learns
     seed: int = 900_000  # demonstration sub-env i of training seed s: its first reset seed + 1000 s + i
 
 
@@ -427,7 +428,7 @@ class PolicyConfig:
 
     def _validate_demos(self) -> None:
         d = self.demos
-        for name in ("episodes", "epochs", "dagger_rounds"):
+        for name in ("episodes", "epochs", "dagger_rounds", "actor_held_until"):
             if getattr(d, name) < 0:
                 raise ValueError(f"demos.{name} must be >= 0, got {getattr(d, name)}")
         for name in ("batch_size", "learning_rate", "min_std", "dagger_episodes"):

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
@@ -840,7 +840,12 @@ def _learn(cfg: PolicyConfig, out: Path, init: tuple | None, venv: VecEnv, eval_
         if done:  # the start seeded everything from cfg.seed (build_model): a resume draws anew
             model.set_random_seed(resume_env_seed(cfg.seed, done, cfg.eval_seed - cfg.n_envs))
         try:
-            model.learn(cfg.total_steps - done, callback=callback, reset_num_timesteps=done == 0,
+            callbacks = [callback]
+            if cfg.demos.episodes and cfg.demos.actor_held_until:
+                from mmrep.rl.demos import ActorWarmup
+
+                callbacks.append(ActorWarmup(cfg.demos.actor_held_until))
+            model.learn(cfg.total_steps - done, callback=CallbackList(callbacks), reset_num_timesteps=done == 0,
                         progress_bar=cfg.progress, tb_log_name="run")
         except ValueError as err:  # torch's distribution check, which names nothing of ours
             if "invalid values" not in str(err):

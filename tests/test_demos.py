@@ -151,6 +151,29 @@ def test_the_clones_normaliser_statistics_are_kept_through_rl_unless_asked(tmp_p
     assert not np.array_equal(stats("moving", "total_steps=128", "demos.freeze_normalizer=false"), cloned)
 
 
+def test_the_cloned_actor_is_held_while_the_critic_warms_up(tmp_path):
+    """``demos.actor_held_until``: PPO's updates before that many env steps leave the actor's weights
+    (and its action std) as cloned and fit the critic; after it, both learn."""
+    from mmrep.rl.demos import VALUE_PARTS
+
+    demos = ["demos.episodes=4", "demos.epochs=5", "demos.batch_size=16"]
+
+    def weights(name: str, *extra: str) -> tuple[dict, dict]:
+        run = tmp_path / name
+        train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "eval_every_steps=1000", *demos, *extra))
+        state = torch.load(run / "checkpoint.pt", weights_only=True)["policy"]
+        critic = {k: v for k, v in state.items() if k.startswith(VALUE_PARTS)}
+        return {k: v for k, v in state.items() if k not in critic}, critic
+
+    actor, critic = weights("clone", "total_steps=8")  # ends with the clone
+    assert "log_std" in actor and critic
+    held_actor, held_critic = weights("held", "total_steps=128", "demos.actor_held_until=1000")
+    assert all(torch.equal(held_actor[k], actor[k]) for k in actor)
+    assert any(not torch.equal(held_critic[k], critic[k]) for k in critic)
+    free_actor, _ = weights("free", "total_steps=128", "demos.actor_held_until=40")
+    assert any(not torch.equal(free_actor[k], actor[k]) for k in actor)
+
+
 def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tmp_path):
     """Killed while learning (after the demonstrations' checkpoint), the same command goes on from the
     cloned policy: no second collection, the clone's evaluation kept, the steps counted once."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from mmrep.config import DemoConfig
@@ -182,3 +183,38 @@ def learn_from_demonstrations(model, venv: VecEnv, demo_venv: VecEnv, cfg: DemoC
     if rounds:
         record["dagger"] = rounds
     return record
+
+
+VALUE_PARTS = ("value_net.", "mlp_extractor.value_net.")
+"""Parameter-name prefixes of an SB3 ``ActorCriticPolicy``'s critic; every other parameter acts."""
+
+
+class ActorWarmup(BaseCallback):
+    """The cloned actor held still (no gradient reaches it) until the run's env-step counter reaches
+    ``until``, while PPO fits the critic to the clone's own returns (``DemoConfig.actor_held_until``).
+
+    Why: the value fitted to the expert's returns is not the clone's, and PPO normalises each batch's
+    advantages, so even noise in them moves the actor at full speed: the clone is lost before the
+    critic has learnt what it is worth. Checked before each rollout's update, so a resume past
+    ``until`` trains the actor from its first update."""
+
+    def __init__(self, until: int) -> None:
+        super().__init__()
+        self.until = until
+
+    def _hold(self, held: bool) -> None:
+        for name, param in self.model.policy.named_parameters():
+            if not name.startswith(VALUE_PARTS):
+                param.requires_grad_(not held)
+
+    def _on_training_start(self) -> None:
+        self._hold(self.model.num_timesteps < self.until)
+
+    def _on_rollout_end(self) -> None:
+        self._hold(self.model.num_timesteps < self.until)
+
+    def _on_training_end(self) -> None:
+        self._hold(False)  # the saved policy is an ordinary one
+
+    def _on_step(self) -> bool:
+        return True
