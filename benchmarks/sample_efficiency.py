@@ -12,10 +12,11 @@ deterministic row. E.g. the fused row's PPO against the same row under SAC:
         --out benchmarks/results/sample_efficiency
 
 Writes ``summary.json`` (per run: the curve, the first step at the threshold, the training wall minutes
-there with the periodic evaluations' own time taken out, the final policy's held-out success; per
-group: medians and the pooled held-out success; the ratios after/before) and ``curves.png`` (success against
-env steps and against wall minutes). A run that never reaches the threshold counts as its budget's
-end, marked ``reached: false`` (so a median over such runs is a lower bound).
+there with the periodic evaluations' own time taken out, the final policy's held-out success and, where
+``best/eval`` exists, that of the policy ``keep_best`` kept; per group: medians and the pooled held-out
+success; the ratios after/before) and ``curves.png`` (success against env steps and against wall minutes).
+A run that never reaches the threshold counts as its budget's end, marked ``reached: false`` (so a
+median over such runs is a lower bound).
 """
 
 from __future__ import annotations
@@ -50,11 +51,12 @@ def cpu_minutes(rows: list[dict[str, Any]], index: int) -> float | None:
     return None if cpu is None else cpu / 60
 
 
-def held_out_final(run: Path) -> dict[str, Any] | None:
+def held_out_final(run: Path, policy: str = "") -> dict[str, Any] | None:
     """The final policy's clean, deterministic row of ``run/eval/results.json`` (held-out seeds):
     successes, episodes, rate; None where the run has not been evaluated. For a run whose budget ends
-    where its curve reaches the threshold, this is the confirmation of that point."""
-    path = run / "eval" / "results.json"
+    where its curve reaches the threshold, this is the confirmation of that point. ``policy="best"``:
+    the same of the policy ``keep_best`` kept (``run/best/eval/results.json``)."""
+    path = run / policy / "eval" / "results.json"
     if not path.exists():
         return None
     for r in json.loads(path.read_text())["results"]:
@@ -82,6 +84,7 @@ def run_summary(run: Path, threshold: float) -> dict[str, Any]:
         "final_periodic": rows[-1]["success_rate"],
         "cpu_hours": (rows[-1]["cpu_seconds"] / 3600) if rows[-1].get("cpu_seconds") else None,
         "held_out_final": held_out_final(run),
+        "held_out_kept": held_out_final(run, "best"),
     }
 
 
@@ -103,6 +106,8 @@ def group_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     cpu = [r["cpu_minutes_to_threshold"] for r in runs if r["cpu_minutes_to_threshold"] is not None]
     done = [r["held_out_final"] for r in runs if r["held_out_final"]]
     wins, n = sum(c["successes"] for c in done), sum(c["episodes"] for c in done)
+    kept = [r["held_out_kept"] for r in runs if r.get("held_out_kept")]
+    kept_wins, kept_n = sum(c["successes"] for c in kept), sum(c["episodes"] for c in kept)
     return {
         "runs": len(runs), "reached": sum(r["reached"] for r in runs),
         "median_steps_to_threshold": statistics.median(r["steps_to_threshold"] for r in runs),
@@ -112,6 +117,10 @@ def group_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "held_out_pooled": wins / n if n else None,
         "held_out_ci95": wilson_interval(wins, n) if n else None,
         "held_out_per_run": [c["rate"] for c in done],
+        # the policies keep_best kept (evaluated where the run's best/ has an eval/)
+        "held_out_kept_pooled": kept_wins / kept_n if kept_n else None,
+        "held_out_kept_ci95": wilson_interval(kept_wins, kept_n) if kept_n else None,
+        "held_out_kept_per_run": [c["rate"] for c in kept],
     }
 
 
@@ -176,6 +185,9 @@ def main() -> None:
     for name, g in summary.items():
         conf = "" if g["held_out_pooled"] is None else (
             f"; held-out clean {g['held_out_pooled']:.2f} ({g['held_out_ci95'][0]:.2f}-{g['held_out_ci95'][1]:.2f})")
+        if g["held_out_kept_pooled"] is not None:
+            conf += (f"; kept policies {g['held_out_kept_pooled']:.2f} "
+                     f"({g['held_out_kept_ci95'][0]:.2f}-{g['held_out_kept_ci95'][1]:.2f})")
         minutes = "" if g["median_minutes_to_threshold"] is None else f", {g['median_minutes_to_threshold']:.1f} min"
         if g["median_cpu_minutes_to_threshold"] is not None:
             minutes += f", {g['median_cpu_minutes_to_threshold']:.1f} CPU min"

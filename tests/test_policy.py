@@ -342,6 +342,15 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     assert "0/1 runs reach" in never  # a run that never gets there counts its last evaluation
     assert "median at least" in never and result["ratios"]["steps_ratio_is"] == "exact"
     assert json.loads((efficiency / "summary.json").read_text())["ratios"]["steps_ratio_is"].startswith("unknown")
+    kept = Path(runs[1]) / "best" / "eval"  # an evaluation of the kept policy is read beside the final one
+    kept.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(runs[1]) / "eval" / "results.json", kept / "results.json")
+    printed = subprocess.run([sys.executable, str(root / "benchmarks" / "sample_efficiency.py"), "--before", runs[0],
+                              "--after", runs[1], "--threshold", "0", "--out", str(efficiency)],
+                             check=True, capture_output=True, text=True).stdout
+    after = json.loads((efficiency / "summary.json").read_text())["groups"]
+    assert after["after"]["held_out_kept_per_run"] == after["after"]["held_out_per_run"]
+    assert after["before"]["held_out_kept_pooled"] is None and "kept policies" in printed
 
 
 def test_sample_efficiency_median_is_a_bound_where_a_run_stopped_short():
