@@ -235,10 +235,10 @@ _APP_RUNNERS = {"collect": _collect_task, "train": _train_app, "evaluate": _eval
                 "policy_eval": _policy_eval_task}
 
 
-def run_app(app: str, args: list[str]) -> int:
+def run_app(app: str, args: list[str], command: str | None = None) -> int:
     """Run Hydra app ``app`` with command-line ``args`` (overrides, ``-m``, ``--cfg job``, ``--help``,
-    ``--info`` ...), as ``mmrep <app> <args>``; return the exit code."""
-    return run_hydra_app(app, args, _APP_RUNNERS[app])
+    ``--info`` ...), as ``mmrep <command> <args>`` (default ``app``); return the exit code."""
+    return run_hydra_app(app, args, _APP_RUNNERS[app], command)
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         if _wants_help(rest):
             print(command_help(name))
             return 0
-        return run_app(command.app, ["--help" if a == "--hydra-help" else a for a in rest])
+        return run_app(command.app, ["--help" if a == "--hydra-help" else a for a in rest], name)
     if name in ("policy", "data") and (not rest or _wants_help(rest)):
         print(_overview())
         return 0 if rest else 2

@@ -757,10 +757,12 @@ def app_error(app: str, err: BaseException) -> int:
     return 2
 
 
-def run_hydra_app(app: str, args: list[str], runner) -> int:
+def run_hydra_app(app: str, args: list[str], runner, command: str | None = None) -> int:
     """Run Hydra app ``app`` (``configs/<app>.yaml``) with command-line ``args`` (overrides, ``-m``,
     ``--cfg job``, ``--help``, ``--info`` ...), calling ``runner(cfg) -> exit code`` for each composed
-    config, as ``mmrep <app> <args>``; return the exit code (2 for a usage error)."""
+    config, as ``mmrep <command> <args>`` (``command``: the CLI's words for it, e.g. ``policy train``;
+    default ``app``), which is what the run's provenance records; return the exit code (2 for a usage
+    error)."""
     import sys
 
     import hydra
@@ -773,7 +775,7 @@ def run_hydra_app(app: str, args: list[str], runner) -> int:
 
     main_fn = hydra.main(config_path=str(config_dir()), config_name=app, version_base="1.3")(task)
     saved = sys.argv
-    sys.argv = [f"mmrep {app}", *args]
+    sys.argv = [f"mmrep {command or app}", *args]
     try:
         main_fn()
     except SystemExit as exit_:

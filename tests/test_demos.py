@@ -199,6 +199,10 @@ def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tm
     record = json.loads((run / "demos.json").read_text())
     made = (run / "demos.json").stat().st_mtime_ns
     assert [r["timesteps"] for r in read_evaluations(run)] == [record["env_steps"]]  # the clone's
+    from sim.provenance import read_provenance
+
+    # the command as typed, to run again (it read "mmrep policy ...", without "train")
+    assert read_provenance(run)[0]["command"].startswith("mmrep policy train obs=state ")
     total = record["env_steps"] + 32
     train_policy(policy_cfg(run, "obs=state", *TINY_PPO, f"total_steps={total}", "eval_every_steps=100000",
                             "ckpt_every_steps=100000", "demos.episodes=2", "demos.epochs=5"))
@@ -211,6 +215,8 @@ def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tm
     ("demos.batch_size=0", r"demos.batch_size must be > 0"), ("demos.expert=nobody", "demos.expert: unknown expert"),
     ("normalize_reward=true", "not with normalize_reward"), ("init_policy=runs/x", "init_policy continues one"),
     ("demos.seed=999999", r"demos.seed: the demonstrations' resets \(from 999999\)"),
+    ("demos.dagger_episodes=0", r"demos.dagger_episodes must be > 0"),
+    ("demos.actor_held_until=-1", r"demos.actor_held_until must be >= 0"),
 ])
 def test_demonstrations_are_refused_where_they_cannot_clone(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
