@@ -347,9 +347,10 @@ class DemoConfig:
     acting in the training env itself (the policy's own observation beside it), then the policy's action
     distribution fitted to them by maximum likelihood (behaviour cloning) and its value to their
     discounted returns, for ``epochs`` passes of Adam (``learning_rate``, ``batch_size``), the policy's
-    action std kept at least ``min_std`` (action units) so that RL still explores. Their env steps count:
-    training starts at that many of ``total_steps``, and the first periodic evaluation is the cloned
-    policy's. On-policy algorithms (trpo, ppo). 0 episodes: none (every committed run)."""
+    action std kept at least ``min_std`` (action units) so that RL still explores; then ``dagger_rounds``
+    of DAgger. Their env steps count: training starts at that many of ``total_steps``, and the first
+    periodic evaluation is the cloned policy's. On-policy algorithms (trpo, ppo). 0 episodes: none (the
+    default; every paper row but ``fused_insertion_demos``)."""
 
     episodes: int = 0  # expert episodes before RL (their env steps count toward total_steps); 0: none
     expert: str = "expert"  # the task's scripted expert that acts (sim.task.task_experts)
