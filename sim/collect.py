@@ -94,8 +94,9 @@ def collect(cfg: CollectConfig, progress: bool | None = None) -> dict[str, Any]:
         # indexed): the config recorded says how many the dataset has, not the smaller number asked.
         record = {**cfg.to_dict(), "episodes": max(cfg.episodes, max(done, default=-1) + 1)}
         if record["episodes"] > cfg.episodes:
-            print(f"{out} already holds episodes up to index {record['episodes'] - 1}: they are kept, "
-                  f"the dataset has {record['episodes']} episodes, not {cfg.episodes}", file=sys.stderr)
+            print(f"{out} already holds episodes up to index {record['episodes'] - 1}: none is removed, "
+                  f"and the dataset stays planned at {record['episodes']} episodes, not {cfg.episodes}",
+                  file=sys.stderr)
         (out / COLLECT_CONFIG).write_text(json.dumps(record, indent=2))
         todo = [i for i in range(cfg.episodes) if i not in done]
         n_workers = min(cfg.workers or os.cpu_count() or 1, len(todo)) if todo else 0

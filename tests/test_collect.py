@@ -113,7 +113,7 @@ def test_fewer_episodes_than_the_folder_holds_keeps_them_and_says_so(reference, 
     say 3 (the config used to record the smaller number), and the collection is complete."""
     collect(_cfg(tmp_path, episodes=3), progress=False)
     manifest = collect(_cfg(tmp_path, episodes=2), progress=False)
-    assert "the dataset has 3 episodes, not 2" in capsys.readouterr().err
+    assert "stays planned at 3 episodes, not 2" in capsys.readouterr().err
     assert manifest["complete"] and manifest["totals"]["episodes"] == 3 and manifest["config"]["episodes"] == 3
     assert json.loads((tmp_path / "collect_config.json").read_text())["episodes"] == 3
 
