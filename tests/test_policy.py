@@ -418,7 +418,13 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
                  cfgs[r].n_envs, cfgs[r].eval_every_steps, cfgs[r].eval_episodes, cfgs[r].eval_seed, cfgs[r].seed,
                  cfgs[r].env.peg_shape) for r in names if "lstm" not in r}
     half = [r for r in rows if r.endswith("_150k")]  # a row at half the budget, under its own name
-    default_rows = shared([r for r in rows if r not in touch and r not in half])
+    demos = [r for r in rows if r.endswith("_demos")]  # cloned from demonstrations, ending with the clone
+    default_rows = shared([r for r in rows if r not in touch and r not in half and r not in demos])
+    # a row named <row>_demos is <row> with demonstrations and a budget below their env steps (about 14k):
+    # nothing else differs
+    assert demos and all(cfgs[r].demos.episodes > 0 and cfgs[r].total_steps < 14_000 and replace(
+        cfgs[r], demos=cfgs[r.removesuffix("_demos")].demos, total_steps=300_000) == cfgs[r.removesuffix("_demos")]
+        for r in demos)
     assert len(default_rows) == 1 and next(iter(default_rows))[0] == "ppo"
     # a default row named <row>_150k is <row> at half the budget and differs from it in nothing else
     assert half and all(cfgs[r].total_steps == 150_000
