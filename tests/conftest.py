@@ -73,3 +73,19 @@ def make_env():
     yield _make
     for env in made:
         env.close()
+
+
+@pytest.fixture(scope="session")
+def small_encoder(tmp_path_factory):
+    """An untrained encoder file for 64 x 64 images, z of 8 (seeded): what tests that only need a frozen
+    encoder to load, encode or export use."""
+    import torch
+
+    from mmrep.encoder import export_encoder
+    from mmrep.models import ModelConfig
+    from mmrep.models.multimodal import MultimodalEncoder
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("enc") / "encoder.pt"
+    export_encoder(MultimodalEncoder(ModelConfig(image_size=64, z_dim=8)), path)
+    return path

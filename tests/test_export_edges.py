@@ -6,15 +6,11 @@ import shutil
 
 import h5py
 import pytest
-import torch
 from conftest import collect_small
 
 from mmrep.cli import main as cli
-from mmrep.encoder import export_encoder
 from mmrep.formats.lerobot import export_lerobot
 from mmrep.formats.robomimic import export_robomimic
-from mmrep.models import ModelConfig
-from mmrep.models.multimodal import MultimodalEncoder
 from sim.dataset_format import UnreadableFileError, verify
 from sim.reference_layout import LayoutError, export_reference
 
@@ -134,15 +130,8 @@ def test_flow_false_and_episodes_are_read_as_given(data, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ export-encoder
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("enc") / "encoder.pt"
-    export_encoder(MultimodalEncoder(ModelConfig(image_size=64, z_dim=8)), path)
-    return path
-
-
-def test_export_encoder_keeps_dots_in_the_name_and_makes_the_folder(encoder, tmp_path):
+def test_export_encoder_keeps_dots_in_the_name_and_makes_the_folder(small_encoder, tmp_path):
+    encoder = small_encoder
     pytest.importorskip("safetensors", reason="the deploy extra is not installed")
     pytest.importorskip("onnx", reason="the deploy extra is not installed")
     for version in ("1.5", "1.6"):
@@ -159,7 +148,8 @@ def test_export_encoder_keeps_dots_in_the_name_and_makes_the_folder(encoder, tmp
     assert (nested / "v2.0.onnx").exists()
 
 
-def test_export_encoder_refuses_force_readings_below_one(encoder, tmp_path, capsys):
+def test_export_encoder_refuses_force_readings_below_one(small_encoder, tmp_path, capsys):
+    encoder = small_encoder
     from mmrep.encoder import load_encoder
     from mmrep.formats.encoder_export import save_onnx
 

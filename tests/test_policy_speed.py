@@ -10,9 +10,7 @@ import pytest
 import torch
 
 from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
-from mmrep.encoder import export_encoder, load_encoder
-from mmrep.models import ModelConfig
-from mmrep.models.multimodal import MultimodalEncoder
+from mmrep.encoder import load_encoder
 from mmrep.policy import build_venv
 from mmrep.rl.latent import FrozenEncoder, LatentCodec, PinnedTransfer
 from sim.rl_env import make_rl_env
@@ -47,14 +45,6 @@ def rollout_digest(steps: int = 12, seed: int = 7) -> str:
 
 def test_env_rollout_is_bit_identical_to_the_tree_before_the_speed_work():
     assert rollout_digest() == DIGEST_BEFORE
-
-
-@pytest.fixture(scope="module")
-def small_encoder(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("enc") / "encoder.pt"
-    export_encoder(MultimodalEncoder(ModelConfig(image_size=64, z_dim=8)), path)
-    return path
 
 
 def latent_cfg(encoder, encode_in: str) -> PolicyConfig:
