@@ -365,6 +365,11 @@ class DemoConfig:
     # the fused row: a clone at 0.83 read 0.27 after 9k env steps with its weights untouched)
     freeze_normalizer: bool = True
     actor_held_until: int = 0  # env steps (the demonstrations' included) before which only the critic learns
+    # Gaussian noise (std, action units) added to the action the expert's episodes execute, its label
+    # staying the expert's own action (DART, Laskey et al. 2017): the demonstrations then show how the
+    # expert recovers from the drift a clone makes, where DAgger's labels would come from an expert
+    # whose search memory is not the clone's. 0: the expert's actions as they are.
+    noise: float = 0.0
     seed: int = 900_000  # demonstration sub-env i of training seed s: its first reset seed + 1000 s + i
 
 
@@ -429,7 +434,7 @@ class PolicyConfig:
 
     def _validate_demos(self) -> None:
         d = self.demos
-        for name in ("episodes", "epochs", "dagger_rounds", "actor_held_until"):
+        for name in ("episodes", "epochs", "dagger_rounds", "actor_held_until", "noise"):
             if getattr(d, name) < 0:
                 raise ValueError(f"demos.{name} must be >= 0, got {getattr(d, name)}")
         for name in ("batch_size", "learning_rate", "min_std", "dagger_episodes"):

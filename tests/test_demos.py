@@ -136,6 +136,29 @@ def test_dagger_labels_the_learners_own_states_and_counts_their_steps(tmp_path):
     assert len(rows) == 1 and json.loads(rows[0]) == final  # evaluated once, not again at the end
 
 
+def test_dart_noise_moves_the_states_but_not_the_labels(tmp_path):
+    """``demos.noise``: the executed action is the expert's plus noise, so the episodes visit other
+    states, while each recorded label is what the expert would do there (the first step, from the same
+    reset, is labelled alike); the same seed draws the same noise."""
+    from mmrep.rl.demos import collect_demonstrations
+
+    cfg = policy_cfg(tmp_path, "obs=state", *TINY_PPO)
+    demo_venv = build_venv(cfg, 2, 500, expert="expert")
+    try:
+        clean = collect_demonstrations(demo_venv, 2, 0.99)
+        demo_venv.seed(500)
+        noisy = collect_demonstrations(demo_venv, 2, 0.99, noise=0.5, seed=3)
+        demo_venv.seed(500)
+        again = collect_demonstrations(demo_venv, 2, 0.99, noise=0.5, seed=3)
+    finally:
+        demo_venv.close()
+    assert np.array_equal(clean.obs[0], noisy.obs[0]) and np.array_equal(clean.actions[0], noisy.actions[0])
+    n = min(len(clean.obs), len(noisy.obs))
+    assert not np.allclose(clean.obs[:n], noisy.obs[:n])  # the noise took the peg elsewhere
+    assert np.abs(noisy.actions).max() <= 1.0
+    assert np.array_equal(noisy.obs, again.obs) and np.array_equal(noisy.actions, again.actions)
+
+
 def test_the_clones_normaliser_statistics_are_kept_through_rl_unless_asked(tmp_path):
     """``demos.freeze_normalizer`` (default): RL goes on with the observation statistics the clone was
     fitted with, so the clone's inputs do not move under it; ``false``: they keep updating."""
@@ -217,6 +240,7 @@ def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tm
     ("demos.seed=999999", r"demos.seed: the demonstrations' resets \(from 999999\)"),
     ("demos.dagger_episodes=0", r"demos.dagger_episodes must be > 0"),
     ("demos.actor_held_until=-1", r"demos.actor_held_until must be >= 0"),
+    ("demos.noise=-0.1", r"demos.noise must be >= 0"),
 ])
 def test_demonstrations_are_refused_where_they_cannot_clone(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):

@@ -54,13 +54,15 @@ def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
 
 
 def collect_demonstrations(venv: VecEnv, episodes: int, gamma: float,
-                           act: Callable[[np.ndarray], np.ndarray] | None = None) -> Demonstrations:
+                           act: Callable[[np.ndarray], np.ndarray] | None = None, noise: float = 0.0,
+                           seed: int = 0) -> Demonstrations:
     """Step ``venv`` (built with an ``expert``: ``mmrep.policy.build_venv``; reset here) until each
     sub-env has ended its share of ``episodes`` (the first ones of each: keeping whichever ended first
     would favour short, successful episodes), recording at every step the expert's action there. Who
     acts: the expert (``act`` None), or ``act(obs) -> (n_envs, action_dim)``, a learner whose states the
-    expert labels (DAgger); ``successes`` then counts the learner's. A time-limit end counts as the end
-    of the return."""
+    expert labels (DAgger); ``successes`` then counts the learner's. ``noise``: the std (action units) of
+    Gaussian noise added to the action executed, clipped to [-1, 1], the recorded label staying the
+    expert's (DART); drawn from ``seed``. A time-limit end counts as the end of the return."""
     t0 = time.time()
     obs = venv.reset()
     n = venv.num_envs
@@ -68,9 +70,12 @@ def collect_demonstrations(venv: VecEnv, episodes: int, gamma: float,
     current: list[dict[str, list]] = [{"obs": [], "actions": [], "rewards": []} for _ in range(n)]
     kept: list[dict[str, list]] = []
     steps = successes = 0
+    rng = np.random.default_rng(seed)
     while any(quota):
         labels = np.stack(venv.env_method("expert_action")).astype(np.float32)
         actions = labels if act is None else np.asarray(act(obs), dtype=np.float32)
+        if noise:
+            actions = np.clip(actions + rng.normal(0.0, noise, actions.shape), -1.0, 1.0).astype(np.float32)
         next_obs, rewards, dones, infos = venv.step(actions)
         steps += n
         for i in range(n):
@@ -141,13 +146,14 @@ def clone(model, obs: np.ndarray, demos: Demonstrations, cfg: DemoConfig, seed: 
 
 def learn_from_demonstrations(model, venv: VecEnv, demo_venv: VecEnv, cfg: DemoConfig, gamma: float,
                               seed: int) -> dict[str, Any]:
-    """Collect ``cfg.episodes`` expert episodes in ``demo_venv``, add their observations to the
+    """Collect ``cfg.episodes`` expert episodes in ``demo_venv`` (their executed actions perturbed by
+    ``cfg.noise``, DART), add their observations to the
     training ``venv``'s running statistics (a ``VecNormalize``, where it normalises), clone ``model``'s
     policy from them; then ``cfg.dagger_rounds`` rounds of DAgger (Ross et al. 2011): the cloned policy
     acts (its mean action) for ``cfg.dagger_episodes`` episodes, the expert labels every state it
     visits, and the policy is fitted again to everything labelled so far. Sets the model's env-step
     counter to the steps all of them took. Returns what ``demos.json`` records."""
-    demos = collect_demonstrations(demo_venv, cfg.episodes, gamma)
+    demos = collect_demonstrations(demo_venv, cfg.episodes, gamma, noise=cfg.noise, seed=seed)
     normalises = isinstance(venv, VecNormalize) and venv.norm_obs
 
     def seen(raw: np.ndarray) -> np.ndarray:
@@ -179,7 +185,7 @@ def learn_from_demonstrations(model, venv: VecEnv, demo_venv: VecEnv, cfg: DemoC
     model.num_timesteps = env_steps
     record = {"env_steps": env_steps, "episodes": cfg.episodes, "expert_success": demos.successes / demos.episodes,
               "samples": len(demos.obs), "collect_seconds": demos.seconds, "clone_seconds": time.time() - t0,
-              "expert": cfg.expert, **fit}
+              "expert": cfg.expert, "noise": cfg.noise, **fit}
     if rounds:
         record["dagger"] = rounds
     return record
