@@ -370,6 +370,10 @@ class DemoConfig:
     # expert recovers from the drift a clone makes, where DAgger's labels would come from an expert
     # whose search memory is not the clone's. 0: the expert's actions as they are.
     noise: float = 0.0
+    # Adam steps of behaviour cloning on the demonstrations after each RL update (the actor's
+    # likelihood of the expert's actions, minibatches of batch_size, learning_rate): the clone kept as
+    # an anchor while RL improves it. 0: RL alone after the clone.
+    replay_steps: int = 0
     seed: int = 900_000  # demonstration sub-env i of training seed s: its first reset seed + 1000 s + i
 
 
@@ -434,7 +438,7 @@ class PolicyConfig:
 
     def _validate_demos(self) -> None:
         d = self.demos
-        for name in ("episodes", "epochs", "dagger_rounds", "actor_held_until", "noise"):
+        for name in ("episodes", "epochs", "dagger_rounds", "actor_held_until", "noise", "replay_steps"):
             if getattr(d, name) < 0:
                 raise ValueError(f"demos.{name} must be >= 0, got {getattr(d, name)}")
         for name in ("batch_size", "learning_rate", "min_std", "dagger_episodes"):
@@ -456,6 +460,9 @@ class PolicyConfig:
         if self.init_policy:
             raise ValueError("demos.episodes starts a run from demonstrations; init_policy continues one: "
                              "choose one")
+        if d.replay_steps and self.normalize and not d.freeze_normalizer:
+            raise ValueError("demos.replay_steps replays the demonstrations normalised as the clone saw them: "
+                             "it needs demos.freeze_normalizer=true")
         experts = task_experts(self.env.task)
         if d.expert not in experts:
             raise ValueError(f"demos.expert: unknown expert {d.expert!r} for task {self.env.task!r}; "

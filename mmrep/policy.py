@@ -738,6 +738,23 @@ def evaluate_at_start(model, cfg: PolicyConfig, venv: VecEnv, eval_venvs: dict[s
     return spent + time.time() - t0
 
 
+DEMONSTRATIONS_FILE = "demonstrations.npz"
+"""The labelled steps a run with ``demos.replay_steps`` replays during RL, in its folder."""
+
+
+def demo_replay(cfg: PolicyConfig, venv: VecEnv, out: Path):
+    """The ``DemoReplay`` callback of a run with ``demos.replay_steps``: the demonstrations it saved,
+    normalised with the (frozen) statistics the clone was fitted with."""
+    from mmrep.rl.demos import DemoReplay, load_demonstrations
+
+    demos = load_demonstrations(out / DEMONSTRATIONS_FILE)
+    obs = demos.obs
+    if isinstance(venv, VecNormalize) and venv.norm_obs:
+        obs = venv.normalize_obs(obs).astype(np.float32)
+    return DemoReplay(obs, demos.actions, cfg.demos.replay_steps, cfg.demos.batch_size, cfg.demos.learning_rate,
+                      cfg.seed)
+
+
 def start_from_demonstrations(cfg: PolicyConfig, model, venv: VecEnv, eval_venvs: dict[str, VecEnv],
                               out: Path) -> tuple[int, float, float | None]:
     """``cfg.demos``: the expert's episodes in an env built as the training one (its sub-envs' first
@@ -747,13 +764,13 @@ def start_from_demonstrations(cfg: PolicyConfig, model, venv: VecEnv, eval_venvs
     cloned policy and a kill before it starts again from nothing. Returns (env steps, wall seconds,
     CPU seconds not on this process's clock) as ``load_checkpoint`` does: the demonstrations' steps
     and time count as training's."""
-    from mmrep.rl.demos import learn_from_demonstrations
+    from mmrep.rl.demos import learn_from_demonstrations, save_demonstrations
 
     t0 = time.time()
     demo_venv = build_venv(cfg, cfg.n_envs, cfg.demos.seed + 1000 * cfg.seed, expert=cfg.demos.expert)
     meter = CpuMeter(demo_venv, 0.0)
     try:
-        record = learn_from_demonstrations(model, venv, demo_venv, cfg.demos, learner_gamma(cfg), cfg.seed)
+        record, demos = learn_from_demonstrations(model, venv, demo_venv, cfg.demos, learner_gamma(cfg), cfg.seed)
         total = meter.seconds
     finally:
         demo_venv.close()
@@ -761,6 +778,8 @@ def start_from_demonstrations(cfg: PolicyConfig, model, venv: VecEnv, eval_venvs
     prior = None if total is None else total - time.process_time()
     spent = time.time() - t0
     record.update(train_seconds=spent, cpu_seconds=total)
+    if cfg.demos.replay_steps:
+        save_demonstrations(demos, out / DEMONSTRATIONS_FILE)  # before the checkpoint a resume starts from
     write_text_atomic(out / "demos.json", json.dumps(record, indent=2))
     if eval_venvs:
         spent = evaluate_at_start(model, cfg, venv, eval_venvs, out, spent, prior)
@@ -845,6 +864,8 @@ def _learn(cfg: PolicyConfig, out: Path, init: tuple | None, venv: VecEnv, eval_
                 from mmrep.rl.demos import ActorWarmup
 
                 callbacks.append(ActorWarmup(cfg.demos.actor_held_until))
+            if cfg.demos.episodes and cfg.demos.replay_steps:
+                callbacks.append(demo_replay(cfg, venv, out))
             model.learn(cfg.total_steps - done, callback=CallbackList(callbacks), reset_num_timesteps=done == 0,
                         progress_bar=cfg.progress, tb_log_name="run")
         except ValueError as err:  # torch's distribution check, which names nothing of ours

@@ -145,14 +145,15 @@ def clone(model, obs: np.ndarray, demos: Demonstrations, cfg: DemoConfig, seed: 
 
 
 def learn_from_demonstrations(model, venv: VecEnv, demo_venv: VecEnv, cfg: DemoConfig, gamma: float,
-                              seed: int) -> dict[str, Any]:
+                              seed: int) -> tuple[dict[str, Any], Demonstrations]:
     """Collect ``cfg.episodes`` expert episodes in ``demo_venv`` (their executed actions perturbed by
     ``cfg.noise``, DART), add their observations to the
     training ``venv``'s running statistics (a ``VecNormalize``, where it normalises), clone ``model``'s
     policy from them; then ``cfg.dagger_rounds`` rounds of DAgger (Ross et al. 2011): the cloned policy
     acts (its mean action) for ``cfg.dagger_episodes`` episodes, the expert labels every state it
     visits, and the policy is fitted again to everything labelled so far. Sets the model's env-step
-    counter to the steps all of them took. Returns what ``demos.json`` records."""
+    counter to the steps all of them took. Returns what ``demos.json`` records, and every labelled
+    step (what ``DemoReplay`` replays)."""
     demos = collect_demonstrations(demo_venv, cfg.episodes, gamma, noise=cfg.noise, seed=seed)
     normalises = isinstance(venv, VecNormalize) and venv.norm_obs
 
@@ -188,7 +189,74 @@ def learn_from_demonstrations(model, venv: VecEnv, demo_venv: VecEnv, cfg: DemoC
               "expert": cfg.expert, "noise": cfg.noise, **fit}
     if rounds:
         record["dagger"] = rounds
-    return record
+    return record, demos
+
+
+def save_demonstrations(demos: Demonstrations, path) -> None:
+    """The labelled steps as arrays (``obs``, ``actions``, ``returns``; ``np.load(allow_pickle=False)``
+    reads them), written atomically: what a resumed run with ``demos.replay_steps`` replays."""
+    import io
+
+    from mmrep.torch_files import write_atomic
+
+    data = io.BytesIO()
+    np.savez(data, obs=demos.obs, actions=demos.actions, returns=demos.returns)
+    write_atomic(data.getbuffer(), path)
+
+
+def load_demonstrations(path) -> Demonstrations:
+    """What ``save_demonstrations`` wrote (the counters, which ``demos.json`` holds, read 0)."""
+    try:
+        arrays = np.load(path, allow_pickle=False)
+        obs, actions, returns = arrays["obs"], arrays["actions"], arrays["returns"]
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise ValueError(f"demonstrations file {path} cannot be read ({err}): move the run folder away and train "
+                         "again (the demonstrations are collected again from their seeds)") from None
+    return Demonstrations(obs=obs, actions=actions, returns=returns, env_steps=0, episodes=0, successes=0,
+                          seconds=0.0)
+
+
+class DemoReplay(BaseCallback):
+    """Behaviour cloning kept on during RL: after each update of the algorithm, ``steps`` Adam steps
+    (learning rate ``learning_rate``, minibatches of ``batch_size``) of the actor's negative
+    log-likelihood of the expert's actions on the demonstrations (``obs``: as the policy sees them,
+    normalised with the statistics the clone was fitted with); the critic is left to RL
+    (``DemoConfig.replay_steps``). The minibatches are drawn from ``seed`` and the update count, so a
+    resumed run draws as an uninterrupted one would."""
+
+    def __init__(self, obs: np.ndarray, actions: np.ndarray, steps: int, batch_size: int, learning_rate: float,
+                 seed: int) -> None:
+        super().__init__()
+        self.obs, self.actions = obs, actions
+        self.steps, self.batch_size, self.learning_rate, self.seed = steps, batch_size, learning_rate, seed
+        self.replayed = 0  # Adam steps taken by this process
+
+    def _on_training_start(self) -> None:
+        policy = self.model.policy
+        self._x = torch.as_tensor(self.obs, device=policy.device)
+        self._a = torch.as_tensor(self.actions, device=policy.device)
+        self._optimizer = torch.optim.Adam(policy.parameters(), lr=self.learning_rate)
+        self._seen = int(self.model._n_updates)
+
+    def _on_rollout_start(self) -> None:
+        # called once the previous rollout's update is done (none before the first rollout)
+        if int(self.model._n_updates) == self._seen:
+            return
+        self._seen = int(self.model._n_updates)
+        policy = self.model.policy
+        rng = np.random.default_rng([self.seed, self._seen])
+        for _ in range(self.steps):
+            idx = torch.as_tensor(rng.integers(0, len(self._x), self.batch_size), device=policy.device)
+            nll = -policy.get_distribution(self._x[idx]).log_prob(self._a[idx]).mean()
+            self._optimizer.zero_grad()
+            nll.backward()
+            # only the actor: the value head's weights get no gradient from the NLL, the shared
+            # trunk (if any) does, as in cloning
+            self._optimizer.step()
+            self.replayed += 1
+
+    def _on_step(self) -> bool:
+        return True
 
 
 VALUE_PARTS = ("value_net.", "mlp_extractor.value_net.")
