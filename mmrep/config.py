@@ -374,6 +374,12 @@ class DemoConfig:
     # likelihood of the expert's actions, minibatches of batch_size, learning_rate): the clone kept as
     # an anchor while RL improves it. 0: RL alone after the clone.
     replay_steps: int = 0
+    # Gaussian noise (std, in the normaliser's units) added to each cloning minibatch's observations:
+    # a policy smooth around the demonstrated states, where a clone's drift takes it
+    obs_noise: float = 0.0
+    # Average the clone's weights over the ends of its last this many passes (stochastic weight
+    # averaging, Izmailov et al. 2018), against the fit's luck; 0 or 1: the last weights
+    average_last: int = 0
     seed: int = 900_000  # demonstration sub-env i of training seed s: its first reset seed + 1000 s + i
 
 
@@ -438,7 +444,8 @@ class PolicyConfig:
 
     def _validate_demos(self) -> None:
         d = self.demos
-        for name in ("episodes", "epochs", "dagger_rounds", "actor_held_until", "noise", "replay_steps"):
+        for name in ("episodes", "epochs", "dagger_rounds", "actor_held_until", "noise", "replay_steps",
+                     "obs_noise", "average_last"):
             if getattr(d, name) < 0:
                 raise ValueError(f"demos.{name} must be >= 0, got {getattr(d, name)}")
         for name in ("batch_size", "learning_rate", "min_std", "dagger_episodes"):

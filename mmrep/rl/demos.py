@@ -101,7 +101,9 @@ def clone(model, obs: np.ndarray, demos: Demonstrations, cfg: DemoConfig, seed: 
     distribution's log-likelihood of the expert's actions and the value's squared error to their
     returns, ``cfg.epochs`` passes in minibatches of ``cfg.batch_size`` (shuffled by ``seed``);
     ``obs``: the demonstrations' observations as the policy sees them (normalised). The action log
-    std is kept at least log ``cfg.min_std``. Returns the losses before and after and the action std."""
+    std is kept at least log ``cfg.min_std``; ``cfg.obs_noise``: Gaussian noise of that std added to each
+    minibatch's observations; ``cfg.average_last`` > 1: the weights end as their mean over the ends of
+    the last that many passes. Returns the losses before and after and the action std."""
     policy = model.policy
     device = policy.device
     x = torch.as_tensor(obs, device=device)
@@ -111,10 +113,11 @@ def clone(model, obs: np.ndarray, demos: Demonstrations, cfg: DemoConfig, seed: 
     generator = torch.Generator().manual_seed(seed)
     floor = float(np.log(cfg.min_std))
 
-    def losses(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dist = policy.get_distribution(x[idx])
+    def losses(idx: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        seen = x[idx] if noise is None else x[idx] + noise
+        dist = policy.get_distribution(seen)
         nll = -dist.log_prob(a[idx]).mean()
-        value = torch.nn.functional.mse_loss(policy.predict_values(x[idx]).squeeze(-1), g[idx])
+        value = torch.nn.functional.mse_loss(policy.predict_values(seen).squeeze(-1), g[idx])
         return nll, value
 
     everything = torch.arange(len(x), device=device)
@@ -126,16 +129,31 @@ def clone(model, obs: np.ndarray, demos: Demonstrations, cfg: DemoConfig, seed: 
         if isinstance(value_out, torch.nn.Linear) and value_out.bias is not None:
             value_out.bias += g.mean() - policy.predict_values(x).mean()
     policy.set_training_mode(True)
-    for _ in range(cfg.epochs):
+    averaged: dict[str, torch.Tensor] = {}
+    for epoch in range(cfg.epochs):
         order = torch.randperm(len(x), generator=generator).to(device)
         for start in range(0, len(x), cfg.batch_size):
-            nll, value = losses(order[start:start + cfg.batch_size])
+            idx = order[start:start + cfg.batch_size]
+            noise = None
+            if cfg.obs_noise:
+                noise = cfg.obs_noise * torch.randn(len(idx), x.shape[1], generator=generator).to(device)
+            nll, value = losses(idx, noise)
             optimizer.zero_grad()
             (nll + value).backward()
             optimizer.step()
             if hasattr(policy, "log_std"):
                 with torch.no_grad():
                     policy.log_std.clamp_(min=floor)
+        if cfg.average_last > 1 and epoch >= cfg.epochs - cfg.average_last:
+            k = epoch - (cfg.epochs - cfg.average_last)  # passes averaged before this one
+            with torch.no_grad():
+                for name, param in policy.named_parameters():
+                    before = averaged.get(name, param.detach())
+                    averaged[name] = before + (param.detach() - before) / (k + 1)  # k = 0: the weights
+    if averaged:
+        with torch.no_grad():
+            for name, param in policy.named_parameters():
+                param.copy_(averaged[name])
     policy.set_training_mode(False)
     with torch.no_grad():
         after = [float(v) for v in losses(everything)]
