@@ -102,6 +102,44 @@ def test_cloning_fits_the_expert_better_than_the_untrained_policy(tmp_path):
         demo_venv.close()
 
 
+def test_the_clones_weights_can_be_averaged_over_its_last_passes_and_its_inputs_noised(tmp_path):
+    """``demos.average_last=2``: the clone ends with the mean of its weights after the last two passes
+    (those of a fit one pass shorter and of the full fit, from the same start); ``demos.obs_noise``
+    fits another policy, the same one for the same seed, still nearer the expert than before."""
+    from dataclasses import replace
+
+    from mmrep.policy import build_model, with_normalizer
+    from mmrep.rl.demos import clone, collect_demonstrations
+
+    cfg = policy_cfg(tmp_path, "obs=state", *TINY_PPO, "demos.epochs=4", "demos.batch_size=32")
+    venv = with_normalizer(cfg, build_venv(cfg, 2, 0))
+    demo_venv = build_venv(cfg, 2, 500, expert="expert")
+    try:
+        demos = collect_demonstrations(demo_venv, 4, 0.99)
+        venv.obs_rms.update(demos.obs)
+        obs = venv.normalize_obs(demos.obs).astype(np.float32)
+
+        def fitted(**changes) -> tuple[dict[str, torch.Tensor], dict]:
+            model = build_model(cfg, venv)  # the same initial weights each time (cfg.seed)
+            record = clone(model, obs, demos, replace(cfg.demos, **changes), seed=0)
+            return {k: v.detach().clone() for k, v in model.policy.named_parameters()}, record
+
+        shorter, _ = fitted(epochs=3)
+        full, _ = fitted()
+        averaged, _ = fitted(average_last=2)
+        for k in full:
+            torch.testing.assert_close(averaged[k], (shorter[k] + full[k]) / 2)
+        assert any(not torch.equal(averaged[k], full[k]) for k in full)
+        noised, record = fitted(obs_noise=0.5)
+        again, _ = fitted(obs_noise=0.5)
+        assert all(torch.equal(noised[k], again[k]) for k in full)
+        assert any(not torch.equal(noised[k], full[k]) for k in full)
+        assert record["nll_after"] < record["nll_before"]
+    finally:
+        venv.close()
+        demo_venv.close()
+
+
 def test_dagger_labels_the_learners_own_states_and_counts_their_steps(tmp_path):
     """``demos.dagger_rounds``: after the clone, the policy acts and the expert labels what it visits;
     the labels are the expert's actions at those states (not the learner's), every step stepped counts
@@ -282,6 +320,7 @@ def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tm
     ("demos.actor_held_until=-1", r"demos.actor_held_until must be >= 0"),
     ("demos.noise=-0.1", r"demos.noise must be >= 0"),
     ("demos.replay_steps=-1", r"demos.replay_steps must be >= 0"),
+    ("demos.obs_noise=-1", r"demos.obs_noise must be >= 0"), ("demos.average_last=-2", r"must be >= 0"),
     ("demos.freeze_normalizer=false demos.replay_steps=4", "it needs demos.freeze_normalizer=true"),
 ])
 def test_demonstrations_are_refused_where_they_cannot_clone(tmp_path, override, message):

@@ -148,8 +148,8 @@ def clone(model, obs: np.ndarray, demos: Demonstrations, cfg: DemoConfig, seed: 
             k = epoch - (cfg.epochs - cfg.average_last)  # passes averaged before this one
             with torch.no_grad():
                 for name, param in policy.named_parameters():
-                    before = averaged.get(name, param.detach())
-                    averaged[name] = before + (param.detach() - before) / (k + 1)  # k = 0: the weights
+                    mean = averaged.get(name, param.detach())
+                    averaged[name] = mean + (param.detach() - mean) / (k + 1)  # k = 0: the weights
     if averaged:
         with torch.no_grad():
             for name, param in policy.named_parameters():
