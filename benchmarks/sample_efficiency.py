@@ -133,13 +133,14 @@ def plot(groups: dict[str, list[dict[str, Any]]], threshold: float, out: Path) -
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for colour, (label, runs) in zip(("C0", "C1"), groups.items()):
         for i, run in enumerate(runs):
+            alpha = 0.5 + 0.5 * i / max(len(runs) - 1, 1)  # any number of runs, each its own shade
             steps = [p["timesteps"] / 1000 for p in run["curve"]]
             rates = [p["success_rate"] for p in run["curve"]]
             name = f"{label}: {Path(run['run']).name} ({run['periodic_episodes']} periodic seeds)"
-            axes[0].plot(steps, rates, "-o", ms=3, color=colour, alpha=0.5 + 0.2 * i, label=name)
+            axes[0].plot(steps, rates, "-o", ms=3, color=colour, alpha=alpha, label=name)
             minutes = [p["learning_minutes"] for p in run["curve"]]
             if all(m is not None for m in minutes):
-                axes[1].plot(minutes, rates, "-o", ms=3, color=colour, alpha=0.5 + 0.2 * i, label=name)
+                axes[1].plot(minutes, rates, "-o", ms=3, color=colour, alpha=alpha, label=name)
     for ax, xlabel in zip(axes, ("env steps (thousands)", "training wall minutes (periodic evaluations excluded)")):
         ax.axhline(threshold, color="grey", lw=0.8, ls=":")
         ax.set_xlabel(xlabel)

@@ -353,6 +353,15 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     assert after["before"]["held_out_kept_pooled"] is None and "kept policies" in printed
 
 
+def test_sample_efficiency_plots_groups_of_any_size(tmp_path):
+    """Five runs a group (the shade per run once went past matplotlib's alpha range at four)."""
+    plot = load_benchmark("sample_efficiency").plot
+    run = {"run": "r", "periodic_episodes": 30,
+           "curve": [{"timesteps": 1000 * k, "success_rate": k / 4, "learning_minutes": k} for k in range(4)]}
+    out = plot({"before": [run] * 5, "after": [run] * 5}, 0.9, tmp_path / "curves.png")
+    assert Path(out).stat().st_size > 5_000
+
+
 def test_sample_efficiency_median_is_a_bound_where_a_run_stopped_short():
     median_is_lower_bound = load_benchmark("sample_efficiency").median_is_lower_bound
 
