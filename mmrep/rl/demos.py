@@ -240,7 +240,8 @@ class DemoReplay(BaseCallback):
     log-likelihood of the expert's actions on the demonstrations (``obs``: as the policy sees them,
     normalised with the statistics the clone was fitted with); the critic is left to RL
     (``DemoConfig.replay_steps``). The minibatches are drawn from ``seed`` and the update count, so a
-    resumed run draws as an uninterrupted one would."""
+    resumed run draws the ones an uninterrupted run would; the replay's Adam moments start afresh at
+    each start or resume (they are not in the checkpoint)."""
 
     def __init__(self, obs: np.ndarray, actions: np.ndarray, steps: int, batch_size: int, learning_rate: float,
                  seed: int) -> None:
