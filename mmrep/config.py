@@ -380,6 +380,10 @@ class DemoConfig:
     # Average the clone's weights over the ends of its last this many passes (stochastic weight
     # averaging, Izmailov et al. 2018), against the fit's luck; 0 or 1: the last weights
     average_last: int = 0
+    # The cloned policy's action std set to this (action units) once cloned, before RL: the policy PPO
+    # samples then acts near the clone's mean action, which succeeds where its sampled actions at the
+    # fitted std (about 0.24 on the fused row) mostly fail. None: as fitted.
+    action_std: float | None = None
     seed: int = 900_000  # demonstration sub-env i of training seed s: its first reset seed + 1000 s + i
 
 
@@ -451,6 +455,8 @@ class PolicyConfig:
         for name in ("batch_size", "learning_rate", "min_std", "dagger_episodes"):
             if not getattr(d, name) > 0:
                 raise ValueError(f"demos.{name} must be > 0, got {getattr(d, name)}")
+        if d.action_std is not None and not d.action_std > 0:
+            raise ValueError(f"demos.action_std must be > 0 (or null: as fitted), got {d.action_std}")
         if not d.episodes:
             return
         from sim.task import task_experts

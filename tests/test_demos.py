@@ -208,6 +208,12 @@ def test_the_clones_normaliser_statistics_are_kept_through_rl_unless_asked(tmp_p
         return np.asarray(torch.load(run / "checkpoint.pt", weights_only=True)["obs_rms"]["mean"])
 
     cloned = stats("clone", "total_steps=8")  # the demonstrations exceed it: the run ends with the clone
+    narrow = torch.load(tmp_path / "clone" / "checkpoint.pt", weights_only=True)["policy"]["log_std"]
+    stats("narrow", "total_steps=8", "demos.action_std=0.05")  # demos.action_std: set once cloned
+    set_to = torch.load(tmp_path / "narrow" / "checkpoint.pt", weights_only=True)["policy"]["log_std"]
+    torch.testing.assert_close(set_to, torch.full_like(set_to, float(np.log(0.05))))
+    assert not torch.allclose(narrow, set_to)  # as fitted, it was not that
+    assert json.loads((tmp_path / "narrow" / "demos.json").read_text())["action_std"] == pytest.approx([0.05] * 3)
     np.testing.assert_array_equal(stats("frozen", "total_steps=128"), cloned)
     assert not np.array_equal(stats("moving", "total_steps=128", "demos.freeze_normalizer=false"), cloned)
 
@@ -321,6 +327,7 @@ def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tm
     ("demos.noise=-0.1", r"demos.noise must be >= 0"),
     ("demos.replay_steps=-1", r"demos.replay_steps must be >= 0"),
     ("demos.obs_noise=-1", r"demos.obs_noise must be >= 0"), ("demos.average_last=-2", r"must be >= 0"),
+    ("demos.action_std=0", r"demos.action_std must be > 0"),
     ("demos.freeze_normalizer=false demos.replay_steps=4", "it needs demos.freeze_normalizer=true"),
 ])
 def test_demonstrations_are_refused_where_they_cannot_clone(tmp_path, override, message):

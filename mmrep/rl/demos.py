@@ -169,7 +169,8 @@ def learn_from_demonstrations(model, venv: VecEnv, demo_venv: VecEnv, cfg: DemoC
     training ``venv``'s running statistics (a ``VecNormalize``, where it normalises), clone ``model``'s
     policy from them; then ``cfg.dagger_rounds`` rounds of DAgger (Ross et al. 2011): the cloned policy
     acts (its mean action) for ``cfg.dagger_episodes`` episodes, the expert labels every state it
-    visits, and the policy is fitted again to everything labelled so far. Sets the model's env-step
+    visits, and the policy is fitted again to everything labelled so far; its action std is then set to
+    ``cfg.action_std`` where given. Sets the model's env-step
     counter to the steps all of them took. Returns what ``demos.json`` records, and every labelled
     step (what ``DemoReplay`` replays)."""
     demos = collect_demonstrations(demo_venv, cfg.episodes, gamma, noise=cfg.noise, seed=seed)
@@ -201,6 +202,10 @@ def learn_from_demonstrations(model, venv: VecEnv, demo_venv: VecEnv, cfg: DemoC
                        "learner_success": learner.successes / max(learner.episodes, 1),
                        "samples": len(demos.obs), "collect_seconds": learner.seconds,
                        "clone_seconds": time.time() - t1, **refit})
+    if cfg.action_std is not None and hasattr(model.policy, "log_std"):
+        with torch.no_grad():
+            model.policy.log_std.fill_(float(np.log(cfg.action_std)))
+        fit["action_std"] = model.policy.log_std.exp().tolist()
     model.num_timesteps = env_steps
     record = {"env_steps": env_steps, "episodes": cfg.episodes, "expert_success": demos.successes / demos.episodes,
               "samples": len(demos.obs), "collect_seconds": demos.seconds, "clone_seconds": time.time() - t0,
