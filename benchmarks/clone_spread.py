@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from mmrep.policy import DEMONSTRATIONS_FILE, build_model, load_policy, normalize_obs, run_episodes, wilson_interval
 from mmrep.rl.demos import clone, load_demonstrations
@@ -37,6 +38,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="JSON to write")
     args = ap.parse_args()
 
+    if not (args.run / DEMONSTRATIONS_FILE).exists():
+        raise SystemExit(f"{args.run} holds no {DEMONSTRATIONS_FILE}: only runs trained with demos.replay_steps "
+                         "keep their demonstrations")
     demos = load_demonstrations(args.run / DEMONSTRATIONS_FILE)
     _, venv, cfg, rms = load_policy(args.run / "policy.pt")
     obs = normalize_obs(demos.obs, rms)
@@ -45,7 +49,7 @@ def main() -> None:
         name, _, value = item.partition("=")
         if not hasattr(cfg.demos, name):
             raise SystemExit(f"--set {item}: demos has no field {name!r}")
-        changed[name] = type(getattr(cfg.demos, name))(value)
+        changed[name] = yaml.safe_load(value)  # 10, 0.3, null: as a config would read them
     settings = replace(cfg.demos, **changed)
     seeds = list(range(args.seed, args.seed + args.episodes))
     fits = []
