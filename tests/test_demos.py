@@ -275,6 +275,19 @@ def test_replaying_the_demonstrations_keeps_rl_near_the_clone_and_resumes(tmp_pa
                             "demos.replay_steps=20"))
     after = torch.load(run / "checkpoint.pt", weights_only=True)
     assert after["num_timesteps"] == 320 and any(not torch.equal(before[k], after["policy"][k]) for k in before)
+    # benchmarks/clone_spread.py refits this run's clone from its saved demonstrations, as set
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "clone_spread.py"
+    spread = tmp_path / "spread.json"
+    subprocess.run([sys.executable, str(script), str(run), "--fits", "2", "--episodes", "2", "--set",
+                    "average_last=2", "--out", str(spread)], check=True, capture_output=True, text=True)
+    record = json.loads(spread.read_text())
+    assert record["demos_changed"] == {"average_last": 2} and len(record["fits"]) == 2
+    assert all(0 <= f["success_rate"] <= 1 and f["nll_after"] < 10 for f in record["fits"])
+    assert record["fits"][0]["nll_after"] != record["fits"][1]["nll_after"]  # two fits, two torch seeds
     (run / DEMONSTRATIONS_FILE).write_bytes(b"not an archive")
     with pytest.raises(ValueError, match="demonstrations file .*demonstrations.npz cannot be read"):
         train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=400", "eval_every_steps=1000",
