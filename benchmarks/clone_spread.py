@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from mmrep.config import DemoConfig
 from mmrep.policy import DEMONSTRATIONS_FILE, build_model, load_policy, normalize_obs, run_episodes, wilson_interval
 from mmrep.rl.demos import clone, load_demonstrations
 
@@ -41,15 +42,15 @@ def main() -> None:
     if not (args.run / DEMONSTRATIONS_FILE).exists():
         raise SystemExit(f"{args.run} holds no {DEMONSTRATIONS_FILE}: only runs trained with demos.replay_steps "
                          "keep their demonstrations")
+    changed = {}
+    for item in args.set:  # checked before any env is built
+        name, _, value = item.partition("=")
+        if name not in {f.name for f in fields(DemoConfig)}:
+            raise SystemExit(f"--set {item}: demos has no field {name!r}")
+        changed[name] = yaml.safe_load(value)  # 10, 0.3, null: as a config would read them
     demos = load_demonstrations(args.run / DEMONSTRATIONS_FILE)
     _, venv, cfg, rms = load_policy(args.run / "policy.pt")
     obs = normalize_obs(demos.obs, rms)
-    changed = {}
-    for item in args.set:
-        name, _, value = item.partition("=")
-        if not hasattr(cfg.demos, name):
-            raise SystemExit(f"--set {item}: demos has no field {name!r}")
-        changed[name] = yaml.safe_load(value)  # 10, 0.3, null: as a config would read them
     settings = replace(cfg.demos, **changed)
     seeds = list(range(args.seed, args.seed + args.episodes))
     fits = []

@@ -253,7 +253,6 @@ class DemoReplay(BaseCallback):
         super().__init__()
         self.obs, self.actions = obs, actions
         self.steps, self.batch_size, self.learning_rate, self.seed = steps, batch_size, learning_rate, seed
-        self.replayed = 0  # Adam steps taken by this process
 
     def _on_training_start(self) -> None:
         policy = self.model.policy
@@ -273,11 +272,8 @@ class DemoReplay(BaseCallback):
             idx = torch.as_tensor(rng.integers(0, len(self._x), self.batch_size), device=policy.device)
             nll = -policy.get_distribution(self._x[idx]).log_prob(self._a[idx]).mean()
             self._optimizer.zero_grad()
-            nll.backward()
-            # only the actor: the value head's weights get no gradient from the NLL, the shared
-            # trunk (if any) does, as in cloning
+            nll.backward()  # the critic's weights get no gradient from it (a shared trunk would)
             self._optimizer.step()
-            self.replayed += 1
 
     def _on_step(self) -> bool:
         return True
