@@ -14,7 +14,8 @@ deterministic row. E.g. the fused row's PPO against the same row under SAC:
 Writes ``summary.json`` (per run: the curve, the first step at the threshold, the training wall minutes
 there with the periodic evaluations' own time taken out, the final policy's held-out success and, where
 ``best/eval`` exists, that of the policy ``keep_best`` kept; per group: medians and the pooled held-out
-success; the ratios after/before) and ``curves.png`` (success against env steps and against wall minutes).
+success; the ratios after/before; ``held_out_by_seed``: the final policies compared with each training
+seed as the unit, see ``held_out_comparison``) and ``curves.png`` (success against env steps and against wall minutes).
 A run that never reaches the threshold counts as its budget's end, marked ``reached: false`` (so a
 median over such runs is a lower bound).
 """
@@ -124,6 +125,34 @@ def group_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def held_out_comparison(before: list[dict[str, Any]], after: list[dict[str, Any]], reps: int = 10_000,
+                        seed: int = 0) -> dict[str, Any] | None:
+    """The final policies' held-out success compared with each training seed as the unit: the pooled
+    Wilson intervals count episodes and so leave out how much runs differ from seed to seed (0.37-0.97
+    on one row), which dominates here. ``difference``: the mean per-run rate after minus before, with a
+    95% interval from a bootstrap that resamples runs within each group (``reps`` draws, seeded); and,
+    where ``rliable`` is installed, each group's interquartile mean over runs with rliable's stratified
+    bootstrap interval (``paper_summary.iqm_over_seeds``). None unless both groups have evaluations."""
+    import numpy as np
+
+    rates = {name: {Path(r["run"]).name: r["held_out_final"]["rate"] for r in runs if r["held_out_final"]}
+             for name, runs in (("before", before), ("after", after))}
+    if not all(rates.values()):
+        return None
+    b, a = (np.array(list(rates[k].values())) for k in ("before", "after"))
+    rng = np.random.default_rng(seed)
+    draws = rng.choice(a, (reps, len(a))).mean(axis=1) - rng.choice(b, (reps, len(b))).mean(axis=1)
+    result: dict[str, Any] = {"difference": float(a.mean() - b.mean()),
+                              "difference_ci95": [float(q) for q in np.percentile(draws, [2.5, 97.5])],
+                              "difference_reps": reps}
+    from paper_summary import iqm_over_seeds  # the sibling script (benchmarks/ is on sys.path when run)
+
+    iqm = iqm_over_seeds({name: {"cells": {"held_out": {"seeds": seeds}}} for name, seeds in rates.items()})
+    if iqm:
+        result["iqm"] = {name: cells["held_out"] for name, cells in iqm.items()}
+    return result
+
+
 def plot(groups: dict[str, list[dict[str, Any]]], threshold: float, out: Path) -> Path:
     """Success against env steps (left) and against training wall minutes (right), one line per run."""
     import matplotlib
@@ -178,9 +207,10 @@ def main() -> None:
     if a["median_cpu_minutes_to_threshold"] and b["median_cpu_minutes_to_threshold"]:
         ratios["cpu_minutes_after_over_before"] = (a["median_cpu_minutes_to_threshold"]
                                                    / b["median_cpu_minutes_to_threshold"])
+    comparison = held_out_comparison(groups["before"], groups["after"])
     args.out.mkdir(parents=True, exist_ok=True)
-    result = {"threshold": args.threshold, "groups": summary, "ratios": ratios, "runs": groups,
-              "command": args.command}
+    result = {"threshold": args.threshold, "groups": summary, "ratios": ratios, "held_out_by_seed": comparison,
+              "runs": groups, "command": args.command}
     (args.out / "summary.json").write_text(json.dumps(result, indent=2))
     plot(groups, args.threshold, args.out / "curves.png")
     for name, g in summary.items():
@@ -195,6 +225,12 @@ def main() -> None:
         bound = "at least " if g["median_is_lower_bound"] else ""
         print(f"{name}: {g['reached']}/{g['runs']} runs reach {args.threshold:.0%}; median {bound}"
               f"{g['median_steps_to_threshold']:,} env steps{minutes}{conf}")
+    if comparison:
+        lo, hi = comparison["difference_ci95"]
+        line = f"held-out, after - before, seeds as the unit: {comparison['difference']:+.2f} ({lo:+.2f} to {hi:+.2f})"
+        for name, cell in comparison.get("iqm", {}).items():
+            line += f"; {name} IQM {cell['iqm']:.2f} ({cell['ci95'][0]:.2f}-{cell['ci95'][1]:.2f})"
+        print(line)
     print("ratios:", {k: round(v, 3) if isinstance(v, float) else v for k, v in ratios.items()})
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'curves.png'}")
 

@@ -1045,3 +1045,24 @@ def test_landing_offsets_reads_where_a_policy_first_reaches_the_block(tmp_path):
         venv.close()
     assert 8 <= e["first_contact_step"] <= 25
     assert e["offset_at_contact_mm"] == pytest.approx(1000 * np.linalg.norm(start[:2] - hole[:2]), abs=5.0)
+
+
+def test_sample_efficiency_compares_held_out_success_by_seed(monkeypatch):
+    """Seeds as the unit: the difference of the per-run means with a seeded bootstrap interval, and each
+    group's interquartile mean over seeds from rliable (paper_summary's helper)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))  # as when run as a script
+    compare = load_benchmark("sample_efficiency").held_out_comparison
+
+    def runs(*rates):
+        return [{"run": f"r{i}", "held_out_final": {"rate": r}} for i, r in enumerate(rates)]
+
+    before, after = runs(0.95, 0.97, 0.37, 0.94, 0.83), runs(0.86, 0.75, 0.83, 0.93, 0.62)
+    result = compare(before, after, reps=2000)
+    assert result["difference"] == pytest.approx(0.798 - 0.812)
+    lo, hi = result["difference_ci95"]
+    assert lo < result["difference"] < hi and hi - lo > 0.2  # one seed at 0.37 makes the before group wide
+    assert compare(before, after, reps=2000) == result  # seeded
+    assert compare(before, runs(0.5, 0.5, 0.5), reps=2000)["difference_ci95"][1] < 0  # clearly worse: excluded
+    iqm = result["iqm"]  # a 25% trimmed mean: the middle three of five
+    assert iqm["before"]["iqm"] == pytest.approx((0.83 + 0.94 + 0.95) / 3) and iqm["after"]["seeds"] == 5
+    assert compare(before, [{"run": "r", "held_out_final": None}]) is None  # a group not yet evaluated
