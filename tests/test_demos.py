@@ -2,6 +2,7 @@
 (sim.wrappers.ExpertAdvice)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -346,3 +347,21 @@ def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tm
 def test_demonstrations_are_refused_where_they_cannot_clone(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
         policy_cfg(tmp_path, "obs=state", "demos.episodes=2", *override.split()).validate()
+
+
+def test_demos_ppo_row_is_the_measured_setting():
+    """`+paper=fused_insertion_demos_ppo` composes to the config of the committed runs it cites (they added
+    only the speed options obs.encode_in=workers obs.onnx=true), so its documented figures are its own."""
+    from omegaconf import OmegaConf
+
+    from mmrep.config import compose
+
+    root = Path(__file__).parents[1]
+    for seed in (0, 6):
+        out = f"runs/se/std10_s{seed}"
+        composed = OmegaConf.to_container(compose("policy", [
+            "+paper=fused_insertion_demos_ppo", f"seed={seed}", "obs.encode_in=workers", "obs.onnx=true",
+            "progress=false", f"out={out}"]), resolve=True)
+        measured = json.loads((root / "benchmarks/results/sample_efficiency" / out.replace("runs/se", "runs")
+                               / "config.json").read_text())
+        assert composed == measured
