@@ -38,12 +38,14 @@ POLICY_TIMEOUT=${POLICY_TIMEOUT:-200}  # seconds for each of step 5's two comman
 BEFORE_POLICY=${BEFORE_POLICY:-}     # a command run before step 5 (a bare machine: wait for its PyBullet build)
 
 if [ "$QUICK" = 1 ]; then
-  timeout 120 $PY benchmarks/train_throughput.py --data "$DATA" --batches $BATCHES --workers 4 --out "$OUT/train_throughput_w4.json"
+  timeout 120 $PY benchmarks/train_throughput.py --data "$DATA" --batches $BATCHES --workers 4 --out "$OUT/train_throughput_w4.json" \
+    || echo "train throughput (4 loader workers) failed or ran past 120 s"
   timeout 150 $PY -m mmrep.train data=$DATA max_val_batches=5 progress=false $EXTRA epochs=1 batch_size=64 \
     ckpt_every_steps=1000000 out=/tmp/gpu_b64 > /tmp/gpu_b64.log 2>&1 || { echo "trainer failed"; tail -20 /tmp/gpu_b64.log; }
 else
 for w in 0 8; do
-  timeout 180 $PY benchmarks/train_throughput.py --data "$DATA" --batches $BATCHES --workers $w --out "$OUT/train_throughput_w$w.json"
+  timeout 180 $PY benchmarks/train_throughput.py --data "$DATA" --batches $BATCHES --workers $w --out "$OUT/train_throughput_w$w.json" \
+    || echo "train throughput ($w loader workers) failed or ran past 180 s"
 done
 
 T="data=$DATA max_val_batches=5 progress=false $EXTRA"
