@@ -428,7 +428,16 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
                  cfgs[r].env.peg_shape) for r in names if "lstm" not in r}
     half = [r for r in rows if r.endswith("_150k")]  # a row at half the budget, under its own name
     demos = [r for r in rows if r.endswith("_demos")]  # cloned from demonstrations, ending with the clone
-    default_rows = shared([r for r in rows if r not in touch and r not in half and r not in demos])
+    demos_ppo = [r for r in rows if r.endswith("_demos_ppo")]  # the clone, then PPO with the replay
+    default_rows = shared([r for r in rows if r not in touch + half + demos + demos_ppo])
+    # a row named <row>_demos_ppo is <row>_demos carried on with PPO to its own 50k budget (the clone's std
+    # set, the demonstrations replayed) under the sample-efficiency protocol: nothing else differs
+    assert demos_ppo
+    for r in demos_ppo:
+        row, base = cfgs[r], cfgs[r.removesuffix("_ppo")]
+        assert row.total_steps == 50_000 and row.demos.replay_steps > 0 and row.demos.action_std is not None
+        own = ("demos", "total_steps", "eval_every_steps", "eval_episodes", "eval_stochastic", "keep_best")
+        assert replace(row, **{k: getattr(base, k) for k in own}) == base
     # a row named <row>_demos is <row> with demonstrations and a budget below their env steps (about 14k):
     # nothing else differs
     assert demos and all(cfgs[r].demos.episodes > 0 and cfgs[r].total_steps < 14_000 and replace(
