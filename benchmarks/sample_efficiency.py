@@ -132,19 +132,21 @@ def held_out_comparison(before: list[dict[str, Any]], after: list[dict[str, Any]
     on one row), which dominates here. ``difference``: the mean per-run rate after minus before, with a
     95% interval from a bootstrap that resamples runs within each group (``reps`` draws, seeded); and,
     where ``rliable`` is installed, each group's interquartile mean over runs with rliable's stratified
-    bootstrap interval (``paper_summary.iqm_over_seeds``). None unless both groups have evaluations."""
+    bootstrap interval (``paper_summary.iqm_over_seeds``). None until every run of both groups has its
+held-out evaluation, so that no comparison is made on part of a group."""
     import numpy as np
 
-    rates = {name: {Path(r["run"]).name: r["held_out_final"]["rate"] for r in runs if r["held_out_final"]}
-             for name, runs in (("before", before), ("after", after))}
-    if not all(rates.values()):
+    if not all(r["held_out_final"] for r in before + after):
         return None
+    # keyed by the full path: two runs of one folder name from different places stay two seeds
+    rates = {name: {r["run"]: r["held_out_final"]["rate"] for r in runs}
+             for name, runs in (("before", before), ("after", after))}
     b, a = (np.array(list(rates[k].values())) for k in ("before", "after"))
     rng = np.random.default_rng(seed)
     draws = rng.choice(a, (reps, len(a))).mean(axis=1) - rng.choice(b, (reps, len(b))).mean(axis=1)
     result: dict[str, Any] = {"difference": float(a.mean() - b.mean()),
                               "difference_ci95": [float(q) for q in np.percentile(draws, [2.5, 97.5])],
-                              "difference_reps": reps}
+                              "difference_reps": reps, "runs": {k: len(v) for k, v in rates.items()}}
     from paper_summary import iqm_over_seeds  # the sibling script (benchmarks/ is on sys.path when run)
 
     iqm = iqm_over_seeds({name: {"cells": {"held_out": {"seeds": seeds}}} for name, seeds in rates.items()})
@@ -227,7 +229,8 @@ def main() -> None:
               f"{g['median_steps_to_threshold']:,} env steps{minutes}{conf}")
     if comparison:
         lo, hi = comparison["difference_ci95"]
-        line = f"held-out, after - before, seeds as the unit: {comparison['difference']:+.2f} ({lo:+.2f} to {hi:+.2f})"
+        line = (f"held-out, after - before, seeds as the unit ({comparison['runs']['after']} and "
+                f"{comparison['runs']['before']} runs): {comparison['difference']:+.2f} ({lo:+.2f} to {hi:+.2f})")
         for name, cell in comparison.get("iqm", {}).items():
             line += f"; {name} IQM {cell['iqm']:.2f} ({cell['ci95'][0]:.2f}-{cell['ci95'][1]:.2f})"
         print(line)

@@ -438,6 +438,8 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
         assert row.total_steps == 50_000 and row.demos.replay_steps > 0 and row.demos.action_std is not None
         own = ("demos", "total_steps", "eval_every_steps", "eval_episodes", "eval_stochastic", "keep_best")
         assert replace(row, **{k: getattr(base, k) for k in own}) == base
+        # of the demonstrations, only the replay and the std differ (the episodes, expert and fit are the row's)
+        assert replace(row.demos, replay_steps=base.demos.replay_steps, action_std=base.demos.action_std) == base.demos
     # a row named <row>_demos is <row> with demonstrations and a budget below their env steps (about 14k):
     # nothing else differs
     assert demos and all(cfgs[r].demos.episodes > 0 and cfgs[r].total_steps < 14_000 and replace(
@@ -1056,22 +1058,45 @@ def test_landing_offsets_reads_where_a_policy_first_reaches_the_block(tmp_path):
     assert e["offset_at_contact_mm"] == pytest.approx(1000 * np.linalg.norm(start[:2] - hole[:2]), abs=5.0)
 
 
-def test_sample_efficiency_compares_held_out_success_by_seed(monkeypatch):
+SEED_COMPARISON_CHECK = """
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, load_benchmark
+
+sys.path.insert(0, str(ROOT / "benchmarks"))  # sample_efficiency imports paper_summary, as when run as a script
+compare = load_benchmark("sample_efficiency").held_out_comparison
+
+
+def runs(*rates):
+    return [{"run": f"runs/r{i}", "held_out_final": {"rate": r}} for i, r in enumerate(rates)]
+
+
+before, after = runs(0.95, 0.97, 0.37, 0.94, 0.83), runs(0.86, 0.75, 0.83, 0.93, 0.62)
+result = compare(before, after, reps=2000)
+assert result["difference"] == pytest.approx(0.798 - 0.812) and result["runs"] == {"before": 5, "after": 5}
+lo, hi = result["difference_ci95"]
+assert lo < result["difference"] < hi and hi - lo > 0.2  # one seed at 0.37 makes the before group wide
+assert compare(before, after, reps=2000) == result  # seeded
+assert compare(before, runs(0.5, 0.5, 0.5), reps=2000)["difference_ci95"][1] < 0  # clearly worse: excluded
+iqm = result["iqm"]  # a 25% trimmed mean: the middle three of five
+assert iqm["before"]["iqm"] == pytest.approx((0.83 + 0.94 + 0.95) / 3) and iqm["after"]["seeds"] == 5
+assert compare(before, after + [{"run": "runs/late", "held_out_final": None}]) is None  # not every run evaluated
+same_name = [{"run": "a/r0", "held_out_final": {"rate": 0.1}}, {"run": "b/r0", "held_out_final": {"rate": 0.9}}]
+assert compare(before, same_name, reps=200)["iqm"]["after"]["seeds"] == 2  # runs of one name stay apart
+"""
+
+
+def test_sample_efficiency_compares_held_out_success_by_seed():
     """Seeds as the unit: the difference of the per-run means with a seeded bootstrap interval, and each
-    group's interquartile mean over seeds from rliable (paper_summary's helper)."""
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))  # as when run as a script
-    compare = load_benchmark("sample_efficiency").held_out_comparison
+    group's interquartile mean over seeds from rliable (paper_summary's helper). In a subprocess, as the
+    IQM test above, since importing rliable installs absl's logging handler on pytest's capture."""
+    import subprocess
+    import sys
 
-    def runs(*rates):
-        return [{"run": f"r{i}", "held_out_final": {"rate": r}} for i, r in enumerate(rates)]
-
-    before, after = runs(0.95, 0.97, 0.37, 0.94, 0.83), runs(0.86, 0.75, 0.83, 0.93, 0.62)
-    result = compare(before, after, reps=2000)
-    assert result["difference"] == pytest.approx(0.798 - 0.812)
-    lo, hi = result["difference_ci95"]
-    assert lo < result["difference"] < hi and hi - lo > 0.2  # one seed at 0.37 makes the before group wide
-    assert compare(before, after, reps=2000) == result  # seeded
-    assert compare(before, runs(0.5, 0.5, 0.5), reps=2000)["difference_ci95"][1] < 0  # clearly worse: excluded
-    iqm = result["iqm"]  # a 25% trimmed mean: the middle three of five
-    assert iqm["before"]["iqm"] == pytest.approx((0.83 + 0.94 + 0.95) / 3) and iqm["after"]["seeds"] == 5
-    assert compare(before, [{"run": "r", "held_out_final": None}]) is None  # a group not yet evaluated
+    pytest.importorskip("rliable")
+    tests = Path(__file__).resolve().parent
+    done = subprocess.run([sys.executable, "-c", SEED_COMPARISON_CHECK], cwd=tests, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": f"{tests}{os.pathsep}{tests.parent}"})
+    assert done.returncode == 0, done.stderr
