@@ -133,7 +133,7 @@ def held_out_comparison(before: list[dict[str, Any]], after: list[dict[str, Any]
     95% interval from a bootstrap that resamples runs within each group (``reps`` draws, seeded); and,
     where ``rliable`` is installed, each group's interquartile mean over runs with rliable's stratified
     bootstrap interval (``paper_summary.iqm_over_seeds``). None until every run of both groups has its
-held-out evaluation, so that no comparison is made on part of a group."""
+    held-out evaluation, so that no comparison is made on part of a group."""
     import numpy as np
 
     if not all(r["held_out_final"] for r in before + after):
