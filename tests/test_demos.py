@@ -279,7 +279,6 @@ def test_replaying_the_demonstrations_keeps_rl_near_the_clone_and_resumes(tmp_pa
     # benchmarks/clone_spread.py refits this run's clone from its saved demonstrations, as set
     import subprocess
     import sys
-    from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "clone_spread.py"
     spread = tmp_path / "spread.json"
