@@ -48,6 +48,7 @@ import argparse
 import json
 import re
 import shutil
+import textwrap
 import zlib
 from pathlib import Path
 
@@ -418,16 +419,29 @@ TOUCH_PAIRS = [("fused_touch", "no_haptics_touch"), ("fused_smooth_touch", "no_h
                ("fused_memory_odometry_camera_error_touch", "no_haptics_memory_odometry_camera_error_touch"),
                ("fused_memory_odometry_camera_error_200k_touch", "no_haptics_memory_odometry_camera_error_200k_touch"),
                # the 200k row continued to 300k; its partner stayed at 200k (the gap lines name both)
-               ("fused_memory_odometry_camera_error_300k_touch", "no_haptics_memory_odometry_camera_error_200k_touch")]
+               ("fused_memory_odometry_camera_error_300k_touch", "no_haptics_memory_odometry_camera_error_200k_touch"),
+               # the 200k row continued to 250k, the policy best on clean and the occluder kept: the headline row
+               ("fused_memory_odometry_camera_error_250k_selected_touch",
+                "no_haptics_memory_odometry_camera_error_200k_touch")]
 
 ROBUSTNESS_ROWS = {"default setting": ("fused_insertion", "no_haptics", "no_vision"),
+                   "default setting, camera memory, odometry, the F/T faults and the occluder in training": (
+                       "fused_faults_memory_odometry_insertion_300k",
+                       # the F/T sensor zeroed at reset and the no_haptics_150k policy taking over a dead one
+                       "fused_faults_memory_odometry_insertion_300k+tare+handover"),
                    "touch setting": ("fused_touch", "no_haptics_touch", "no_vision_touch"),
                    "touch setting, action-change cost, separate lateral bound": ("fused_smooth_touch",
                                                                                   "no_haptics_smooth_touch"),
                    "the same with a 24 mm camera calibration error": ("fused_camera_error_touch",
                                                                       "no_haptics_camera_error_touch"),
                    "the same, camera memory and odometry, the occluder in training": (
-                       "fused_memory_odometry_camera_error_touch", "no_haptics_memory_odometry_camera_error_touch")}
+                       "fused_memory_odometry_camera_error_touch", "no_haptics_memory_odometry_camera_error_touch"),
+                   # a name may carry a setting suffix: that row's cells evaluated so (the F/T sensor zeroed at
+                   # reset; the dead sensor handed to the no_haptics partner, its only cell)
+                   "the same at 250k, the policy best on clean and the occluder kept": (
+                       "fused_memory_odometry_camera_error_250k_selected_touch+tare",
+                       "no_haptics_memory_odometry_camera_error_200k_touch",
+                       "fused_memory_odometry_camera_error_250k_selected_touch+tare+handover")}
 ROBUSTNESS_SETTINGS = ["clean", "occluder_after_contact", "occluder", "pushes", "ft_noise", "ft_bias", "ft_dead"]
 
 
@@ -435,9 +449,11 @@ def plot_robustness(rows: dict[str, dict], path: Path, mode: str = "deterministi
     """Success against perturbation: one panel per setting family (``ROBUSTNESS_ROWS``) that has a row,
     fused / no_haptics / no_vision as markers per perturbation, the pooled rate with its 95% Wilson
     interval as an error bar, and the number of seeds in the legend; one more panel for the touch rows
-    with the scripted insertion stage where they were evaluated with it (``+press``). False (nothing
-    written) when none of those rows is in ``rows``."""
-    panels = {title: ([r for r in names if r in rows], "") for title, names in ROBUSTNESS_ROWS.items()}
+    with the scripted insertion stage where they were evaluated with it (``+press``). A name with a
+    setting suffix (``row+tare``) plots that row's cells evaluated so. At most three panels a line.
+    False (nothing written) when none of those rows is in ``rows``."""
+    panels = {title: ([r for r in names if r.partition("+")[0] in rows], "")
+              for title, names in ROBUSTNESS_ROWS.items()}
     pressed = [r for r in ROBUSTNESS_ROWS["touch setting"]
                if any(k.split("/")[0].endswith(PRESS) for k in rows.get(r, {}).get("cells", {}))]
     if pressed:
@@ -450,11 +466,16 @@ def plot_robustness(rows: dict[str, dict], path: Path, mode: str = "deterministi
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.6), squeeze=False, sharey=True)
+    cols = min(3, len(panels))  # one long line of panels cannot be read at page width
+    lines = -(-len(panels) // cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(6.5 * cols, 5.6 * lines), squeeze=False, sharey=True)
     x = np.arange(len(ROBUSTNESS_SETTINGS))
-    for ax, (title, (names, suffix)) in zip(axes[0], panels.items()):
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (title, (names, suffix)) in zip(axes.flat, panels.items()):
         for k, name in enumerate(names):
-            cells = [rows[name]["cells"].get(f"{s}{suffix}/{shape}/{mode}") for s in ROBUSTNESS_SETTINGS]
+            row, plus, own = name.partition("+")
+            cells = [rows[row]["cells"].get(f"{s}{plus + own or suffix}/{shape}/{mode}") for s in ROBUSTNESS_SETTINGS]
             xs = [x[i] + (k - 1) * 0.2 for i, c in enumerate(cells) if c]
             ys = np.array([c["pooled"] for c in cells if c])
             lo = np.array([c["pooled_ci95"][0] for c in cells if c])
@@ -464,11 +485,13 @@ def plot_robustness(rows: dict[str, dict], path: Path, mode: str = "deterministi
             ax.errorbar(xs, ys, yerr=np.clip([ys - lo, hi - ys], 0, None), fmt="o", capsize=3,
                         label=f"{name} ({seeds} seed{'s' if seeds != 1 else ''})")
         ax.set_xticks(x, ROBUSTNESS_SETTINGS, rotation=30, ha="right")
-        ax.set_title(f"{title}, {shape} peg, {'mean' if mode == 'deterministic' else 'sampled'} action", fontsize=10)
+        ax.set_title(textwrap.fill(f"{title}, {shape} peg, {'mean' if mode == 'deterministic' else 'sampled'} action",
+                                   70), fontsize=10)
         ax.set_ylim(-0.03, 1.03)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=3)  # below: never on a point
-    axes[0][0].set_ylabel("held-out success (pooled, 95% CI)")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=1)  # below: never on a point
+    for line in axes:
+        line[0].set_ylabel("held-out success (pooled, 95% CI)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -754,6 +754,20 @@ def test_touch_setting_targets_and_the_robustness_figure(tmp_path):
     two = matplotlib.image.imread(tmp_path / "robustness.png").shape[1]
     assert mod.plot_robustness({**rows, **failing, "no_haptics": row(clean=96)}, tmp_path / "pressed.png")  # + press
     assert matplotlib.image.imread(tmp_path / "pressed.png").shape[1] > 1.3 * two
+    # a name with a setting suffix reads that row's cells evaluated so; past three panels, a second line
+    kept = "fused_memory_odometry_camera_error_250k_selected_touch"
+    tared = {kept: row(**{"clean+tare": 91, "ft_bias+tare": 91, "ft_dead+tare+handover": 67})}
+    assert mod.plot_robustness(tared, tmp_path / "tare.png")  # no cell of the row as trained: plotted all the same
+    assert mod.plot_robustness({kept: row(clean=91, ft_bias=91, ft_dead=67)}, tmp_path / "as_trained.png")
+    assert mod.plot_robustness({kept: row(clean=10)}, tmp_path / "other.png")
+    drawn = {name: matplotlib.image.imread(tmp_path / f"{name}.png") for name in ("tare", "as_trained", "other")}
+    assert np.array_equal(drawn["as_trained"], drawn["other"])  # the row's cells as trained are not drawn there
+    assert not np.array_equal(drawn["tare"], drawn["as_trained"])  # its +tare cells are
+    many = {**rows, **failing, **tared, "fused_smooth_touch": row(clean=97)}  # five panels
+    assert mod.plot_robustness(many, tmp_path / "many.png")
+    grid = matplotlib.image.imread(tmp_path / "many.png").shape
+    assert grid[0] > 1.6 * matplotlib.image.imread(tmp_path / "pressed.png").shape[0]  # two lines of panels
+    assert grid[1] < 1.1 * matplotlib.image.imread(tmp_path / "pressed.png").shape[1]  # of at most three
 
 
 def test_paper_table_counts_the_seeds_evaluated_in_each_setting_not_the_seeds_trained():
