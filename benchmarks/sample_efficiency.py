@@ -14,8 +14,10 @@ deterministic row. E.g. the fused row's PPO against the same row under SAC:
 Writes ``summary.json`` (per run: the curve, the first step at the threshold, the training wall minutes
 there with the periodic evaluations' own time taken out, the final policy's held-out success and, where
 ``best/eval`` exists, that of the policy ``keep_best`` kept; per group: medians and the pooled held-out
-success; the ratios after/before; ``held_out_by_seed``: the final policies compared with each training
-seed as the unit, see ``held_out_comparison``) and ``curves.png`` (success against env steps and against wall minutes).
+success; the ratios after/before, and ``reached_at_half_budget``: how many runs of each group are at the
+threshold by half the baseline's budget and by all of it, see ``reached_at_half_budget``;
+``held_out_by_seed``: the final policies compared with each training seed as the unit, see
+``held_out_comparison``) and ``curves.png`` (success against env steps and against wall minutes).
 A run that never reaches the threshold counts as its budget's end, marked ``reached: false`` (so a
 median over such runs is a lower bound).
 """
@@ -125,6 +127,24 @@ def group_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def reached_by(runs: list[dict[str, Any]], steps: int) -> dict[str, Any]:
+    """How many of ``runs`` reached the threshold by ``steps`` env steps (their first evaluation at it at or
+    before ``steps``): ``{"steps", "reached", "runs", "share"}``."""
+    k = sum(r["reached"] and r["steps_to_threshold"] <= steps for r in runs)
+    return {"steps": int(steps), "reached": k, "runs": len(runs), "share": k / len(runs)}
+
+
+def reached_at_half_budget(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, Any]:
+    """The share of runs at the threshold by half the baseline's budget against the baseline's share by its
+    whole budget. A median from runs that stop short of the threshold is a bound that one seed more can
+    move past the budget; the shares hold every run, so "as many runs at 90% by half the env steps" can
+    be read without the median. ``after_by_half`` at least ``before_by_budget`` is what half the env steps
+    asks for, read on the runs' shares."""
+    budget = max(r["total_steps"] for r in before)
+    return {"before_by_budget": reached_by(before, budget), "before_by_half": reached_by(before, budget // 2),
+            "after_by_half": reached_by(after, budget // 2)}
+
+
 def held_out_comparison(before: list[dict[str, Any]], after: list[dict[str, Any]], reps: int = 10_000,
                         seed: int = 0) -> dict[str, Any] | None:
     """The final policies' held-out success compared with each training seed as the unit: the pooled
@@ -209,6 +229,7 @@ def main() -> None:
     if a["median_cpu_minutes_to_threshold"] and b["median_cpu_minutes_to_threshold"]:
         ratios["cpu_minutes_after_over_before"] = (a["median_cpu_minutes_to_threshold"]
                                                    / b["median_cpu_minutes_to_threshold"])
+    ratios["reached_at_half_budget"] = reached_at_half_budget(groups["before"], groups["after"])
     comparison = held_out_comparison(groups["before"], groups["after"])
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"threshold": args.threshold, "groups": summary, "ratios": ratios, "held_out_by_seed": comparison,
@@ -234,7 +255,11 @@ def main() -> None:
         for name, cell in comparison.get("iqm", {}).items():
             line += f"; {name} IQM {cell['iqm']:.2f} ({cell['ci95'][0]:.2f}-{cell['ci95'][1]:.2f})"
         print(line)
-    print("ratios:", {k: round(v, 3) if isinstance(v, float) else v for k, v in ratios.items()})
+    print("ratios:", {k: round(v, 3) if isinstance(v, float) else v for k, v in ratios.items()
+                      if k != "reached_at_half_budget"})
+    print("runs at the threshold: " + "; ".join(
+        f"{name.replace('_', ' ')} ({c['steps']:,} env steps) {c['reached']}/{c['runs']}"
+        for name, c in ratios["reached_at_half_budget"].items()))
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'curves.png'}")
 
 

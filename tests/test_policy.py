@@ -375,6 +375,22 @@ def test_sample_efficiency_median_is_a_bound_where_a_run_stopped_short():
     assert not median_is_lower_bound(runs(40_000, -50_000, 50_000))  # the one that reached 50k is the median
 
 
+def test_sample_efficiency_counts_runs_at_the_threshold_by_half_the_baseline_budget():
+    shares = load_benchmark("sample_efficiency").reached_at_half_budget
+
+    def runs(budget, *steps):  # a negative number: a run that stopped there without reaching the threshold
+        return [{"steps_to_threshold": abs(s), "reached": s > 0, "total_steps": budget} for s in steps]
+
+    before = runs(100_000, 75_000, 87_500, -100_000, 100_000, -100_000)  # 100k reached: counts, at the budget
+    after = runs(50_000, 14_222, -50_000, 50_000, 37_500, -50_000)
+    got = shares(before, after)
+    assert got["before_by_budget"] == {"steps": 100_000, "reached": 3, "runs": 5, "share": 0.6}
+    assert got["before_by_half"]["reached"] == 0 and got["before_by_half"]["steps"] == 50_000
+    assert got["after_by_half"] == {"steps": 50_000, "reached": 3, "runs": 5, "share": 0.6}
+    # a candidate trained past half the baseline's budget is counted only up to that half
+    assert shares(before, runs(100_000, 60_000, 14_222))["after_by_half"]["reached"] == 1
+
+
 def test_random_init_encoder_keeps_the_architecture_and_statistics_not_the_weights(tmp_path):
     from mmrep.encoder import load_encoder, random_like
 
