@@ -296,7 +296,7 @@ runs/paper/$(SELECTED_ROW)_s$(1)/best/eval_tare_handover/results.json: runs/pape
 	$(VENV)/bin/mmrep policy eval policy=runs/paper/$(SELECTED_ROW)_s$(1)/best ft_tare=true \
 		fallback=runs/paper/no_haptics_memory_odometry_camera_error_200k_touch_s$(call MOD3,$(1)) \
 		out=runs/paper/$(SELECTED_ROW)_s$(1)/best/eval_tare_handover episodes=100 progress=false video=false \
-		"settings=[ft_dead]"
+		"settings=[ft_dead,clean]"
 endef
 # the dead-sensor handover goes to the no_haptics partner of seed S mod 3 (three partner seeds were trained)
 MOD3 = $(shell echo $$(( $(1) % 3 )))
