@@ -19,13 +19,16 @@ threshold by half the baseline's budget and by all of it, see ``reached_at_half_
 ``held_out_by_seed``: the final policies compared with each training seed as the unit, see
 ``held_out_comparison``) and ``curves.png`` (success against env steps and against wall minutes).
 A run that never reaches the threshold counts as its budget's end, marked ``reached: false`` (so a
-median over such runs is a lower bound).
+median over such runs is a lower bound); ``median_*_upper`` counts it as never reaching (the upper
+bound, ``median_upper``), and ``*_after_over_before_at_most`` divides the candidate's upper bound by the
+baseline's lower one: the ratio the runs guarantee.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -103,6 +106,18 @@ def median_is_lower_bound(runs: list[dict[str, Any]]) -> bool:
         not r["reached"] and r["steps_to_threshold"] < median for r in runs)
 
 
+def median_upper(runs: list[dict[str, Any]], key: str) -> float | None:
+    """An upper bound on the median of ``key`` (env steps, wall or CPU minutes to the threshold): the
+    median with every run that never reached the threshold counted as never reaching it. The median of
+    the recorded values (such a run at its budget's end) is the lower bound; where the two are equal the
+    median is exact. None (no bound) where half the runs or more never reached it."""
+    values = [r[key] if r["reached"] else math.inf for r in runs]
+    if any(v is None for v in values):
+        return None
+    upper = statistics.median(values)
+    return None if math.isinf(upper) else upper
+
+
 def group_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over a group's runs and the final policies' pooled held-out success (Wilson 95% interval)."""
     minutes = [r["minutes_to_threshold"] for r in runs if r["minutes_to_threshold"] is not None]
@@ -115,8 +130,12 @@ def group_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "runs": len(runs), "reached": sum(r["reached"] for r in runs),
         "median_steps_to_threshold": statistics.median(r["steps_to_threshold"] for r in runs),
         "median_is_lower_bound": median_is_lower_bound(runs),
+        "median_steps_upper": median_upper(runs, "steps_to_threshold"),
+        # over runs that did not all reach the threshold, a lower bound: the upper one is beside it
         "median_minutes_to_threshold": statistics.median(minutes) if len(minutes) == len(runs) else None,
+        "median_minutes_upper": median_upper(runs, "minutes_to_threshold"),
         "median_cpu_minutes_to_threshold": statistics.median(cpu) if len(cpu) == len(runs) else None,
+        "median_cpu_minutes_upper": median_upper(runs, "cpu_minutes_to_threshold"),
         "held_out_pooled": wins / n if n else None,
         "held_out_ci95": wilson_interval(wins, n) if n else None,
         "held_out_per_run": [c["rate"] for c in done],
@@ -229,6 +248,12 @@ def main() -> None:
     if a["median_cpu_minutes_to_threshold"] and b["median_cpu_minutes_to_threshold"]:
         ratios["cpu_minutes_after_over_before"] = (a["median_cpu_minutes_to_threshold"]
                                                    / b["median_cpu_minutes_to_threshold"])
+    # the candidate's median at most its upper bound, the baseline's at least its recorded one
+    for name, upper, lower in (("steps", "median_steps_upper", "median_steps_to_threshold"),
+                               ("minutes", "median_minutes_upper", "median_minutes_to_threshold"),
+                               ("cpu_minutes", "median_cpu_minutes_upper", "median_cpu_minutes_to_threshold")):
+        if a[upper] is not None and b[lower]:
+            ratios[f"{name}_after_over_before_at_most"] = a[upper] / b[lower]
     ratios["reached_at_half_budget"] = reached_at_half_budget(groups["before"], groups["after"])
     comparison = held_out_comparison(groups["before"], groups["after"])
     args.out.mkdir(parents=True, exist_ok=True)
@@ -242,9 +267,13 @@ def main() -> None:
         if g["held_out_kept_pooled"] is not None:
             conf += (f"; kept policies {g['held_out_kept_pooled']:.2f} "
                      f"({g['held_out_kept_ci95'][0]:.2f}-{g['held_out_kept_ci95'][1]:.2f})")
-        minutes = "" if g["median_minutes_to_threshold"] is None else f", {g['median_minutes_to_threshold']:.1f} min"
-        if g["median_cpu_minutes_to_threshold"] is not None:
-            minutes += f", {g['median_cpu_minutes_to_threshold']:.1f} CPU min"
+        minutes = ""
+        for key, unit in (("minutes", "min"), ("cpu_minutes", "CPU min")):
+            low, up = g[f"median_{key}_to_threshold"], g[f"median_{key}_upper"]
+            if low is None:
+                continue
+            span = f"{low:.1f}" if up == low else f"{low:.1f} to {up:.1f}" if up is not None else f"at least {low:.1f}"
+            minutes += f", {span} {unit}"
         bound = "at least " if g["median_is_lower_bound"] else ""
         print(f"{name}: {g['reached']}/{g['runs']} runs reach {args.threshold:.0%}; median {bound}"
               f"{g['median_steps_to_threshold']:,} env steps{minutes}{conf}")

@@ -375,6 +375,19 @@ def test_sample_efficiency_median_is_a_bound_where_a_run_stopped_short():
     assert not median_is_lower_bound(runs(40_000, -50_000, 50_000))  # the one that reached 50k is the median
 
 
+def test_sample_efficiency_median_upper_bound_counts_short_runs_as_never_reaching():
+    upper = load_benchmark("sample_efficiency").median_upper
+
+    def runs(*minutes):  # a negative number: a run that stopped there without reaching the threshold
+        return [{"m": abs(m), "reached": m > 0} for m in minutes]
+
+    # recorded median 6.2 (a run that stopped short): the true one lies between it and 6.7
+    assert upper(runs(1.6, 4.4, -6.2, 6.7, -6.8), "m") == 6.7
+    assert upper(runs(1.6, 4.4, 5.0, -6.2, -6.8), "m") == 5.0  # exact where it is the recorded median
+    assert upper(runs(1.6, -6.2, -6.8), "m") is None  # half or more never reached: no bound
+    assert upper([{"m": None, "reached": True}], "m") is None
+
+
 def test_sample_efficiency_counts_runs_at_the_threshold_by_half_the_baseline_budget():
     shares = load_benchmark("sample_efficiency").reached_at_half_budget
 
