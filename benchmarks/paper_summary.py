@@ -424,6 +424,7 @@ TOUCH_PAIRS = [("fused_touch", "no_haptics_touch"), ("fused_smooth_touch", "no_h
                ("fused_memory_odometry_camera_error_250k_selected_touch",
                 "no_haptics_memory_odometry_camera_error_200k_touch")]
 
+# a panel's rows; a name may carry a setting suffix (row+tare): that row's cells evaluated so
 ROBUSTNESS_ROWS = {"default setting": ("fused_insertion", "no_haptics", "no_vision"),
                    "default setting, camera memory, odometry, the F/T faults and the occluder in training": (
                        "fused_faults_memory_odometry_insertion_300k",
@@ -436,8 +437,7 @@ ROBUSTNESS_ROWS = {"default setting": ("fused_insertion", "no_haptics", "no_visi
                                                                       "no_haptics_camera_error_touch"),
                    "the same, camera memory and odometry, the occluder in training": (
                        "fused_memory_odometry_camera_error_touch", "no_haptics_memory_odometry_camera_error_touch"),
-                   # a name may carry a setting suffix: that row's cells evaluated so (the F/T sensor zeroed at
-                   # reset; the dead sensor handed to the no_haptics partner, its only cell)
+                   # the dead sensor handed to the no_haptics partner is the +tare+handover name's only cell
                    "the same at 250k, the policy best on clean and the occluder kept": (
                        "fused_memory_odometry_camera_error_250k_selected_touch+tare",
                        "no_haptics_memory_odometry_camera_error_200k_touch",
