@@ -94,18 +94,6 @@ def run_summary(run: Path, threshold: float) -> dict[str, Any]:
     }
 
 
-def median_is_lower_bound(runs: list[dict[str, Any]]) -> bool:
-    """Whether the median of env steps to the threshold is only a lower bound: a run that never reached it
-    counts as its budget's end, so the median is exact only where the run(s) at the median reached it and
-    every run that did not stopped at or beyond the median."""
-    # on equal steps a run that reached the threshold there comes first: one that stopped there needs more
-    ordered = sorted(runs, key=lambda r: (r["steps_to_threshold"], not r["reached"]))
-    median = statistics.median(r["steps_to_threshold"] for r in runs)
-    middle = ordered[(len(runs) - 1) // 2: len(runs) // 2 + 1]
-    return any(not r["reached"] for r in middle) or any(
-        not r["reached"] and r["steps_to_threshold"] < median for r in runs)
-
-
 def median_upper(runs: list[dict[str, Any]], key: str) -> float | None:
     """An upper bound on the median of ``key`` (env steps, wall or CPU minutes to the threshold): the
     median with every run that never reached the threshold counted as never reaching it. The median of
@@ -116,6 +104,13 @@ def median_upper(runs: list[dict[str, Any]], key: str) -> float | None:
         return None
     upper = statistics.median(values)
     return None if math.isinf(upper) else upper
+
+
+def median_is_lower_bound(runs: list[dict[str, Any]]) -> bool:
+    """Whether the median of env steps to the threshold is only a lower bound: a run that never reached it
+    counts as its budget's end, so the median is exact only where its upper bound (``median_upper``)
+    equals it."""
+    return median_upper(runs, "steps_to_threshold") != statistics.median(r["steps_to_threshold"] for r in runs)
 
 
 def group_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
