@@ -47,7 +47,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
-from mmrep.config import AlgoConfig, DemoConfig, ObsConfig, PolicyConfig
+from mmrep.config import SELECT_SEED_OFFSET, AlgoConfig, DemoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import load_encoder, random_like
 from mmrep.policy_curves import plot_curves, read_evaluations
 from mmrep.rl.cpu_time import CpuMeter
@@ -769,11 +769,23 @@ def start_from_demonstrations(cfg: PolicyConfig, model, venv: VecEnv, eval_venvs
     t0 = time.time()
     demo_venv = build_venv(cfg, cfg.n_envs, cfg.demos.seed + 1000 * cfg.seed, expert=cfg.demos.expert)
     meter = CpuMeter(demo_venv, 0.0)
+    select_venv, score = None, None
+    if cfg.demos.select_fits > 1:
+        first = cfg.demos.seed + 1000 * cfg.seed + SELECT_SEED_OFFSET
+        seeds = list(range(first, first + cfg.demos.select_episodes))
+        select_venv = build_venv(cfg, 1, first, vec_env="dummy")
+
+        def score() -> tuple[int, int]:
+            episodes = run_episodes(model, select_venv, seeds, True, obs_normalizer(venv))
+            return sum(e["success"] for e in episodes), sum(e["steps"] for e in episodes)
     try:
-        record, demos = learn_from_demonstrations(model, venv, demo_venv, cfg.demos, learner_gamma(cfg), cfg.seed)
+        record, demos = learn_from_demonstrations(model, venv, demo_venv, cfg.demos, learner_gamma(cfg), cfg.seed,
+                                                  score)
         total = meter.seconds
     finally:
         demo_venv.close()
+        if select_venv is not None:
+            select_venv.close()
     # CPU not on this process's clock (the demo workers'): the training's meter adds this process's own
     prior = None if total is None else total - time.process_time()
     spent = time.time() - t0

@@ -330,6 +330,38 @@ def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tm
     assert [r["timesteps"] for r in read_evaluations(run)] == [record["env_steps"], total]
 
 
+def test_the_best_of_several_clones_is_kept_by_its_episodes_whose_steps_count(tmp_path):
+    """``demos.select_fits``: that many clones of the same demonstrations, the first the single fit's
+    own, each scored on the same ``select_episodes`` episodes; the run goes on from the one with the
+    most successes (ties: the earlier), and the selection's env steps count before the first periodic
+    evaluation. Same seed, same selection."""
+    demos = ["demos.episodes=4", "demos.epochs=30", "demos.batch_size=16"]
+    single = tmp_path / "single"
+    train_policy(policy_cfg(single, "obs=state", *TINY_PPO, "total_steps=40", "eval_every_steps=1000", *demos))
+    one = json.loads((single / "demos.json").read_text())
+    assert "selection" not in one
+
+    runs = []
+    for name in ("sel", "again"):
+        run = tmp_path / name
+        train_policy(policy_cfg(run, "obs=state", *TINY_PPO, "total_steps=40", "eval_every_steps=1000", *demos,
+                                "demos.select_fits=3", "demos.select_episodes=3"))
+        runs.append(json.loads((run / "demos.json").read_text()))
+    record = runs[0]
+    selection = record["selection"]
+    assert [f["fit"] for f in selection["fits"]] == [0, 1, 2] and selection["episodes"] == 3
+    assert selection["fits"][0]["nll_after"] == one["nll_after"]  # the first fit is the single one
+    assert len({f["nll_after"] for f in selection["fits"]}) == 3  # each other from its own weights and order
+    successes = [f["successes"] for f in selection["fits"]]
+    assert selection["kept"] == successes.index(max(successes)) and record["nll_after"] == (
+        selection["fits"][selection["kept"]]["nll_after"])
+    assert all(3 <= f["env_steps"] <= 3 * 12 for f in selection["fits"])  # 3 episodes of at most 12 steps
+    assert selection["env_steps"] == sum(f["env_steps"] for f in selection["fits"])
+    assert record["env_steps"] == one["env_steps"] + selection["env_steps"]  # same demonstrations, their steps count
+    assert read_evaluations(tmp_path / "sel")[0]["timesteps"] == record["env_steps"]
+    assert runs[1]["selection"] == selection and runs[1]["nll_after"] == record["nll_after"]
+
+
 @pytest.mark.parametrize("override, message", [
     ("algo=sac", "on-policy actor-critic"), ("demos.min_std=0", r"demos.min_std must be > 0, got 0"),
     ("demos.batch_size=0", r"demos.batch_size must be > 0"), ("demos.expert=nobody", "demos.expert: unknown expert"),
@@ -342,6 +374,11 @@ def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tm
     ("demos.obs_noise=-1", r"demos.obs_noise must be >= 0"), ("demos.average_last=-2", r"must be >= 0"),
     ("demos.action_std=0", r"demos.action_std must be > 0"),
     ("demos.freeze_normalizer=false demos.replay_steps=4", "it needs demos.freeze_normalizer=true"),
+    ("demos.select_fits=0", r"demos.select_fits must be > 0"),
+    ("demos.select_fits=2 demos.select_episodes=0", r"demos.select_episodes must be > 0"),
+    ("demos.select_fits=2 demos.select_episodes=501", r"demos.select_episodes=501 \(n_envs=2\)"),
+    ("demos.select_fits=2 demos.seed=999500", r"the clone selection's resets \(from 1000000\) reach eval_seed"),
+    ("demos.select_fits=2 demos.dagger_rounds=1", "demos.dagger_rounds refits one: choose one"),
 ])
 def test_demonstrations_are_refused_where_they_cannot_clone(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
@@ -363,4 +400,7 @@ def test_demos_ppo_row_is_the_measured_setting():
             "progress=false", f"out={out}"]), resolve=True)
         measured = json.loads((root / "benchmarks/results/sample_efficiency" / out.replace("runs/se", "runs")
                                / "config.json").read_text())
+        # options added since the runs, at the defaults that leave a run as it was (one fit, no selection)
+        assert composed["demos"].pop("select_fits") == 1
+        composed["demos"].pop("select_episodes")
         assert composed == measured

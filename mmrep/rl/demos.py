@@ -162,14 +162,53 @@ def clone(model, obs: np.ndarray, demos: Demonstrations, cfg: DemoConfig, seed: 
             "value_mse_after": after[1], "action_std": std}
 
 
+def reinitialise(policy, model, seed: int) -> None:
+    """``policy`` (``model.policy``) given fresh initial weights, those SB3 gives a new policy of its
+    class under torch seed ``seed``; torch's global stream is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = model.policy_class(model.observation_space, model.action_space, model.lr_schedule,
+                                   use_sde=model.use_sde, **model.policy_kwargs)
+    policy.load_state_dict(fresh.state_dict())
+
+
+def select_clone(model, obs: np.ndarray, demos: Demonstrations, cfg: DemoConfig, seed: int,
+                 score: Callable[[], tuple[int, int]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``cfg.select_fits`` clones of ``model``'s policy fitted to the demonstrations (``clone``): the
+    first from the policy as it is and minibatch seed ``seed``, exactly as a single fit; fit k from
+    fresh weights (torch seed 1000 ``seed`` + k) and minibatch seed ``seed`` + 1000 k. After each,
+    ``score()`` -> (successes, env steps) of the policy as it then is; the policy ends as the fit with
+    the most successes (ties: the earlier). Returns that fit's record (``clone``'s) and the selection's:
+    each fit's successes, env steps and loss, the kept fit, and the env steps of all its episodes."""
+    policy = model.policy
+    initial = {k: v.clone() for k, v in policy.state_dict().items()}
+    fits, best, kept_weights, steps = [], None, None, 0
+    for k in range(cfg.select_fits):
+        if k == 0:
+            policy.load_state_dict(initial)
+        else:
+            reinitialise(policy, model, 1000 * seed + k)
+        fit = clone(model, obs, demos, cfg, seed + 1000 * k)
+        successes, used = score()
+        steps += used
+        fits.append({"fit": k, "successes": successes, "env_steps": used, "nll_after": fit["nll_after"]})
+        if best is None or successes > fits[best[0]]["successes"]:
+            best = (k, fit)
+            kept_weights = {name: v.clone() for name, v in policy.state_dict().items()}
+    policy.load_state_dict(kept_weights)
+    return best[1], {"fits": fits, "kept": best[0], "episodes": cfg.select_episodes, "env_steps": steps}
+
+
 def learn_from_demonstrations(model, venv: VecEnv, demo_venv: VecEnv, cfg: DemoConfig, gamma: float,
-                              seed: int) -> tuple[dict[str, Any], Demonstrations]:
+                              seed: int, score: Callable[[], tuple[int, int]] | None = None
+                              ) -> tuple[dict[str, Any], Demonstrations]:
     """Collect ``cfg.episodes`` expert episodes in ``demo_venv`` (their executed actions perturbed by
     ``cfg.noise``, DART), add their observations to the
     training ``venv``'s running statistics (a ``VecNormalize``, where it normalises), clone ``model``'s
     policy from them; then ``cfg.dagger_rounds`` rounds of DAgger (Ross et al. 2011): the cloned policy
     acts (its mean action) for ``cfg.dagger_episodes`` episodes, the expert labels every state it
-    visits, and the policy is fitted again to everything labelled so far; its action std is then set to
+    visits, and the policy is fitted again to everything labelled so far; or, with ``cfg.select_fits`` > 1,
+    the best of that many clones by ``score`` (``select_clone``); its action std is then set to
     ``cfg.action_std`` where given. Sets the model's env-step
     counter to the steps all of them took. Returns what ``demos.json`` records, and every labelled
     step (what ``DemoReplay`` replays)."""
@@ -182,8 +221,14 @@ def learn_from_demonstrations(model, venv: VecEnv, demo_venv: VecEnv, cfg: DemoC
     if normalises:
         venv.obs_rms.update(demos.obs)
     t0 = time.time()
-    fit = clone(model, seen(demos.obs), demos, cfg, seed)
-    env_steps, rounds = demos.env_steps, []
+    env_steps, rounds, selection = demos.env_steps, [], None
+    if cfg.select_fits > 1:
+        if score is None:
+            raise ValueError("demos.select_fits > 1 needs a score: the episodes that choose between the clones")
+        fit, selection = select_clone(model, seen(demos.obs), demos, cfg, seed, score)
+        env_steps += selection["env_steps"]
+    else:
+        fit = clone(model, seen(demos.obs), demos, cfg, seed)
     for r in range(cfg.dagger_rounds):
         learner = collect_demonstrations(
             demo_venv, cfg.dagger_episodes, gamma,
@@ -212,6 +257,8 @@ def learn_from_demonstrations(model, venv: VecEnv, demo_venv: VecEnv, cfg: DemoC
               "expert": cfg.expert, "noise": cfg.noise, **fit}
     if rounds:
         record["dagger"] = rounds
+    if selection:
+        record["selection"] = selection
     return record, demos
 
 
