@@ -79,7 +79,8 @@ def run_summary(run: Path, threshold: float) -> dict[str, Any]:
     first = next((i for i, r in enumerate(rows) if r["success_rate"] >= threshold), None)
     at = rows[first] if first is not None else rows[-1]
     return {
-        "run": str(run), "algo": config["algo"]["name"], "algo_params": config["algo"]["params"],
+        "run": str(run), "seed": config.get("seed"), "algo": config["algo"]["name"],
+        "algo_params": config["algo"]["params"],
         "total_steps": config["total_steps"], "periodic_episodes": rows[0].get("episodes"),
         "curve": [{"timesteps": r["timesteps"], "success_rate": r["success_rate"], "episodes": r.get("episodes"),
                    "learning_minutes": learning_minutes(rows, i)} for i, r in enumerate(rows)],
@@ -181,12 +182,37 @@ def held_out_comparison(before: list[dict[str, Any]], after: list[dict[str, Any]
     result: dict[str, Any] = {"difference": float(a.mean() - b.mean()),
                               "difference_ci95": [float(q) for q in np.percentile(draws, [2.5, 97.5])],
                               "difference_reps": reps, "runs": {k: len(v) for k, v in rates.items()}}
+    paired = paired_by_seed(before, after, reps, seed)
+    if paired:
+        result["paired"] = paired
     from paper_summary import iqm_over_seeds  # the sibling script (benchmarks/ is on sys.path when run)
 
     iqm = iqm_over_seeds({name: {"cells": {"held_out": {"seeds": seeds}}} for name, seeds in rates.items()})
     if iqm:
         result["iqm"] = {name: cells["held_out"] for name, cells in iqm.items()}
     return result
+
+
+def paired_by_seed(before: list[dict[str, Any]], after: list[dict[str, Any]], reps: int = 10_000,
+                   seed: int = 0) -> dict[str, Any] | None:
+    """Where both groups ran the same training seeds (each once), the final policies' held-out success
+    compared seed by seed: two settings of one seed share what the seed draws (the demonstrations, the
+    first resets), so the per-seed differences leave out part of the seed-to-seed spread the unpaired
+    comparison carries. ``difference``: their mean, with a 95% bootstrap interval over seeds; how many
+    seeds read higher, lower and the same after. None where the seeds differ or repeat."""
+    import numpy as np
+
+    seeds = [[r.get("seed") for r in runs] for runs in (before, after)]
+    if None in seeds[0] + seeds[1] or len(set(seeds[0])) != len(seeds[0]) or set(seeds[0]) != set(seeds[1]):
+        return None
+    rate = {name: {r["seed"]: r["held_out_final"]["rate"] for r in runs}
+            for name, runs in (("before", before), ("after", after))}
+    order = sorted(rate["before"])
+    d = np.array([rate["after"][s] - rate["before"][s] for s in order])
+    draws = np.random.default_rng(seed).choice(d, (reps, len(d))).mean(axis=1)
+    return {"seeds": order, "difference": float(d.mean()),
+            "difference_ci95": [float(q) for q in np.percentile(draws, [2.5, 97.5])],
+            "higher": int((d > 0).sum()), "lower": int((d < 0).sum()), "same": int((d == 0).sum())}
 
 
 def plot(groups: dict[str, list[dict[str, Any]]], threshold: float, out: Path) -> Path:

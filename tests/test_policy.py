@@ -1143,3 +1143,17 @@ def test_sample_efficiency_compares_held_out_success_by_seed():
     done = subprocess.run([sys.executable, "-c", SEED_COMPARISON_CHECK], cwd=tests, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": f"{tests}{os.pathsep}{tests.parent}"})
     assert done.returncode == 0, done.stderr
+
+
+def test_sample_efficiency_pairs_the_final_policies_by_training_seed():
+    paired = load_benchmark("sample_efficiency").paired_by_seed
+
+    def runs(**rates):  # seed name s<k> -> held-out rate
+        return [{"seed": int(k[1:]), "held_out_final": {"rate": v}} for k, v in rates.items()]
+
+    got = paired(runs(s0=0.9, s1=0.6, s2=0.8), runs(s2=0.85, s0=0.9, s1=0.7), reps=2000)
+    assert got["seeds"] == [0, 1, 2] and abs(got["difference"] - 0.05) < 1e-9  # matched by seed, not by order
+    assert (got["higher"], got["lower"], got["same"]) == (2, 0, 1)
+    assert 0.0 <= got["difference_ci95"][0] <= 0.05 <= got["difference_ci95"][1] <= 0.1
+    assert paired(runs(s0=0.9, s1=0.6), runs(s0=0.9, s2=0.6)) is None  # other seeds: no pairing
+    assert paired(runs(s0=0.9, s1=0.6), [{"seed": None, "held_out_final": {"rate": 0.5}}] * 2) is None
