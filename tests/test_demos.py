@@ -310,7 +310,10 @@ def test_a_run_killed_after_its_demonstrations_resumes_from_the_cloned_policy(tm
             "env.image_size=64", f"out={run}"]
     proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not (run / "checkpoint.pt").exists() and proc.poll() is None:
+    # the provenance line follows the checkpoint (it reads the commit and package versions: slow on a
+    # loaded machine), so wait for both before the kill
+    while time.time() < deadline and not (
+            (run / "checkpoint.pt").exists() and (run / "provenance.jsonl").exists()) and proc.poll() is None:
         time.sleep(0.05)
     time.sleep(0.5)
     assert proc.poll() is None, "training ended before it could be killed"

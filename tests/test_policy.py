@@ -458,7 +458,12 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     half = [r for r in rows if r.endswith("_150k")]  # a row at half the budget, under its own name
     demos = [r for r in rows if r.endswith("_demos")]  # cloned from demonstrations, ending with the clone
     demos_ppo = [r for r in rows if r.endswith("_demos_ppo")]  # the clone, then PPO with the replay
-    default_rows = shared([r for r in rows if r not in touch + half + demos + demos_ppo])
+    select = [r for r in rows if r.endswith("_demos_ppo_select")]  # the same, the best of several clones
+    default_rows = shared([r for r in rows if r not in touch + half + demos + demos_ppo + select])
+    # a row named <row>_demos_ppo_select is <row>_demos_ppo keeping the best of several clones: nothing else
+    assert select and all(cfgs[r].demos.select_fits > 1 and replace(
+        cfgs[r], demos=replace(cfgs[r].demos, select_fits=1, select_episodes=cfgs[r.removesuffix("_select")]
+                               .demos.select_episodes)) == cfgs[r.removesuffix("_select")] for r in select)
     # a row named <row>_demos_ppo is <row>_demos carried on with PPO to its own 50k budget (the clone's std
     # set, the demonstrations replayed) under the sample-efficiency protocol: nothing else differs
     assert demos_ppo
