@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecNormalize
 
 from mmrep.config import SELECT_SEED_OFFSET, AlgoConfig, DemoConfig, ObsConfig, PolicyConfig
 from mmrep.encoder import load_encoder, random_like
@@ -353,6 +353,55 @@ def run_episodes(model, venv: VecEnv, seeds: list[int], deterministic: bool = Tr
             episodes.append(_run_episode(model, venv, int(s), deterministic, obs_rms,
                                          recorder if k == 0 else None, on_step))
     return episodes
+
+
+def run_episodes_together(model, venv: VecEnv, seeds: list[int], obs_rms: RunningMeanStd | None = None
+                          ) -> tuple[list[dict[str, Any]], int]:
+    """One episode per seed, the mean action acting, on all of ``venv``'s sub-envs at once: each
+    sub-env starts the next seed as its episode ends (``reset(seed=s)`` after the vec env's own
+    reset, the sequence ``run_episodes`` makes on one env), so each episode is the one
+    ``run_episodes`` runs on that seed, and the policy acts on one observation at a time (a batch of
+    two can round differently from a batch of one). ``venv``: a plain ``SubprocVecEnv``/
+    ``DummyVecEnv`` (no vec wrapper: its sub-envs' resets must return what the policy sees, e.g.
+    encoded in the workers). Returns per seed, in ``seeds``' order, {seed, success, steps, return},
+    and every step the sub-envs took, those after the last seeds' ends (sub-envs left without a seed
+    step on until the last episode ends) included."""
+    if isinstance(venv, VecEnvWrapper):
+        raise ValueError(f"run_episodes_together needs the sub-envs' own resets, not a {type(venv).__name__}")
+    n = venv.num_envs
+    pending = list(seeds)
+    obs = np.array(venv.reset())  # a writable copy: a sub-env's next reset replaces its row
+    running: list[dict[str, Any] | None] = [None] * n
+
+    def start(i: int) -> None:
+        if not pending:
+            running[i] = None
+            return
+        s = int(pending.pop(0))
+        first, _ = venv.env_method("reset", seed=s, indices=[i])[0]
+        obs[i] = first
+        running[i] = {"seed": s, "success": False, "steps": 0, "return": 0.0}
+
+    for i in range(n):
+        start(i)
+    done_episodes: dict[int, dict[str, Any]] = {}
+    steps = 0
+    while any(r is not None for r in running):
+        x = normalize_obs(obs, obs_rms)
+        actions = np.stack([model.predict(x[i:i + 1], deterministic=True)[0][0] for i in range(n)])
+        obs, rewards, dones, infos = venv.step(actions)
+        obs = np.array(obs)
+        steps += n
+        for i, episode in enumerate(running):
+            if episode is None:
+                continue
+            episode["steps"] += 1
+            episode["return"] += float(rewards[i])
+            if dones[i]:
+                episode["success"] = bool(infos[i].get("is_success", False))
+                done_episodes[episode["seed"]] = episode
+                start(i)
+    return [done_episodes[int(s)] for s in seeds], steps
 
 
 def normalize_obs(obs: np.ndarray, obs_rms: RunningMeanStd | None) -> np.ndarray:
@@ -773,11 +822,17 @@ def start_from_demonstrations(cfg: PolicyConfig, model, venv: VecEnv, eval_venvs
     if cfg.demos.select_fits > 1:
         first = cfg.demos.seed + 1000 * cfg.seed + SELECT_SEED_OFFSET
         seeds = list(range(first, first + cfg.demos.select_episodes))
-        select_venv = build_venv(cfg, 1, first, vec_env="dummy")
+        if isinstance(demo_venv, VecEnvWrapper):  # encoding in this process: one env here, episode by episode
+            select_venv = build_venv(cfg, 1, first, vec_env="dummy")
 
-        def score() -> tuple[int, int]:
-            episodes = run_episodes(model, select_venv, seeds, True, obs_normalizer(venv))
-            return sum(e["success"] for e in episodes), sum(e["steps"] for e in episodes)
+            def score() -> tuple[int, int]:
+                episodes = run_episodes(model, select_venv, seeds, True, obs_normalizer(venv))
+                return sum(e["success"] for e in episodes), sum(e["steps"] for e in episodes)
+        else:  # the demonstrations' workers run the episodes side by side: the same episodes, sooner
+
+            def score() -> tuple[int, int]:
+                episodes, steps = run_episodes_together(model, demo_venv, seeds, obs_normalizer(venv))
+                return sum(e["success"] for e in episodes), steps
     try:
         record, demos = learn_from_demonstrations(model, venv, demo_venv, cfg.demos, learner_gamma(cfg), cfg.seed,
                                                   score)

@@ -9,7 +9,16 @@ import pytest
 import torch
 from test_policy import TINY_PPO, policy_cfg
 
-from mmrep.policy import build_venv, load_policy, read_evaluations, train_policy
+from mmrep.config import AlgoConfig, ObsConfig, PolicyConfig
+from mmrep.policy import (
+    build_model,
+    build_venv,
+    load_policy,
+    read_evaluations,
+    run_episodes,
+    run_episodes_together,
+    train_policy,
+)
 from sim.experts import run_episode
 from sim.rl_env import make_rl_env
 from sim.task import make_expert
@@ -358,11 +367,45 @@ def test_the_best_of_several_clones_is_kept_by_its_episodes_whose_steps_count(tm
     successes = [f["successes"] for f in selection["fits"]]
     assert selection["kept"] == successes.index(max(successes)) and record["nll_after"] == (
         selection["fits"][selection["kept"]]["nll_after"])
-    assert all(3 <= f["env_steps"] <= 3 * 12 for f in selection["fits"])  # 3 episodes of at most 12 steps
+    # 3 episodes of at most 12 steps on the two sub-envs, which step together until the last ends
+    assert all(3 <= f["env_steps"] <= 2 * 2 * 12 for f in selection["fits"])
     assert selection["env_steps"] == sum(f["env_steps"] for f in selection["fits"])
     assert record["env_steps"] == one["env_steps"] + selection["env_steps"]  # same demonstrations, their steps count
     assert read_evaluations(tmp_path / "sel")[0]["timesteps"] == record["env_steps"]
     assert runs[1]["selection"] == selection and runs[1]["nll_after"] == record["nll_after"]
+
+
+def test_episodes_run_side_by_side_are_the_ones_run_one_at_a_time(small_encoder):
+    """``run_episodes_together`` (the clone selection's episodes on the demonstrations' workers, the
+    encoder in each worker) gives each seed the episode ``run_episodes`` gives it on one env encoding
+    in place: same steps, same return to the encoders' 1e-5, in the seeds' order; the steps it counts
+    are every step the sub-envs took, the idle one's after the last seed included."""
+    cfg = PolicyConfig(obs=ObsConfig(kind="latent_proprio", encoder=str(small_encoder), encode_in="workers"),
+                       algo=AlgoConfig("ppo", {}), n_envs=2, device="cpu", eval_episodes=0)
+    cfg.env.max_steps, cfg.env.physics_hz, cfg.env.image_size = 6, 240.0, 64
+    cfg.validate()
+    seeds = [41, 42, 43]  # odd: one sub-env idles while the last episode runs
+    workers = build_venv(cfg, 2, 5, vec_env="subproc")
+    single = build_venv(cfg, 1, 5, vec_env="dummy")
+    try:
+        assert type(workers).__name__ == "WatchedSubprocVecEnv"
+        torch.manual_seed(0)
+        model = build_model(cfg, workers)
+        together, steps = run_episodes_together(model, workers, seeds)
+        alone = run_episodes(model, single, seeds, True)
+    finally:
+        workers.close()
+        single.close()
+    assert [e["seed"] for e in together] == seeds
+    for a, b in zip(together, alone):
+        assert (a["seed"], a["success"], a["steps"]) == (b["seed"], b["success"], b["steps"])
+        assert a["return"] == pytest.approx(b["return"], abs=1e-4)
+    assert len({round(e["return"], 6) for e in together}) == 3  # each seed its own start
+    assert steps == 2 * (together[0]["steps"] + together[2]["steps"])  # sub-env 0 runs seeds 41 and 43
+    with pytest.raises(ValueError, match="VecNormalize"):
+        from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+        run_episodes_together(model, VecNormalize(DummyVecEnv([lambda: make_rl_env(ENV)])), seeds)
 
 
 @pytest.mark.parametrize("override, message", [
