@@ -363,7 +363,7 @@ def run_episodes_together(model, venv: VecEnv, seeds: list[int], obs_rms: Runnin
     ``run_episodes`` runs on that seed, and the policy acts on one observation at a time (a batch of
     two can round differently from a batch of one). An encoder in the workers gives the main
     process's z to 1e-5, enough to end an episode near a decision otherwise (measured 2026-12-07: a
-    clone's successes of 24 moved by up to 2). ``venv``: a plain ``SubprocVecEnv``/
+    clone's successes of 24 moved by up to 3). ``venv``: a plain ``SubprocVecEnv``/
     ``DummyVecEnv`` (no vec wrapper: its sub-envs' resets must return what the policy sees, e.g.
     encoded in the workers). Returns per seed, in ``seeds``' order, {seed, success, steps, return},
     and every step the sub-envs took, those after the last seeds' ends (sub-envs left without a seed
