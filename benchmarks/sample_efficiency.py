@@ -13,11 +13,13 @@ deterministic row. E.g. the fused row's PPO against the same row under SAC:
 
 Writes ``summary.json`` (per run: the curve, the first step at the threshold, the training wall minutes
 there with the periodic evaluations' own time taken out, the final policy's held-out success and, where
-``best/eval`` exists, that of the policy ``keep_best`` kept; per group: medians and the pooled held-out
+``best/eval`` exists, that of the policy ``keep_best`` kept (the final policy's, where the kept one is
+the final one: ``kept_is_final``); per group: medians and the pooled held-out
 success; the ratios after/before, and ``reached_at_half_budget``: how many runs of each group are at the
 threshold by half the baseline's budget and by all of it, see ``reached_at_half_budget``;
 ``held_out_by_seed``: the final policies compared with each training seed as the unit, see
-``held_out_comparison``) and ``curves.png`` (success against env steps and against wall minutes).
+``held_out_comparison``; ``held_out_kept_by_seed``: the same of the kept policies, what each run
+delivers) and ``curves.png`` (success against env steps and against wall minutes).
 A run that never reaches the threshold counts as its budget's end, marked ``reached: false`` (so a
 median over such runs is a lower bound); ``median_*_upper`` counts it as never reaching (the upper
 bound, ``median_upper``), and ``*_after_over_before_at_most`` divides the candidate's upper bound by the
@@ -72,10 +74,24 @@ def held_out_final(run: Path, policy: str = "") -> dict[str, Any] | None:
     return None
 
 
+def kept_is_final(rows: list[dict[str, Any]], config: dict[str, Any]) -> bool:
+    """Whether the policy ``keep_best`` kept is the final one: the run kept policies and its last periodic
+    evaluation ranks at least as high as every earlier one (``keep_best`` keeps ties' later policy). Then
+    the final policy's held-out evaluation is the kept one's, for a run whose ``best/`` was not evaluated."""
+    from mmrep.policy import selection_score
+
+    return bool(config.get("keep_best")) and bool(rows) and all(
+        selection_score(rows[-1]) >= selection_score(r) for r in rows)
+
+
 def run_summary(run: Path, threshold: float) -> dict[str, Any]:
-    """One run's curve, its first step at ``threshold`` and its final policy's held-out success."""
+    """One run's curve, its first step at ``threshold``, and the held-out success of its final policy and
+    of the one ``keep_best`` kept."""
     rows = read_evaluations(run)
     config = json.loads((run / "config.json").read_text())
+    kept = held_out_final(run, "best")
+    if kept is None and kept_is_final(rows, config):
+        kept = held_out_final(run)
     first = next((i for i, r in enumerate(rows) if r["success_rate"] >= threshold), None)
     at = rows[first] if first is not None else rows[-1]
     return {
@@ -91,7 +107,7 @@ def run_summary(run: Path, threshold: float) -> dict[str, Any]:
         "final_periodic": rows[-1]["success_rate"],
         "cpu_hours": (rows[-1]["cpu_seconds"] / 3600) if rows[-1].get("cpu_seconds") else None,
         "held_out_final": held_out_final(run),
-        "held_out_kept": held_out_final(run, "best"),
+        "held_out_kept": kept,
     }
 
 
@@ -161,20 +177,21 @@ def reached_at_half_budget(before: list[dict[str, Any]], after: list[dict[str, A
 
 
 def held_out_comparison(before: list[dict[str, Any]], after: list[dict[str, Any]], reps: int = 10_000,
-                        seed: int = 0) -> dict[str, Any] | None:
+                        seed: int = 0, policy: str = "held_out_final") -> dict[str, Any] | None:
     """The final policies' held-out success compared with each training seed as the unit: the pooled
     Wilson intervals count episodes and so leave out how much runs differ from seed to seed (0.37-0.97
     on one row), which dominates here. ``difference``: the mean per-run rate after minus before, with a
     95% interval from a bootstrap that resamples runs within each group (``reps`` draws, seeded); and,
     where ``rliable`` is installed, each group's interquartile mean over runs with rliable's stratified
     bootstrap interval (``paper_summary.iqm_over_seeds``). None until every run of both groups has its
-    held-out evaluation, so that no comparison is made on part of a group."""
+    held-out evaluation, so that no comparison is made on part of a group. ``policy``: "held_out_final"
+    (the final policies) or "held_out_kept" (those ``keep_best`` kept: what each run delivers)."""
     import numpy as np
 
-    if not all(r["held_out_final"] for r in before + after):
+    if not all(r[policy] for r in before + after):
         return None
     # keyed by the full path: two runs of one folder name from different places stay two seeds
-    rates = {name: {r["run"]: r["held_out_final"]["rate"] for r in runs}
+    rates = {name: {r["run"]: r[policy]["rate"] for r in runs}
              for name, runs in (("before", before), ("after", after))}
     b, a = (np.array(list(rates[k].values())) for k in ("before", "after"))
     rng = np.random.default_rng(seed)
@@ -182,7 +199,7 @@ def held_out_comparison(before: list[dict[str, Any]], after: list[dict[str, Any]
     result: dict[str, Any] = {"difference": float(a.mean() - b.mean()),
                               "difference_ci95": [float(q) for q in np.percentile(draws, [2.5, 97.5])],
                               "difference_reps": reps, "runs": {k: len(v) for k, v in rates.items()}}
-    paired = paired_by_seed(before, after, reps, seed)
+    paired = paired_by_seed(before, after, reps, seed, policy)
     if paired:
         result["paired"] = paired
     from paper_summary import iqm_over_seeds  # the sibling script (benchmarks/ is on sys.path when run)
@@ -194,7 +211,7 @@ def held_out_comparison(before: list[dict[str, Any]], after: list[dict[str, Any]
 
 
 def paired_by_seed(before: list[dict[str, Any]], after: list[dict[str, Any]], reps: int = 10_000,
-                   seed: int = 0) -> dict[str, Any] | None:
+                   seed: int = 0, policy: str = "held_out_final") -> dict[str, Any] | None:
     """Where both groups ran the same training seeds (each once), the final policies' held-out success
     compared seed by seed: two settings of one seed share what the seed draws (the demonstrations, the
     first resets), so the per-seed differences leave out part of the seed-to-seed spread the unpaired
@@ -205,7 +222,7 @@ def paired_by_seed(before: list[dict[str, Any]], after: list[dict[str, Any]], re
     seeds = [[r.get("seed") for r in runs] for runs in (before, after)]
     if None in seeds[0] + seeds[1] or len(set(seeds[0])) != len(seeds[0]) or set(seeds[0]) != set(seeds[1]):
         return None
-    rate = {name: {r["seed"]: r["held_out_final"]["rate"] for r in runs}
+    rate = {name: {r["seed"]: r[policy]["rate"] for r in runs}
             for name, runs in (("before", before), ("after", after))}
     order = sorted(rate["before"])
     d = np.array([rate["after"][s] - rate["before"][s] for s in order])
@@ -277,9 +294,10 @@ def main() -> None:
             ratios[f"{name}_after_over_before_at_most"] = a[upper] / b[lower]
     ratios["reached_at_half_budget"] = reached_at_half_budget(groups["before"], groups["after"])
     comparison = held_out_comparison(groups["before"], groups["after"])
+    kept_comparison = held_out_comparison(groups["before"], groups["after"], policy="held_out_kept")
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"threshold": args.threshold, "groups": summary, "ratios": ratios, "held_out_by_seed": comparison,
-              "runs": groups, "command": args.command}
+              "held_out_kept_by_seed": kept_comparison, "runs": groups, "command": args.command}
     (args.out / "summary.json").write_text(json.dumps(result, indent=2))
     plot(groups, args.threshold, args.out / "curves.png")
     for name, g in summary.items():
@@ -298,11 +316,17 @@ def main() -> None:
         bound = "at least " if g["median_is_lower_bound"] else ""
         print(f"{name}: {g['reached']}/{g['runs']} runs reach {args.threshold:.0%}; median {bound}"
               f"{g['median_steps_to_threshold']:,} env steps{minutes}{conf}")
-    if comparison:
-        lo, hi = comparison["difference_ci95"]
-        line = (f"held-out, after - before, seeds as the unit ({comparison['runs']['after']} and "
-                f"{comparison['runs']['before']} runs): {comparison['difference']:+.2f} ({lo:+.2f} to {hi:+.2f})")
-        for name, cell in comparison.get("iqm", {}).items():
+    for which, result in (("final", comparison), ("kept", kept_comparison)):
+        if not result:
+            continue
+        lo, hi = result["difference_ci95"]
+        line = (f"held-out, {which} policies, after - before, seeds as the unit ({result['runs']['after']} and "
+                f"{result['runs']['before']} runs): {result['difference']:+.2f} ({lo:+.2f} to {hi:+.2f})")
+        if "paired" in result:
+            p = result["paired"]
+            line += (f"; by seed {p['difference']:+.2f} ({p['difference_ci95'][0]:+.2f} to "
+                     f"{p['difference_ci95'][1]:+.2f}), {p['higher']} higher, {p['lower']} lower")
+        for name, cell in result.get("iqm", {}).items():
             line += f"; {name} IQM {cell['iqm']:.2f} ({cell['ci95'][0]:.2f}-{cell['ci95'][1]:.2f})"
         print(line)
     print("ratios:", {k: round(v, 3) if isinstance(v, float) else v for k, v in ratios.items()

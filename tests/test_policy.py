@@ -353,6 +353,20 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     assert after["before"]["held_out_kept_pooled"] is None and "kept policies" in printed
 
 
+def test_sample_efficiency_reads_the_final_policy_as_the_kept_one_only_where_keep_best_kept_it():
+    kept_is_final = load_benchmark("sample_efficiency").kept_is_final
+
+    def rows(*rates):
+        return [{"success_rate": r} for r in rates]
+
+    assert kept_is_final(rows(0.5, 0.9, 0.9), {"keep_best": True})  # a tie: keep_best keeps the later policy
+    assert not kept_is_final(rows(0.5, 0.93, 0.9), {"keep_best": True})  # an earlier policy was kept
+    assert not kept_is_final(rows(0.5, 0.9), {"keep_best": False})  # nothing was kept
+    # the ranking is keep_best's own: the mean over the evaluation settings where a row has one
+    assert not kept_is_final([{"success_rate": 0.9, "selection": 0.9}, {"success_rate": 1.0, "selection": 0.8}],
+                             {"keep_best": True})
+
+
 def test_sample_efficiency_plots_groups_of_any_size(tmp_path):
     """Five runs a group (the shade per run once went past matplotlib's alpha range at four)."""
     plot = load_benchmark("sample_efficiency").plot
