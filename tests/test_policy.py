@@ -475,12 +475,14 @@ def test_every_paper_row_shares_the_algorithm_budget_and_evaluation():
     select = [r for r in rows if r.endswith("_demos_ppo_select")]  # the same, the best of several clones
     gentle = [r for r in rows if r.endswith("_demos_ppo_select_gentle")]  # the same, PPO gentler after the clone
     default_rows = shared([r for r in rows if r not in touch + half + demos + demos_ppo + select + gentle])
-    # a row named <row>_gentle is <row> with PPO's learning rate and clip range lowered: nothing else differs
+    # a row named <row>_gentle is <row> with PPO's learning rate and clip range lowered and the
+    # demonstrations' replay off: nothing else differs
     assert gentle
     for r in gentle:
         row, base = cfgs[r], cfgs[r.removesuffix("_gentle")]
         params = {**base.algo.params, "learning_rate": 1e-4, "clip_range": 0.1}
-        assert row.algo.params == params and replace(row, algo=base.algo) == base
+        assert row.algo.params == params and row.demos.replay_steps == 0 < base.demos.replay_steps
+        assert replace(row, algo=base.algo, demos=replace(row.demos, replay_steps=base.demos.replay_steps)) == base
     # a row named <row>_demos_ppo_select is <row>_demos_ppo keeping the best of several clones: nothing else
     assert select and all(cfgs[r].demos.select_fits > 1 and replace(
         cfgs[r], demos=replace(cfgs[r].demos, select_fits=1, select_episodes=cfgs[r.removesuffix("_select")]
