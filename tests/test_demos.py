@@ -450,3 +450,21 @@ def test_demos_ppo_row_is_the_measured_setting():
         assert composed["demos"].pop("select_fits") == 1
         composed["demos"].pop("select_episodes")
         assert composed == measured
+
+
+def test_gentle_select_row_is_the_measured_setting():
+    """`+paper=fused_insertion_demos_ppo_select_gentle` composes to the configs of the committed runs it
+    cites: seed 0 ran before the row had its name (the select row with PPO's learning rate, clip range and
+    the replay set on the command line), seed 1 from the row itself."""
+    from omegaconf import OmegaConf
+
+    from mmrep.config import compose
+
+    root = Path(__file__).parents[1]
+    for seed, out in ((0, "runs/se/genr0_s0"), (1, "runs/se/gr_s1")):
+        composed = OmegaConf.to_container(compose("policy", [
+            "+paper=fused_insertion_demos_ppo_select_gentle", f"seed={seed}", "obs.encode_in=workers",
+            "obs.onnx=true", "progress=false", f"out={out}"]), resolve=True)
+        measured = json.loads((root / "benchmarks/results/sample_efficiency" / out.replace("runs/se", "runs")
+                               / "config.json").read_text())
+        assert composed == measured
