@@ -215,8 +215,9 @@ def paired_by_seed(before: list[dict[str, Any]], after: list[dict[str, Any]], re
     """Where both groups ran the same training seeds (each once), the final policies' held-out success
     (or that of ``policy``, as ``held_out_comparison``) compared seed by seed: two settings of one seed
     share what the seed draws (the demonstrations, the first resets), so the per-seed differences leave
-    out part of the seed-to-seed spread the unpaired comparison carries. ``difference``: their mean, with a 95% bootstrap interval over seeds; how many
-    seeds read higher, lower and the same after. None where the seeds differ or repeat."""
+    out part of the seed-to-seed spread the unpaired comparison carries. ``difference``: their mean, with
+    a 95% bootstrap interval over seeds; how many seeds read higher, lower and the same after. None where
+    the seeds differ or repeat."""
     import numpy as np
 
     seeds = [[r.get("seed") for r in runs] for runs in (before, after)]
