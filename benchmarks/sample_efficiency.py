@@ -19,7 +19,8 @@ success; the ratios after/before, and ``reached_at_half_budget``: how many runs 
 threshold by half the baseline's budget and by all of it, see ``reached_at_half_budget``;
 ``held_out_by_seed``: the final policies compared with each training seed as the unit, see
 ``held_out_comparison``; ``held_out_kept_by_seed``: the same of the kept policies, what each run
-delivers) and ``curves.png`` (success against env steps and against wall minutes).
+delivers; with ``--base-loop``, ``minutes_at_base_loop``: the wall minutes against an older tree's slower
+loop, see ``at_base_loop``) and ``curves.png`` (success against env steps and against wall minutes).
 A run that never reaches the threshold counts as its budget's end, marked ``reached: false`` (so a
 median over such runs is a lower bound); ``median_*_upper`` counts it as never reaching (the upper
 bound, ``median_upper``), and ``*_after_over_before_at_most`` divides the candidate's upper bound by the
@@ -176,6 +177,28 @@ def reached_at_half_budget(before: list[dict[str, Any]], after: list[dict[str, A
             "after_by_half": reached_by(after, budget // 2)}
 
 
+def at_base_loop(before: list[dict[str, Any]], group: dict[str, Any], speedup: dict[str, Any],
+                 after_minutes_upper: float | None) -> dict[str, Any] | None:
+    """The baseline's median wall minutes to the threshold on the loop of an older tree, and the
+    candidate's against it: the target "half of today's" counts today's loop, which the speed work made
+    ``speedup["ratio_median"]`` times faster (``benchmarks/policy_speedup.py``, both trees side by side).
+    The baseline's runs ran on this tree's loop, some beside other jobs; the least loaded one's pace
+    (its learning minutes per env step at its last evaluation, the smallest of the group) times the
+    group's median env steps (a lower bound where runs stopped short) times the ratio is a lower bound on
+    today's median minutes, so ``after_over_base_at_most`` (the candidate's upper bound over it) is a
+    ratio the runs guarantee. None where a run has no minutes or the candidate's median has no bound."""
+    last = [r["curve"][-1] for r in before]
+    if not last or any(p["learning_minutes"] is None for p in last) or after_minutes_upper is None:
+        return None
+    paces = [p["learning_minutes"] / p["timesteps"] for p in last]
+    ratio = speedup["ratio_median"]
+    minutes = min(paces) * group["median_steps_to_threshold"] * ratio
+    return {"base": speedup["base"], "loop_speedup": ratio, "speedup_options": speedup.get("new_options"),
+            "before_fastest_minutes_per_100k": min(paces) * 100_000,
+            "base_median_minutes_at_least": minutes,
+            "after_over_base_at_most": after_minutes_upper / minutes}
+
+
 def held_out_comparison(before: list[dict[str, Any]], after: list[dict[str, Any]], reps: int = 10_000,
                         seed: int = 0, policy: str = "held_out_final") -> dict[str, Any] | None:
     """The final policies' held-out success compared with each training seed as the unit: the pooled
@@ -267,6 +290,9 @@ def main() -> None:
     ap.add_argument("--after", nargs="+", type=Path, required=True, help="run folders of the candidate")
     ap.add_argument("--threshold", type=float, default=0.9, help="periodic success to reach (default 0.9)")
     ap.add_argument("--out", type=Path, required=True, help="folder for summary.json and curves.png")
+    ap.add_argument("--base-loop", type=Path, default=None,
+                    help="a benchmarks/policy_speedup.py JSON: also compare the after group's wall minutes with the "
+                         "before group's on that JSON's base tree (its loop that many times slower)")
     ap.add_argument("--command", default=None, help="the commands that made the runs, kept in the JSON")
     args = ap.parse_args()
     for run in args.before + args.after:
@@ -294,6 +320,12 @@ def main() -> None:
         if a[upper] is not None and b[lower]:
             ratios[f"{name}_after_over_before_at_most"] = a[upper] / b[lower]
     ratios["reached_at_half_budget"] = reached_at_half_budget(groups["before"], groups["after"])
+    if args.base_loop:
+        base = at_base_loop(groups["before"], b, json.loads(args.base_loop.read_text()), a["median_minutes_upper"])
+        if base is None:
+            raise SystemExit(f"--base-loop {args.base_loop}: a before run has no learning minutes, or the "
+                             "after group's median is not reached (no upper bound to compare)")
+        ratios["minutes_at_base_loop"] = base
     comparison = held_out_comparison(groups["before"], groups["after"])
     kept_comparison = held_out_comparison(groups["before"], groups["after"], policy="held_out_kept")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -331,7 +363,12 @@ def main() -> None:
             line += f"; {name} IQM {cell['iqm']:.2f} ({cell['ci95'][0]:.2f}-{cell['ci95'][1]:.2f})"
         print(line)
     print("ratios:", {k: round(v, 3) if isinstance(v, float) else v for k, v in ratios.items()
-                      if k != "reached_at_half_budget"})
+                      if k not in ("reached_at_half_budget", "minutes_at_base_loop")})
+    if "minutes_at_base_loop" in ratios:
+        base = ratios["minutes_at_base_loop"]
+        print(f"wall minutes against the tree {base['base']} (its loop {base['loop_speedup']:.2f}x slower): "
+              f"before at least {base['base_median_minutes_at_least']:.1f}, after over before at most "
+              f"{base['after_over_base_at_most']:.2f}")
     print("runs at the threshold: " + "; ".join(
         f"{name.replace('_', ' ')} ({c['steps']:,} env steps) {c['reached']}/{c['runs']}"
         for name, c in ratios["reached_at_half_budget"].items()))

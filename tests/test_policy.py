@@ -367,6 +367,27 @@ def test_sample_efficiency_reads_the_final_policy_as_the_kept_one_only_where_kee
                              {"keep_best": True})
 
 
+def test_sample_efficiency_compares_wall_minutes_on_the_older_trees_slower_loop():
+    at_base_loop = load_benchmark("sample_efficiency").at_base_loop
+
+    def run(minutes, steps=100_000):  # a run whose last periodic evaluation came after `minutes` of learning
+        return {"curve": [{"timesteps": steps // 2, "learning_minutes": minutes / 2},
+                          {"timesteps": steps, "learning_minutes": minutes}]}
+
+    speedup = {"base": "a0db715", "ratio_median": 1.5, "new_options": ["obs.onnx=true"]}
+    before = [run(12.0), run(24.0), run(40.0)]  # the two slower ones shared the cores with other jobs
+    got = at_base_loop(before, {"median_steps_to_threshold": 100_000}, speedup, after_minutes_upper=9.0)
+    assert got["before_fastest_minutes_per_100k"] == pytest.approx(12.0)  # the least loaded run's pace
+    assert got["base_median_minutes_at_least"] == pytest.approx(18.0)  # 12 min per 100k, 1.5x slower there
+    assert got["after_over_base_at_most"] == pytest.approx(0.5) and got["base"] == "a0db715"
+    # the median env steps scale it: a median reached at 50k costs half the minutes
+    half = at_base_loop(before, {"median_steps_to_threshold": 50_000}, speedup, after_minutes_upper=9.0)
+    assert half["after_over_base_at_most"] == pytest.approx(1.0)
+    assert at_base_loop(before, {"median_steps_to_threshold": 1}, speedup, after_minutes_upper=None) is None
+    unmeasured = {"curve": [{"timesteps": 100_000, "learning_minutes": None}]}  # written before runs kept minutes
+    assert at_base_loop([unmeasured], {"median_steps_to_threshold": 1}, speedup, after_minutes_upper=1.0) is None
+
+
 def test_sample_efficiency_plots_groups_of_any_size(tmp_path):
     """Five runs a group (the shade per run once went past matplotlib's alpha range at four)."""
     plot = load_benchmark("sample_efficiency").plot
