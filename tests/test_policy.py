@@ -325,10 +325,14 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     missing = status[-1].removeprefix("no run yet: ").split(", ")
     assert {"fused_concat", "fused_insertion", "fused_touch"} <= set(missing) and "state_fine" not in missing
     efficiency = tmp_path / "efficiency"  # env steps and minutes to a periodic success, two groups of runs
+    speedup = root / "benchmarks" / "results" / "speed" / "policy_speedup_backdrop_onnx_workers.json"
     printed = subprocess.run([sys.executable, str(root / "benchmarks" / "sample_efficiency.py"), "--before", runs[0],
-                              "--after", runs[1], "--threshold", "0", "--out", str(efficiency)],
-                             check=True, capture_output=True, text=True).stdout
+                              "--after", runs[1], "--threshold", "0", "--out", str(efficiency),
+                              "--base-loop", str(speedup)], check=True, capture_output=True, text=True).stdout
     result = json.loads((efficiency / "summary.json").read_text())
+    base = result["ratios"]["minutes_at_base_loop"]  # the minutes priced on the older tree's slower loop
+    assert base["base"] == "a0db715" and base["base_median_minutes_at_least"] > 0
+    assert "wall minutes against the tree a0db715" in printed
     first = result["runs"]["before"][0]
     assert first["reached"] and first["steps_to_threshold"] == first["curve"][0]["timesteps"] > 0
     assert first["minutes_to_threshold"] > 0 and first["held_out_final"]["episodes"] == 2
