@@ -180,13 +180,13 @@ def reached_at_half_budget(before: list[dict[str, Any]], after: list[dict[str, A
 def at_base_loop(before: list[dict[str, Any]], group: dict[str, Any], speedup: dict[str, Any],
                  after_minutes_upper: float | None) -> dict[str, Any] | None:
     """The baseline's median wall minutes to the threshold on the loop of an older tree, and the
-    candidate's against it: the target "half of today's" counts today's loop, which the speed work made
+    candidate's against it: a target set against that tree counts its loop, which this tree runs
     ``speedup["ratio_median"]`` times faster (``benchmarks/policy_speedup.py``, both trees side by side).
-    The baseline's runs ran on this tree's loop, some beside other jobs; the least loaded one's pace
-    (its learning minutes per env step at its last evaluation, the smallest of the group) times the
-    group's median env steps (a lower bound where runs stopped short) times the ratio is a lower bound on
-    today's median minutes, so ``after_over_base_at_most`` (the candidate's upper bound over it) is a
-    ratio the runs guarantee. None where a run has no minutes or the candidate's median has no bound."""
+    None where a before run has no minutes or the candidate's median has no upper bound."""
+    # A lower bound: the baseline's runs ran on this tree's loop, some beside other jobs; the least loaded
+    # one's pace (learning minutes per env step at its last evaluation, the group's smallest) times the
+    # group's median env steps (itself a lower bound where runs stopped short) times the ratio, so
+    # after_over_base_at_most is a ratio the runs guarantee.
     last = [r["curve"][-1] for r in before]
     if not last or any(p["learning_minutes"] is None for p in last) or after_minutes_upper is None:
         return None
