@@ -321,7 +321,12 @@ def main() -> None:
             ratios[f"{name}_after_over_before_at_most"] = a[upper] / b[lower]
     ratios["reached_at_half_budget"] = reached_at_half_budget(groups["before"], groups["after"])
     if args.base_loop:
-        base = at_base_loop(groups["before"], b, json.loads(args.base_loop.read_text()), a["median_minutes_upper"])
+        speedup = json.loads(args.base_loop.read_text())
+        missing = [k for k in ("ratio_median", "base") if k not in speedup]
+        if missing:
+            raise SystemExit(f"--base-loop {args.base_loop}: not a benchmarks/policy_speedup.py JSON "
+                             f"(no {missing[0]!r})")
+        base = at_base_loop(groups["before"], b, speedup, a["median_minutes_upper"])
         if base is None:
             raise SystemExit(f"--base-loop {args.base_loop}: a before run has no learning minutes, or the "
                              "after group's median is not reached (no upper bound to compare)")

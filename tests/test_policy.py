@@ -333,6 +333,10 @@ def test_state_policy_summary_and_curves_read_the_runs(tmp_path):
     base = result["ratios"]["minutes_at_base_loop"]  # the minutes priced on the older tree's slower loop
     assert base["base"] == "a0db715" and base["base_median_minutes_at_least"] > 0
     assert "wall minutes against the tree a0db715" in printed
+    wrong = subprocess.run([sys.executable, str(root / "benchmarks" / "sample_efficiency.py"), "--before", runs[0],
+                            "--after", runs[1], "--threshold", "0", "--out", str(tmp_path / "wrong"),
+                            "--base-loop", str(efficiency / "summary.json")], capture_output=True, text=True)
+    assert wrong.returncode != 0 and "not a benchmarks/policy_speedup.py JSON (no 'ratio_median')" in wrong.stderr
     first = result["runs"]["before"][0]
     assert first["reached"] and first["steps_to_threshold"] == first["curve"][0]["timesteps"] > 0
     assert first["minutes_to_threshold"] > 0 and first["held_out_final"]["episodes"] == 2
