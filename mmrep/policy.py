@@ -115,7 +115,8 @@ def build_venv(cfg: PolicyConfig, n_envs: int, seed: int, vec_env: str | None = 
 
         venv = RayVecEnv(fns, address=cfg.ray_address)
     else:
-        venv = WatchedSubprocVecEnv(fns) if kind == "subproc" and n_envs > 1 else DummyVecEnv(fns)
+        venv = (WatchedSubprocVecEnv(fns, pin_cpus=cfg.pin_workers) if kind == "subproc" and n_envs > 1
+                else DummyVecEnv(fns))
     venv.seed(seed)
     if latent and not in_workers:
         encoder = load_encoder(cfg.obs.encoder)
@@ -688,7 +689,8 @@ def _check_same_config(out: Path, cfg: PolicyConfig, write: bool = True) -> None
         # A field added to the config since the run started reads as its default, so an older run resumes.
         old = merge_nested(json.loads(json.dumps(asdict(PolicyConfig()))), json.loads(path.read_text()))
         keep = ("out", "progress", "threads", "device", "eval_every_steps", "eval_episodes", "eval_stochastic",
-                "ckpt_every_steps", "total_steps", "max_train_minutes", "vec_env", "ray_address")
+                "ckpt_every_steps", "total_steps", "max_train_minutes", "vec_env", "ray_address",
+                "pin_workers")
         # where and how the encoder runs changes z by float rounding at most: a run may resume with another choice
         speed = {k: new["obs"].get(k) for k in ("encode_in", "jit", "onnx")}
         same_obs = {**old.get("obs", {}), **speed} == new["obs"]

@@ -3,6 +3,7 @@ ends are those of the tree before it (a digest recorded there), and encoding ins
 gives the main process's z to 1e-5 with the same rewards, ends and terminal observations."""
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -261,3 +262,30 @@ def test_every_codec_gives_a_finite_z_for_inputs_far_outside_training(backend):
     z = codec.encode(far)  # raised "non-finite z ... from finite inputs" before
     assert np.isfinite(z).all() and not np.allclose(z, clean)
     np.testing.assert_allclose(z, encoder.encode(far).numpy(), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_pinned_workers_encode_the_same_latents_on_their_own_cpus(small_encoder, tmp_path):
+    from dataclasses import replace
+
+    from mmrep.policy import _check_same_config
+    from mmrep.rl.subproc import worker_cpus
+
+    free_cfg = latent_cfg(small_encoder, "workers")
+    pinned_cfg = replace(free_cfg, pin_workers=True)
+    pinned_cfg.validate()
+    free, pinned = build_venv(free_cfg, 2, 11), build_venv(pinned_cfg, 2, 11)
+    try:
+        assert [os.sched_getaffinity(p.pid) for p in pinned.processes] == [{c} for c in worker_cpus(2)]
+        np.testing.assert_array_equal(pinned.reset(), free.reset())  # one process each, both one observation at a time
+        rng = np.random.default_rng(3)
+        for _ in range(6):
+            actions = rng.uniform(-1, 1, (2, 3)).astype(np.float32)
+            for x, y in zip(pinned.step(actions)[:3], free.step(actions)[:3]):
+                np.testing.assert_array_equal(x, y)
+    finally:
+        free.close(), pinned.close()
+    _check_same_config(tmp_path, free_cfg)
+    _check_same_config(tmp_path, pinned_cfg)  # a run resumes pinned or not: the same results
+    with pytest.raises(ValueError, match="pin_workers=true .* needs vec_env=subproc .*'dummy'"):
+        replace(free_cfg, pin_workers=True, vec_env="dummy").validate()

@@ -1,6 +1,7 @@
 """``WatchedSubprocVecEnv``: a dead env worker stops the main process with an error naming it, and
 closing returns, where SB3's ``SubprocVecEnv.close()`` after the failed step waited for good."""
 
+import os
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from mmrep.rl.subproc import EnvWorkerDied, WatchedSubprocVecEnv
+from mmrep.rl.subproc import EnvWorkerDied, WatchedSubprocVecEnv, worker_cpus
 from sim.rl_env import make_rl_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +51,30 @@ def test_steps_like_sb3s_subproc_vec_env_when_the_workers_live():
                 np.testing.assert_array_equal(x, y)
     finally:
         watched.close(), plain.close()
+
+
+def test_worker_cpus_takes_the_allowed_cpus_in_order_and_cycles():
+    assert worker_cpus(3, {5, 2}) == [2, 5, 2]
+    assert worker_cpus(1, [7]) == [7]
+    assert set(worker_cpus(4)) <= os.sched_getaffinity(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_pinned_workers_run_on_their_cpu_and_step_as_unpinned_ones():
+    fns = [partial(make_rl_env, FAST, (), True, i) for i in range(3)]
+    pinned, free = WatchedSubprocVecEnv(fns, pin_cpus=True), WatchedSubprocVecEnv(fns)
+    try:
+        assert pinned.cpus == worker_cpus(3) and free.cpus is None
+        for process, cpu in zip(pinned.processes, pinned.cpus):
+            assert os.sched_getaffinity(process.pid) == {cpu}
+        assert all(os.sched_getaffinity(p.pid) == os.sched_getaffinity(0) for p in free.processes)
+        pinned.seed(5), free.seed(5)
+        np.testing.assert_array_equal(pinned.reset(), free.reset())
+        for a in np.random.default_rng(0).uniform(-1, 1, (6, 3, 3)).astype(np.float32):
+            for x, y in zip(pinned.step(a)[:3], free.step(a)[:3]):
+                np.testing.assert_array_equal(x, y)
+    finally:
+        pinned.close(), free.close()
 
 
 def test_a_worker_that_dies_in_step_raises_naming_it_and_the_rest_close():
