@@ -58,7 +58,8 @@ COMMANDS: dict[str, Command] = {
         "guides/robustness.md"),
     "policy train": Command(
         "train a policy (PPO, TRPO, SAC, recurrent PPO) on a frozen encoder, pixels or the state", "policy",
-        ("out", "obs.encoder", "total_steps", "n_envs", "vec_env", "seed", "eval_every_steps", "device", "threads"),
+        ("out", "obs.encoder", "total_steps", "n_envs", "vec_env", "pin_workers", "seed", "eval_every_steps", "device",
+         "threads"),
         ("algo", "obs", "paper"),
         ("mmrep policy train obs=latent_proprio obs.encoder=runs/full/encoder.pt algo=ppo out=runs/policy",
          "mmrep policy train +paper=fused_insertion seed=0 out=runs/paper/fused_insertion_s0"), "guides/policies.md"),

@@ -416,8 +416,8 @@ class PolicyConfig:
     n_envs: int = 2  # sub-environments (one process each with vec_env=subproc, one Ray actor with ray)
     vec_env: str = "subproc"  # subproc | dummy (in the main process) | ray (Ray actors, mmrep.rl.ray_vec_env)
     ray_address: str | None = None  # vec_env=ray: None starts a local Ray instance; "auto" or "host:6379" joins one
-    # vec_env=subproc: bind env worker i to the i-th CPU this process may use (Linux). Same results, faster
-    # where the training has the machine to itself; off where other jobs share its CPUs (mmrep.rl.subproc).
+    # Bind env worker i to CPU i (vec_env=subproc, Linux): same results, faster with the machine to oneself.
+    # Off where other jobs share the CPUs: every pinned training puts its worker i on the same CPU.
     pin_workers: bool = False
     # Training sub-env i: its first reset seeded seed + i (SB3 seeds the vec env with the algorithm's seed),
     # its perturbations seed * 1000 + i; a resumed run reseeds the resets from (seed, steps done)

@@ -10,11 +10,11 @@ and checks that the worker is alive), and ``close()`` does not wait on answers a
 training stops with an error, its checkpoints kept, and the same command resumes.
 
 ``pin_cpus``: each worker bound to one CPU (``os.sched_setaffinity``, Linux), worker i to the i-th
-(cyclically) of the CPUs the main process may use. The workers sleep on their pipes for about half of
-every step while the main process runs the policy; unbound, the scheduler wakes them on whichever CPU
-is free and they refill their caches there. On this project's 2-core machine, bound workers stepped the
-fused row's loop 1.2x faster (measured 2026-12-08, ``docs/results/speed.md``). Leave it off where
-other jobs share the machine's CPUs: two trainings pinned alike put their workers on the same CPUs.
+(cyclically) of the CPUs the main process may use. Every vector step the main process wakes the
+workers, which sleep on their pipes while it runs the policy. On this project's 2-core machine bound
+workers stepped the fused row's loop 1.22x faster for about the same CPU per env step: they waited
+less, for reasons not pinned down (measured 2026-12-08, ``docs/results/speed.md``). Leave it off
+where other jobs share the machine's CPUs: every pinned training puts its worker i on the same CPU.
 """
 
 from __future__ import annotations
